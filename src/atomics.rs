@@ -1,0 +1,10 @@
+//! The atomic types used by the code that `tests/loom_*.rs` model-checks
+//! (the BH queue and the notify protocol).
+//!
+//! Under `--cfg loom` they are loom's instrumented atomics, otherwise std's.
+//! Code outside those modules uses std's atomics directly.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};

@@ -1,0 +1,221 @@
+//! The wait-free-to-enqueue BH queue: an intrusive multi-producer stack that
+//! its single consumer empties with one swap.
+//!
+//! Producers (any thread, even a signal handler) push with a CAS loop on the
+//! head; nothing is allocated and no lock is taken. A node is pushed only by
+//! whoever flipped its PENDING flag from 0 to 1 (see `bh.rs`), so it is in
+//! the queue at most once. The consumer (the context's polling thread) takes
+//! the whole stack with one `swap(null)` and reverses it, which yields the
+//! nodes in push order: BHs run FIFO.
+//!
+//! Push-only plus take-all is immune to ABA: a producer's CAS only ever
+//! installs its own node on top of whatever head it read, and the consumer
+//! never pops single nodes with a CAS.
+//!
+//! Memory ordering: the push CAS is `SeqCst` because it is half of the
+//! Dekker-style handshake with `notify_me` (see `notify.rs`); the consumer's
+//! `swap` acquires the producers' writes of `next` and of the node's fields.
+
+use std::ptr;
+
+use crate::atomics::{AtomicPtr, Ordering};
+
+/// A node that can sit in a [`BhQueue`]: it embeds its own `next` link.
+pub trait QueueNode: Sized {
+    /// The node's intrusive link. Only the queue reads or writes it.
+    fn next(&self) -> &AtomicPtr<Self>;
+}
+
+/// Intrusive MPSC stack of `N`s, drained in FIFO order.
+pub struct BhQueue<N: QueueNode> {
+    head: AtomicPtr<N>,
+}
+
+// SAFETY: the queue only stores pointers; the nodes' owners guarantee that a
+// pushed node stays alive until the consumer has taken it (documented on
+// `push`), and all accesses to `head` are atomic.
+unsafe impl<N: QueueNode> Send for BhQueue<N> {}
+// SAFETY: as above; `push` is designed for concurrent callers.
+unsafe impl<N: QueueNode> Sync for BhQueue<N> {}
+
+impl<N: QueueNode> Default for BhQueue<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<N: QueueNode> BhQueue<N> {
+    pub fn new() -> Self {
+        BhQueue {
+            head: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// Pushes `node`. Lock-free, allocation-free, callable from any thread.
+    ///
+    /// # Safety
+    /// `node` must be valid, must not be in this (or any) queue already, and
+    /// must stay valid until the consumer has taken it out again.
+    #[inline]
+    pub unsafe fn push(&self, node: *mut N) {
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: the caller guarantees `node` is valid and not shared
+            // through the queue yet, so nobody else reads its link.
+            unsafe { (*node).next().store(head, Ordering::Relaxed) };
+            match self
+                .head
+                .compare_exchange_weak(head, node, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(actual) => head = actual,
+            }
+        }
+    }
+
+    /// True if a producer has pushed something the consumer has not taken.
+    /// `SeqCst`: the poller's half of the handshake in `notify.rs`.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.head.load(Ordering::SeqCst).is_null()
+    }
+
+    /// The most recently pushed node, for a read-only walk by the consumer
+    /// (nodes stay linked and alive until the consumer itself takes them).
+    #[inline]
+    pub fn peek(&self) -> *mut N {
+        self.head.load(Ordering::Acquire)
+    }
+
+    /// Takes every queued node and returns the first-pushed one; the rest
+    /// follow through `next()` in push order. Null when empty.
+    ///
+    /// Only the single consumer may call this.
+    #[inline]
+    pub fn take_all_fifo(&self) -> *mut N {
+        if self.head.load(Ordering::Relaxed).is_null() {
+            return ptr::null_mut();
+        }
+        let mut node = self.head.swap(ptr::null_mut(), Ordering::Acquire);
+        let mut reversed: *mut N = ptr::null_mut();
+        while !node.is_null() {
+            // SAFETY: every node reachable from the head we swapped out was
+            // pushed (and so kept alive) by a producer, and now belongs to the
+            // consumer alone.
+            let next = unsafe { (*node).next().load(Ordering::Relaxed) };
+            // SAFETY: as above.
+            unsafe { (*node).next().store(reversed, Ordering::Relaxed) };
+            reversed = node;
+            node = next;
+        }
+        reversed
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    struct Node {
+        value: usize,
+        next: AtomicPtr<Node>,
+    }
+
+    impl QueueNode for Node {
+        fn next(&self) -> &AtomicPtr<Node> {
+            &self.next
+        }
+    }
+
+    fn node(value: usize) -> *mut Node {
+        Box::into_raw(Box::new(Node {
+            value,
+            next: AtomicPtr::new(ptr::null_mut()),
+        }))
+    }
+
+    /// Drains a FIFO chain into values, freeing the nodes.
+    fn drain(mut n: *mut Node) -> Vec<usize> {
+        let mut out = Vec::new();
+        while !n.is_null() {
+            // SAFETY: the chain came from take_all_fifo and is ours.
+            let b = unsafe { Box::from_raw(n) };
+            out.push(b.value);
+            n = b.next.load(Ordering::Relaxed);
+        }
+        out
+    }
+
+    #[test]
+    fn empty_queue_takes_nothing() {
+        let q: BhQueue<Node> = BhQueue::new();
+        assert!(q.is_empty());
+        assert!(q.take_all_fifo().is_null());
+    }
+
+    #[test]
+    fn takes_in_push_order() {
+        let q = BhQueue::new();
+        for i in 0..5 {
+            // SAFETY: fresh node, freed by drain.
+            unsafe { q.push(node(i)) };
+        }
+        assert!(!q.is_empty());
+        assert_eq!(drain(q.take_all_fifo()), vec![0, 1, 2, 3, 4]);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn pushes_after_take_form_a_new_batch() {
+        let q = BhQueue::new();
+        // SAFETY: fresh nodes, freed by drain.
+        unsafe { q.push(node(1)) };
+        let first = q.take_all_fifo();
+        // SAFETY: as above.
+        unsafe { q.push(node(2)) };
+        assert_eq!(drain(first), vec![1]);
+        assert_eq!(drain(q.take_all_fifo()), vec![2]);
+    }
+
+    #[test]
+    fn concurrent_producers_lose_nothing_and_keep_per_thread_order() {
+        const THREADS: usize = 4;
+        let per_thread = if cfg!(miri) { 50 } else { 10_000 };
+        let q = Arc::new(BhQueue::new());
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let q = Arc::clone(&q);
+                std::thread::spawn(move || {
+                    for i in 0..per_thread {
+                        // SAFETY: fresh node, freed by drain below.
+                        unsafe { q.push(node(t * 1_000_000 + i)) };
+                    }
+                })
+            })
+            .collect();
+        let mut seen = Vec::new();
+        loop {
+            let done = handles.iter().all(|h| h.is_finished());
+            seen.extend(drain(q.take_all_fifo()));
+            if done && q.is_empty() {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+        seen.extend(drain(q.take_all_fifo()));
+        assert_eq!(seen.len(), THREADS * per_thread);
+        for t in 0..THREADS {
+            let mine: Vec<_> = seen
+                .iter()
+                .copied()
+                .filter(|v| v / 1_000_000 == t)
+                .map(|v| v % 1_000_000)
+                .collect();
+            assert_eq!(mine, (0..per_thread).collect::<Vec<_>>());
+        }
+    }
+}

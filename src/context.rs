@@ -1,0 +1,501 @@
+//! `AioContext`: the event loop object (`qemu/aio.h`: `aio_context_new`,
+//! `aio_context_ref`, `aio_context_unref`, `aio_notify`,
+//! `aio_notify_accept`, `aio_compute_timeout`).
+//!
+//! A context owns its wakeup eventfd, the BH queue, a registry of the BHs
+//! allocated on it, and loop-local dispatch state. It is reference counted
+//! by C callers; the last `aio_context_unref` tears it down.
+//!
+//! Threading: `ref`/`unref`, `aio_notify` and BH scheduling work from any
+//! thread. Polling and dispatch (`aio_poll`, `aio_bh_poll`,
+//! `aio_compute_timeout`) belong to the context's home thread: the thread
+//! bound to it with `qemu_set_current_aio_context` (for the main context,
+//! also any thread holding the BQL). A context bound to no thread may be
+//! polled by any one thread at a time.
+//!
+//! Teardown follows QEMU: a BH still scheduled is a fatal error naming the
+//! BH; a BH allocated but never deleted is reported with one warning line and
+//! freed.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::ffi::{c_char, c_void};
+use std::io;
+use std::ptr;
+use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::bh::{
+    BH_DELETED, BH_IDLE, BH_ONESHOT, BH_PENDING, BH_SCHEDULED, Bh, BhFn, MemReentrancyGuard,
+    NOT_REGISTERED,
+};
+use crate::bh_queue::{BhQueue, QueueNode};
+use crate::fatal::{self, Misuse, MisuseResult};
+use crate::notifier::EventNotifier;
+use crate::notify::NotifyState;
+use crate::thread;
+
+const CTX_MAGIC_LIVE: u32 = 0x4143_5458; // "ACTX"
+const CTX_MAGIC_DEAD: u32 = 0x4445_4144; // "DEAD"
+
+/// How long a blocked loop may leave an idle BH waiting (QEMU: 10 ms).
+pub(crate) const IDLE_BH_TIMEOUT_NS: i64 = 10_000_000;
+
+/// Dead contexts whose memory is kept (magic = DEAD) so that a stale handle
+/// is reported instead of silently reusing freed memory. Bounded.
+const QUARANTINE_LEN: usize = 64;
+
+struct Quarantined(*mut Context);
+// SAFETY: a quarantined context is dead; only its (atomic) magic is ever
+// read through stale handles, and it is freed by whoever evicts it.
+unsafe impl Send for Quarantined {}
+static QUARANTINE: Mutex<VecDeque<Quarantined>> = Mutex::new(VecDeque::new());
+
+/// The BHs allocated with `aio_bh_new*` and not freed yet, so that teardown
+/// can report and free the ones never deleted. Each BH knows its slot.
+#[derive(Default)]
+struct BhRegistry(Vec<*mut Bh>);
+// SAFETY: the pointers are only dereferenced by the thread holding the lock
+// (to update slots) or by teardown, which owns every BH.
+unsafe impl Send for BhRegistry {}
+
+/// State touched only by the thread currently polling the context.
+struct LoopLocal {
+    /// Heads of the slices being dispatched, oldest first.
+    slices: RefCell<VecDeque<*mut Bh>>,
+    /// Nesting depth of aio_poll / aio_bh_poll on this context.
+    depth: Cell<u32>,
+}
+
+/// The context itself. Handles given to C are `*mut Context` cast to the
+/// opaque `AioContext`.
+pub(crate) struct Context {
+    magic: AtomicU32,
+    refcount: AtomicUsize,
+    pub(crate) notify: NotifyState,
+    pub(crate) bh_queue: BhQueue<Bh>,
+    bh_registry: Mutex<BhRegistry>,
+    wakeup: EventNotifier,
+    /// Token of the thread bound to this context, or null.
+    home: AtomicPtr<u8>,
+    /// For an unbound context: token of the thread polling it, or null.
+    poller: AtomicPtr<u8>,
+    local: LoopLocal,
+    aio_max_batch: AtomicI64,
+}
+
+// SAFETY: shared state is atomic or behind a mutex; `local` is only touched
+// by the single thread allowed to poll (enforced by `enter_loop`), and
+// `wakeup`'s fd is only read by that thread, written (eventfd write) by any.
+unsafe impl Sync for Context {}
+// SAFETY: as above; nothing is tied to the creating thread.
+unsafe impl Send for Context {}
+
+/// Marks the calling thread as inside a poll of the context; undone on drop.
+pub(crate) struct LoopGuard<'a> {
+    ctx: &'a Context,
+    claimed_poller: bool,
+}
+
+impl Drop for LoopGuard<'_> {
+    fn drop(&mut self) {
+        let depth = self.ctx.local.depth.get() - 1;
+        self.ctx.local.depth.set(depth);
+        if self.claimed_poller && depth == 0 {
+            self.ctx.poller.store(ptr::null_mut(), Ordering::Release);
+        }
+    }
+}
+
+impl Context {
+    /// A new context with one reference, owned by the caller.
+    pub(crate) fn new() -> io::Result<*const Context> {
+        let mut wakeup = EventNotifier::uninit();
+        wakeup.init(false, false)?;
+        let ctx = Box::new(Context {
+            magic: AtomicU32::new(CTX_MAGIC_LIVE),
+            refcount: AtomicUsize::new(1),
+            notify: NotifyState::new(),
+            bh_queue: BhQueue::new(),
+            bh_registry: Mutex::new(BhRegistry::default()),
+            wakeup,
+            home: AtomicPtr::new(ptr::null_mut()),
+            poller: AtomicPtr::new(ptr::null_mut()),
+            local: LoopLocal {
+                slices: RefCell::new(VecDeque::new()),
+                depth: Cell::new(0),
+            },
+            aio_max_batch: AtomicI64::new(0),
+        });
+        Ok(Box::into_raw(ctx))
+    }
+
+    /// Validates a C handle.
+    ///
+    /// # Safety
+    /// `ctx` is null or was returned by [`Context::new`] (a freed one is
+    /// detected while it sits in the quarantine).
+    pub(crate) unsafe fn from_handle<'a>(ctx: *const Context) -> MisuseResult<&'a Context> {
+        if ctx.is_null() {
+            return Err(Misuse::new("AioContext is NULL"));
+        }
+        // SAFETY: non-null; the caller vouches it was a context; dead ones
+        // stay allocated in the quarantine for a while.
+        let r = unsafe { &*ctx };
+        match r.magic.load(Ordering::Acquire) {
+            CTX_MAGIC_LIVE => Ok(r),
+            CTX_MAGIC_DEAD => Err(Misuse::new(
+                "AioContext was already freed (its last reference is gone)",
+            )),
+            _ => Err(Misuse::new("AioContext is not a valid context")),
+        }
+    }
+
+    pub(crate) fn as_ptr(&self) -> *const Context {
+        ptr::from_ref(self)
+    }
+
+    pub(crate) fn ref_(&self) {
+        self.refcount.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops a reference; the last one tears the context down.
+    ///
+    /// # Safety
+    /// `ctx` is a live context and the caller owns one reference to it.
+    pub(crate) unsafe fn unref(ctx: *const Context) {
+        // SAFETY: live per the caller.
+        let r = unsafe { &*ctx };
+        if r.refcount.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // SAFETY: that was the last reference.
+            unsafe { Self::destroy(ctx.cast_mut()) };
+        }
+    }
+
+    /// Binds the context to the thread `token` (`qemu_set_current_aio_context`).
+    pub(crate) fn claim_home_thread(&self, token: *mut u8) -> MisuseResult<()> {
+        self.home
+            .compare_exchange(ptr::null_mut(), token, Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| ())
+            .map_err(|_| Misuse::new("this context is already bound to another thread"))
+    }
+
+    /// Enters loop-thread-only code (`aio_poll`, `aio_bh_poll`, ...), after
+    /// checking that the calling thread may: it is the home thread, or the
+    /// context is unbound and no other thread is polling it.
+    #[inline]
+    pub(crate) fn enter_loop(&self) -> MisuseResult<LoopGuard<'_>> {
+        let mut claimed_poller = false;
+        if !thread::in_home_thread(self) {
+            if !self.home.load(Ordering::Acquire).is_null() {
+                return Err(Misuse::new(
+                    "called outside the context's home thread (the thread bound to it with \
+                     qemu_set_current_aio_context, or a BQL holder for the main context)",
+                ));
+            }
+            let me = thread::thread_token();
+            match self.poller.compare_exchange(
+                ptr::null_mut(),
+                me,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => claimed_poller = true,
+                Err(other) if other == me => {}
+                Err(_) => {
+                    return Err(Misuse::new(
+                        "context bound to no thread is already being polled by another thread",
+                    ));
+                }
+            }
+        }
+        self.local.depth.set(self.local.depth.get() + 1);
+        Ok(LoopGuard {
+            ctx: self,
+            claimed_poller,
+        })
+    }
+
+    /// `aio_notify`: make a blocked (or about to block) poll return.
+    #[inline]
+    pub(crate) fn notify(&self) {
+        if self.notify.notify() {
+            self.kick();
+        }
+    }
+
+    /// Writes the wakeup eventfd.
+    #[cold]
+    pub(crate) fn kick(&self) {
+        if let Err(e) = self.wakeup.set() {
+            fatal::die(
+                "aio_notify",
+                &format!("cannot write the wakeup eventfd: {e}"),
+            );
+        }
+    }
+
+    /// Links a BH whose PENDING flag the caller just set, and wakes the
+    /// poller if it sleeps (see `notify.rs` for why this cannot be lost).
+    #[inline]
+    pub(crate) fn enqueue(&self, bh: &Bh) {
+        // SAFETY: the caller flipped PENDING 0 -> 1, so the BH is in no queue,
+        // and it stays alive until the loop dequeues it (only the loop frees).
+        unsafe { self.bh_queue.push(ptr::from_ref(bh).cast_mut()) };
+        if self.notify.must_kick_after_push() {
+            self.kick();
+        }
+    }
+
+    /// Links a BH without waking the poller (used for deletions).
+    pub(crate) fn enqueue_quietly(&self, bh: &Bh) {
+        // SAFETY: as in `enqueue`.
+        unsafe { self.bh_queue.push(ptr::from_ref(bh).cast_mut()) };
+    }
+
+    /// `aio_bh_new_full`: a registered, unscheduled BH.
+    pub(crate) fn bh_new(
+        &self,
+        cb: BhFn,
+        opaque: *mut c_void,
+        name: *const c_char,
+        guard: *mut MemReentrancyGuard,
+    ) -> *mut Bh {
+        let bh = Bh::alloc(self, cb, opaque, name, guard, 0);
+        let mut reg = self.bh_registry.lock();
+        // SAFETY: `bh` is fresh; its slot is only touched under this lock.
+        unsafe { (*bh).registry_slot.store(reg.0.len(), Ordering::Relaxed) };
+        reg.0.push(bh);
+        bh
+    }
+
+    /// `aio_bh_schedule_oneshot_full`: allocate, schedule, free after running.
+    pub(crate) fn schedule_oneshot(&self, cb: BhFn, opaque: *mut c_void, name: *const c_char) {
+        let bh = Bh::alloc(
+            self,
+            cb,
+            opaque,
+            name,
+            ptr::null_mut(),
+            BH_PENDING | BH_SCHEDULED | BH_ONESHOT,
+        );
+        // SAFETY: just allocated, so alive and in no queue.
+        self.enqueue(unsafe { &*bh });
+    }
+
+    /// Unregisters (if registered) and frees a BH the loop has unlinked.
+    ///
+    /// # Safety
+    /// `bh` belongs to this context, is unlinked, and is not used again.
+    unsafe fn free_bh(&self, bh: *mut Bh) {
+        // SAFETY: alive until freed below.
+        let slot = unsafe { (*bh).registry_slot.load(Ordering::Relaxed) };
+        if slot != NOT_REGISTERED {
+            let mut reg = self.bh_registry.lock();
+            // Re-read under the lock (the slot only changes under it).
+            // SAFETY: as above.
+            let slot = unsafe { (*bh).registry_slot.load(Ordering::Relaxed) };
+            reg.0.swap_remove(slot);
+            if let Some(&moved) = reg.0.get(slot) {
+                // SAFETY: registered BHs are alive; the lock is held.
+                unsafe { (*moved).registry_slot.store(slot, Ordering::Relaxed) };
+            }
+        }
+        // SAFETY: unlinked and unregistered now; the caller gives it up.
+        unsafe { Bh::free(bh) };
+    }
+
+    /// Unlinks the next BH of the oldest slice, or None when all are done.
+    fn next_slice_bh(&self) -> Option<*mut Bh> {
+        let mut slices = self.local.slices.borrow_mut();
+        let head = slices.front_mut()?;
+        let bh = *head;
+        // Read the link before PENDING is cleared: after that a producer may
+        // push the BH again and rewrite it.
+        // SAFETY: a linked BH is alive (only the loop frees, after unlinking).
+        let next = unsafe { (*bh).next().load(crate::atomics::Ordering::Relaxed) };
+        if next.is_null() {
+            slices.pop_front();
+        } else {
+            *head = next;
+        }
+        Some(bh)
+    }
+
+    /// `aio_bh_poll`: runs the BHs scheduled before this call, in scheduling
+    /// order, continuing outer calls' slices first. Returns whether a
+    /// non-idle BH ran. The caller holds a [`LoopGuard`].
+    pub(crate) fn bh_poll(&self, _guard: &LoopGuard<'_>) -> bool {
+        let batch = self.bh_queue.take_all_fifo();
+        {
+            let mut slices = self.local.slices.borrow_mut();
+            if !batch.is_null() {
+                slices.push_back(batch);
+            } else if slices.is_empty() {
+                return false;
+            }
+        }
+        let mut progress = false;
+        while let Some(bh) = self.next_slice_bh() {
+            // SAFETY: unlinked just now, still alive.
+            let flags = unsafe { &*bh }
+                .flags
+                .fetch_and(!(BH_PENDING | BH_SCHEDULED | BH_IDLE), Ordering::AcqRel);
+            if flags & (BH_SCHEDULED | BH_DELETED) == BH_SCHEDULED {
+                if flags & BH_IDLE == 0 {
+                    progress = true;
+                }
+                // SAFETY: alive; no borrow of loop state is held here.
+                unsafe { Bh::call(bh) };
+            }
+            if flags & (BH_DELETED | BH_ONESHOT) != 0 {
+                // SAFETY: unlinked, and deleted or oneshot: nobody may use it.
+                unsafe { self.free_bh(bh) };
+            }
+        }
+        progress
+    }
+
+    /// The BH part of `aio_compute_timeout`: 0 if a BH is scheduled, 10 ms
+    /// if only idle BHs are, -1 if none. Walks the queue without taking it.
+    pub(crate) fn bh_timeout(&self, _guard: &LoopGuard<'_>) -> i64 {
+        let mut timeout = -1;
+        let mut scan = |mut bh: *mut Bh| -> bool {
+            while !bh.is_null() {
+                // SAFETY: linked BHs are alive; links of queued BHs were
+                // published by the push CAS that `peek` acquired.
+                let b = unsafe { &*bh };
+                let flags = b.flags.load(Ordering::Acquire);
+                if flags & (BH_SCHEDULED | BH_DELETED) == BH_SCHEDULED {
+                    if flags & BH_IDLE == 0 {
+                        return true;
+                    }
+                    timeout = IDLE_BH_TIMEOUT_NS;
+                }
+                bh = b.next().load(crate::atomics::Ordering::Relaxed);
+            }
+            false
+        };
+        if self.local.slices.borrow().iter().any(|&head| scan(head)) {
+            return 0;
+        }
+        if scan(self.bh_queue.peek()) {
+            return 0;
+        }
+        timeout
+    }
+
+    /// Blocks until the wakeup eventfd is written or `timeout_ns` (-1:
+    /// forever) passes, and consumes the wakeup.
+    pub(crate) fn wait_for_wakeup(&self, timeout_ns: i64) {
+        if timeout_ns < 0 {
+            // The only fd to watch: one blocking read() both waits and
+            // clears (as cheap as a raw eventfd hand-off).
+            self.wakeup.test_and_clear();
+            return;
+        }
+        let mut pfd = libc::pollfd {
+            fd: self.wakeup.rfd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ts = libc::timespec {
+            tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
+            tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
+        };
+        // SAFETY: one valid pollfd, a valid timespec, no signal mask.
+        let n = unsafe { libc::ppoll(&mut pfd, 1, &ts, ptr::null()) };
+        if n > 0 && pfd.revents & libc::POLLIN != 0 {
+            // Readable, so this read of the blocking eventfd cannot block
+            // (this thread is its only reader).
+            self.wakeup.test_and_clear();
+        }
+    }
+
+    pub(crate) fn set_aio_max_batch(&self, max_batch: i64) {
+        self.aio_max_batch.store(max_batch, Ordering::Relaxed);
+    }
+
+    pub(crate) fn aio_max_batch(&self) -> i64 {
+        self.aio_max_batch.load(Ordering::Relaxed)
+    }
+
+    /// Tears the context down (last reference gone).
+    ///
+    /// # Safety
+    /// `ctx` is live and nobody else holds a reference.
+    unsafe fn destroy(ctx: *mut Context) {
+        const FUNC: &str = "aio_context_unref";
+        // SAFETY: live, and ours alone now.
+        let r = unsafe { &mut *ctx };
+        if r.local.depth.get() != 0 {
+            fatal::die(
+                FUNC,
+                "last reference dropped while the context is being polled (from one of its own callbacks)",
+            );
+        }
+        if ptr::eq(thread::main_context(), ctx) {
+            fatal::die(FUNC, "the main context cannot be freed");
+        }
+
+        // Queued BHs: scheduled ones are a bug in the caller (QEMU aborts
+        // too); deleted and oneshot ones are ours to free.
+        let mut bh = r.bh_queue.take_all_fifo();
+        while !bh.is_null() {
+            // SAFETY: linked BHs are alive and now ours.
+            let b = unsafe { &*bh };
+            let next = b.next().load(crate::atomics::Ordering::Relaxed);
+            let flags = b.flags.swap(0, Ordering::AcqRel);
+            if flags & (BH_SCHEDULED | BH_DELETED) == BH_SCHEDULED {
+                fatal::die(
+                    FUNC,
+                    &format!(
+                        "BH '{}' is still scheduled; delete or cancel it before freeing its context",
+                        b.describe()
+                    ),
+                );
+            }
+            if flags & (BH_DELETED | BH_ONESHOT) != 0 {
+                // SAFETY: unlinked; deleted or oneshot, so nobody uses it.
+                unsafe { r.free_bh(bh) };
+            }
+            bh = next;
+        }
+
+        // BHs allocated and never deleted: QEMU leaks them silently; we say
+        // so once each and free them.
+        let leaked = std::mem::take(&mut r.bh_registry.get_mut().0);
+        for bh in leaked {
+            // SAFETY: registered BHs are alive; the registry is emptied, so
+            // free them directly.
+            let name = unsafe { &*bh }.describe();
+            fatal::warn(
+                FUNC,
+                &format!("BH '{name}' was never deleted with qemu_bh_delete; freeing it"),
+            );
+            // SAFETY: unlinked (queue drained) and no longer registered.
+            unsafe { Bh::free(bh) };
+        }
+
+        thread::unbind_if_current(r);
+        r.wakeup.cleanup();
+        *r.local.slices.get_mut() = VecDeque::new();
+        r.magic.store(CTX_MAGIC_DEAD, Ordering::Release);
+
+        // Keep the dead shell for a while so stale handles are reported.
+        let evicted = {
+            let mut q = QUARANTINE.lock();
+            q.push_back(Quarantined(ctx));
+            if q.len() > QUARANTINE_LEN {
+                q.pop_front()
+            } else {
+                None
+            }
+        };
+        if let Some(Quarantined(old)) = evicted {
+            // SAFETY: evicted shells are dead and referenced by nothing valid.
+            drop(unsafe { Box::from_raw(old) });
+        }
+    }
+}

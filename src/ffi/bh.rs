@@ -1,0 +1,123 @@
+//! Bottom halves (`qemu/aio.h`).
+
+use std::ffi::{c_char, c_void};
+use std::ptr;
+
+use super::boundary::{bh_func, bh_handle, context, ffi_call, live_bh};
+use super::types::{AioContext, MemReentrancyGuard, QEMUBH, QEMUBHFunc};
+use crate::bh::Bh;
+
+/// Allocates a bottom half of `ctx` that calls `cb(opaque)`; not scheduled.
+/// Any thread. Free it with `qemu_bh_delete`.
+#[unsafe(no_mangle)]
+pub extern "C" fn aio_bh_new(
+    ctx: *mut AioContext,
+    cb: *mut QEMUBHFunc,
+    opaque: *mut c_void,
+) -> *mut QEMUBH {
+    ffi_call("aio_bh_new", || {
+        let ctx = context(ctx)?;
+        Ok(bh_handle(ctx.bh_new(
+            bh_func(cb)?,
+            opaque,
+            ptr::null(),
+            ptr::null_mut(),
+        )))
+    })
+}
+
+/// Like `aio_bh_new`, with a debug `name` (may be NULL; must stay valid while
+/// the BH exists, e.g. a string literal) used in diagnostics, and an optional
+/// reentrancy guard whose `engaged_in_io` is true while `cb` runs.
+#[unsafe(no_mangle)]
+pub extern "C" fn aio_bh_new_full(
+    ctx: *mut AioContext,
+    cb: *mut QEMUBHFunc,
+    opaque: *mut c_void,
+    name: *const c_char,
+    reentrancy_guard: *mut MemReentrancyGuard,
+) -> *mut QEMUBH {
+    ffi_call("aio_bh_new_full", || {
+        let ctx = context(ctx)?;
+        Ok(bh_handle(ctx.bh_new(
+            bh_func(cb)?,
+            opaque,
+            name,
+            reentrancy_guard,
+        )))
+    })
+}
+
+/// Allocates a bottom half that runs `cb(opaque)` once on `ctx`'s next
+/// dispatch, then frees itself. Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn aio_bh_schedule_oneshot(
+    ctx: *mut AioContext,
+    cb: *mut QEMUBHFunc,
+    opaque: *mut c_void,
+) {
+    ffi_call("aio_bh_schedule_oneshot", || {
+        context(ctx)?.schedule_oneshot(bh_func(cb)?, opaque, ptr::null());
+        Ok(())
+    })
+}
+
+/// Like `aio_bh_schedule_oneshot`, with a debug `name` (may be NULL; must
+/// stay valid until the BH ran).
+#[unsafe(no_mangle)]
+pub extern "C" fn aio_bh_schedule_oneshot_full(
+    ctx: *mut AioContext,
+    cb: *mut QEMUBHFunc,
+    opaque: *mut c_void,
+    name: *const c_char,
+) {
+    ffi_call("aio_bh_schedule_oneshot_full", || {
+        context(ctx)?.schedule_oneshot(bh_func(cb)?, opaque, name);
+        Ok(())
+    })
+}
+
+/// Schedules `bh` to run on the next dispatch of its context and wakes the
+/// context. Any thread; wait-free (no lock, no allocation). Scheduling a
+/// scheduled BH does nothing more: it runs once.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_bh_schedule(bh: *mut QEMUBH) {
+    ffi_call("qemu_bh_schedule", || live_bh(bh)?.schedule(false))
+}
+
+/// Like `qemu_bh_schedule`, but the BH does not count as progress for
+/// `aio_poll`, and a blocked loop may take up to ~10 ms to run it.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_bh_schedule_idle(bh: *mut QEMUBH) {
+    ffi_call("qemu_bh_schedule_idle", || live_bh(bh)?.schedule(true))
+}
+
+/// Unschedules `bh`; it stays allocated and can be scheduled again. Any
+/// thread. A callback already running is not interrupted.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_bh_cancel(bh: *mut QEMUBH) {
+    ffi_call("qemu_bh_cancel", || {
+        live_bh(bh)?.cancel();
+        Ok(())
+    })
+}
+
+/// Cancels and frees `bh`. Any thread, including from `bh`'s own callback.
+/// The memory is released by the context's loop once it no longer
+/// references the BH; the handle must not be used again.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_bh_delete(bh: *mut QEMUBH) {
+    ffi_call("qemu_bh_delete", || live_bh(bh)?.delete())
+}
+
+/// Calls `bh`'s callback now, engaging its reentrancy guard (if any) while
+/// it runs. Does not change whether `bh` is scheduled.
+#[unsafe(no_mangle)]
+pub extern "C" fn aio_bh_call(bh: *mut QEMUBH) {
+    ffi_call("aio_bh_call", || {
+        let bh = live_bh(bh)?;
+        // SAFETY: validated live BH; nothing of it is used after the call.
+        unsafe { Bh::call(bh) };
+        Ok(())
+    })
+}

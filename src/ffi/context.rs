@@ -1,0 +1,131 @@
+//! Contexts and the loop (`qemu/aio.h`).
+
+use std::ptr;
+
+use super::boundary::{context, context_handle, ffi_call};
+use super::types::{AioContext, Error};
+use crate::context::Context;
+use crate::error::propagate;
+
+/// Creates an event loop with its own wakeup notifier and one reference,
+/// owned by the caller (drop it with `aio_context_unref`).
+///
+/// On failure returns NULL and reports through `errp` (NULL, `&error_abort`,
+/// `&error_fatal`, or an `Error **` holding NULL).
+///
+/// The new context is bound to no thread: any one thread at a time may poll
+/// it until a thread binds it with `qemu_set_current_aio_context`.
+#[unsafe(no_mangle)]
+pub extern "C" fn aio_context_new(errp: *mut *mut Error) -> *mut AioContext {
+    ffi_call("aio_context_new", || match Context::new() {
+        Ok(ctx) => Ok(context_handle(ctx)),
+        Err(e) => {
+            // SAFETY: errp is an `Error **` per the contract above.
+            unsafe {
+                propagate(
+                    "aio_context_new",
+                    errp,
+                    &format!("failed to initialize the context's event notifier: {e}"),
+                )
+            };
+            Ok(ptr::null_mut())
+        }
+    })
+}
+
+/// Takes a reference to `ctx`. Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn aio_context_ref(ctx: *mut AioContext) {
+    ffi_call("aio_context_ref", || {
+        context(ctx)?.ref_();
+        Ok(())
+    })
+}
+
+/// Drops a reference to `ctx`. Any thread. The last one frees the context:
+/// a BH still scheduled on it is a fatal error naming the BH (as in QEMU);
+/// a BH allocated but never deleted is reported with one warning line naming
+/// it, then freed. The main context is never freed.
+#[unsafe(no_mangle)]
+pub extern "C" fn aio_context_unref(ctx: *mut AioContext) {
+    ffi_call("aio_context_unref", || {
+        let ctx = context(ctx)?;
+        // SAFETY: live (validated) and the caller owns this reference.
+        unsafe { Context::unref(ctx.as_ptr()) };
+        Ok(())
+    })
+}
+
+/// Makes a blocked (or about to block) `aio_poll` of `ctx` return. Any
+/// thread. Costs no syscall when nobody is blocked.
+#[unsafe(no_mangle)]
+pub extern "C" fn aio_notify(ctx: *mut AioContext) {
+    ffi_call("aio_notify", || {
+        context(ctx)?.notify();
+        Ok(())
+    })
+}
+
+/// Acknowledges notifications of `ctx` (done by `aio_poll` itself; exported
+/// for QEMU compatibility). Home thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn aio_notify_accept(ctx: *mut AioContext) {
+    ffi_call("aio_notify_accept", || {
+        context(ctx)?.notify.accept();
+        Ok(())
+    })
+}
+
+/// Runs one iteration of `ctx`'s loop: scheduled bottom halves, in
+/// scheduling order. With `blocking`, first waits until something is ready
+/// or `aio_notify` is called. Returns true if a callback made progress (an
+/// idle BH does not count).
+///
+/// Only in `ctx`'s home thread (see `in_aio_context_home_thread`); a context
+/// bound to no thread may be polled by one thread at a time. May be called
+/// recursively from a callback of the same context.
+#[unsafe(no_mangle)]
+pub extern "C" fn aio_poll(ctx: *mut AioContext, blocking: bool) -> bool {
+    ffi_call("aio_poll", || context(ctx)?.poll(blocking))
+}
+
+/// Nanoseconds until the next event of `ctx`: 0 if a BH is scheduled,
+/// 10 ms if only idle BHs are, -1 if nothing is pending. Home thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn aio_compute_timeout(ctx: *mut AioContext) -> i64 {
+    ffi_call("aio_compute_timeout", || {
+        let ctx = context(ctx)?;
+        let guard = ctx.enter_loop()?;
+        Ok(ctx.compute_timeout(&guard))
+    })
+}
+
+/// Runs the BHs scheduled before this call, once, in scheduling order; BHs
+/// scheduled meanwhile wait for the next call. Returns 1 if a non-idle BH
+/// ran, else 0. Home thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn aio_bh_poll(ctx: *mut AioContext) -> i32 {
+    ffi_call("aio_bh_poll", || {
+        let ctx = context(ctx)?;
+        let guard = ctx.enter_loop()?;
+        Ok(i32::from(ctx.bh_poll(&guard)))
+    })
+}
+
+/// Stores the maximum batch size for `ctx`'s asynchronous I/O (QEMU compat;
+/// read it back with `aioctx_context_get_aio_max_batch`). Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn aio_context_set_aio_params(ctx: *mut AioContext, max_batch: i64) {
+    ffi_call("aio_context_set_aio_params", || {
+        context(ctx)?.set_aio_max_batch(max_batch);
+        Ok(())
+    })
+}
+
+/// The value last stored with `aio_context_set_aio_params` (0 by default).
+#[unsafe(no_mangle)]
+pub extern "C" fn aioctx_context_get_aio_max_batch(ctx: *mut AioContext) -> i64 {
+    ffi_call("aioctx_context_get_aio_max_batch", || {
+        Ok(context(ctx)?.aio_max_batch())
+    })
+}

@@ -1,0 +1,154 @@
+//! The main loop, threads' current contexts and the BQL (`qemu/main-loop.h`).
+
+use std::ffi::c_void;
+
+use super::boundary::{bh_func, bh_handle, context, context_handle, ffi_call};
+use super::types::{AioContext, Error, QEMUBH, QEMUBHFunc};
+use crate::error::propagate;
+use crate::fatal::Misuse;
+use crate::thread;
+
+/// Creates the main context and binds it to the calling thread, which
+/// becomes the main loop thread. Returns 0, or -1 with an error through
+/// `errp` (for example when called twice).
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_init_main_loop(errp: *mut *mut Error) -> i32 {
+    ffi_call("qemu_init_main_loop", || match thread::init_main_loop() {
+        Ok(_) => Ok(0),
+        Err(msg) => {
+            // SAFETY: errp is an `Error **` per QEMU's contract.
+            unsafe { propagate("qemu_init_main_loop", errp, &msg) };
+            Ok(-1)
+        }
+    })
+}
+
+/// The main context, or NULL before `qemu_init_main_loop`. Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_get_aio_context() -> *mut AioContext {
+    ffi_call("qemu_get_aio_context", || {
+        Ok(context_handle(thread::main_context()))
+    })
+}
+
+/// The context bound to this thread; else the main context if this thread
+/// holds the BQL; else NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_get_current_aio_context() -> *mut AioContext {
+    ffi_call("qemu_get_current_aio_context", || {
+        Ok(context_handle(thread::current_context()))
+    })
+}
+
+/// Binds the calling thread to `ctx`, making it `ctx`'s home thread. Once
+/// per thread, and once per context: a second call aborts.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_set_current_aio_context(ctx: *mut AioContext) {
+    ffi_call("qemu_set_current_aio_context", || {
+        thread::bind_current(context(ctx)?)
+    })
+}
+
+/// True if `ctx` is this thread's current context, or `ctx` is the main
+/// context and this thread holds the BQL.
+#[unsafe(no_mangle)]
+pub extern "C" fn in_aio_context_home_thread(ctx: *mut AioContext) -> bool {
+    ffi_call("in_aio_context_home_thread", || {
+        Ok(thread::in_home_thread(context(ctx)?))
+    })
+}
+
+/// Takes the big QEMU lock. Not recursive: taking it twice in one thread
+/// aborts.
+#[unsafe(no_mangle)]
+pub extern "C" fn bql_lock() {
+    ffi_call("bql_lock", thread::bql_lock)
+}
+
+/// Releases the big QEMU lock, which this thread must hold.
+#[unsafe(no_mangle)]
+pub extern "C" fn bql_unlock() {
+    ffi_call("bql_unlock", thread::bql_unlock)
+}
+
+/// Whether *this* thread holds the big QEMU lock.
+#[unsafe(no_mangle)]
+pub extern "C" fn bql_locked() -> bool {
+    ffi_call("bql_locked", || Ok(thread::holds_bql()))
+}
+
+/// Older name of `bql_lock`.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_mutex_lock_iothread() {
+    ffi_call("qemu_mutex_lock_iothread", thread::bql_lock)
+}
+
+/// Older name of `bql_unlock`.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_mutex_unlock_iothread() {
+    ffi_call("qemu_mutex_unlock_iothread", thread::bql_unlock)
+}
+
+/// Older name of `bql_locked`.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_mutex_iothread_locked() -> bool {
+    ffi_call("qemu_mutex_iothread_locked", || Ok(thread::holds_bql()))
+}
+
+fn main_context_or_misuse() -> Result<&'static crate::context::Context, Misuse> {
+    let main = thread::main_context();
+    if main.is_null() {
+        return Err(Misuse::new(
+            "the main loop is not initialized (call qemu_init_main_loop)",
+        ));
+    }
+    // SAFETY: the main context lives for the rest of the process.
+    Ok(unsafe { &*main })
+}
+
+/// A bottom half of the main context (see `aio_bh_new`).
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_bh_new(cb: *mut QEMUBHFunc, opaque: *mut c_void) -> *mut QEMUBH {
+    ffi_call("qemu_bh_new", || {
+        let ctx = main_context_or_misuse()?;
+        Ok(bh_handle(ctx.bh_new(
+            bh_func(cb)?,
+            opaque,
+            std::ptr::null(),
+            std::ptr::null_mut(),
+        )))
+    })
+}
+
+/// A named, optionally guarded bottom half of the main context (see
+/// `aio_bh_new_full`).
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_bh_new_full(
+    cb: *mut QEMUBHFunc,
+    opaque: *mut c_void,
+    name: *const std::ffi::c_char,
+    reentrancy_guard: *mut super::types::MemReentrancyGuard,
+) -> *mut QEMUBH {
+    ffi_call("qemu_bh_new_full", || {
+        let ctx = main_context_or_misuse()?;
+        Ok(bh_handle(ctx.bh_new(
+            bh_func(cb)?,
+            opaque,
+            name,
+            reentrancy_guard,
+        )))
+    })
+}
+
+/// Wakes the main loop.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_notify_event() {
+    ffi_call("qemu_notify_event", || {
+        let main = thread::main_context();
+        if !main.is_null() {
+            // SAFETY: the main context lives for the rest of the process.
+            unsafe { &*main }.notify();
+        }
+        Ok(())
+    })
+}
