@@ -1,44 +1,262 @@
 //! One loop iteration (`aio_poll`) and the timeout computation
 //! (`aio_compute_timeout`).
 //!
-//! Order inside one `aio_poll`, as in QEMU: wait (if blocking and nothing is
-//! ready), accept the notification, then run bottom halves.
+//! Order inside one `aio_poll`, as in QEMU: apply handler changes; if
+//! blocking and nothing is ready, busy-poll (see `busy_poll.rs`) and then
+//! wait; accept the notification; run bottom halves, then ready fd handlers
+//! (read before write), then expired timers.
 //!
 //! A blocking poll arms `notify_me`, then checks for work (`notified`, the
-//! BH queue); only if there is none does it sleep. See `notify.rs` for the
-//! handshake that makes this race-free. A non-blocking poll never makes a
-//! syscall when there is nothing to do.
+//! BH queue, timers); only if there is none does it sleep. See `notify.rs`
+//! for the handshake that makes this race-free. A context that watches no fd
+//! sleeps in one `read(2)` of its eventfd (or `ppoll` with a timeout); a
+//! non-blocking poll of such a context makes no syscall at all.
 //!
 //! Threading: home thread only (`Context::enter_loop`). Callbacks run with
-//! no lock and no `RefCell` borrow held: they may schedule, delete, call
-//! `aio_poll` recursively, or drop references.
+//! no lock and no `RefCell` borrow held: they may schedule, delete, add or
+//! remove handlers, call `aio_poll` recursively, or drop references.
 
+use std::sync::Arc;
+
+use crate::busy_poll::now_ns;
 use crate::context::{Context, LoopGuard};
 use crate::fatal::MisuseResult;
+use crate::handlers::{Handler, dispatch_ready};
 
 impl Context {
     /// `aio_poll`: one iteration; returns whether a callback made progress.
     pub(crate) fn poll(&self, blocking: bool) -> MisuseResult<bool> {
         let guard = self.enter_loop()?;
+        let wakeup_fd = self.wakeup_fd();
+        let watches_fds = {
+            let mut local = self.local_handlers(&guard);
+            local.sync(&self.handlers, wakeup_fd);
+            local.watches_fds()
+        };
+        let (ready_cell, hits_cell) = self.dispatch_buffers(&guard);
+        let mut ready = std::mem::take(&mut *ready_cell.borrow_mut());
+        let mut hits = std::mem::take(&mut *hits_cell.borrow_mut());
+
         if blocking {
-            self.notify.arm();
-            let timeout = if self.notify.is_notified() {
-                0
-            } else {
-                self.compute_timeout(&guard)
-            };
-            if timeout != 0 {
-                self.wait_for_wakeup(timeout);
+            let start = self.poll_params.enabled().then(now_ns);
+            let timeout = self.compute_timeout(&guard);
+            let polled = timeout != 0 && self.busy_poll(&guard, timeout, start, &mut hits);
+            if !polled {
+                self.notify.arm();
+                let timeout = if self.notify.is_notified() {
+                    0
+                } else {
+                    self.compute_timeout(&guard)
+                };
+                if watches_fds {
+                    let mut local = self.local_handlers(&guard);
+                    if local.wait(timeout, wakeup_fd) {
+                        self.clear_wakeup();
+                    }
+                    local.take_ready(&mut ready);
+                } else if timeout != 0 {
+                    self.wait_for_wakeup(timeout);
+                }
+                self.notify.disarm();
             }
-            self.notify.disarm();
+            if let Some(start) = start {
+                self.poll_params.adapt(now_ns() - start);
+            }
+        } else if watches_fds {
+            let mut local = self.local_handlers(&guard);
+            if local.wait(0, wakeup_fd) {
+                self.clear_wakeup();
+            }
+            local.take_ready(&mut ready);
         }
         self.notify.accept();
-        Ok(self.bh_poll(&guard))
+        let progress = self.dispatch_phase(&guard, &mut ready, &mut hits);
+        *ready_cell.borrow_mut() = ready;
+        *hits_cell.borrow_mut() = hits;
+        Ok(progress)
+    }
+
+    /// The dispatch half of an iteration, in QEMU's order: BHs, busy-poll
+    /// hits, ready fd handlers, timers. Empties both lists.
+    fn dispatch_phase(
+        &self,
+        guard: &LoopGuard<'_>,
+        ready: &mut Vec<(Arc<Handler>, u32)>,
+        hits: &mut Vec<Arc<Handler>>,
+    ) -> bool {
+        let mut progress = self.bh_poll(guard);
+        progress |= dispatch_poll_ready(hits);
+        progress |= dispatch_ready(ready);
+        progress |= self.timers.run_expired(self);
+        ready.clear();
+        hits.clear();
+        progress
+    }
+
+    /// GSource prepare: applies handler changes to the monitor and to the
+    /// source's unix fds.
+    pub(crate) fn sync_gsource(&self, guard: &LoopGuard<'_>, source: *mut glib_sys::GSource) {
+        let wakeup_fd = self.wakeup_fd();
+        let mut local = self.local_handlers(guard);
+        local.sync(&self.handlers, wakeup_fd);
+        local.attach_gsource(source, wakeup_fd);
+    }
+
+    /// `aio_prepare`: runs each `io_poll` once (when every handler has one);
+    /// returns whether one found work, which the next dispatch handles.
+    pub(crate) fn gsource_prepare(&self, guard: &LoopGuard<'_>) -> bool {
+        if self.handlers.poll_disabled() {
+            return false;
+        }
+        let pollers: Vec<Arc<Handler>> = self.local_handlers(guard).pollers().to_vec();
+        if pollers.is_empty() {
+            return false;
+        }
+        let (_, hits_cell) = self.dispatch_buffers(guard);
+        let mut hits = std::mem::take(&mut *hits_cell.borrow_mut());
+        for h in &pollers {
+            if let (Some(poll), true) = (h.cb.io_poll, h.is_live()) {
+                // SAFETY: registered by the C caller for `opaque`; no borrow held.
+                if unsafe { poll(h.cb.opaque) } && !hits.iter().any(|x| Arc::ptr_eq(x, h)) {
+                    hits.push(Arc::clone(h));
+                }
+            }
+        }
+        let found = !hits.is_empty();
+        *hits_cell.borrow_mut() = hits;
+        found
+    }
+
+    /// `aio_pending`: whether an fd handler (or busy-poll hit) is ready;
+    /// looks at the fds without blocking.
+    pub(crate) fn pending(&self, guard: &LoopGuard<'_>) -> bool {
+        let wakeup_fd = self.wakeup_fd();
+        let mut local = self.local_handlers(guard);
+        local.sync(&self.handlers, wakeup_fd);
+        if local.watches_fds() && !local.has_fresh_ready() && local.wait(0, wakeup_fd) {
+            drop(local);
+            self.clear_wakeup();
+            local = self.local_handlers(guard);
+        }
+        local.has_fresh_ready() || !self.dispatch_buffers(guard).1.borrow().is_empty()
+    }
+
+    /// GSource check: consumes the wakeup and says whether anything of the
+    /// context is ready (the wakeup alone is not).
+    pub(crate) fn gsource_check(&self, guard: &LoopGuard<'_>) -> bool {
+        let woken = self.local_handlers(guard).gsource_woken();
+        if woken {
+            self.clear_wakeup();
+        }
+        self.notify.accept();
+        self.pending(guard) || self.bh_any_scheduled(guard) || self.timers.deadline_ns() == 0
+    }
+
+    /// `aio_dispatch` (and GSource dispatch): runs whatever is ready now.
+    pub(crate) fn dispatch(&self, guard: &LoopGuard<'_>) -> bool {
+        let wakeup_fd = self.wakeup_fd();
+        let (ready_cell, hits_cell) = self.dispatch_buffers(guard);
+        let mut ready = std::mem::take(&mut *ready_cell.borrow_mut());
+        let mut hits = std::mem::take(&mut *hits_cell.borrow_mut());
+        {
+            let mut local = self.local_handlers(guard);
+            local.sync(&self.handlers, wakeup_fd);
+            if local.watches_fds() && !local.ready_is_fresh() && local.wait(0, wakeup_fd) {
+                self.clear_wakeup();
+            }
+            local.take_ready(&mut ready);
+        }
+        let progress = self.dispatch_phase(guard, &mut ready, &mut hits);
+        *ready_cell.borrow_mut() = ready;
+        *hits_cell.borrow_mut() = hits;
+        progress
+    }
+
+    /// Spins on the `io_poll` callbacks (and the context's own queue and
+    /// notification flag) for up to the adaptive window, capped by
+    /// `timeout_ns`. Returns whether it found work; handlers whose `io_poll`
+    /// reported work are appended to `hits`.
+    fn busy_poll(
+        &self,
+        guard: &LoopGuard<'_>,
+        timeout_ns: i64,
+        start: Option<i64>,
+        hits: &mut Vec<Arc<Handler>>,
+    ) -> bool {
+        let Some(start) = start else { return false };
+        let window = self.poll_params.window_ns();
+        if window == 0 || self.handlers.poll_disabled() {
+            return false;
+        }
+        let max_ns = if timeout_ns < 0 {
+            window
+        } else {
+            window.min(timeout_ns)
+        };
+        let pollers: Vec<Arc<Handler>> = self.local_handlers(guard).pollers().to_vec();
+        for h in &pollers {
+            if let (Some(begin), true) = (h.cb.io_poll_begin, h.is_live()) {
+                // SAFETY: registered by the C caller for `opaque`; no borrow held.
+                unsafe { begin(h.cb.opaque) };
+            }
+        }
+        let poll_once = |hits: &mut Vec<Arc<Handler>>| {
+            for h in &pollers {
+                if let (Some(poll), true) = (h.cb.io_poll, h.is_live()) {
+                    // SAFETY: as above.
+                    if unsafe { poll(h.cb.opaque) } {
+                        hits.push(Arc::clone(h));
+                    }
+                }
+            }
+            !hits.is_empty() || !self.bh_queue.is_empty() || self.notify.is_notified()
+        };
+        let mut found = poll_once(hits);
+        while !found && now_ns() - start < max_ns {
+            std::hint::spin_loop();
+            found = poll_once(hits);
+        }
+        let mut ended = false;
+        for h in &pollers {
+            if let (Some(end), true) = (h.cb.io_poll_end, h.is_live()) {
+                // SAFETY: as above.
+                unsafe { end(h.cb.opaque) };
+                ended = true;
+            }
+        }
+        if !found && ended {
+            // An event may have arrived between the last poll and io_poll_end.
+            found = poll_once(hits);
+        }
+        found
     }
 
     /// `aio_compute_timeout`: ns until the next event; 0 when something is
     /// ready now, -1 when nothing is pending.
     pub(crate) fn compute_timeout(&self, guard: &LoopGuard<'_>) -> i64 {
-        self.bh_timeout(guard)
+        let bh = self.bh_timeout(guard);
+        if bh == 0 {
+            return 0;
+        }
+        soonest_timeout(bh, self.timers.deadline_ns())
     }
+}
+
+/// Calls `io_poll_ready` of the handlers whose `io_poll` found work.
+fn dispatch_poll_ready(hits: &[Arc<Handler>]) -> bool {
+    let mut progress = false;
+    for h in hits {
+        if let (Some(ready), true) = (h.cb.io_poll_ready, h.is_live()) {
+            // SAFETY: registered by the C caller for `opaque`; no borrow held.
+            unsafe { ready(h.cb.opaque) };
+            progress = true;
+        }
+    }
+    progress
+}
+
+/// `qemu_soonest_timeout`: the smaller of two timeouts, -1 meaning infinite.
+pub(crate) fn soonest_timeout(a: i64, b: i64) -> i64 {
+    // As unsigned, -1 is the largest value.
+    (a as u64).min(b as u64) as i64
 }

@@ -17,11 +17,12 @@
 //! BH; a BH allocated but never deleted is reported with one warning line and
 //! freed.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::collections::VecDeque;
 use std::ffi::{c_char, c_void};
 use std::io;
 use std::ptr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
@@ -31,10 +32,14 @@ use crate::bh::{
     NOT_REGISTERED,
 };
 use crate::bh_queue::{BhQueue, QueueNode};
+use crate::busy_poll::PollParams;
 use crate::fatal::{self, Misuse, MisuseResult};
+use crate::gsource;
+use crate::handlers::{Callbacks, Handler, Handlers, HandlersLocal};
 use crate::notifier::EventNotifier;
 use crate::notify::NotifyState;
 use crate::thread;
+use crate::timer::TimerLists;
 
 const CTX_MAGIC_LIVE: u32 = 0x4143_5458; // "ACTX"
 const CTX_MAGIC_DEAD: u32 = 0x4445_4144; // "DEAD"
@@ -66,6 +71,10 @@ struct LoopLocal {
     slices: RefCell<VecDeque<*mut Bh>>,
     /// Nesting depth of aio_poll / aio_bh_poll on this context.
     depth: Cell<u32>,
+    handlers: RefCell<HandlersLocal>,
+    /// Reused buffers: ready fd handlers, and busy-poll hits.
+    ready_buf: RefCell<Vec<(Arc<Handler>, u32)>>,
+    poll_buf: RefCell<Vec<Arc<Handler>>>,
 }
 
 /// The context itself. Handles given to C are `*mut Context` cast to the
@@ -82,8 +91,19 @@ pub(crate) struct Context {
     /// For an unbound context: token of the thread polling it, or null.
     poller: AtomicPtr<u8>,
     local: LoopLocal,
+    pub(crate) timers: TimerLists,
+    pub(crate) handlers: Handlers,
+    pub(crate) poll_params: PollParams,
+    /// The context's GLib source, created by the first `aio_get_g_source`.
+    gsource: Mutex<SourcePtr>,
     aio_max_batch: AtomicI64,
 }
+
+/// The context's own reference to its GSource (null until created).
+struct SourcePtr(*mut glib_sys::GSource);
+// SAFETY: GSource reference counting is thread-safe; the pointer is only
+// dereferenced by GLib functions.
+unsafe impl Send for SourcePtr {}
 
 // SAFETY: shared state is atomic or behind a mutex; `local` is only touched
 // by the single thread allowed to poll (enforced by `enter_loop`), and
@@ -125,7 +145,14 @@ impl Context {
             local: LoopLocal {
                 slices: RefCell::new(VecDeque::new()),
                 depth: Cell::new(0),
+                handlers: RefCell::new(HandlersLocal::default()),
+                ready_buf: RefCell::new(Vec::new()),
+                poll_buf: RefCell::new(Vec::new()),
             },
+            timers: TimerLists::new(),
+            handlers: Handlers::default(),
+            poll_params: PollParams::default(),
+            gsource: Mutex::new(SourcePtr(ptr::null_mut())),
             aio_max_batch: AtomicI64::new(0),
         });
         Ok(Box::into_raw(ctx))
@@ -150,6 +177,60 @@ impl Context {
             )),
             _ => Err(Misuse::new("AioContext is not a valid context")),
         }
+    }
+
+    pub(crate) fn wakeup_fd(&self) -> i32 {
+        self.wakeup.rfd
+    }
+
+    /// Consumes a wakeup the fd monitor reported (the eventfd is readable).
+    pub(crate) fn clear_wakeup(&self) {
+        self.wakeup.test_and_clear();
+    }
+
+    /// The loop-thread half of the fd handlers. Never hold the borrow across
+    /// a user callback.
+    pub(crate) fn local_handlers(&self, _guard: &LoopGuard<'_>) -> RefMut<'_, HandlersLocal> {
+        self.local.handlers.borrow_mut()
+    }
+
+    /// Reused buffers for ready handlers and busy-poll hits. Take the Vec
+    /// out (`mem::take`) before calling user code, put it back after.
+    pub(crate) fn dispatch_buffers(
+        &self,
+        _guard: &LoopGuard<'_>,
+    ) -> (
+        &RefCell<Vec<(Arc<Handler>, u32)>>,
+        &RefCell<Vec<Arc<Handler>>>,
+    ) {
+        (&self.local.ready_buf, &self.local.poll_buf)
+    }
+
+    /// `aio_set_fd_handler`: any thread. A poller blocked in another thread
+    /// is woken to pick the change up.
+    pub(crate) fn set_fd_handler(&self, fd: i32, cb: Callbacks) -> MisuseResult<()> {
+        self.handlers.set(fd, cb)?;
+        if !thread::in_home_thread(self) {
+            self.notify();
+        }
+        Ok(())
+    }
+
+    /// The fd monitor in use: "none" until an fd is registered, then
+    /// "poll", "epoll" or "io_uring". Home thread (or unbound).
+    pub(crate) fn fdmon_name(&self) -> MisuseResult<&'static str> {
+        let guard = self.enter_loop()?;
+        Ok(self.local_handlers(&guard).backend_name())
+    }
+
+    /// `aio_get_g_source`: a new reference to the context's GSource. Any
+    /// thread.
+    pub(crate) fn g_source(&self) -> *mut glib_sys::GSource {
+        let mut source = self.gsource.lock();
+        if source.0.is_null() {
+            source.0 = gsource::new_source(self);
+        }
+        gsource::source_ref(source.0)
     }
 
     pub(crate) fn as_ptr(&self) -> *const Context {
@@ -188,26 +269,31 @@ impl Context {
     pub(crate) fn enter_loop(&self) -> MisuseResult<LoopGuard<'_>> {
         let mut claimed_poller = false;
         if !thread::in_home_thread(self) {
-            if !self.home.load(Ordering::Acquire).is_null() {
+            let home = self.home.load(Ordering::Acquire);
+            let me = thread::thread_token();
+            if home.is_null() {
+                match self.poller.compare_exchange(
+                    ptr::null_mut(),
+                    me,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => claimed_poller = true,
+                    Err(other) if other == me => {}
+                    Err(_) => {
+                        return Err(Misuse::new(
+                            "context bound to no thread is already being polled by another thread",
+                        ));
+                    }
+                }
+            } else if home != me {
+                // `home == me` without being in_home_thread: a context bound
+                // to this thread that is not its current one (the main
+                // loop's iohandler context).
                 return Err(Misuse::new(
                     "called outside the context's home thread (the thread bound to it with \
                      qemu_set_current_aio_context, or a BQL holder for the main context)",
                 ));
-            }
-            let me = thread::thread_token();
-            match self.poller.compare_exchange(
-                ptr::null_mut(),
-                me,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => claimed_poller = true,
-                Err(other) if other == me => {}
-                Err(_) => {
-                    return Err(Misuse::new(
-                        "context bound to no thread is already being polled by another thread",
-                    ));
-                }
             }
         }
         self.local.depth.set(self.local.depth.get() + 1);
@@ -386,6 +472,11 @@ impl Context {
         timeout
     }
 
+    /// Whether any BH (idle ones included) is scheduled.
+    pub(crate) fn bh_any_scheduled(&self, guard: &LoopGuard<'_>) -> bool {
+        self.bh_timeout(guard) >= 0
+    }
+
     /// Blocks until the wakeup eventfd is written or `timeout_ns` (-1:
     /// forever) passes, and consumes the wakeup.
     pub(crate) fn wait_for_wakeup(&self, timeout_ns: i64) {
@@ -478,6 +569,20 @@ impl Context {
             unsafe { Bh::free(bh) };
         }
 
+        for fd in r.handlers.clear() {
+            fatal::warn(
+                FUNC,
+                &format!(
+                    "fd {fd} still has handlers; removing them (call aio_set_fd_handler with NULLs first)"
+                ),
+            );
+        }
+        *r.local.handlers.get_mut() = HandlersLocal::default();
+        let source = std::mem::replace(&mut r.gsource.get_mut().0, ptr::null_mut());
+        if !source.is_null() {
+            gsource::destroy_and_unref(source);
+        }
+        r.timers.teardown();
         thread::unbind_if_current(r);
         r.wakeup.cleanup();
         *r.local.slices.get_mut() = VecDeque::new();

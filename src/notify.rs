@@ -12,26 +12,34 @@
 //!
 //! # Why no wakeup is lost
 //!
-//! Work published through the BH queue: the producer does `push` (a `SeqCst`
-//! CAS on the queue head) and then `must_kick_after_push` (a `SeqCst` load of
-//! `notify_me`). The poller does `arm` (a `SeqCst` RMW of `notify_me`) and
-//! then looks at the queue head (a `SeqCst` load). All four operations are in
-//! the single total order of `SeqCst` operations, so either the producer's
-//! load follows the poller's RMW (it sees `notify_me >= 2` and writes the
-//! eventfd, which ends the wait) or the poller's load follows the producer's
-//! push (it sees the node and does not wait). This is Dekker's pattern.
+//! Both handshakes are Dekker's pattern built on `SeqCst` *fences* (as
+//! QEMU's `smp_mb()`), not on `SeqCst` accesses: fences order every later
+//! load (also the `Acquire` queue scan of `aio_compute_timeout`), and loom
+//! model-checks fences exactly, while it treats `SeqCst` accesses as
+//! `AcqRel` and so could not verify an access-only version.
+//!
+//! Work published through the BH queue: the producer does `push` (a
+//! `Release` CAS on the queue head), then `must_kick_after_push` (a `SeqCst`
+//! fence F1, then a load of `notify_me`). The poller does `arm` (an RMW of
+//! `notify_me`, then a `SeqCst` fence F2), then looks at the queue head.
+//! F1 and F2 are in the single total order of `SeqCst` fences. If F1 comes
+//! first, the poller's look at the head (after F2) sees the push (the push
+//! is before F1); if F2 comes first, the producer's load (after F1) sees
+//! the poller's increment and writes the eventfd, which ends the wait.
 //!
 //! Explicit `aio_notify` (a condition changed outside the queue): the
-//! notifier stores `notified = true` (`SeqCst`) then loads `notify_me`
-//! (`SeqCst`); the poller arms then loads `notified` (`SeqCst`). Same
-//! argument. `accept` clears `notified` with a `SeqCst` swap: it
-//! acquires every notifier whose flag it clears, and the caller's later reads
-//! of its condition cannot be satisfied before the clear; otherwise a notify
-//! could slip between a stale read and the clear.
+//! notifier sets `notified` (a `Release` swap), then a `SeqCst` fence and a
+//! load of `notify_me`; the poller arms (RMW + fence), then loads
+//! `notified`. Same argument. `accept` clears `notified` with an `AcqRel`
+//! swap. Every write of `notified` is an RMW, so the clear reads the latest
+//! notification and acquires every notifier whose flag it clears (their
+//! swaps form one release sequence); the caller's later reads of its
+//! conditions see those notifiers' writes. A notifier whose swap comes after
+//! the clear leaves the flag set for the next poll.
 //!
 //! `tests/loom_notify.rs` model-checks both handshakes.
 
-use crate::atomics::{AtomicBool, AtomicU32, Ordering};
+use crate::atomics::{AtomicBool, AtomicU32, Ordering, fence};
 
 /// The two words of the handshake; embedded in each context.
 pub struct NotifyState {
@@ -57,7 +65,9 @@ impl NotifyState {
     /// followed by the check for work (queue, `is_notified`) before waiting.
     #[inline]
     pub fn arm(&self) {
-        self.notify_me.fetch_add(2, Ordering::SeqCst);
+        self.notify_me.fetch_add(2, Ordering::Relaxed);
+        // F2 of the module docs: the increment before the checks for work.
+        fence(Ordering::SeqCst);
     }
 
     /// Poller: the wait is over; wakeups may go back to being free.
@@ -66,26 +76,45 @@ impl NotifyState {
         self.notify_me.fetch_sub(2, Ordering::Release);
     }
 
-    /// Producer, right after a `SeqCst` push of work: must it write the
-    /// eventfd to wake a poller?
+    /// GSource prepare: the GLib loop is about to sleep; bit 0 of
+    /// `notify_me`, idempotent (GLib may skip `check` after a ready prepare).
+    #[inline]
+    pub fn arm_gsource(&self) {
+        self.notify_me.fetch_or(1, Ordering::Relaxed);
+        // As in `arm`.
+        fence(Ordering::SeqCst);
+    }
+
+    /// GSource check/dispatch: the GLib loop woke up.
+    #[inline]
+    pub fn disarm_gsource(&self) {
+        self.notify_me.fetch_and(!1, Ordering::Release);
+    }
+
+    /// Producer, right after a push of work: must it write the eventfd to
+    /// wake a poller?
     #[inline]
     pub fn must_kick_after_push(&self) -> bool {
-        self.notify_me.load(Ordering::SeqCst) != 0
+        // F1 of the module docs: the push before the look at `notify_me`.
+        fence(Ordering::SeqCst);
+        self.notify_me.load(Ordering::Relaxed) != 0
     }
 
     /// `aio_notify`: record the notification; returns whether the eventfd
     /// must be written because a poller is (about to be) blocked.
     #[inline]
     pub fn notify(&self) -> bool {
-        self.notified.store(true, Ordering::SeqCst);
-        self.notify_me.load(Ordering::SeqCst) != 0
+        // A swap, not a store: see `accept`.
+        self.notified.swap(true, Ordering::Release);
+        fence(Ordering::SeqCst);
+        self.notify_me.load(Ordering::Relaxed) != 0
     }
 
     /// Poller, after `arm`: has someone called `aio_notify` that this poll
     /// has not accepted yet?
     #[inline]
     pub fn is_notified(&self) -> bool {
-        self.notified.load(Ordering::SeqCst)
+        self.notified.load(Ordering::Acquire)
     }
 
     /// Whether a poller is armed (for tests and the GSource glue).
@@ -102,10 +131,10 @@ impl NotifyState {
             return false;
         }
         // A swap, not a store: it reads the latest `true` in the flag's
-        // modification order, so it acquires the writes of every notifier
-        // whose notification it clears. `SeqCst` also orders the clear before
-        // the caller's next reads of its conditions (see the module docs).
-        self.notified.swap(false, Ordering::SeqCst);
+        // modification order and, since notifiers set the flag with swaps
+        // too, acquires the writes of every notifier whose notification it
+        // clears (see the module docs).
+        self.notified.swap(false, Ordering::AcqRel);
         true
     }
 }

@@ -99,34 +99,16 @@ pub(crate) fn unbind_if_current(ctx: &Context) {
     });
 }
 
-/// `qemu_init_main_loop`: creates the main context (keeping one reference
-/// for the life of the process) and binds it to the calling thread.
-pub(crate) fn init_main_loop() -> Result<*const Context, String> {
-    if !main_context().is_null() {
-        return Err("the main loop is already initialized".into());
-    }
-    if !bound_context().is_null() {
-        return Err("this thread is already bound to another context".into());
-    }
-    let ctx = Context::new().map_err(|e| format!("failed to create the main context: {e}"))?;
-    // SAFETY: `ctx` was just created and is alive (we own its reference).
-    let ctx_ref = unsafe { &*ctx };
-    if MAIN_CONTEXT
+/// Publishes the main context (once); false if one was already set.
+pub(crate) fn set_main_context(ctx: *const Context) -> bool {
+    MAIN_CONTEXT
         .compare_exchange(
             ptr::null_mut(),
             ctx.cast_mut(),
             Ordering::AcqRel,
             Ordering::Acquire,
         )
-        .is_err()
-    {
-        // Another thread won the race; drop ours.
-        // SAFETY: we own the only reference to `ctx`.
-        unsafe { Context::unref(ctx) };
-        return Err("the main loop is already initialized".into());
-    }
-    bind_current(ctx_ref).map_err(|m| m.to_string())?;
-    Ok(ctx)
+        .is_ok()
 }
 
 pub(crate) fn bql_lock() -> MisuseResult<()> {

@@ -3,17 +3,18 @@
 use std::ffi::c_void;
 
 use super::boundary::{bh_func, bh_handle, context, context_handle, ffi_call};
+use super::fd_handlers::io_fn;
 use super::types::{AioContext, Error, QEMUBH, QEMUBHFunc};
 use crate::error::propagate;
 use crate::fatal::Misuse;
-use crate::thread;
+use crate::{main_loop, thread};
 
 /// Creates the main context and binds it to the calling thread, which
 /// becomes the main loop thread. Returns 0, or -1 with an error through
 /// `errp` (for example when called twice).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_init_main_loop(errp: *mut *mut Error) -> i32 {
-    ffi_call("qemu_init_main_loop", || match thread::init_main_loop() {
+    ffi_call("qemu_init_main_loop", || match main_loop::init() {
         Ok(_) => Ok(0),
         Err(msg) => {
             // SAFETY: errp is an `Error **` per QEMU's contract.
@@ -138,6 +139,72 @@ pub extern "C" fn qemu_bh_new_full(
             reentrancy_guard,
         )))
     })
+}
+
+/// Runs one iteration of the main loop (GLib's default main context, to
+/// which `qemu_init_main_loop` attached the main and iohandler contexts):
+/// waits for an event unless `nonblocking`. Main loop thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn main_loop_wait(nonblocking: i32) {
+    ffi_call("main_loop_wait", || {
+        main_context_or_misuse()?;
+        main_loop::wait(nonblocking != 0);
+        Ok(())
+    })
+}
+
+/// The main loop's second context, for the fd handlers of
+/// `qemu_set_fd_handler` (NULL before `qemu_init_main_loop`).
+#[unsafe(no_mangle)]
+pub extern "C" fn iohandler_get_aio_context() -> *mut AioContext {
+    ffi_call("iohandler_get_aio_context", || {
+        Ok(context_handle(main_loop::iohandler_context()))
+    })
+}
+
+/// A new reference to the iohandler context's GSource.
+#[unsafe(no_mangle)]
+pub extern "C" fn iohandler_get_g_source() -> *mut super::types::GSource {
+    ffi_call("iohandler_get_g_source", || {
+        Ok(iohandler_or_misuse()?.g_source().cast())
+    })
+}
+
+/// Registers (or, with both NULL, removes) read/write handlers for `fd` on
+/// the main loop's iohandler context.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_set_fd_handler(
+    fd: i32,
+    fd_read: *mut super::types::IOHandler,
+    fd_write: *mut super::types::IOHandler,
+    opaque: *mut c_void,
+) {
+    ffi_call("qemu_set_fd_handler", || {
+        let io = iohandler_or_misuse()?;
+        io.set_fd_handler(
+            fd,
+            crate::handlers::Callbacks {
+                io_read: io_fn(fd_read),
+                io_write: io_fn(fd_write),
+                io_poll: None,
+                io_poll_ready: None,
+                io_poll_begin: None,
+                io_poll_end: None,
+                opaque,
+            },
+        )
+    })
+}
+
+fn iohandler_or_misuse() -> Result<&'static crate::context::Context, Misuse> {
+    let io = main_loop::iohandler_context();
+    if io.is_null() {
+        return Err(Misuse::new(
+            "the main loop is not initialized (call qemu_init_main_loop)",
+        ));
+    }
+    // SAFETY: the iohandler context lives for the rest of the process.
+    Ok(unsafe { &*io })
 }
 
 /// Wakes the main loop.

@@ -1,0 +1,424 @@
+//! fd handlers (`qemu/aio.h`: `aio_set_fd_handler`, `aio_set_event_notifier`,
+//! `aio_set_event_notifier_poll`, `aio_poll_disabled`) and their dispatch.
+//!
+//! Two halves:
+//! - [`Handlers`], shared: the registry by fd, behind a short mutex, plus the
+//!   list of changes the poller has not applied yet. `aio_set_fd_handler` may
+//!   be called from any thread and from inside any handler of the context.
+//! - [`HandlersLocal`], loop-thread only: the fd monitor backend, a mirror of
+//!   the registry used for dispatch without locking, and the busy-poll list.
+//!   The poller applies pending changes at the start of each iteration.
+//!
+//! A registration is an `Arc<Handler>`. Replacing or removing it sets its
+//! `removed` flag at once, so a handler that is ready in the same iteration
+//! (or is being dispatched) is never called after its removal, whichever
+//! thread removed it.
+//!
+//! Lookup is by fd in a hash map, never a list scan.
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::fatal::{self, Misuse, MisuseResult};
+use crate::fdmon::{self, Backend, EPOLL_THRESHOLD, FdMonitor, Ready};
+use crate::gsource;
+
+/// A C `IOHandler` (or `EventNotifierHandler`, called with the notifier as
+/// its opaque), checked non-NULL.
+pub(crate) type IoFn = unsafe extern "C" fn(opaque: *mut c_void);
+/// A C `AioPollFn`, checked non-NULL.
+pub(crate) type PollFn = unsafe extern "C" fn(opaque: *mut c_void) -> bool;
+
+const POLLIN: u32 = libc::POLLIN as u32;
+const POLLOUT: u32 = libc::POLLOUT as u32;
+const POLLHUP: u32 = libc::POLLHUP as u32;
+const POLLERR: u32 = libc::POLLERR as u32;
+
+/// The callbacks of one fd.
+#[derive(Clone, Copy)]
+pub(crate) struct Callbacks {
+    pub(crate) io_read: Option<IoFn>,
+    pub(crate) io_write: Option<IoFn>,
+    pub(crate) io_poll: Option<PollFn>,
+    pub(crate) io_poll_ready: Option<IoFn>,
+    pub(crate) io_poll_begin: Option<IoFn>,
+    pub(crate) io_poll_end: Option<IoFn>,
+    pub(crate) opaque: *mut c_void,
+}
+
+impl Callbacks {
+    fn is_empty(&self) -> bool {
+        self.io_read.is_none() && self.io_write.is_none() && self.io_poll.is_none()
+    }
+
+    fn interest(&self) -> fdmon::Interest {
+        (if self.io_read.is_some() { POLLIN } else { 0 })
+            | (if self.io_write.is_some() { POLLOUT } else { 0 })
+    }
+}
+
+/// One registration of one fd.
+pub(crate) struct Handler {
+    pub(crate) cb: Callbacks,
+    /// Set when the registration is replaced or removed: never call it again.
+    removed: AtomicBool,
+}
+
+// SAFETY: the callbacks and opaque are C data the caller registered for use
+// by the context's thread; the handler itself is immutable but for the
+// atomic `removed` flag.
+unsafe impl Send for Handler {}
+// SAFETY: as above.
+unsafe impl Sync for Handler {}
+
+impl Handler {
+    #[inline]
+    pub(crate) fn is_live(&self) -> bool {
+        !self.removed.load(Ordering::Acquire)
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    by_fd: HashMap<RawFd, Arc<Handler>>,
+    /// Changes not yet applied by the poller, in order.
+    pending: Vec<(RawFd, Option<Arc<Handler>>)>,
+}
+
+/// The shared half: any thread.
+#[derive(Default)]
+pub(crate) struct Handlers {
+    registry: Mutex<Registry>,
+    has_pending: AtomicBool,
+    /// Registered fds (the context's own notifier excluded).
+    count: AtomicUsize,
+    /// Registered handlers without `io_poll` (QEMU's `poll_disable_cnt`).
+    poll_disable_cnt: AtomicUsize,
+}
+
+fn check_fd_open(fd: RawFd) -> MisuseResult<()> {
+    if fd < 0 {
+        return Err(Misuse::new(format!("invalid fd {fd}")));
+    }
+    // SAFETY: F_GETFD only inspects the descriptor table.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(Misuse::new(format!(
+            "fd {fd} is not an open file descriptor ({})",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}
+
+impl Handlers {
+    /// `aio_set_fd_handler`: add, change or (all callbacks None) remove.
+    /// Returns whether the poller must be woken to pick the change up.
+    pub(crate) fn set(&self, fd: RawFd, cb: Callbacks) -> MisuseResult<()> {
+        let adding = !cb.is_empty();
+        if adding {
+            check_fd_open(fd)?;
+        } else if fd < 0 {
+            return Err(Misuse::new(format!("invalid fd {fd}")));
+        }
+        let mut reg = self.registry.lock();
+        let new = adding.then(|| {
+            Arc::new(Handler {
+                cb,
+                removed: AtomicBool::new(false),
+            })
+        });
+        let old = match &new {
+            Some(h) => reg.by_fd.insert(fd, Arc::clone(h)),
+            None => reg.by_fd.remove(&fd),
+        };
+        if old.is_none() && new.is_none() {
+            return Ok(()); // removing an fd that was never added: no-op
+        }
+        if let Some(old) = &old {
+            old.removed.store(true, Ordering::Release);
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            if old.cb.io_poll.is_none() {
+                self.poll_disable_cnt.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        if let Some(new) = &new {
+            self.count.fetch_add(1, Ordering::Relaxed);
+            if new.cb.io_poll.is_none() {
+                self.poll_disable_cnt.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        reg.pending.push((fd, new));
+        self.has_pending.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// The callbacks currently registered for `fd`.
+    pub(crate) fn get(&self, fd: RawFd) -> Option<Callbacks> {
+        self.registry.lock().by_fd.get(&fd).map(|h| h.cb)
+    }
+
+    /// `aio_poll_disabled`: some handler lacks `io_poll`.
+    pub(crate) fn poll_disabled(&self) -> bool {
+        self.poll_disable_cnt.load(Ordering::Relaxed) != 0
+    }
+
+    /// Teardown: drops every registration, returning the fds still
+    /// registered (for a warning).
+    pub(crate) fn clear(&self) -> Vec<RawFd> {
+        let mut reg = self.registry.lock();
+        reg.pending.clear();
+        let fds: Vec<RawFd> = reg.by_fd.keys().copied().collect();
+        for (_, h) in reg.by_fd.drain() {
+            h.removed.store(true, Ordering::Release);
+        }
+        self.count.store(0, Ordering::Relaxed);
+        self.poll_disable_cnt.store(0, Ordering::Relaxed);
+        fds
+    }
+}
+
+/// The loop-thread half.
+pub(crate) struct HandlersLocal {
+    monitor: Option<Box<dyn FdMonitor>>,
+    forced: Option<Backend>,
+    /// fd -> registration, as of the last sync.
+    mirror: HashMap<RawFd, Arc<Handler>>,
+    /// Registrations with `io_poll`, as of the last sync.
+    pollers: Vec<Arc<Handler>>,
+    /// Reused buffer for ready fds.
+    ready: Vec<Ready>,
+    /// Whether `ready` holds the result of a wait not yet dispatched.
+    ready_fresh: bool,
+    /// The GLib source's unix-fd tags, when the context runs as a GSource.
+    gsource: Option<GSourceFds>,
+}
+
+/// The fds a context's GSource watches, mirroring the registry.
+struct GSourceFds {
+    source: *mut glib_sys::GSource,
+    wakeup_tag: glib_sys::gpointer,
+    tags: HashMap<RawFd, glib_sys::gpointer>,
+}
+
+// SAFETY: only used by the thread polling the context (like the rest of
+// HandlersLocal); the source is reference counted by the context.
+unsafe impl Send for GSourceFds {}
+
+impl GSourceFds {
+    fn set(&mut self, fd: RawFd, interest: fdmon::Interest) {
+        if let Some(tag) = self.tags.remove(&fd) {
+            gsource::remove_unix_fd(self.source, tag);
+        }
+        if interest != 0 {
+            self.tags
+                .insert(fd, gsource::add_unix_fd(self.source, fd, interest));
+        }
+    }
+}
+
+impl Default for HandlersLocal {
+    fn default() -> Self {
+        HandlersLocal {
+            monitor: None,
+            forced: fdmon::forced_backend(),
+            mirror: HashMap::new(),
+            pollers: Vec::new(),
+            ready: Vec::new(),
+            ready_fresh: false,
+            gsource: None,
+        }
+    }
+}
+
+fn die_monitor(op: &str, fd: RawFd, e: &std::io::Error) -> ! {
+    fatal::die("aio_poll", &format!("fd monitor: cannot {op} fd {fd}: {e}"))
+}
+
+impl HandlersLocal {
+    /// True when the loop must ask the monitor (some fd is registered).
+    #[inline]
+    pub(crate) fn watches_fds(&self) -> bool {
+        !self.mirror.is_empty()
+    }
+
+    pub(crate) fn pollers(&self) -> &[Arc<Handler>] {
+        &self.pollers
+    }
+
+    pub(crate) fn backend_name(&self) -> &'static str {
+        self.monitor.as_ref().map_or("none", |m| m.name())
+    }
+
+    fn open_monitor(&self, backend: Backend, wakeup_fd: RawFd) -> Box<dyn FdMonitor> {
+        let mut m = fdmon::open_with_fallback(backend);
+        if let Err(e) = m.set(wakeup_fd, POLLIN) {
+            die_monitor("watch the wakeup", wakeup_fd, &e);
+        }
+        m
+    }
+
+    /// Re-creates the monitor with `backend` and re-adds every fd.
+    fn switch_monitor(&mut self, backend: Backend, wakeup_fd: RawFd) {
+        let mut m = self.open_monitor(backend, wakeup_fd);
+        for (fd, h) in &self.mirror {
+            let interest = h.cb.interest();
+            if interest != 0 {
+                if let Err(e) = m.set(*fd, interest) {
+                    die_monitor("watch", *fd, &e);
+                }
+            }
+        }
+        self.monitor = Some(m);
+    }
+
+    /// Applies the changes made since the last sync.
+    pub(crate) fn sync(&mut self, shared: &Handlers, wakeup_fd: RawFd) {
+        if !shared.has_pending.load(Ordering::Acquire) {
+            return;
+        }
+        let pending = {
+            let mut reg = shared.registry.lock();
+            shared.has_pending.store(false, Ordering::Relaxed);
+            std::mem::take(&mut reg.pending)
+        };
+        if self.monitor.is_none() {
+            let m = self.open_monitor(self.forced.unwrap_or(Backend::Poll), wakeup_fd);
+            self.monitor = Some(m);
+        }
+        for (fd, new) in pending {
+            let interest = new.as_ref().map_or(0, |h| h.cb.interest());
+            let had_interest = self.mirror.get(&fd).map_or(0, |h| h.cb.interest());
+            match new {
+                Some(h) => {
+                    self.mirror.insert(fd, h);
+                }
+                None => {
+                    self.mirror.remove(&fd);
+                }
+            }
+            if interest == had_interest && interest == 0 {
+                continue;
+            }
+            if let Some(g) = &mut self.gsource {
+                g.set(fd, interest);
+            }
+            let monitor = self.monitor.as_mut().expect("opened above");
+            if let Err(e) = monitor.set(fd, interest) {
+                if interest == 0 {
+                    continue; // the fd may already be closed; it is gone either way
+                }
+                if monitor.name() != "poll" && e.raw_os_error() == Some(libc::EPERM) {
+                    // epoll and io_uring refuse regular files; poll(2) takes
+                    // them (always ready, as QEMU's poll backend reports).
+                    self.switch_monitor(Backend::Poll, wakeup_fd);
+                    continue;
+                }
+                die_monitor("watch", fd, &e);
+            }
+        }
+        if self.forced.is_none()
+            && self.mirror.len() > EPOLL_THRESHOLD
+            && self.monitor.as_ref().is_some_and(|m| m.name() == "poll")
+        {
+            self.switch_monitor(Backend::Epoll, wakeup_fd);
+        }
+        self.pollers = self
+            .mirror
+            .values()
+            .filter(|h| h.cb.io_poll.is_some())
+            .cloned()
+            .collect();
+    }
+
+    /// Makes `source` watch the wakeup fd and every registered fd (once;
+    /// later changes follow through `sync`).
+    pub(crate) fn attach_gsource(&mut self, source: *mut glib_sys::GSource, wakeup_fd: RawFd) {
+        if self.gsource.as_ref().is_some_and(|g| g.source == source) {
+            return;
+        }
+        let mut g = GSourceFds {
+            source,
+            wakeup_tag: gsource::add_unix_fd(source, wakeup_fd, POLLIN),
+            tags: HashMap::new(),
+        };
+        for (fd, h) in &self.mirror {
+            g.set(*fd, h.cb.interest());
+        }
+        self.gsource = Some(g);
+    }
+
+    /// Whether GLib's last poll saw the context's wakeup fd readable.
+    pub(crate) fn gsource_woken(&self) -> bool {
+        self.gsource
+            .as_ref()
+            .is_some_and(|g| gsource::is_readable(g.source, g.wakeup_tag))
+    }
+
+    /// Whether the last wait found ready fds not yet dispatched.
+    pub(crate) fn has_fresh_ready(&self) -> bool {
+        self.ready_fresh && !self.ready.is_empty()
+    }
+
+    pub(crate) fn ready_is_fresh(&self) -> bool {
+        self.ready_fresh
+    }
+
+    /// Waits for fds (and the wakeup fd) up to `timeout_ns`; returns
+    /// whether the wakeup fd was among the ready ones. The ready list is
+    /// kept for [`HandlersLocal::take_ready`].
+    pub(crate) fn wait(&mut self, timeout_ns: i64, wakeup_fd: RawFd) -> bool {
+        self.ready.clear();
+        let monitor = self
+            .monitor
+            .as_mut()
+            .expect("watches_fds implies a monitor");
+        if let Err(e) = monitor.wait(timeout_ns, &mut self.ready) {
+            fatal::die("aio_poll", &format!("fd monitor wait failed: {e}"));
+        }
+        self.ready_fresh = true;
+        let before = self.ready.len();
+        self.ready.retain(|r| r.fd != wakeup_fd);
+        self.ready.len() != before
+    }
+
+    /// The fds found ready by the last wait, with their registrations.
+    /// The caller dispatches them with no borrow of `self` held.
+    pub(crate) fn take_ready(&mut self, out: &mut Vec<(Arc<Handler>, u32)>) {
+        self.ready_fresh = false;
+        for r in self.ready.drain(..) {
+            if let Some(h) = self.mirror.get(&r.fd) {
+                out.push((Arc::clone(h), r.revents));
+            }
+        }
+    }
+}
+
+/// Runs the callbacks of ready fds: read before write for one fd; a
+/// handler removed meanwhile (by another handler, or by its own read
+/// callback) is not called. Returns whether any callback ran.
+pub(crate) fn dispatch_ready(ready: &[(Arc<Handler>, u32)]) -> bool {
+    let mut progress = false;
+    for (h, revents) in ready {
+        if revents & (POLLIN | POLLHUP | POLLERR) != 0 && h.is_live() {
+            if let Some(read) = h.cb.io_read {
+                // SAFETY: registered by the C caller for `opaque`; no lock
+                // or borrow is held.
+                unsafe { read(h.cb.opaque) };
+                progress = true;
+            }
+        }
+        if revents & (POLLOUT | POLLHUP | POLLERR) != 0 && h.is_live() {
+            if let Some(write) = h.cb.io_write {
+                // SAFETY: as above.
+                unsafe { write(h.cb.opaque) };
+                progress = true;
+            }
+        }
+    }
+    progress
+}
