@@ -92,6 +92,8 @@ pub(crate) struct Context {
     poller: AtomicPtr<u8>,
     local: LoopLocal,
     pub(crate) timers: TimerLists,
+    /// Coroutines waiting for `aio_co_schedule`'s BH (`src/coroutine/`).
+    pub(crate) scheduled_coroutines: crate::coroutine::ScheduledCoroutines,
     pub(crate) handlers: Handlers,
     pub(crate) poll_params: PollParams,
     /// The context's GLib source, created by the first `aio_get_g_source`.
@@ -115,14 +117,17 @@ unsafe impl Send for Context {}
 /// Marks the calling thread as inside a poll of the context; undone on drop.
 pub(crate) struct LoopGuard<'a> {
     ctx: &'a Context,
-    claimed_poller: bool,
+    /// Set when this guard claimed an unbound context for the thread: the
+    /// thread's previous polling context, restored on drop.
+    claimed_poller: Option<*const Context>,
 }
 
 impl Drop for LoopGuard<'_> {
     fn drop(&mut self) {
         let depth = self.ctx.local.depth.get() - 1;
         self.ctx.local.depth.set(depth);
-        if self.claimed_poller && depth == 0 {
+        if let Some(prev) = self.claimed_poller {
+            thread::leave_polling(prev);
             self.ctx.poller.store(ptr::null_mut(), Ordering::Release);
         }
     }
@@ -150,6 +155,7 @@ impl Context {
                 poll_buf: RefCell::new(Vec::new()),
             },
             timers: TimerLists::new(),
+            scheduled_coroutines: crate::coroutine::ScheduledCoroutines::new(),
             handlers: Handlers::default(),
             poll_params: PollParams::default(),
             gsource: Mutex::new(SourcePtr(ptr::null_mut())),
@@ -267,7 +273,7 @@ impl Context {
     /// context is unbound and no other thread is polling it.
     #[inline]
     pub(crate) fn enter_loop(&self) -> MisuseResult<LoopGuard<'_>> {
-        let mut claimed_poller = false;
+        let mut claimed_poller = None;
         if !thread::in_home_thread(self) {
             let home = self.home.load(Ordering::Acquire);
             let me = thread::thread_token();
@@ -278,7 +284,8 @@ impl Context {
                     Ordering::Acquire,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => claimed_poller = true,
+                    Ok(_) => claimed_poller = Some(thread::enter_polling(self)),
+                    // Re-entered from a nested poll of another context.
                     Err(other) if other == me => {}
                     Err(_) => {
                         return Err(Misuse::new(
@@ -325,6 +332,11 @@ impl Context {
     /// Links a BH whose PENDING flag the caller just set, and wakes the
     /// poller if it sleeps (see `notify.rs` for why this cannot be lost).
     #[inline]
+    /// Whether no thread is bound to the context and none is polling it.
+    pub(crate) fn is_unbound_and_idle(&self) -> bool {
+        self.home.load(Ordering::Acquire).is_null() && self.poller.load(Ordering::Acquire).is_null()
+    }
+
     pub(crate) fn enqueue(&self, bh: &Bh) {
         // SAFETY: the caller flipped PENDING 0 -> 1, so the BH is in no queue,
         // and it stays alive until the loop dequeues it (only the loop frees).

@@ -12,6 +12,8 @@
 //!   context while this thread holds the BQL, else NULL.
 //! - `in_aio_context_home_thread(ctx)`: ctx is the current context, or ctx is
 //!   the main context and this thread holds the BQL.
+//! - A context bound to no thread may be polled by any one thread at a time;
+//!   while that thread polls it, it is that thread's current context.
 //! - The BQL is one process-wide, non-recursive mutex; `bql_locked()` says
 //!   whether *this* thread holds it.
 
@@ -27,6 +29,9 @@ use crate::fatal::{Misuse, MisuseResult};
 thread_local! {
     static CURRENT: Cell<*const Context> = const { Cell::new(ptr::null()) };
     static HOLDS_BQL: Cell<bool> = const { Cell::new(false) };
+    /// An unbound context this thread is polling right now: for the time of
+    /// that poll it is the thread's current context (see `enter_polling`).
+    static POLLING: Cell<*const Context> = const { Cell::new(ptr::null()) };
     /// Its address identifies the thread (see [`thread_token`]).
     static TOKEN: u8 = const { 0 };
 }
@@ -58,9 +63,26 @@ pub(crate) fn holds_bql() -> bool {
     HOLDS_BQL.with(Cell::get)
 }
 
-/// `qemu_get_current_aio_context`.
+/// Makes `ctx`, an unbound context this thread starts polling, the current
+/// context until [`leave_polling`] restores the returned previous value. So
+/// inside its callbacks `qemu_get_current_aio_context()` is the context that
+/// runs them, as QEMU code expects.
+pub(crate) fn enter_polling(ctx: *const Context) -> *const Context {
+    POLLING.with(|p| p.replace(ctx))
+}
+
+pub(crate) fn leave_polling(prev: *const Context) {
+    POLLING.with(|p| p.set(prev));
+}
+
+/// `qemu_get_current_aio_context`: the unbound context being polled, else
+/// the bound context, else the main context while holding the BQL.
 #[inline]
 pub(crate) fn current_context() -> *const Context {
+    let polling = POLLING.with(Cell::get);
+    if !polling.is_null() {
+        return polling;
+    }
     let bound = bound_context();
     if !bound.is_null() {
         bound
@@ -75,7 +97,9 @@ pub(crate) fn current_context() -> *const Context {
 #[inline]
 pub(crate) fn in_home_thread(ctx: &Context) -> bool {
     let ctx = ptr::from_ref(ctx);
-    ctx == bound_context() || (ctx == main_context() && holds_bql())
+    ctx == bound_context()
+        || ctx == POLLING.with(Cell::get)
+        || (ctx == main_context() && holds_bql())
 }
 
 /// `qemu_set_current_aio_context`: binds this thread to `ctx`, once.

@@ -4,7 +4,8 @@
 //!
 //! A waiter counts itself in `global_aio_wait.num_waiters`, then polls until
 //! its condition is false: the context it waits on if this is its home
-//! thread, else the main context (it must then be the main context's home
+//! thread (or if it is bound to no thread and nobody polls it), else the
+//! main context (it must then be the main context's home
 //! thread). Whoever changes a condition that someone may wait on calls
 //! `aio_wait_kick`, which schedules a no-op BH on the main context when
 //! anyone waits, so that a main-context waiter re-checks.
@@ -69,7 +70,8 @@ pub(crate) fn kick() {
 /// Which context a waiter in this thread polls for `ctx`.
 fn context_to_poll(ctx: Option<&Context>) -> MisuseResult<&Context> {
     if let Some(ctx) = ctx {
-        if thread::in_home_thread(ctx) {
+        // An unbound context nobody polls: the waiter polls it itself.
+        if thread::in_home_thread(ctx) || ctx.is_unbound_and_idle() {
             return Ok(ctx);
         }
     }
