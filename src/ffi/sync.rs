@@ -1,0 +1,376 @@
+//! Threads and synchronization for QEMU-style callers (`qemu/thread.h`,
+//! `qemu/futex.h`): `QemuMutex`, `QemuRecMutex`, `QemuCond`,
+//! `QemuSemaphore`, `QemuEvent`, `QemuThread` and the futex helpers.
+//!
+//! The objects are caller-owned structs, embedded by value; `*_init`
+//! accepts uninitialized memory, every other function aborts on an object
+//! that is not initialized (or was destroyed). Any thread may use any
+//! object, except that a mutex is unlocked by the thread that locked it.
+//! None of these functions is tied to an AioContext or the BQL.
+
+use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
+use std::sync::atomic::AtomicU32;
+
+use super::boundary::ffi_call;
+use crate::fatal::{Misuse, MisuseResult};
+use crate::sync::{self as core, StartRoutine};
+
+pub use crate::sync::{
+    QEMU_THREAD_DETACHED, QEMU_THREAD_JOINABLE, QemuCond, QemuEvent, QemuMutex, QemuRecMutex,
+    QemuSemaphore, QemuThread,
+};
+
+/// Checks a caller-owned object pointer: non-null and aligned.
+fn check_ptr<T>(p: *const T, what: &'static str) -> MisuseResult<()> {
+    if p.is_null() {
+        return Err(Misuse::new(format!("{what} is NULL")));
+    }
+    if !p.is_aligned() {
+        return Err(Misuse::new(format!("{what} pointer {p:p} is misaligned")));
+    }
+    Ok(())
+}
+
+/// Validates a caller-owned object pointer.
+fn object<'a, T>(p: *const T, what: &'static str) -> MisuseResult<&'a T> {
+    check_ptr(p, what)?;
+    // SAFETY: non-null and aligned; the caller promises it points to its
+    // object for the duration of the call. Every field of these structs is
+    // an `UnsafeCell`, so a shared reference is sound while other threads
+    // use the object too.
+    Ok(unsafe { &*p })
+}
+
+fn mutex<'a>(m: *mut QemuMutex) -> MisuseResult<&'a QemuMutex> {
+    object(m, "QemuMutex")
+}
+
+fn rec_mutex<'a>(m: *mut QemuRecMutex) -> MisuseResult<&'a QemuRecMutex> {
+    object(m, "QemuRecMutex")
+}
+
+fn cond<'a>(c: *mut QemuCond) -> MisuseResult<&'a QemuCond> {
+    object(c, "QemuCond")
+}
+
+fn sem<'a>(s: *mut QemuSemaphore) -> MisuseResult<&'a QemuSemaphore> {
+    object(s, "QemuSemaphore")
+}
+
+fn event<'a>(e: *mut QemuEvent) -> MisuseResult<&'a QemuEvent> {
+    object(e, "QemuEvent")
+}
+
+fn thread<'a>(t: *const QemuThread) -> MisuseResult<&'a QemuThread> {
+    object(t, "QemuThread")
+}
+
+/// A C string argument that may be NULL.
+fn optional_str<'a>(s: *const c_char) -> Option<&'a CStr> {
+    // SAFETY: a non-null string argument is NUL-terminated (C contract) and
+    // outlives the call, which copies what it keeps.
+    (!s.is_null()).then(|| unsafe { CStr::from_ptr(s) })
+}
+
+/// Validates a futex address: non-null and 4-byte aligned.
+fn futex_word<'a>(f: *mut c_void) -> MisuseResult<&'a AtomicU32> {
+    let word = f.cast::<u32>();
+    check_ptr(word, "futex address")?;
+    // SAFETY: a live, aligned 32-bit word (C contract) that is only accessed
+    // atomically while futex operations are under way.
+    Ok(unsafe { AtomicU32::from_ptr(word) })
+}
+
+// ---------------------------------------------------------------------------
+// QemuMutex
+
+/// Initializes a (non-recursive) mutex in caller-owned memory, unlocked.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_mutex_init(mutex: *mut QemuMutex) {
+    ffi_call("qemu_mutex_init", || self::mutex(mutex)?.init(false))
+}
+
+/// Destroys an unlocked mutex; it may be initialized again. Aborts if the
+/// mutex is locked.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_mutex_destroy(mutex: *mut QemuMutex) {
+    ffi_call("qemu_mutex_destroy", || self::mutex(mutex)?.destroy())
+}
+
+/// Locks the mutex, blocking until it is free. Any thread; aborts if the
+/// calling thread already holds it (it is not recursive).
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_mutex_lock(mutex: *mut QemuMutex) {
+    ffi_call("qemu_mutex_lock", || self::mutex(mutex)?.lock())
+}
+
+/// Locks the mutex if it is free: returns 0, or -EBUSY (without blocking)
+/// if any thread, the caller included, holds it.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_mutex_trylock(mutex: *mut QemuMutex) -> c_int {
+    ffi_call("qemu_mutex_trylock", || self::mutex(mutex)?.trylock())
+}
+
+/// Unlocks the mutex. Only the thread holding it may call this; unlocking
+/// a mutex that is not locked, or that another thread holds, aborts.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_mutex_unlock(mutex: *mut QemuMutex) {
+    ffi_call("qemu_mutex_unlock", || self::mutex(mutex)?.unlock())
+}
+
+// ---------------------------------------------------------------------------
+// QemuRecMutex
+
+/// Initializes a recursive mutex in caller-owned memory, unlocked.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_rec_mutex_init(mutex: *mut QemuRecMutex) {
+    ffi_call("qemu_rec_mutex_init", || rec_mutex(mutex)?.init())
+}
+
+/// Destroys an unlocked recursive mutex. Aborts if it is locked.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_rec_mutex_destroy(mutex: *mut QemuRecMutex) {
+    ffi_call("qemu_rec_mutex_destroy", || rec_mutex(mutex)?.destroy())
+}
+
+/// Locks the recursive mutex; the thread holding it may lock it again
+/// (each lock needs its own unlock).
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_rec_mutex_lock(mutex: *mut QemuRecMutex) {
+    ffi_call("qemu_rec_mutex_lock", || rec_mutex(mutex)?.lock())
+}
+
+/// Locks the recursive mutex if it is free or held by the caller: returns
+/// 0, or -EBUSY (without blocking) if another thread holds it.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_rec_mutex_trylock(mutex: *mut QemuRecMutex) -> c_int {
+    ffi_call("qemu_rec_mutex_trylock", || rec_mutex(mutex)?.trylock())
+}
+
+/// Undoes one lock of the recursive mutex. Aborts unless the calling
+/// thread holds it.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_rec_mutex_unlock(mutex: *mut QemuRecMutex) {
+    ffi_call("qemu_rec_mutex_unlock", || rec_mutex(mutex)?.unlock())
+}
+
+// ---------------------------------------------------------------------------
+// QemuCond
+
+/// Initializes a condition variable in caller-owned memory. Timed waits
+/// use `CLOCK_MONOTONIC`.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_cond_init(cond: *mut QemuCond) {
+    ffi_call("qemu_cond_init", || self::cond(cond)?.init())
+}
+
+/// Destroys a condition variable nobody waits on.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_cond_destroy(cond: *mut QemuCond) {
+    ffi_call("qemu_cond_destroy", || self::cond(cond)?.destroy())
+}
+
+/// Wakes one thread waiting on `cond`, if any. Any thread, with or without
+/// the mutex.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_cond_signal(cond: *mut QemuCond) {
+    ffi_call("qemu_cond_signal", || self::cond(cond)?.signal())
+}
+
+/// Wakes every thread waiting on `cond`. Any thread, with or without the
+/// mutex.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_cond_broadcast(cond: *mut QemuCond) {
+    ffi_call("qemu_cond_broadcast", || self::cond(cond)?.broadcast())
+}
+
+/// Atomically unlocks `mutex`, waits for a signal on `cond`, and locks
+/// `mutex` again before returning. The calling thread must hold `mutex`
+/// (aborts otherwise). Wakeups may be spurious: re-check the condition.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_cond_wait(cond: *mut QemuCond, mutex: *mut QemuMutex) {
+    ffi_call("qemu_cond_wait", || {
+        self::cond(cond)?.wait(self::mutex(mutex)?, None).map(drop)
+    })
+}
+
+/// Like `qemu_cond_wait`, but waits at most `ms` milliseconds. Returns
+/// false if the time ran out, true otherwise; `mutex` is held again either
+/// way.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_cond_timedwait(
+    cond: *mut QemuCond,
+    mutex: *mut QemuMutex,
+    ms: c_int,
+) -> bool {
+    ffi_call("qemu_cond_timedwait", || {
+        self::cond(cond)?.wait_ms(self::mutex(mutex)?, ms)
+    })
+}
+
+// ---------------------------------------------------------------------------
+// QemuSemaphore
+
+/// Initializes a semaphore in caller-owned memory with `init` (>= 0)
+/// posts.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_sem_init(sem: *mut QemuSemaphore, init: c_int) {
+    ffi_call("qemu_sem_init", || self::sem(sem)?.init(init))
+}
+
+/// Destroys a semaphore nobody waits on.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_sem_destroy(sem: *mut QemuSemaphore) {
+    ffi_call("qemu_sem_destroy", || self::sem(sem)?.destroy())
+}
+
+/// Adds one post and wakes one waiter. Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_sem_post(sem: *mut QemuSemaphore) {
+    ffi_call("qemu_sem_post", || self::sem(sem)?.post())
+}
+
+/// Takes one post, waiting as long as it takes. Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_sem_wait(sem: *mut QemuSemaphore) {
+    ffi_call("qemu_sem_wait", || self::sem(sem)?.wait(None).map(drop))
+}
+
+/// Takes one post, waiting at most `ms` milliseconds (0: do not wait).
+/// Returns 0 if a post was taken, -1 on timeout.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_sem_timedwait(sem: *mut QemuSemaphore, ms: c_int) -> c_int {
+    ffi_call("qemu_sem_timedwait", || {
+        Ok(if self::sem(sem)?.wait(Some(ms))? {
+            0
+        } else {
+            -1
+        })
+    })
+}
+
+// ---------------------------------------------------------------------------
+// QemuEvent
+
+/// Initializes an event in caller-owned memory, set if `init` is true.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_event_init(ev: *mut QemuEvent, init: bool) {
+    ffi_call("qemu_event_init", || {
+        event(ev)?.init(init);
+        Ok(())
+    })
+}
+
+/// Destroys an event nobody waits on.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_event_destroy(ev: *mut QemuEvent) {
+    ffi_call("qemu_event_destroy", || event(ev)?.destroy())
+}
+
+/// Sets the event and wakes every waiter. Any thread. Writes made before
+/// it are visible to a thread whose `qemu_event_wait` returns because of it.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_event_set(ev: *mut QemuEvent) {
+    ffi_call("qemu_event_set", || event(ev)?.set())
+}
+
+/// Resets the event if it is set. Any thread. The usual pattern is reset,
+/// check the condition, then wait.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_event_reset(ev: *mut QemuEvent) {
+    ffi_call("qemu_event_reset", || event(ev)?.reset())
+}
+
+/// Returns once the event is set (at once if it already is). Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_event_wait(ev: *mut QemuEvent) {
+    ffi_call("qemu_event_wait", || event(ev)?.wait())
+}
+
+// ---------------------------------------------------------------------------
+// QemuThread
+
+/// Starts a thread running `start_routine(arg)` and fills in `thread`.
+/// `name` (may be NULL; copied) names the thread, truncated to 15 bytes.
+/// `mode` is `QEMU_THREAD_JOINABLE` (join it with `qemu_thread_join`) or
+/// `QEMU_THREAD_DETACHED`. As in QEMU, the new thread starts with all
+/// signals blocked except SIGSEGV, SIGFPE and SIGILL. Failure to create the
+/// thread aborts.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_thread_create(
+    thread: *mut QemuThread,
+    name: *const c_char,
+    start_routine: Option<unsafe extern "C" fn(*mut c_void) -> *mut c_void>,
+    arg: *mut c_void,
+    mode: c_int,
+) {
+    ffi_call("qemu_thread_create", || {
+        let thread = self::thread(thread)?;
+        let routine: StartRoutine =
+            start_routine.ok_or_else(|| Misuse::new("start_routine is NULL"))?;
+        thread.create(optional_str(name), routine, arg, mode)
+    })
+}
+
+/// Waits for a joinable thread to end and returns its result (the start
+/// routine's return value or `qemu_thread_exit`'s argument). Aborts for a
+/// detached thread, a thread already joined, or the calling thread itself.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_thread_join(thread: *mut QemuThread) -> *mut c_void {
+    ffi_call("qemu_thread_join", || self::thread(thread)?.join())
+}
+
+/// Fills in `thread` for the calling thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_thread_get_self(thread: *mut QemuThread) {
+    ffi_call("qemu_thread_get_self", || {
+        self::thread(thread)?.get_self();
+        Ok(())
+    })
+}
+
+/// Whether `thread` is the calling thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_thread_is_self(thread: *const QemuThread) -> bool {
+    ffi_call(
+        "qemu_thread_is_self",
+        || Ok(self::thread(thread)?.is_self()),
+    )
+}
+
+/// Ends the calling thread with result `retval` (what `qemu_thread_join`
+/// returns). Does not return.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_thread_exit(retval: *mut c_void) -> ! {
+    ffi_call("qemu_thread_exit", || Ok(()));
+    // Outside `ffi_call`: the forced unwind must not meet a panic boundary.
+    core::exit_thread(retval)
+}
+
+// ---------------------------------------------------------------------------
+// Futexes
+
+/// Sleeps while the 32-bit word at `f` equals `val`: returns at once if it
+/// does not, else when `qemu_futex_wake_*` is called on `f` (or
+/// spuriously: re-check). Process-private futex. Aborts if `f` is NULL or
+/// not 4-byte aligned.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_futex_wait(f: *mut c_void, val: c_uint) {
+    ffi_call("qemu_futex_wait", || core::futex_wait(futex_word(f)?, val))
+}
+
+/// Wakes one thread sleeping in `qemu_futex_wait` on `f`, if any.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_futex_wake_single(f: *mut c_void) {
+    ffi_call("qemu_futex_wake_single", || {
+        core::futex_wake(futex_word(f)?, 1)
+    })
+}
+
+/// Wakes every thread sleeping in `qemu_futex_wait` on `f`.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_futex_wake_all(f: *mut c_void) {
+    ffi_call("qemu_futex_wake_all", || {
+        core::futex_wake(futex_word(f)?, c_int::MAX)
+    })
+}

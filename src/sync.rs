@@ -1,0 +1,951 @@
+//! QEMU's threads and synchronization primitives for QEMU-style callers
+//! (`qemu/thread.h`, `qemu/thread-posix.h`, `qemu/futex.h`): `QemuMutex`,
+//! `QemuRecMutex`, `QemuCond`, `QemuSemaphore`, `QemuEvent`, `QemuThread`
+//! and the futex helpers. The exported functions are in `ffi/sync.rs`.
+//!
+//! The structs are caller-owned and embedded by value in C structs, so they
+//! are `#[repr(C)]` with QEMU's fields, plus what misuse detection needs
+//! (`QemuMutex::owner`, `QemuThread::mode`). Several threads use one object
+//! at the same time, so every field is an `UnsafeCell`: Rust only ever holds
+//! shared references and reads or writes fields through atomic views or raw
+//! pointers, never through `&mut`.
+//!
+//! Mutexes, condition variables and threads are plain pthread objects
+//! (ThreadSanitizer understands them); semaphores are a mutex, a condition
+//! variable and a count, as in QEMU; `QemuEvent` is QEMU's futex protocol.
+//!
+//! Misuse that QEMU asserts against is a [`Misuse`] (the exported function
+//! then aborts naming itself): using an object that is not initialized,
+//! unlocking a mutex that is not locked or that another thread holds,
+//! destroying a locked mutex, locking a (non-recursive) mutex twice in one
+//! thread, waiting on a condition without holding its mutex, joining a
+//! detached thread or a thread twice. Owner checks are exact for the thread
+//! that holds a mutex; another thread may read a stale owner, which can only
+//! change the wording of the report, never turn misuse into success.
+
+use std::cell::{Cell, UnsafeCell};
+use std::ffi::{CStr, CString, c_int, c_uint, c_void};
+use std::io;
+use std::mem::MaybeUninit;
+use std::ptr;
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, Ordering, fence};
+
+use crate::fatal::{Misuse, MisuseResult};
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+thread_local! {
+    /// This thread's kernel id (`gettid`), 0 until first asked.
+    static TID: Cell<c_int> = const { Cell::new(0) };
+    /// Whether this thread was started by `qemu_thread_create` in detached
+    /// mode, for `qemu_thread_get_self`.
+    static CREATED_DETACHED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The calling thread's kernel thread id; never 0, so 0 can mean "nobody".
+fn current_tid() -> c_int {
+    TID.with(|cached| {
+        let mut tid = cached.get();
+        if tid == 0 {
+            // SAFETY: gettid takes no arguments and always succeeds.
+            tid = unsafe { libc::syscall(libc::SYS_gettid) } as c_int;
+            cached.set(tid);
+        }
+        tid
+    })
+}
+
+/// Turns a pthread-style return code (0 or an errno value) into a result.
+fn pthread_result(what: &str, rc: c_int) -> MisuseResult<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Misuse::new(format!(
+            "{what} failed: {}",
+            io::Error::from_raw_os_error(rc)
+        )))
+    }
+}
+
+/// Reads a C `bool` field that may hold garbage (memory never initialized)
+/// as a byte, so that a garbage value is "not initialized" instead of an
+/// invalid Rust `bool`.
+fn read_flag(flag: &UnsafeCell<bool>) -> bool {
+    // SAFETY: the field is a live, aligned byte; every access to it from
+    // Rust is atomic.
+    unsafe { AtomicU8::from_ptr(flag.get().cast::<u8>()) }.load(Ordering::Relaxed) == 1
+}
+
+fn write_flag(flag: &UnsafeCell<bool>, value: bool) {
+    // SAFETY: as in `read_flag`.
+    unsafe { AtomicU8::from_ptr(flag.get().cast::<u8>()) }
+        .store(u8::from(value), Ordering::Relaxed);
+}
+
+/// `CLOCK_MONOTONIC` now plus `ms` milliseconds (negative counts as 0), the
+/// absolute deadline `pthread_cond_timedwait` wants for a condition
+/// variable initialized with that clock.
+fn deadline_after_ms(ms: c_int) -> libc::timespec {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes a timespec we own; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let ms = ms.max(0);
+    ts.tv_sec += (ms / 1000) as libc::time_t;
+    ts.tv_nsec += ((ms % 1000) * 1_000_000) as libc::c_long;
+    if ts.tv_nsec >= 1_000_000_000 {
+        ts.tv_sec += 1;
+        ts.tv_nsec -= 1_000_000_000;
+    }
+    ts
+}
+
+// ---------------------------------------------------------------------------
+// Futexes (`qemu/futex.h`)
+
+/// Sleeps while `word` holds `val` (QEMU's `qemu_futex_wait`): returns at
+/// once if it does not, else when woken by [`futex_wake`] (or spuriously).
+/// Interrupted sleeps are resumed. Process-private futex.
+pub(crate) fn futex_wait(word: &AtomicU32, val: u32) -> MisuseResult<()> {
+    loop {
+        // SAFETY: FUTEX_WAIT reads the live, aligned u32 behind `word`; the
+        // null timeout means "no timeout".
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                val,
+                ptr::null::<libc::timespec>(),
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) => return Ok(()),
+            Some(libc::EINTR) => continue,
+            _ => return Err(Misuse::new(format!("futex wait failed: {err}"))),
+        }
+    }
+}
+
+/// Wakes up to `count` threads sleeping in [`futex_wait`] on `word`.
+pub(crate) fn futex_wake(word: &AtomicU32, count: c_int) -> MisuseResult<()> {
+    // SAFETY: FUTEX_WAKE only uses the address to find sleepers.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            count,
+        )
+    };
+    if rc < 0 {
+        return Err(Misuse::new(format!(
+            "futex wake failed: {}",
+            io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// QemuMutex and QemuRecMutex
+
+/// A mutex (`qemu_mutex_*`), embedded by value in caller structs.
+///
+/// Not recursive: locking it again in the thread that holds it aborts.
+/// Only the thread that locked it may unlock it.
+#[repr(C)]
+pub struct QemuMutex {
+    /// The pthread mutex (default kind; recursive inside a `QemuRecMutex`).
+    pub lock: UnsafeCell<libc::pthread_mutex_t>,
+    /// True between init and destroy.
+    pub initialized: UnsafeCell<bool>,
+    /// Kernel thread id of the thread holding the mutex, 0 when unlocked.
+    /// aioctx addition, for misuse checks.
+    pub owner: UnsafeCell<c_int>,
+}
+
+const _: () = {
+    use std::mem::{align_of, offset_of, size_of};
+    let lock = size_of::<libc::pthread_mutex_t>();
+    assert!(offset_of!(QemuMutex, lock) == 0);
+    assert!(offset_of!(QemuMutex, initialized) == lock);
+    assert!(offset_of!(QemuMutex, owner) == lock + 4);
+    assert!(align_of::<QemuMutex>() == align_of::<libc::pthread_mutex_t>());
+    assert!(size_of::<QemuMutex>() == (lock + 8).next_multiple_of(align_of::<QemuMutex>()));
+    #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+    assert!(size_of::<QemuMutex>() == 48 && align_of::<QemuMutex>() == 8);
+};
+
+/// A recursive mutex (`qemu_rec_mutex_*`): the thread holding it may lock
+/// it again and must unlock it as many times.
+#[repr(C)]
+pub struct QemuRecMutex {
+    /// The mutex, initialized as a recursive pthread mutex; its `owner` is
+    /// the holder, as for a `QemuMutex`.
+    pub m: QemuMutex,
+    /// How many times the holder has locked it (0 when unlocked). aioctx
+    /// addition: with `m.owner` it catches misuse before pthread sees it.
+    pub depth: UnsafeCell<c_uint>,
+}
+
+const _: () = {
+    use std::mem::{align_of, offset_of, size_of};
+    assert!(offset_of!(QemuRecMutex, m) == 0);
+    assert!(offset_of!(QemuRecMutex, depth) == size_of::<QemuMutex>());
+    assert!(align_of::<QemuRecMutex>() == align_of::<QemuMutex>());
+    #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+    assert!(size_of::<QemuRecMutex>() == 56);
+};
+
+impl QemuMutex {
+    fn owner(&self) -> &AtomicI32 {
+        // SAFETY: the field is a live, aligned c_int that Rust only accesses
+        // atomically; C never touches it.
+        unsafe { AtomicI32::from_ptr(self.owner.get()) }
+    }
+
+    pub(crate) fn is_initialized(&self) -> bool {
+        read_flag(&self.initialized)
+    }
+
+    fn check_initialized(&self) -> MisuseResult<()> {
+        if self.is_initialized() {
+            Ok(())
+        } else {
+            Err(Misuse::new("mutex is not initialized"))
+        }
+    }
+
+    /// `qemu_mutex_init` (`recursive` false) / `qemu_rec_mutex_init`.
+    /// The caller may pass uninitialized memory.
+    pub(crate) fn init(&self, recursive: bool) -> MisuseResult<()> {
+        if recursive {
+            let mut attr = MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
+            // SAFETY: `attr` is initialized by pthread_mutexattr_init before
+            // any other use and destroyed once, after pthread_mutex_init.
+            unsafe {
+                pthread_result(
+                    "pthread_mutexattr_init",
+                    libc::pthread_mutexattr_init(attr.as_mut_ptr()),
+                )?;
+                libc::pthread_mutexattr_settype(attr.as_mut_ptr(), libc::PTHREAD_MUTEX_RECURSIVE);
+                let rc = libc::pthread_mutex_init(self.lock.get(), attr.as_ptr());
+                libc::pthread_mutexattr_destroy(attr.as_mut_ptr());
+                pthread_result("pthread_mutex_init", rc)?;
+            }
+        } else {
+            // SAFETY: (re)initializes the caller's pthread_mutex_t storage;
+            // the contract forbids concurrent use during init.
+            let rc = unsafe { libc::pthread_mutex_init(self.lock.get(), ptr::null()) };
+            pthread_result("pthread_mutex_init", rc)?;
+        }
+        self.owner().store(0, Ordering::Relaxed);
+        write_flag(&self.initialized, true);
+        Ok(())
+    }
+
+    /// `qemu_mutex_destroy` / `qemu_rec_mutex_destroy`.
+    pub(crate) fn destroy(&self) -> MisuseResult<()> {
+        self.check_initialized()?;
+        match self.owner().load(Ordering::Relaxed) {
+            0 => {}
+            owner if owner == current_tid() => {
+                return Err(Misuse::new("mutex is locked (by the calling thread)"));
+            }
+            owner => return Err(Misuse::new(format!("mutex is locked (by thread {owner})"))),
+        }
+        // SAFETY: the mutex is initialized and (as far as the owner field
+        // tells) unlocked; pthread still reports EBUSY if it is locked.
+        let rc = unsafe { libc::pthread_mutex_destroy(self.lock.get()) };
+        if rc == libc::EBUSY {
+            return Err(Misuse::new("mutex is locked"));
+        }
+        pthread_result("pthread_mutex_destroy", rc)?;
+        write_flag(&self.initialized, false);
+        Ok(())
+    }
+
+    /// `qemu_mutex_lock`: blocks until the mutex is free.
+    pub(crate) fn lock(&self) -> MisuseResult<()> {
+        self.check_initialized()?;
+        let me = current_tid();
+        // Exact: only this thread ever stores its own id.
+        if self.owner().load(Ordering::Relaxed) == me {
+            return Err(Misuse::new(
+                "mutex is already locked by the calling thread (it is not recursive: deadlock)",
+            ));
+        }
+        // SAFETY: the mutex is initialized.
+        let rc = unsafe { libc::pthread_mutex_lock(self.lock.get()) };
+        pthread_result("pthread_mutex_lock", rc)?;
+        self.owner().store(me, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// `qemu_mutex_trylock`: 0 if locked now, `-EBUSY` if it is held
+    /// (by anyone, including the calling thread).
+    pub(crate) fn trylock(&self) -> MisuseResult<c_int> {
+        self.check_initialized()?;
+        // SAFETY: the mutex is initialized.
+        match unsafe { libc::pthread_mutex_trylock(self.lock.get()) } {
+            0 => {
+                self.owner().store(current_tid(), Ordering::Relaxed);
+                Ok(0)
+            }
+            libc::EBUSY => Ok(-libc::EBUSY),
+            rc => pthread_result("pthread_mutex_trylock", rc).map(|()| 0),
+        }
+    }
+
+    /// Checks that the calling thread holds the mutex; returns its id.
+    fn check_held(&self) -> MisuseResult<c_int> {
+        let me = current_tid();
+        match self.owner().load(Ordering::Relaxed) {
+            0 => Err(Misuse::new("mutex is not locked")),
+            owner if owner == me => Ok(me),
+            owner => Err(Misuse::new(format!(
+                "mutex is locked by thread {owner}, not by the calling thread {me}"
+            ))),
+        }
+    }
+
+    /// `qemu_mutex_unlock`: only by the thread that holds it.
+    pub(crate) fn unlock(&self) -> MisuseResult<()> {
+        self.check_initialized()?;
+        self.check_held()?;
+        self.owner().store(0, Ordering::Relaxed);
+        // SAFETY: the mutex is initialized and held by this thread.
+        let rc = unsafe { libc::pthread_mutex_unlock(self.lock.get()) };
+        pthread_result("pthread_mutex_unlock", rc)
+    }
+}
+
+impl QemuRecMutex {
+    /// The lock count; only the holder touches it.
+    fn depth(&self) -> *mut c_uint {
+        self.depth.get()
+    }
+
+    /// `qemu_rec_mutex_init`. The caller may pass uninitialized memory.
+    pub(crate) fn init(&self) -> MisuseResult<()> {
+        self.m.init(true)?;
+        // SAFETY: nobody else may use the mutex during init.
+        unsafe { *self.depth() = 0 };
+        Ok(())
+    }
+
+    /// `qemu_rec_mutex_destroy`: aborts if it is locked.
+    pub(crate) fn destroy(&self) -> MisuseResult<()> {
+        self.m.destroy()
+    }
+
+    /// Records one more lock by the calling thread, which holds the mutex.
+    fn note_locked(&self) {
+        let me = current_tid();
+        let depth = self.depth();
+        // SAFETY: this thread holds the mutex, so it alone touches `depth`.
+        unsafe {
+            if self.m.owner().load(Ordering::Relaxed) == me {
+                *depth += 1;
+            } else {
+                self.m.owner().store(me, Ordering::Relaxed);
+                *depth = 1;
+            }
+        }
+    }
+
+    /// `qemu_rec_mutex_lock`.
+    pub(crate) fn lock(&self) -> MisuseResult<()> {
+        self.m.check_initialized()?;
+        // SAFETY: the mutex is initialized.
+        let rc = unsafe { libc::pthread_mutex_lock(self.m.lock.get()) };
+        pthread_result("pthread_mutex_lock", rc)?;
+        self.note_locked();
+        Ok(())
+    }
+
+    /// `qemu_rec_mutex_trylock`: 0 if locked now (or once more), else
+    /// `-EBUSY`.
+    pub(crate) fn trylock(&self) -> MisuseResult<c_int> {
+        self.m.check_initialized()?;
+        // SAFETY: the mutex is initialized.
+        match unsafe { libc::pthread_mutex_trylock(self.m.lock.get()) } {
+            0 => {
+                self.note_locked();
+                Ok(0)
+            }
+            libc::EBUSY => Ok(-libc::EBUSY),
+            rc => pthread_result("pthread_mutex_trylock", rc).map(|()| 0),
+        }
+    }
+
+    /// `qemu_rec_mutex_unlock`: undoes one lock; only by the holder.
+    pub(crate) fn unlock(&self) -> MisuseResult<()> {
+        self.m.check_initialized()?;
+        self.m.check_held()?;
+        // SAFETY: this thread holds the mutex, so it alone touches `depth`.
+        unsafe {
+            *self.depth() -= 1;
+            if *self.depth() == 0 {
+                self.m.owner().store(0, Ordering::Relaxed);
+            }
+        }
+        // SAFETY: the mutex is initialized and held by this thread.
+        let rc = unsafe { libc::pthread_mutex_unlock(self.m.lock.get()) };
+        pthread_result("pthread_mutex_unlock", rc)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// QemuCond
+
+/// A condition variable (`qemu_cond_*`), used with a `QemuMutex`.
+/// Timed waits measure `CLOCK_MONOTONIC`.
+#[repr(C)]
+pub struct QemuCond {
+    /// The pthread condition variable (`CLOCK_MONOTONIC`).
+    pub cond: UnsafeCell<libc::pthread_cond_t>,
+    /// True between init and destroy.
+    pub initialized: UnsafeCell<bool>,
+}
+
+const _: () = {
+    use std::mem::{align_of, offset_of, size_of};
+    let cond = size_of::<libc::pthread_cond_t>();
+    assert!(offset_of!(QemuCond, cond) == 0);
+    assert!(offset_of!(QemuCond, initialized) == cond);
+    assert!(align_of::<QemuCond>() == align_of::<libc::pthread_cond_t>());
+    assert!(size_of::<QemuCond>() == (cond + 1).next_multiple_of(align_of::<QemuCond>()));
+    #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+    assert!(size_of::<QemuCond>() == 56 && align_of::<QemuCond>() == 8);
+};
+
+impl QemuCond {
+    fn check_initialized(&self) -> MisuseResult<()> {
+        if read_flag(&self.initialized) {
+            Ok(())
+        } else {
+            Err(Misuse::new("condition variable is not initialized"))
+        }
+    }
+
+    /// `qemu_cond_init`. The caller may pass uninitialized memory.
+    pub(crate) fn init(&self) -> MisuseResult<()> {
+        let mut attr = MaybeUninit::<libc::pthread_condattr_t>::uninit();
+        // SAFETY: `attr` is initialized by pthread_condattr_init before any
+        // other use and destroyed once; the cond storage is the caller's.
+        unsafe {
+            pthread_result(
+                "pthread_condattr_init",
+                libc::pthread_condattr_init(attr.as_mut_ptr()),
+            )?;
+            let rc = libc::pthread_condattr_setclock(attr.as_mut_ptr(), libc::CLOCK_MONOTONIC);
+            let rc = if rc == 0 {
+                libc::pthread_cond_init(self.cond.get(), attr.as_ptr())
+            } else {
+                rc
+            };
+            libc::pthread_condattr_destroy(attr.as_mut_ptr());
+            pthread_result("pthread_cond_init", rc)?;
+        }
+        write_flag(&self.initialized, true);
+        Ok(())
+    }
+
+    /// `qemu_cond_destroy`.
+    pub(crate) fn destroy(&self) -> MisuseResult<()> {
+        self.check_initialized()?;
+        // SAFETY: the condition variable is initialized.
+        let rc = unsafe { libc::pthread_cond_destroy(self.cond.get()) };
+        pthread_result("pthread_cond_destroy", rc)?;
+        write_flag(&self.initialized, false);
+        Ok(())
+    }
+
+    /// `qemu_cond_signal`: wakes one waiter, if any.
+    pub(crate) fn signal(&self) -> MisuseResult<()> {
+        self.check_initialized()?;
+        // SAFETY: the condition variable is initialized.
+        pthread_result("pthread_cond_signal", unsafe {
+            libc::pthread_cond_signal(self.cond.get())
+        })
+    }
+
+    /// `qemu_cond_broadcast`: wakes all waiters.
+    pub(crate) fn broadcast(&self) -> MisuseResult<()> {
+        self.check_initialized()?;
+        // SAFETY: the condition variable is initialized.
+        pthread_result("pthread_cond_broadcast", unsafe {
+            libc::pthread_cond_broadcast(self.cond.get())
+        })
+    }
+
+    /// `qemu_cond_wait` (`deadline` None) and `qemu_cond_timedwait`:
+    /// atomically unlocks `mutex`, which the calling thread must hold, sleeps,
+    /// and locks it again. Returns false if `deadline` (`CLOCK_MONOTONIC`)
+    /// passed, true otherwise (signalled, or spuriously woken).
+    pub(crate) fn wait(
+        &self,
+        mutex: &QemuMutex,
+        deadline: Option<&libc::timespec>,
+    ) -> MisuseResult<bool> {
+        self.check_initialized()?;
+        mutex.check_initialized()?;
+        let me = mutex.check_held()?;
+        mutex.owner().store(0, Ordering::Relaxed);
+        // SAFETY: both objects are initialized and this thread holds the
+        // mutex; `deadline` is a live timespec.
+        let rc = unsafe {
+            match deadline {
+                None => libc::pthread_cond_wait(self.cond.get(), mutex.lock.get()),
+                Some(ts) => libc::pthread_cond_timedwait(self.cond.get(), mutex.lock.get(), ts),
+            }
+        };
+        // The mutex is held again, whatever rc says.
+        mutex.owner().store(me, Ordering::Relaxed);
+        match rc {
+            libc::ETIMEDOUT => Ok(false),
+            rc => pthread_result("pthread_cond_wait", rc).map(|()| true),
+        }
+    }
+
+    /// `qemu_cond_timedwait`: waits at most `ms` milliseconds.
+    pub(crate) fn wait_ms(&self, mutex: &QemuMutex, ms: c_int) -> MisuseResult<bool> {
+        self.wait(mutex, Some(&deadline_after_ms(ms)))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// QemuSemaphore
+
+/// A counting semaphore (`qemu_sem_*`): a mutex, a condition variable and
+/// the count, as in QEMU.
+#[repr(C)]
+pub struct QemuSemaphore {
+    /// Protects `count`.
+    pub mutex: QemuMutex,
+    /// Signalled by every post.
+    pub cond: QemuCond,
+    /// Posts not yet consumed by a wait.
+    pub count: UnsafeCell<c_uint>,
+}
+
+const _: () = {
+    use std::mem::{align_of, offset_of, size_of};
+    assert!(offset_of!(QemuSemaphore, mutex) == 0);
+    assert!(offset_of!(QemuSemaphore, cond) == size_of::<QemuMutex>());
+    assert!(offset_of!(QemuSemaphore, count) == size_of::<QemuMutex>() + size_of::<QemuCond>());
+    #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+    assert!(size_of::<QemuSemaphore>() == 112 && align_of::<QemuSemaphore>() == 8);
+};
+
+impl QemuSemaphore {
+    fn check_initialized(&self) -> MisuseResult<()> {
+        if self.mutex.is_initialized() {
+            Ok(())
+        } else {
+            Err(Misuse::new("semaphore is not initialized"))
+        }
+    }
+
+    /// The count; only while holding `mutex`.
+    fn count(&self) -> *mut c_uint {
+        self.count.get()
+    }
+
+    /// `qemu_sem_init`: a semaphore holding `init` (>= 0) posts.
+    pub(crate) fn init(&self, init: c_int) -> MisuseResult<()> {
+        let Ok(init) = c_uint::try_from(init) else {
+            return Err(Misuse::new(format!("initial count {init} is negative")));
+        };
+        self.mutex.init(false)?;
+        self.cond.init()?;
+        // SAFETY: nobody else may use the semaphore during init.
+        unsafe { *self.count() = init };
+        Ok(())
+    }
+
+    /// `qemu_sem_destroy`.
+    pub(crate) fn destroy(&self) -> MisuseResult<()> {
+        self.check_initialized()?;
+        self.cond.destroy()?;
+        self.mutex.destroy()
+    }
+
+    /// `qemu_sem_post`: adds one and wakes one waiter.
+    pub(crate) fn post(&self) -> MisuseResult<()> {
+        self.check_initialized()?;
+        self.mutex.lock()?;
+        // SAFETY: the count is protected by the mutex, which we hold.
+        let count = unsafe { &mut *self.count() };
+        if *count >= c_int::MAX as c_uint {
+            return Err(Misuse::new("semaphore count overflow"));
+        }
+        *count += 1;
+        self.cond.signal()?;
+        self.mutex.unlock()
+    }
+
+    /// `qemu_sem_wait` (`ms` None) and `qemu_sem_timedwait`: takes one post,
+    /// waiting for it at most `ms` milliseconds. Returns false on timeout.
+    pub(crate) fn wait(&self, ms: Option<c_int>) -> MisuseResult<bool> {
+        self.check_initialized()?;
+        let deadline = ms.map(deadline_after_ms);
+        self.mutex.lock()?;
+        let mut timed_out = false;
+        let taken = loop {
+            // SAFETY: the count is protected by the mutex, which we hold
+            // here (the condition wait gives it back before returning).
+            let count = unsafe { &mut *self.count() };
+            if *count > 0 {
+                *count -= 1;
+                break true;
+            }
+            if timed_out {
+                break false;
+            }
+            timed_out = !self.cond.wait(&self.mutex, deadline.as_ref())?;
+        };
+        self.mutex.unlock()?;
+        Ok(taken)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// QemuEvent
+
+/// `QemuEvent::value`: set; waiters return at once.
+const EV_SET: u32 = 0;
+/// Reset, and no thread is (about to be) sleeping.
+const EV_FREE: u32 = 1;
+/// Reset, and some thread may sleep on the futex: `set` must wake it.
+const EV_BUSY: u32 = u32::MAX;
+
+/// A manual-reset event (`qemu_event_*`), QEMU's futex protocol: any
+/// thread may set, reset or wait; a wait returns once the event is set.
+#[repr(C)]
+pub struct QemuEvent {
+    /// Set (0), free (1) or busy (-1: reset with sleepers); also the futex
+    /// word.
+    pub value: UnsafeCell<c_uint>,
+    /// True between init and destroy.
+    pub initialized: UnsafeCell<bool>,
+}
+
+const _: () = {
+    use std::mem::{align_of, offset_of, size_of};
+    assert!(offset_of!(QemuEvent, value) == 0);
+    assert!(offset_of!(QemuEvent, initialized) == 4);
+    assert!(size_of::<QemuEvent>() == 8 && align_of::<QemuEvent>() == 4);
+};
+
+impl QemuEvent {
+    fn value(&self) -> &AtomicU32 {
+        // SAFETY: the field is a live, aligned c_uint that is only accessed
+        // atomically (by Rust, and by the futex syscall).
+        unsafe { AtomicU32::from_ptr(self.value.get()) }
+    }
+
+    fn check_initialized(&self) -> MisuseResult<()> {
+        if read_flag(&self.initialized) {
+            Ok(())
+        } else {
+            Err(Misuse::new("event is not initialized"))
+        }
+    }
+
+    /// `qemu_event_init`: set if `set`, else reset.
+    pub(crate) fn init(&self, set: bool) {
+        self.value()
+            .store(if set { EV_SET } else { EV_FREE }, Ordering::Relaxed);
+        write_flag(&self.initialized, true);
+    }
+
+    /// `qemu_event_destroy`.
+    pub(crate) fn destroy(&self) -> MisuseResult<()> {
+        self.check_initialized()?;
+        write_flag(&self.initialized, false);
+        Ok(())
+    }
+
+    /// `qemu_event_set`: sets the event and wakes every waiter.
+    pub(crate) fn set(&self) -> MisuseResult<()> {
+        self.check_initialized()?;
+        // Pairs with the fence in `reset` and the acquire load in `wait`: the
+        // caller's writes before `set` are visible to whoever sees it set.
+        // A full fence because `set` may not store at all (already set).
+        fence(Ordering::SeqCst);
+        if self.value().load(Ordering::Relaxed) != EV_SET {
+            let old = self.value().swap(EV_SET, Ordering::SeqCst);
+            // The swap orders against the sleeper's final check, which the
+            // kernel makes under its futex lock.
+            if old == EV_BUSY {
+                futex_wake(self.value(), c_int::MAX)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `qemu_event_reset`: resets the event if it is set; no effect
+    /// otherwise (a concurrent reset or wait already did).
+    pub(crate) fn reset(&self) -> MisuseResult<()> {
+        self.check_initialized()?;
+        // SET (0) -> FREE (1); FREE and BUSY (all ones) are unchanged.
+        // SeqCst orders the reset before the caller's next check of its
+        // condition (pairs with the first fence of `set`).
+        self.value().fetch_or(EV_FREE, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// `qemu_event_wait`: returns once the event is set.
+    pub(crate) fn wait(&self) -> MisuseResult<()> {
+        self.check_initialized()?;
+        loop {
+            // Synchronizes with `set` even when we never sleep.
+            let value = self.value().load(Ordering::Acquire);
+            if value == EV_SET {
+                return Ok(());
+            }
+            if value == EV_FREE {
+                // Announce a sleeper. No retry needed: BUSY -> FREE never
+                // happens, so failure means the event was set meanwhile.
+                if let Err(EV_SET) = self.value().compare_exchange(
+                    EV_FREE,
+                    EV_BUSY,
+                    Ordering::SeqCst,
+                    Ordering::Acquire,
+                ) {
+                    return Ok(());
+                }
+            }
+            // The kernel re-checks value == BUSY under its lock, so a `set`
+            // between here and the sleep makes the wait return at once.
+            futex_wait(self.value(), EV_BUSY)?;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// QemuThread
+
+/// `qemu_thread_create` mode: the thread must be joined with
+/// `qemu_thread_join`, which returns its result.
+pub const QEMU_THREAD_JOINABLE: c_int = 0;
+/// `qemu_thread_create` mode: the thread's resources are freed when it
+/// exits; it cannot be joined.
+pub const QEMU_THREAD_DETACHED: c_int = 1;
+/// `QemuThread::mode` after a successful join.
+const THREAD_JOINED: c_int = -1;
+
+/// The longest name Linux keeps for a thread (`comm`, without the NUL).
+const THREAD_NAME_MAX: usize = 15;
+
+/// A thread handle (`qemu_thread_*`), filled in by `qemu_thread_create` or
+/// `qemu_thread_get_self`.
+#[repr(C)]
+pub struct QemuThread {
+    /// The pthread handle.
+    pub thread: UnsafeCell<libc::pthread_t>,
+    /// `QEMU_THREAD_JOINABLE` or `QEMU_THREAD_DETACHED` as created, -1 once
+    /// joined. aioctx addition, so that joining a detached thread or joining
+    /// twice aborts instead of being undefined.
+    pub mode: UnsafeCell<c_int>,
+}
+
+const _: () = {
+    use std::mem::{align_of, offset_of, size_of};
+    assert!(offset_of!(QemuThread, thread) == 0);
+    assert!(offset_of!(QemuThread, mode) == size_of::<libc::pthread_t>());
+    #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+    assert!(size_of::<QemuThread>() == 16 && align_of::<QemuThread>() == 8);
+};
+
+/// A thread's start routine, as C declares it: `void *(*)(void *)`.
+pub(crate) type StartRoutine = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
+
+/// What a new thread needs; owned by the new thread once it runs.
+struct StartArgs {
+    routine: StartRoutine,
+    arg: *mut c_void,
+    name: Option<CString>,
+    detached: bool,
+}
+
+/// The first function of every thread `create` starts: names the thread,
+/// then runs the caller's routine. Nothing with a destructor lives across
+/// that call, so `qemu_thread_exit` (a forced unwind) may end the thread.
+extern "C" fn thread_start(opaque: *mut c_void) -> *mut c_void {
+    // SAFETY: `opaque` is the box `create` leaked for this thread, handed
+    // over exactly once.
+    let args = unsafe { Box::from_raw(opaque.cast::<StartArgs>()) };
+    if let Some(name) = &args.name {
+        // Best effort, as in QEMU: a thread without a name still runs.
+        // SAFETY: `name` is a NUL-terminated string of at most 15 bytes.
+        unsafe { libc::pthread_setname_np(libc::pthread_self(), name.as_ptr()) };
+    }
+    CREATED_DETACHED.with(|d| d.set(args.detached));
+    let (routine, arg) = (args.routine, args.arg);
+    drop(args);
+    // SAFETY: the caller of `qemu_thread_create` passed `routine` for `arg`.
+    unsafe { routine(arg) }
+}
+
+/// The first 15 bytes of `name` (what Linux keeps), if any.
+fn thread_name(name: Option<&CStr>) -> Option<CString> {
+    let bytes = name?.to_bytes();
+    let bytes = &bytes[..bytes.len().min(THREAD_NAME_MAX)];
+    Some(CString::new(bytes).expect("a CStr has no interior NUL"))
+}
+
+impl QemuThread {
+    fn handle(&self) -> libc::pthread_t {
+        // SAFETY: plain read of the caller's handle; the contract forbids
+        // writing it concurrently.
+        unsafe { *self.thread.get() }
+    }
+
+    fn mode(&self) -> c_int {
+        // SAFETY: as in `handle`.
+        unsafe { *self.mode.get() }
+    }
+
+    fn set_mode(&self, mode: c_int) {
+        // SAFETY: as in `handle`.
+        unsafe { *self.mode.get() = mode };
+    }
+
+    /// `qemu_thread_create`: starts `routine(arg)` in a new thread named
+    /// `name` (truncated to 15 bytes). As in QEMU the new thread starts with
+    /// every signal blocked except SIGSEGV, SIGFPE and SIGILL (signal
+    /// handling is left to the main thread); the caller's mask is unchanged.
+    pub(crate) fn create(
+        &self,
+        name: Option<&CStr>,
+        routine: StartRoutine,
+        arg: *mut c_void,
+        mode: c_int,
+    ) -> MisuseResult<()> {
+        let detached = match mode {
+            QEMU_THREAD_JOINABLE => false,
+            QEMU_THREAD_DETACHED => true,
+            other => {
+                return Err(Misuse::new(format!(
+                    "mode {other} is neither QEMU_THREAD_JOINABLE nor QEMU_THREAD_DETACHED"
+                )));
+            }
+        };
+        let args = Box::new(StartArgs {
+            routine,
+            arg,
+            name: thread_name(name),
+            detached,
+        });
+        self.set_mode(mode);
+
+        let mut attr = MaybeUninit::<libc::pthread_attr_t>::uninit();
+        let mut blocked = MaybeUninit::<libc::sigset_t>::uninit();
+        let mut old_mask = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: `attr` and the signal sets are initialized by their init
+        // calls before use; `attr` is destroyed once. pthread_create writes
+        // the handle straight into the caller's struct (as QEMU does), so it
+        // is there before the new thread can look at it. On success the new
+        // thread owns `args`; on failure it is reclaimed here.
+        unsafe {
+            pthread_result(
+                "pthread_attr_init",
+                libc::pthread_attr_init(attr.as_mut_ptr()),
+            )?;
+            if detached {
+                libc::pthread_attr_setdetachstate(attr.as_mut_ptr(), libc::PTHREAD_CREATE_DETACHED);
+            }
+            libc::sigfillset(blocked.as_mut_ptr());
+            for sig in [libc::SIGSEGV, libc::SIGFPE, libc::SIGILL] {
+                libc::sigdelset(blocked.as_mut_ptr(), sig);
+            }
+            libc::pthread_sigmask(libc::SIG_SETMASK, blocked.as_ptr(), old_mask.as_mut_ptr());
+            let args = Box::into_raw(args);
+            let rc =
+                libc::pthread_create(self.thread.get(), attr.as_ptr(), thread_start, args.cast());
+            libc::pthread_sigmask(libc::SIG_SETMASK, old_mask.as_ptr(), ptr::null_mut());
+            libc::pthread_attr_destroy(attr.as_mut_ptr());
+            if rc != 0 {
+                drop(Box::from_raw(args));
+            }
+            pthread_result("pthread_create", rc)
+        }
+    }
+
+    /// `qemu_thread_join`: waits for a joinable thread to end and returns
+    /// its result.
+    pub(crate) fn join(&self) -> MisuseResult<*mut c_void> {
+        match self.mode() {
+            QEMU_THREAD_JOINABLE => {}
+            QEMU_THREAD_DETACHED => {
+                return Err(Misuse::new(
+                    "thread was created with QEMU_THREAD_DETACHED and cannot be joined",
+                ));
+            }
+            THREAD_JOINED => return Err(Misuse::new("thread was already joined")),
+            _ => {
+                return Err(Misuse::new(
+                    "QemuThread was not filled in by qemu_thread_create",
+                ));
+            }
+        }
+        let handle = self.handle();
+        if handle == 0 {
+            return Err(Misuse::new(
+                "QemuThread was not filled in by qemu_thread_create",
+            ));
+        }
+        // SAFETY: pthread_equal compares two handles.
+        if unsafe { libc::pthread_equal(handle, libc::pthread_self()) } != 0 {
+            return Err(Misuse::new("a thread cannot join itself"));
+        }
+        let mut result = ptr::null_mut();
+        // SAFETY: `handle` is a joinable thread not joined before (as far as
+        // this struct knows); `result` is a live out-parameter.
+        let rc = unsafe { libc::pthread_join(handle, &mut result) };
+        pthread_result("pthread_join", rc)?;
+        self.set_mode(THREAD_JOINED);
+        Ok(result)
+    }
+
+    /// `qemu_thread_get_self`: a handle for the calling thread. Its mode is
+    /// detached only for threads `create` started detached.
+    pub(crate) fn get_self(&self) {
+        let detached = CREATED_DETACHED.with(Cell::get);
+        // SAFETY: writes the caller's struct, which no other thread may use
+        // meanwhile.
+        unsafe { *self.thread.get() = libc::pthread_self() };
+        self.set_mode(if detached {
+            QEMU_THREAD_DETACHED
+        } else {
+            QEMU_THREAD_JOINABLE
+        });
+    }
+
+    /// `qemu_thread_is_self`.
+    pub(crate) fn is_self(&self) -> bool {
+        // SAFETY: pthread_equal compares two handles.
+        unsafe { libc::pthread_equal(self.handle(), libc::pthread_self()) != 0 }
+    }
+}
+
+/// `qemu_thread_exit`: ends the calling thread with result `retval`.
+///
+/// pthread_exit unwinds the thread's stack (a forced unwind): the caller
+/// must not hold a panic boundary or values with destructors.
+pub(crate) fn exit_thread(retval: *mut c_void) -> ! {
+    // SAFETY: ends only the calling thread; `retval` is handed to the joiner
+    // untouched.
+    unsafe { libc::pthread_exit(retval) }
+}
