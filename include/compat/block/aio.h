@@ -1,0 +1,31 @@
+/*
+ * aioctx compat: QEMU's block/aio.h — AioContext and bottom halves.
+ *
+ * The functions are the library's (aioctx.h). Like QEMU, aio_bh_new() and
+ * aio_bh_schedule_oneshot() are macros that name the BH after its callback
+ * (the name appears in diagnostics, e.g. a BH still scheduled when its
+ * context is freed). The library also exports real functions of those
+ * names for callers that cannot use the macros (take their address, or
+ * #undef them).
+ */
+#ifndef AIOCTX_COMPAT_BLOCK_AIO_H
+#define AIOCTX_COMPAT_BLOCK_AIO_H
+
+#include "qemu/osdep.h"
+#include "qemu/queue.h"
+#include "qemu/event_notifier.h"
+#include "qemu/thread.h"
+#include "qemu/timer.h"
+#include "qemu/coroutine-core.h"
+#include "qemu/aiocb.h"
+
+#define aio_bh_schedule_oneshot(ctx, cb, opaque) \
+    aio_bh_schedule_oneshot_full((ctx), (cb), (opaque), (stringify(cb)))
+
+#define aio_bh_new_guarded(ctx, cb, opaque, guard) \
+    aio_bh_new_full((ctx), (cb), (opaque), (stringify(cb)), guard)
+
+#define aio_bh_new(ctx, cb, opaque) \
+    aio_bh_new_full((ctx), (cb), (opaque), (stringify(cb)), NULL)
+
+#endif /* AIOCTX_COMPAT_BLOCK_AIO_H */
