@@ -86,16 +86,10 @@ impl PollParams {
     }
 }
 
-/// Monotonic nanoseconds, for measuring poll windows.
+/// Monotonic nanoseconds (QEMU_CLOCK_REALTIME), for measuring poll windows.
 #[inline]
 pub(crate) fn now_ns() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: writes a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
+    crate::timer::ClockType::Realtime.now_ns()
 }
 
 #[cfg(test)]

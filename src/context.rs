@@ -99,7 +99,15 @@ pub(crate) struct Context {
     /// The context's GLib source, created by the first `aio_get_g_source`.
     gsource: Mutex<SourcePtr>,
     aio_max_batch: AtomicI64,
+    /// The context's thread pool (created on first use) and its limits.
+    pub(crate) thread_pool: crate::thread_pool::ContextPool,
 }
+
+/// Ready fd handlers (with their `revents`) and busy-poll hits.
+pub(crate) type DispatchBuffers<'a> = (
+    &'a RefCell<Vec<(Arc<Handler>, u32)>>,
+    &'a RefCell<Vec<Arc<Handler>>>,
+);
 
 /// The context's own reference to its GSource (null until created).
 struct SourcePtr(*mut glib_sys::GSource);
@@ -160,6 +168,7 @@ impl Context {
             poll_params: PollParams::default(),
             gsource: Mutex::new(SourcePtr(ptr::null_mut())),
             aio_max_batch: AtomicI64::new(0),
+            thread_pool: crate::thread_pool::ContextPool::default(),
         });
         Ok(Box::into_raw(ctx))
     }
@@ -202,13 +211,7 @@ impl Context {
 
     /// Reused buffers for ready handlers and busy-poll hits. Take the Vec
     /// out (`mem::take`) before calling user code, put it back after.
-    pub(crate) fn dispatch_buffers(
-        &self,
-        _guard: &LoopGuard<'_>,
-    ) -> (
-        &RefCell<Vec<(Arc<Handler>, u32)>>,
-        &RefCell<Vec<Arc<Handler>>>,
-    ) {
+    pub(crate) fn dispatch_buffers(&self, _guard: &LoopGuard<'_>) -> DispatchBuffers<'_> {
         (&self.local.ready_buf, &self.local.poll_buf)
     }
 
@@ -541,6 +544,9 @@ impl Context {
         if ptr::eq(thread::main_context(), ctx) {
             fatal::die(FUNC, "the main context cannot be freed");
         }
+
+        // The pool first: it waits for its jobs and deletes its BH.
+        r.thread_pool.teardown();
 
         // Queued BHs: scheduled ones are a bug in the caller (QEMU aborts
         // too); deleted and oneshot ones are ours to free.

@@ -1,0 +1,180 @@
+//! `CoMutex` (`qemu/coroutine.h`: `qemu_co_mutex_init`, `_lock`, `_unlock`,
+//! `_assert_locked`): a mutex for coroutines, which yield instead of
+//! blocking their thread.
+//!
+//! `locked` counts the holder plus the coroutines waiting or about to wait.
+//! Uncontended lock and unlock are one atomic add each (no other atomic
+//! RMW, no lock). Under contention a short spinlock protects the FIFO of
+//! waiters (linked through the waiters' `mutex_next`); unlock hands the
+//! mutex directly to the oldest waiter and wakes it with `aio_co_wake`, in
+//! the context it waits in (possibly another thread), so nobody barges in
+//! ahead of a waiter. If an unlock finds `locked > 1` but nobody queued
+//! yet (a locker between its add and its enqueue), it leaves a hand-off
+//! token that this locker (or the next one to take the spinlock) picks up.
+//!
+//! The struct is caller-owned (`CoMutex`, same layout, asserted in
+//! `ffi/coroutine.rs`); all-zero is an unlocked mutex.
+
+use std::cell::UnsafeCell;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+
+use super::{CoBox, aio_co_wake, require_current, yield_now};
+use crate::context::Context;
+use crate::fatal::{Misuse, MisuseResult};
+
+#[repr(C)]
+pub(crate) struct CoMutexCore {
+    locked: AtomicU32,
+    wait_lock: AtomicU32,
+    /// Protected by `wait_lock`.
+    handoff: UnsafeCell<u32>,
+    head: UnsafeCell<*mut CoBox>,
+    tail: UnsafeCell<*mut CoBox>,
+    holder: AtomicPtr<CoBox>,
+    ctx: AtomicPtr<Context>,
+}
+
+// SAFETY: the non-atomic fields are only touched with `wait_lock` held.
+unsafe impl Sync for CoMutexCore {}
+
+/// Holds `wait_lock` (a spinlock: its critical sections are a few pointer
+/// writes and never call user code).
+struct WaitGuard<'a>(&'a CoMutexCore);
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        self.0.wait_lock.store(0, Ordering::Release);
+    }
+}
+
+impl CoMutexCore {
+    /// `qemu_co_mutex_init`.
+    pub(crate) fn init(&self) {
+        self.locked.store(0, Ordering::Relaxed);
+        self.wait_lock.store(0, Ordering::Relaxed);
+        // SAFETY: init is called before the mutex is shared (QEMU's rule).
+        unsafe {
+            *self.handoff.get() = 0;
+            *self.head.get() = ptr::null_mut();
+            *self.tail.get() = ptr::null_mut();
+        }
+        self.holder.store(ptr::null_mut(), Ordering::Relaxed);
+        self.ctx.store(ptr::null_mut(), Ordering::Relaxed);
+    }
+
+    fn wait_lock(&self) -> WaitGuard<'_> {
+        let mut spins = 0u32;
+        while self
+            .wait_lock
+            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        WaitGuard(self)
+    }
+
+    /// `qemu_co_mutex_lock`: from a coroutine; yields while another holds it.
+    #[inline]
+    pub(crate) fn lock(&self) -> MisuseResult<()> {
+        let me = require_current("qemu_co_mutex_lock")?;
+        if ptr::eq(self.holder.load(Ordering::Relaxed), me) {
+            return Err(Misuse::new(format!(
+                "coroutine '{}' already holds this CoMutex (it is not recursive: this would deadlock)",
+                me.describe()
+            )));
+        }
+        if self.locked.fetch_add(1, Ordering::Acquire) != 0 {
+            self.lock_slow(me)?;
+        }
+        self.holder.store(me.as_ptr(), Ordering::Relaxed);
+        self.ctx.store(me.context().cast_mut(), Ordering::Relaxed);
+        me.locks_held_add(1);
+        Ok(())
+    }
+
+    #[cold]
+    fn lock_slow(&self, me: &CoBox) -> MisuseResult<()> {
+        {
+            let _g = self.wait_lock();
+            // SAFETY: `wait_lock` is held.
+            unsafe {
+                if *self.handoff.get() != 0 {
+                    *self.handoff.get() = 0;
+                    return Ok(());
+                }
+                me.p.mutex_next.set(ptr::null_mut());
+                let tail = *self.tail.get();
+                if tail.is_null() {
+                    *self.head.get() = me.as_ptr();
+                } else {
+                    (*tail).p.mutex_next.set(me.as_ptr());
+                }
+                *self.tail.get() = me.as_ptr();
+            }
+        }
+        // The unlocker hands the mutex over, then wakes us.
+        yield_now()
+    }
+
+    /// `qemu_co_mutex_unlock`: from the holding coroutine.
+    #[inline]
+    pub(crate) fn unlock(&self) -> MisuseResult<()> {
+        let me = require_current("qemu_co_mutex_unlock")?;
+        if !ptr::eq(self.holder.load(Ordering::Relaxed), me) {
+            return Err(Misuse::new(format!(
+                "coroutine '{}' does not hold this CoMutex",
+                me.describe()
+            )));
+        }
+        self.holder.store(ptr::null_mut(), Ordering::Relaxed);
+        me.locks_held_add(-1);
+        if self.locked.fetch_sub(1, Ordering::Release) == 1 {
+            return Ok(());
+        }
+        self.unlock_slow()
+    }
+
+    #[cold]
+    fn unlock_slow(&self) -> MisuseResult<()> {
+        let next = {
+            let _g = self.wait_lock();
+            // SAFETY: `wait_lock` is held; queued coroutines are alive.
+            unsafe {
+                let head = *self.head.get();
+                if head.is_null() {
+                    *self.handoff.get() = 1;
+                    return Ok(());
+                }
+                let after = (*head).p.mutex_next.get();
+                *self.head.get() = after;
+                if after.is_null() {
+                    *self.tail.get() = ptr::null_mut();
+                }
+                head
+            }
+        };
+        // SAFETY: a waiter stays alive (suspended) until woken.
+        aio_co_wake(unsafe { &*next })
+    }
+
+    /// `qemu_co_mutex_assert_locked`: the running coroutine holds it.
+    pub(crate) fn assert_locked(&self) -> MisuseResult<()> {
+        let me = super::current();
+        if self.locked.load(Ordering::Relaxed) == 0
+            || me.is_null()
+            || !ptr::eq(self.holder.load(Ordering::Relaxed), me)
+        {
+            return Err(Misuse::new(
+                "the CoMutex is not held by the running coroutine",
+            ));
+        }
+        Ok(())
+    }
+}
