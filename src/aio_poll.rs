@@ -28,11 +28,13 @@ impl Context {
     pub(crate) fn poll(&self, blocking: bool) -> MisuseResult<bool> {
         let guard = self.enter_loop()?;
         let wakeup_fd = self.wakeup_fd();
-        let watches_fds = {
-            let mut local = self.local_handlers(&guard);
-            local.sync(&self.handlers, wakeup_fd);
-            local.watches_fds()
-        };
+        let watches_fds = self.sync_handlers(&guard);
+        if !blocking && !watches_fds {
+            // The common non-blocking case: nothing to wait for, no syscall.
+            self.notify.accept();
+            let progress = self.bh_poll(&guard);
+            return Ok(progress | self.timers.run_expired(self));
+        }
         let (ready_cell, hits_cell) = self.dispatch_buffers(&guard);
         let mut ready = std::mem::take(&mut *ready_cell.borrow_mut());
         let mut hits = std::mem::take(&mut *hits_cell.borrow_mut());
@@ -96,10 +98,9 @@ impl Context {
     /// GSource prepare: applies handler changes to the monitor and to the
     /// source's unix fds.
     pub(crate) fn sync_gsource(&self, guard: &LoopGuard<'_>, source: *mut glib_sys::GSource) {
-        let wakeup_fd = self.wakeup_fd();
-        let mut local = self.local_handlers(guard);
-        local.sync(&self.handlers, wakeup_fd);
-        local.attach_gsource(source, wakeup_fd);
+        self.sync_handlers(guard);
+        self.local_handlers(guard)
+            .attach_gsource(source, self.wakeup_fd());
     }
 
     /// `aio_prepare`: runs each `io_poll` once (when every handler has one);
@@ -131,9 +132,9 @@ impl Context {
     /// looks at the fds without blocking.
     pub(crate) fn pending(&self, guard: &LoopGuard<'_>) -> bool {
         let wakeup_fd = self.wakeup_fd();
+        let watches_fds = self.sync_handlers(guard);
         let mut local = self.local_handlers(guard);
-        local.sync(&self.handlers, wakeup_fd);
-        if local.watches_fds() && !local.has_fresh_ready() && local.wait(0, wakeup_fd) {
+        if watches_fds && !local.has_fresh_ready() && local.wait(0, wakeup_fd) {
             drop(local);
             self.clear_wakeup();
             local = self.local_handlers(guard);
@@ -159,9 +160,9 @@ impl Context {
         let mut ready = std::mem::take(&mut *ready_cell.borrow_mut());
         let mut hits = std::mem::take(&mut *hits_cell.borrow_mut());
         {
+            let watches_fds = self.sync_handlers(guard);
             let mut local = self.local_handlers(guard);
-            local.sync(&self.handlers, wakeup_fd);
-            if local.watches_fds() && !local.ready_is_fresh() && local.wait(0, wakeup_fd) {
+            if watches_fds && !local.ready_is_fresh() && local.wait(0, wakeup_fd) {
                 self.clear_wakeup();
             }
             local.take_ready(&mut ready);

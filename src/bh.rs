@@ -19,8 +19,8 @@
 //!   next dispatches it, never running its callback again.
 //!
 //! Dispatch (loop thread only): each `aio_bh_poll` takes the whole queue as
-//! a *slice* (FIFO) and appends it to the context's slice list, then runs
-//! slices from the oldest. A BH that calls `aio_poll` therefore makes the
+//! one batch (FIFO) and appends it to the context's run list, then runs the
+//! run list from its head. A BH that calls `aio_poll` therefore makes the
 //! nested call finish the outer call's remaining BHs first: none is stranded
 //! or run twice, and a BH scheduled during dispatch waits for the next call.
 //!
@@ -161,6 +161,10 @@ impl Bh {
         }
         if old & BH_PENDING == 0 {
             self.context().enqueue(self);
+        } else if old & BH_SCHEDULED == 0 {
+            // Still linked after a cancel: nobody is going to wake the
+            // poller for it (its queue check may already have skipped it).
+            self.context().notify();
         }
         Ok(())
     }

@@ -12,9 +12,10 @@
 //! installs its own node on top of whatever head it read, and the consumer
 //! never pops single nodes with a CAS.
 //!
-//! Memory ordering: the push CAS is `SeqCst` because it is half of the
-//! Dekker-style handshake with `notify_me` (see `notify.rs`); the consumer's
-//! `swap` acquires the producers' writes of `next` and of the node's fields.
+//! Memory ordering: the push CAS releases the node's fields and link; the
+//! consumer's `swap` (and `peek`) acquire them. The handshake with
+//! `notify_me` that makes a push wake a sleeping poller is a pair of
+//! `SeqCst` fences in `notify.rs`, around (not inside) these operations.
 
 use std::ptr;
 
@@ -65,7 +66,7 @@ impl<N: QueueNode> BhQueue<N> {
             unsafe { (*node).next().store(head, Ordering::Relaxed) };
             match self
                 .head
-                .compare_exchange_weak(head, node, Ordering::SeqCst, Ordering::Relaxed)
+                .compare_exchange_weak(head, node, Ordering::Release, Ordering::Relaxed)
             {
                 Ok(_) => return,
                 Err(actual) => head = actual,
@@ -74,10 +75,10 @@ impl<N: QueueNode> BhQueue<N> {
     }
 
     /// True if a producer has pushed something the consumer has not taken.
-    /// `SeqCst`: the poller's half of the handshake in `notify.rs`.
+    /// (After `NotifyState::arm`, whose fence orders this load.)
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.head.load(Ordering::SeqCst).is_null()
+        self.head.load(Ordering::Acquire).is_null()
     }
 
     /// The most recently pushed node, for a read-only walk by the consumer
@@ -93,10 +94,19 @@ impl<N: QueueNode> BhQueue<N> {
     /// Only the single consumer may call this.
     #[inline]
     pub fn take_all_fifo(&self) -> *mut N {
+        self.take_all_fifo_with_tail().0
+    }
+
+    /// Like [`BhQueue::take_all_fifo`], also returning the last node (null
+    /// when empty), so that the batch can be appended to another list.
+    #[inline]
+    pub fn take_all_fifo_with_tail(&self) -> (*mut N, *mut N) {
         if self.head.load(Ordering::Relaxed).is_null() {
-            return ptr::null_mut();
+            return (ptr::null_mut(), ptr::null_mut());
         }
         let mut node = self.head.swap(ptr::null_mut(), Ordering::Acquire);
+        // The most recent push ends up last.
+        let tail = node;
         let mut reversed: *mut N = ptr::null_mut();
         while !node.is_null() {
             // SAFETY: every node reachable from the head we swapped out was
@@ -108,7 +118,7 @@ impl<N: QueueNode> BhQueue<N> {
             reversed = node;
             node = next;
         }
-        reversed
+        (reversed, tail)
     }
 }
 

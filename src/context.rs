@@ -67,8 +67,14 @@ unsafe impl Send for BhRegistry {}
 
 /// State touched only by the thread currently polling the context.
 struct LoopLocal {
-    /// Heads of the slices being dispatched, oldest first.
-    slices: RefCell<VecDeque<*mut Bh>>,
+    /// The BHs taken from the queue and not dispatched yet, in order: the
+    /// rest of the current `aio_bh_poll` batch, followed by batches that
+    /// nested calls appended. Linked through the BHs' own `next`.
+    run_head: Cell<*mut Bh>,
+    run_tail: Cell<*mut Bh>,
+    /// `HandlersLocal::watches_fds` as of the last sync (read without a
+    /// borrow on the hot path).
+    watches_fds: Cell<bool>,
     /// Nesting depth of aio_poll / aio_bh_poll on this context.
     depth: Cell<u32>,
     handlers: RefCell<HandlersLocal>,
@@ -156,7 +162,9 @@ impl Context {
             home: AtomicPtr::new(ptr::null_mut()),
             poller: AtomicPtr::new(ptr::null_mut()),
             local: LoopLocal {
-                slices: RefCell::new(VecDeque::new()),
+                run_head: Cell::new(ptr::null_mut()),
+                run_tail: Cell::new(ptr::null_mut()),
+                watches_fds: Cell::new(false),
                 depth: Cell::new(0),
                 handlers: RefCell::new(HandlersLocal::default()),
                 ready_buf: RefCell::new(Vec::new()),
@@ -196,6 +204,18 @@ impl Context {
 
     pub(crate) fn wakeup_fd(&self) -> i32 {
         self.wakeup.rfd
+    }
+
+    /// Applies pending fd handler changes; returns whether any fd is
+    /// watched. Cheap (one atomic load) when nothing changed.
+    #[inline]
+    pub(crate) fn sync_handlers(&self, guard: &LoopGuard<'_>) -> bool {
+        if self.handlers.has_pending() {
+            let mut local = self.local_handlers(guard);
+            local.sync(&self.handlers, self.wakeup_fd());
+            self.local.watches_fds.set(local.watches_fds());
+        }
+        self.local.watches_fds.get()
     }
 
     /// Consumes a wakeup the fd monitor reported (the eventfd is readable).
@@ -407,38 +427,48 @@ impl Context {
         unsafe { Bh::free(bh) };
     }
 
-    /// Unlinks the next BH of the oldest slice, or None when all are done.
-    fn next_slice_bh(&self) -> Option<*mut Bh> {
-        let mut slices = self.local.slices.borrow_mut();
-        let head = slices.front_mut()?;
-        let bh = *head;
+    /// Unlinks the next BH to dispatch, or None when all are done.
+    #[inline]
+    fn next_run_bh(&self) -> Option<*mut Bh> {
+        let bh = self.local.run_head.get();
+        if bh.is_null() {
+            return None;
+        }
         // Read the link before PENDING is cleared: after that a producer may
         // push the BH again and rewrite it.
         // SAFETY: a linked BH is alive (only the loop frees, after unlinking).
         let next = unsafe { (*bh).next().load(crate::atomics::Ordering::Relaxed) };
+        self.local.run_head.set(next);
         if next.is_null() {
-            slices.pop_front();
-        } else {
-            *head = next;
+            self.local.run_tail.set(ptr::null_mut());
         }
         Some(bh)
     }
 
     /// `aio_bh_poll`: runs the BHs scheduled before this call, in scheduling
-    /// order, continuing outer calls' slices first. Returns whether a
-    /// non-idle BH ran. The caller holds a [`LoopGuard`].
+    /// order, after what outer (nesting) calls have not run yet. Returns
+    /// whether a non-idle BH ran. The caller holds a [`LoopGuard`].
     pub(crate) fn bh_poll(&self, _guard: &LoopGuard<'_>) -> bool {
-        let batch = self.bh_queue.take_all_fifo();
-        {
-            let mut slices = self.local.slices.borrow_mut();
-            if !batch.is_null() {
-                slices.push_back(batch);
-            } else if slices.is_empty() {
-                return false;
+        let (batch, batch_tail) = self.bh_queue.take_all_fifo_with_tail();
+        if !batch.is_null() {
+            let tail = self.local.run_tail.get();
+            if tail.is_null() {
+                self.local.run_head.set(batch);
+            } else {
+                // SAFETY: the tail is linked (PENDING), so only the loop
+                // thread touches its link.
+                unsafe {
+                    (*tail)
+                        .next()
+                        .store(batch, crate::atomics::Ordering::Relaxed)
+                };
             }
+            self.local.run_tail.set(batch_tail);
+        } else if self.local.run_head.get().is_null() {
+            return false;
         }
         let mut progress = false;
-        while let Some(bh) = self.next_slice_bh() {
+        while let Some(bh) = self.next_run_bh() {
             // SAFETY: unlinked just now, still alive.
             let flags = unsafe { &*bh }
                 .flags
@@ -478,7 +508,7 @@ impl Context {
             }
             false
         };
-        if self.local.slices.borrow().iter().any(|&head| scan(head)) {
+        if scan(self.local.run_head.get()) {
             return 0;
         }
         if scan(self.bh_queue.peek()) {
@@ -596,6 +626,7 @@ impl Context {
             );
         }
         *r.local.handlers.get_mut() = HandlersLocal::default();
+        r.local.watches_fds.set(false);
         let source = std::mem::replace(&mut r.gsource.get_mut().0, ptr::null_mut());
         if !source.is_null() {
             gsource::destroy_and_unref(source);
@@ -603,7 +634,6 @@ impl Context {
         r.timers.teardown();
         thread::unbind_if_current(r);
         r.wakeup.cleanup();
-        *r.local.slices.get_mut() = VecDeque::new();
         r.magic.store(CTX_MAGIC_DEAD, Ordering::Release);
 
         // Keep the dead shell for a while so stale handles are reported.

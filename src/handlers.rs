@@ -157,6 +157,12 @@ impl Handlers {
         Ok(())
     }
 
+    /// Whether changes wait for the poller's `HandlersLocal::sync`.
+    #[inline]
+    pub(crate) fn has_pending(&self) -> bool {
+        self.has_pending.load(Ordering::Acquire)
+    }
+
     /// The callbacks currently registered for `fd`.
     pub(crate) fn get(&self, fd: RawFd) -> Option<Callbacks> {
         self.registry.lock().by_fd.get(&fd).map(|h| h.cb)
