@@ -339,6 +339,38 @@ static void cancel_other_cb(void *opaque)
     qemu_bh_cancel(c->victim);
 }
 
+/*
+ * A BH cancelled while still linked, then rescheduled from another thread
+ * while the owner is blocked in aio_poll: the reschedule must wake it
+ * (nobody pushes the BH again, so the notify must come from the schedule).
+ */
+static void *reschedule_later(void *opaque)
+{
+    BHTestData *d = opaque;
+    g_usleep(50 * 1000);
+    qemu_bh_schedule(d->bh);
+    return NULL;
+}
+
+static void test_cancel_then_cross_thread_reschedule(void)
+{
+    AioContext *ctx = new_context();
+    BHTestData data = { .ctx = ctx };
+    pthread_t t;
+
+    data.bh = aio_bh_new(ctx, counter_cb, &data);
+    qemu_bh_schedule(data.bh);
+    qemu_bh_cancel(data.bh);
+    g_assert_cmpint(pthread_create(&t, NULL, reschedule_later, &data), ==, 0);
+    while (data.n == 0) {
+        aio_poll(ctx, true);
+    }
+    g_assert_cmpint(pthread_join(t, NULL), ==, 0);
+    g_assert_cmpint(data.n, ==, 1);
+    qemu_bh_delete(data.bh);
+    aio_context_unref(ctx);
+}
+
 static void test_cancel_from_callback(void)
 {
     AioContext *ctx = new_context();
@@ -1662,6 +1694,8 @@ int main(int argc, char **argv)
     g_test_add_func("/aio/bh/call", test_bh_call);
     g_test_add_func("/aio/bh/reentrancy-guard", test_reentrancy_guard);
     g_test_add_func("/aio/bh/cross-thread/wakeup", test_cross_thread_wakeup);
+    g_test_add_func("/aio/bh/cross-thread/cancel-reschedule",
+                    test_cancel_then_cross_thread_reschedule);
     g_test_add_func("/aio/bh/cross-thread/schedule", test_cross_thread_schedule);
     g_test_add_func("/aio/bh/cross-thread/oneshot", test_cross_thread_oneshot);
     for (size_t i = 0; i < G_N_ELEMENTS(death_tests); i++) {
