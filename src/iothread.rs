@@ -5,7 +5,8 @@
 //! context's GSource to its own `GMainContext` (pushed as the thread
 //! default, so GLib code running there finds it), and loops on
 //! `aio_poll(ctx, true)` until stopped. Busy polling starts with QEMU's
-//! iothread defaults: 32 us max, grow 2, shrink 2.
+//! iothread defaults (`IOTHREAD_POLL_MAX_NS_DEFAULT`): 32768 ns max, grow 2,
+//! shrink 2.
 //!
 //! `join` (from any other thread) schedules a stop BH; since BHs run in
 //! scheduling order, everything scheduled before it runs first, and the

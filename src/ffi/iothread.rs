@@ -17,7 +17,7 @@ pub struct AioctxIOThread {
 /// Starts a thread named `name` (NULL: "iothread") that binds a new context
 /// as its current context, attaches the context's GSource to its own
 /// `GMainContext`, and loops on `aio_poll(ctx, true)`, with busy polling at
-/// QEMU's iothread defaults (32 us, grow 2, shrink 2). Returns once the thread
+/// QEMU's iothread defaults (32768 ns max, grow 2, shrink 2). Returns once the thread
 /// runs; NULL with an error through `errp` on failure. Stop it with
 /// `aioctx_iothread_join`.
 #[unsafe(no_mangle)]
