@@ -1,7 +1,8 @@
 /*
- * aioctx compat: the event-loop part of QEMU's block/block.h: BlockAIOCB
- * and its cancellation (bdrv_aio_cancel, bdrv_aio_cancel_async, in aioctx.h
- * with the thread-pool issue). The block layer itself is not provided.
+ * aioctx compat: the event-loop part of QEMU's block/block.h: request
+ * cancellation. bdrv_aio_cancel(acb) cancels and polls until the request's
+ * callback ran; bdrv_aio_cancel_async(acb) only asks (both in aioctx.h).
+ * The block layer itself is not provided.
  */
 #ifndef AIOCTX_COMPAT_BLOCK_BLOCK_H
 #define AIOCTX_COMPAT_BLOCK_BLOCK_H

@@ -1,17 +1,15 @@
 /*
- * aioctx compat: asynchronous I/O control blocks (QEMU declares them in
- * block/aio.h): BlockAIOCB and BlockCompletionFunc.
+ * aioctx compat: asynchronous request control blocks, which QEMU declares
+ * in block/aio.h: BlockAIOCB, AIOCBInfo, BlockCompletionFunc,
+ * qemu_aio_get(), qemu_aio_ref(), qemu_aio_unref().
  *
- * PLACEHOLDER for the thread-pool issue, which brings BlockAIOCB's
- * functions (bdrv_aio_cancel, bdrv_aio_cancel_async, thread_pool_submit_aio)
- * in aioctx.h. Only forward declarations compatible with those live here.
+ * All of them are in aioctx.h (complete structs with QEMU's layout); this
+ * header gathers them under one name and adds nothing else.
  */
 #ifndef AIOCTX_COMPAT_QEMU_AIOCB_H
 #define AIOCTX_COMPAT_QEMU_AIOCB_H
 
 #include "aioctx.h"
-
-typedef struct BlockAIOCB BlockAIOCB;
-typedef void BlockCompletionFunc(void *opaque, int ret);
+#include "qemu/typedefs.h"
 
 #endif /* AIOCTX_COMPAT_QEMU_AIOCB_H */
