@@ -8,22 +8,110 @@
 #ifndef AIOCTX_H
 #define AIOCTX_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct GSource GSource;
+typedef struct _GSource GSource;
 
 /** A bottom-half or oneshot callback: `void cb(void *opaque)`. */
 typedef void QEMUBHFunc(void *opaque);
 /** An fd read/write handler: `void handler(void *opaque)`. */
 typedef void IOHandler(void *opaque);
+/** A busy-poll callback: returns true when there is work for `io_poll_ready`. */
+typedef bool AioPollFn(void *opaque);
+struct EventNotifier;
+/** An event notifier handler: `void handler(EventNotifier *e)`. */
+typedef void EventNotifierHandler(struct EventNotifier *e);
+/** QEMU's clocks (`qemu/timer.h`). */
+typedef enum QEMUClockType {
+  QEMU_CLOCK_REALTIME = 0,
+  QEMU_CLOCK_VIRTUAL = 1,
+  QEMU_CLOCK_HOST = 2,
+  QEMU_CLOCK_VIRTUAL_RT = 3,
+  QEMU_CLOCK_MAX
+} QEMUClockType;
+/** A timer callback: `void cb(void *opaque)`. */
+typedef void QEMUTimerCB(void *opaque);
+/** Called when a main-loop timer becomes the earliest of its clock (`qemu_init_clocks`). */
+typedef void QEMUTimerListNotifyCB(void *opaque, QEMUClockType type);
+/** A coroutine's entry point: `void entry(void *opaque)` (`qemu_coroutine_create`). */
+typedef void CoroutineEntry(void *opaque);
+/** A thread-pool job, run on a worker thread: `int func(void *opaque)`. */
+typedef int ThreadPoolFunc(void *opaque);
+/** An asynchronous request's completion callback: `void cb(void *opaque, int ret)`. */
+typedef void BlockCompletionFunc(void *opaque, int ret);
+typedef struct BlockAIOCB BlockAIOCB;
 
+
+/**
+ * `sizeof(struct Coroutine)` as laid out in `qemu/coroutine_int.h`.
+ */
+#define AIOCTX_COROUTINE_SIZE 88
+
+/**
+ * Scale of a timer counting nanoseconds.
+ */
+#define SCALE_NS 1
+
+/**
+ * Scale of a timer counting microseconds.
+ */
+#define SCALE_US 1000
+
+/**
+ * Scale of a timer counting milliseconds.
+ */
+#define SCALE_MS 1000000
+
+/**
+ * Timer attribute: the timer is for an external event (QEMU's icount
+ * accounting uses it; aioctx stores it only).
+ */
+#define QEMU_TIMER_ATTR_EXTERNAL (1 << 0)
+
+/**
+ * Mask of all timer attributes.
+ */
+#define QEMU_TIMER_ATTR_ALL UINT32_MAX
+
+/**
+ * `qemu_thread_create` mode: the thread must be joined with
+ * `qemu_thread_join`, which returns its result.
+ */
+#define QEMU_THREAD_JOINABLE 0
+
+/**
+ * `qemu_thread_create` mode: the thread's resources are freed when it
+ * exits; it cannot be joined.
+ */
+#define QEMU_THREAD_DETACHED 1
 
 /**
  * An event loop (`AioContext`). Reference counted; see `aio_context_new`.
  */
 typedef struct AioContext AioContext;
+
+/**
+ * A thread running its own context (opaque).
+ */
+typedef struct AioctxIOThread AioctxIOThread;
+
+/**
+ * QEMU's block device state. aioctx has no block layer: this is only the
+ * opaque type of `BlockAIOCB::bs`, which aioctx stores and never reads.
+ */
+typedef struct BlockDriverState BlockDriverState;
+
+/**
+ * A coroutine (opaque here; `qemu/coroutine_int.h` of the compat headers
+ * shows QEMU's fields, `AIOCTX_COROUTINE_SIZE` bytes). Created with
+ * `qemu_coroutine_create`, returned to a pool when its entry returns: do
+ * not use the pointer after that, until `qemu_coroutine_create` returns it
+ * again.
+ */
+typedef struct Coroutine Coroutine;
 
 /**
  * An error message. Opaque to C.
@@ -34,6 +122,30 @@ typedef struct Error Error;
  * A bottom half: a callback bound to one context (`aio_bh_new`).
  */
 typedef struct QEMUBH QEMUBH;
+
+/**
+ * QEMU's timer list group. aioctx keeps timers per context; the only
+ * group callers can name is NULL (the main loop's), so this stays opaque.
+ */
+typedef struct QEMUTimerListGroup QEMUTimerListGroup;
+
+/**
+ * `struct QemuLockable` (complete in `qemu/lockable.h`): `{ void *object;
+ * void (*lock)(void *); void (*unlock)(void *); }`.
+ */
+typedef struct QemuLockable QemuLockable;
+
+/**
+ * A generic pool of worker threads with no AioContext (QEMU's
+ * `ThreadPool`).
+ */
+typedef struct ThreadPool ThreadPool;
+
+/**
+ * A per-context pool of worker threads (QEMU's `ThreadPoolAio`). Each
+ * context has one, created on first use and freed with the context.
+ */
+typedef struct ThreadPoolAio ThreadPoolAio;
 
 /**
  * QEMU's reentrancy guard (`struct MemReentrancyGuard`): a caller-owned
@@ -47,6 +159,95 @@ typedef struct MemReentrancyGuard {
 } MemReentrancyGuard;
 
 /**
+ * A wakeable sleep (`qemu_co_sleep_ns_wakeable`): `to_wake` is the
+ * sleeping coroutine, NULL when none. Zero-initialize it.
+ */
+typedef struct QemuCoSleep {
+  /**
+   * The sleeping coroutine, or NULL.
+   */
+  struct Coroutine *to_wake;
+} QemuCoSleep;
+
+/**
+ * A mutex for coroutines (complete so callers can embed it; all fields
+ * belong to aioctx). All-zero, or `qemu_co_mutex_init`, is unlocked.
+ * Lock and unlock from coroutines; the unlock hands the mutex to the
+ * oldest waiter, which resumes in its own context (possibly another
+ * thread). Not recursive.
+ */
+typedef struct CoMutex {
+  /**
+   * Holder plus waiters.
+   */
+  unsigned int locked;
+  /**
+   * Spinlock over the waiter list.
+   */
+  unsigned int wait_lock;
+  /**
+   * Ownership left for a locker not yet queued.
+   */
+  unsigned int handoff;
+  /**
+   * Oldest waiter.
+   */
+  struct Coroutine *waiters_head;
+  /**
+   * Newest waiter.
+   */
+  struct Coroutine *waiters_tail;
+  /**
+   * The coroutine holding the mutex.
+   */
+  struct Coroutine *holder;
+  /**
+   * The holder's context.
+   */
+  struct AioContext *ctx;
+} CoMutex;
+
+/**
+ * A FIFO of waiting coroutines (QEMU's `CoQueue`). All-zero, or
+ * `qemu_co_queue_init`, is empty. Not thread-safe by itself: protect it
+ * with the lock passed to `qemu_co_queue_wait`.
+ */
+typedef struct CoQueue {
+  /**
+   * Oldest waiter.
+   */
+  struct Coroutine *first;
+  /**
+   * Newest waiter.
+   */
+  struct Coroutine *last;
+} CoQueue;
+
+/**
+ * A readers-writer lock for coroutines (QEMU's algorithm, FIFO fair: a
+ * waiting writer blocks later readers). Initialize with
+ * `qemu_co_rwlock_init`.
+ */
+typedef struct CoRwlock {
+  /**
+   * Protects the fields below.
+   */
+  struct CoMutex mutex;
+  /**
+   * Readers holding it, or -1 for a writer.
+   */
+  int owners;
+  /**
+   * Waiting tickets (in the waiters' frames).
+   */
+  void *tickets_first;
+  /**
+   * Last waiting ticket.
+   */
+  void *tickets_last;
+} CoRwlock;
+
+/**
  * An eventfd-based notifier, embedded by value in caller structs.
  *
  * `rfd` and `wfd` are the same eventfd on Linux. `initialized` is false
@@ -57,6 +258,207 @@ typedef struct EventNotifier {
   int wfd;
   bool initialized;
 } EventNotifier;
+
+/**
+ * A mutex (`qemu_mutex_*`), embedded by value in caller structs.
+ *
+ * Not recursive: locking it again in the thread that holds it aborts.
+ * Only the thread that locked it may unlock it.
+ */
+typedef struct QemuMutex {
+  /**
+   * The pthread mutex (default kind; recursive inside a `QemuRecMutex`).
+   */
+  pthread_mutex_t lock;
+  /**
+   * True between init and destroy.
+   */
+  bool initialized;
+  /**
+   * Kernel thread id of the thread holding the mutex, 0 when unlocked.
+   * aioctx addition, for misuse checks.
+   */
+  int owner;
+} QemuMutex;
+
+/**
+ * A recursive mutex (`qemu_rec_mutex_*`): the thread holding it may lock
+ * it again and must unlock it as many times.
+ */
+typedef struct QemuRecMutex {
+  /**
+   * The mutex, initialized as a recursive pthread mutex; its `owner` is
+   * the holder, as for a `QemuMutex`.
+   */
+  struct QemuMutex m;
+  /**
+   * How many times the holder has locked it (0 when unlocked). aioctx
+   * addition: with `m.owner` it catches misuse before pthread sees it.
+   */
+  unsigned int depth;
+} QemuRecMutex;
+
+/**
+ * A condition variable (`qemu_cond_*`), used with a `QemuMutex`.
+ * Timed waits measure `CLOCK_MONOTONIC`.
+ */
+typedef struct QemuCond {
+  /**
+   * The pthread condition variable (`CLOCK_MONOTONIC`).
+   */
+  pthread_cond_t cond;
+  /**
+   * True between init and destroy.
+   */
+  bool initialized;
+} QemuCond;
+
+/**
+ * A counting semaphore (`qemu_sem_*`): a mutex, a condition variable and
+ * the count, as in QEMU.
+ */
+typedef struct QemuSemaphore {
+  /**
+   * Protects `count`.
+   */
+  struct QemuMutex mutex;
+  /**
+   * Signalled by every post.
+   */
+  struct QemuCond cond;
+  /**
+   * Posts not yet consumed by a wait.
+   */
+  unsigned int count;
+} QemuSemaphore;
+
+/**
+ * A manual-reset event (`qemu_event_*`), QEMU's futex protocol: any
+ * thread may set, reset or wait; a wait returns once the event is set.
+ */
+typedef struct QemuEvent {
+  /**
+   * Set (0), free (1) or busy (-1: reset with sleepers); also the futex
+   * word.
+   */
+  unsigned int value;
+  /**
+   * True between init and destroy.
+   */
+  bool initialized;
+} QemuEvent;
+
+/**
+ * A thread handle (`qemu_thread_*`), filled in by `qemu_thread_create` or
+ * `qemu_thread_get_self`.
+ */
+typedef struct QemuThread {
+  /**
+   * The pthread handle.
+   */
+  pthread_t thread;
+  /**
+   * `QEMU_THREAD_JOINABLE` or `QEMU_THREAD_DETACHED` as created, -1 once
+   * joined. aioctx addition, so that joining a detached thread or joining
+   * twice aborts instead of being undefined.
+   */
+  int mode;
+} QemuThread;
+
+/**
+ * The head of an asynchronous request (QEMU's `BlockAIOCB`), embedded as
+ * the first member of the implementation's request struct.
+ */
+typedef struct BlockAIOCB {
+  /**
+   * The kind of request.
+   */
+  const struct AIOCBInfo *aiocb_info;
+  /**
+   * The block device (aioctx stores it and never reads it; may be NULL).
+   */
+  struct BlockDriverState *bs;
+  /**
+   * Called once with the request's result (may be NULL).
+   */
+  BlockCompletionFunc *cb;
+  /**
+   * Passed to `cb`.
+   */
+  void *opaque;
+  /**
+   * References: 1 from `qemu_aio_get`; freed when it drops to 0.
+   */
+  int refcnt;
+} BlockAIOCB;
+
+/**
+ * Describes one kind of request (QEMU's `AIOCBInfo`): how to cancel it and
+ * how large it is. Usually a `static const` of the implementation.
+ */
+typedef struct AIOCBInfo {
+  /**
+   * Starts cancelling the request (may be NULL: not cancellable). Must
+   * not wait; the request's callback reports the outcome.
+   */
+  void (*cancel_async)(struct BlockAIOCB *acb);
+  /**
+   * Bytes `qemu_aio_get` allocates; at least `sizeof(BlockAIOCB)`, which
+   * must be the first member of the implementation's request struct.
+   */
+  size_t aiocb_size;
+} AIOCBInfo;
+
+/**
+ * A timer: a callback bound to one context and one clock. A complete
+ * struct so that callers can embed it; its fields belong to aioctx and may
+ * only be read (`expire_time`, `cb`, `opaque`, `scale`, `attributes` mean
+ * what QEMU's fields of the same names mean). Initialize it before any
+ * other use; `timer_mod` on a never-initialized timer aborts. Do not copy
+ * or move it while it is armed.
+ */
+typedef struct QEMUTimer {
+  /**
+   * Deadline in nanoseconds of the timer's clock; -1 when not pending.
+   */
+  int64_t expire_time;
+  /**
+   * The context whose loop runs the callback.
+   */
+  struct AioContext *ctx;
+  /**
+   * The callback.
+   */
+  QEMUTimerCB *cb;
+  /**
+   * Its argument.
+   */
+  void *opaque;
+  /**
+   * Arming sequence number (orders timers with equal deadlines).
+   */
+  uint64_t seq;
+  /**
+   * The clock.
+   */
+  QEMUClockType clock_type;
+  /**
+   * Nanoseconds per unit of `timer_mod` (`SCALE_NS`, `SCALE_US`, ...).
+   */
+  int scale;
+  /**
+   * `QEMU_TIMER_ATTR_*` bits.
+   */
+  int attributes;
+  /**
+   * Position in the context's timer heap; UINT32_MAX when not armed.
+   */
+  uint32_t heap_index;
+  /**
+   * Tells initialized timers from other memory.
+   */
+  uint32_t magic;
+} QEMUTimer;
 
 /**
  * The number of threads inside `AIO_WAIT_WHILE` (or `aioctx_wait_while`).
@@ -220,6 +622,209 @@ void aio_context_set_aio_params(struct AioContext *ctx, int64_t max_batch);
 int64_t aioctx_context_get_aio_max_batch(struct AioContext *ctx);
 
 /**
+ * Creates a coroutine that runs `entry(opaque)` when first entered. Takes
+ * a terminated coroutine from a pool when there is one (no allocation).
+ * Any thread. Aborts if `entry` is NULL.
+ */
+struct Coroutine *qemu_coroutine_create(CoroutineEntry *entry, void *opaque);
+
+/**
+ * Runs `co` in the current context until it yields or terminates (then
+ * the coroutines it woke with `aio_co_enter`). Aborts if `co` is running,
+ * terminated or scheduled.
+ */
+void qemu_coroutine_enter(struct Coroutine *co);
+
+/**
+ * `qemu_coroutine_enter(co)` unless `co` is already entered (running or
+ * waiting for a coroutine it entered).
+ */
+void qemu_coroutine_enter_if_inactive(struct Coroutine *co);
+
+/**
+ * Like `qemu_coroutine_enter`, recording `ctx` as the coroutine's context
+ * (call in ctx's home thread).
+ */
+void qemu_aio_coroutine_enter(struct AioContext *ctx, struct Coroutine *co);
+
+/**
+ * Coroutine only: switches back to whoever entered the running coroutine;
+ * returns when it is entered again (maybe in another thread).
+ */
+void qemu_coroutine_yield(void);
+
+/**
+ * The running coroutine; outside a coroutine, the thread's "leader"
+ * object (never NULL, not enterable).
+ */
+struct Coroutine *qemu_coroutine_self(void);
+
+/**
+ * Whether the calling code runs in a coroutine.
+ */
+bool qemu_in_coroutine(void);
+
+/**
+ * Whether `co` is entered: running, or waiting for a coroutine it entered
+ * (false once it yielded, before it first runs, and after it terminated).
+ */
+bool qemu_coroutine_entered(struct Coroutine *co);
+
+/**
+ * The context `co` last ran in (NULL before it first ran).
+ */
+struct AioContext *qemu_coroutine_get_aio_context(struct Coroutine *co);
+
+/**
+ * Lets the shared pool of terminated coroutines keep `additional` more.
+ */
+void qemu_coroutine_inc_pool_size(unsigned int additional_pool_size);
+
+/**
+ * Undoes `qemu_coroutine_inc_pool_size` (pooled excess is unmapped).
+ */
+void qemu_coroutine_dec_pool_size(unsigned int removing_pool_size);
+
+/**
+ * Any thread: enters `co` from a bottom half of `ctx`, in ctx's home
+ * thread. `co` may still be running in another thread, about to yield: it
+ * is entered only after it yielded. Scheduling it again before it ran
+ * aborts, naming the first scheduler.
+ */
+void aio_co_schedule(struct AioContext *ctx, struct Coroutine *co);
+
+/**
+ * `aio_co_enter` in the context `co` last ran in.
+ */
+void aio_co_wake(struct Coroutine *co);
+
+/**
+ * Enters `co` in `ctx`: in ctx's home thread, immediately when called
+ * outside a coroutine, or once the running coroutine yields or terminates
+ * when called from one (no stack growth); from any other thread,
+ * `aio_co_schedule`.
+ */
+void aio_co_enter(struct AioContext *ctx, struct Coroutine *co);
+
+/**
+ * Coroutine only: moves the running coroutine to `new_ctx` (returns
+ * running in new_ctx's home thread). No-op if already there.
+ */
+void aio_co_reschedule_self(struct AioContext *new_ctx);
+
+/**
+ * Coroutine only: sleeps `ns` nanoseconds of `type`'s clock (a timer on
+ * the thread's current context).
+ */
+void qemu_co_sleep_ns(QEMUClockType type, int64_t ns);
+
+/**
+ * Coroutine only: like `qemu_co_sleep_ns`, and `qemu_co_sleep_wake(w)`
+ * ends the sleep early. `w` must be zeroed and stay valid meanwhile.
+ */
+void qemu_co_sleep_ns_wakeable(struct QemuCoSleep *w, QEMUClockType type, int64_t ns);
+
+/**
+ * Wakes the coroutine sleeping on `w`, if any (any thread).
+ */
+void qemu_co_sleep_wake(struct QemuCoSleep *w);
+
+/**
+ * Initializes `mutex` unlocked (same as zero-filling it).
+ */
+void qemu_co_mutex_init(struct CoMutex *mutex);
+
+/**
+ * Coroutine only: takes `mutex`, yielding while another coroutine holds
+ * it. Waiters get it in FIFO order.
+ */
+void qemu_co_mutex_lock(struct CoMutex *mutex);
+
+/**
+ * Coroutine only (the holder): releases `mutex`, handing it to the oldest
+ * waiter, which is woken in its own context.
+ */
+void qemu_co_mutex_unlock(struct CoMutex *mutex);
+
+/**
+ * Aborts unless the running coroutine holds `mutex`.
+ */
+void qemu_co_mutex_assert_locked(struct CoMutex *mutex);
+
+/**
+ * Initializes `queue` empty.
+ */
+void qemu_co_queue_init(struct CoQueue *queue);
+
+/**
+ * Coroutine only: queues the running coroutine (at the head with
+ * `CO_QUEUE_WAIT_FRONT` = 1 in `flags`), releases `lock` (may be NULL), yields until
+ * woken, then takes `lock` again. Behind the `qemu_co_queue_wait(queue,
+ * lock)` macro of the compat headers.
+ */
+void qemu_co_queue_wait_impl(struct CoQueue *queue, struct QemuLockable *lock, int flags);
+
+/**
+ * Wakes the oldest waiter of `queue` (`aio_co_wake`); false if empty.
+ */
+bool qemu_co_queue_next(struct CoQueue *queue);
+
+/**
+ * Wakes every waiter of `queue`.
+ */
+void qemu_co_queue_restart_all(struct CoQueue *queue);
+
+/**
+ * Wakes the oldest waiter with `lock` (may be NULL) released meanwhile;
+ * false if empty. Behind the `qemu_co_enter_next(queue, lock)` macro.
+ */
+bool qemu_co_enter_next_impl(struct CoQueue *queue, struct QemuLockable *lock);
+
+/**
+ * Wakes every waiter, `lock` released meanwhile. Behind the
+ * `qemu_co_enter_all(queue, lock)` macro.
+ */
+void qemu_co_enter_all_impl(struct CoQueue *queue, struct QemuLockable *lock);
+
+/**
+ * Whether `queue` has no waiter.
+ */
+bool qemu_co_queue_empty(struct CoQueue *queue);
+
+/**
+ * Initializes `lock` unlocked.
+ */
+void qemu_co_rwlock_init(struct CoRwlock *lock);
+
+/**
+ * Coroutine only: takes `lock` for reading; waits while a writer holds it
+ * or is waiting.
+ */
+void qemu_co_rwlock_rdlock(struct CoRwlock *lock);
+
+/**
+ * Coroutine only: takes `lock` for writing.
+ */
+void qemu_co_rwlock_wrlock(struct CoRwlock *lock);
+
+/**
+ * Coroutine only, holding a read lock: turns it into a write lock,
+ * waiting for the other readers (and writers already waiting).
+ */
+void qemu_co_rwlock_upgrade(struct CoRwlock *lock);
+
+/**
+ * Coroutine only, holding the write lock: turns it into a read lock and
+ * lets waiting readers in.
+ */
+void qemu_co_rwlock_downgrade(struct CoRwlock *lock);
+
+/**
+ * Coroutine only: releases a read or write lock.
+ */
+void qemu_co_rwlock_unlock(struct CoRwlock *lock);
+
+/**
  * Frees `err` (NULL is allowed).
  */
 void error_free(struct Error *err);
@@ -228,6 +833,13 @@ void error_free(struct Error *err);
  * The message of `err`, valid until `err` is freed.
  */
 const char *error_get_pretty(const struct Error *err);
+
+/**
+ * A new `Error` holding a copy of `msg` (NUL-terminated, not NULL). The
+ * caller owns it: store it into an `Error **` or free it with `error_free`.
+ * Used by the C implementation of `error_setg` and friends.
+ */
+struct Error *aioctx_error_new(const char *msg);
 
 /**
  * Opens the notifier's eventfd (non-blocking, close-on-exec), set if
@@ -265,6 +877,110 @@ int event_notifier_get_fd(const struct EventNotifier *e);
  * The fd that `event_notifier_set` writes.
  */
 int event_notifier_get_wfd(const struct EventNotifier *e);
+
+/**
+ * Registers, changes or (all four callbacks NULL) removes the handlers of
+ * `fd` on `ctx`. `io_read`/`io_write` run from `aio_poll` when `fd` is
+ * readable/writable (read first); `io_poll` is called while busy polling and
+ * returns true when there is work, which `io_poll_ready` then handles.
+ *
+ * Any thread, and safe from inside any handler of `ctx`: a removed handler
+ * is never called again, even if it was ready in the same iteration.
+ * Removing an fd that has no handlers does nothing. Adding a negative or
+ * closed fd aborts.
+ */
+void aio_set_fd_handler(struct AioContext *ctx, int fd, IOHandler *io_read, IOHandler *io_write, AioPollFn *io_poll, IOHandler *io_poll_ready, void *opaque);
+
+/**
+ * `aio_set_fd_handler` for an event notifier: `io_read(notifier)` runs when
+ * it is set (the handler usually calls `event_notifier_test_and_clear`).
+ * All three NULL removes it.
+ */
+void aio_set_event_notifier(struct AioContext *ctx, struct EventNotifier *notifier, EventNotifierHandler *io_read, AioPollFn *io_poll, EventNotifierHandler *io_poll_ready);
+
+/**
+ * Sets the callbacks run when `ctx` starts (`io_poll_begin`) and stops
+ * (`io_poll_end`) busy polling, for a notifier registered with
+ * `aio_set_event_notifier`. Does nothing if the notifier is not registered.
+ */
+void aio_set_event_notifier_poll(struct AioContext *ctx, struct EventNotifier *notifier, EventNotifierHandler *io_poll_begin, EventNotifierHandler *io_poll_end);
+
+/**
+ * Adaptive busy polling of `ctx`: spin on `io_poll` callbacks before
+ * blocking, for a window that starts at 0, grows (to 4 us, then x`grow`,
+ * 0 meaning 2) while events arrive within `max_ns`, and shrinks (/`shrink`,
+ * 0 meaning to 0) when they do not. `max_ns` 0 disables polling. Negative
+ * values are reported through `errp`. Any thread.
+ */
+void aio_context_set_poll_params(struct AioContext *ctx, int64_t max_ns, int64_t grow, int64_t shrink, struct Error **errp);
+
+/**
+ * True while some handler of `ctx` has no `io_poll` (busy polling is then
+ * skipped).
+ */
+bool aio_poll_disabled(struct AioContext *ctx);
+
+/**
+ * The current busy-poll window of `ctx` in ns (0: not polling). For tests
+ * and tuning.
+ */
+int64_t aioctx_context_get_poll_ns(struct AioContext *ctx);
+
+/**
+ * The fd monitoring backend `ctx` uses: "none" until an fd handler is
+ * registered and polled, then "poll", "epoll" or "io_uring". The string is
+ * static. Home thread (or an unbound context).
+ */
+const char *aioctx_context_fdmon_name(struct AioContext *ctx);
+
+/**
+ * A new reference to `ctx`'s GSource: attached to a `GMainContext`, it runs
+ * `ctx`'s BHs, fd handlers and timers from `g_main_context_iteration`, with
+ * the same semantics as `aio_poll` (it must then be iterated in `ctx`'s
+ * home thread). Release it with `g_source_unref`. Any thread.
+ */
+GSource *aio_get_g_source(struct AioContext *ctx);
+
+/**
+ * Runs each `io_poll` callback once (when every handler has one); returns
+ * true if one found work (the next `aio_dispatch` handles it). Home thread.
+ */
+bool aio_prepare(struct AioContext *ctx);
+
+/**
+ * True if an fd handler of `ctx` is ready to run (checks without
+ * blocking). Home thread.
+ */
+bool aio_pending(struct AioContext *ctx);
+
+/**
+ * Runs what is ready on `ctx` without waiting: BHs, ready fd handlers,
+ * expired timers. Home thread.
+ */
+void aio_dispatch(struct AioContext *ctx);
+
+/**
+ * Starts a thread named `name` (NULL: "iothread") that binds a new context
+ * as its current context, attaches the context's GSource to its own
+ * `GMainContext`, and loops on `aio_poll(ctx, true)`, with busy polling at
+ * QEMU's iothread defaults (32768 ns max, grow 2, shrink 2). Returns once the thread
+ * runs; NULL with an error through `errp` on failure. Stop it with
+ * `aioctx_iothread_join`.
+ */
+struct AioctxIOThread *aioctx_iothread_new(const char *name, struct Error **errp);
+
+/**
+ * The context the IOThread runs (owned by the IOThread; take a reference
+ * with `aio_context_ref` to keep it past `aioctx_iothread_join`).
+ */
+struct AioContext *aioctx_iothread_get_aio_context(struct AioctxIOThread *iothread);
+
+/**
+ * Stops the IOThread after running the BHs already scheduled on its
+ * context, joins it, and frees it. Call from another thread (typically the
+ * main thread); the handle is invalid afterwards.
+ */
+void aioctx_iothread_join(struct AioctxIOThread *iothread);
 
 /**
  * Creates the main context and binds it to the calling thread, which
@@ -339,9 +1055,558 @@ struct QEMUBH *qemu_bh_new(QEMUBHFunc *cb, void *opaque);
 struct QEMUBH *qemu_bh_new_full(QEMUBHFunc *cb, void *opaque, const char *name, struct MemReentrancyGuard *reentrancy_guard);
 
 /**
+ * Runs one iteration of the main loop (GLib's default main context, to
+ * which `qemu_init_main_loop` attached the main and iohandler contexts):
+ * waits for an event unless `nonblocking`. Main loop thread.
+ */
+void main_loop_wait(int32_t nonblocking);
+
+/**
+ * The main loop's second context, for the fd handlers of
+ * `qemu_set_fd_handler` (NULL before `qemu_init_main_loop`).
+ */
+struct AioContext *iohandler_get_aio_context(void);
+
+/**
+ * A new reference to the iohandler context's GSource.
+ */
+GSource *iohandler_get_g_source(void);
+
+/**
+ * Registers (or, with both NULL, removes) read/write handlers for `fd` on
+ * the main loop's iohandler context.
+ */
+void qemu_set_fd_handler(int32_t fd, IOHandler *fd_read, IOHandler *fd_write, void *opaque);
+
+/**
  * Wakes the main loop.
  */
 void qemu_notify_event(void);
+
+/**
+ * Initializes a (non-recursive) mutex in caller-owned memory, unlocked.
+ */
+void qemu_mutex_init(struct QemuMutex *mutex);
+
+/**
+ * Destroys an unlocked mutex; it may be initialized again. Aborts if the
+ * mutex is locked.
+ */
+void qemu_mutex_destroy(struct QemuMutex *mutex);
+
+/**
+ * Locks the mutex, blocking until it is free. Any thread; aborts if the
+ * calling thread already holds it (it is not recursive).
+ */
+void qemu_mutex_lock(struct QemuMutex *mutex);
+
+/**
+ * Locks the mutex if it is free: returns 0, or -EBUSY (without blocking)
+ * if any thread, the caller included, holds it.
+ */
+int qemu_mutex_trylock(struct QemuMutex *mutex);
+
+/**
+ * Unlocks the mutex. Only the thread holding it may call this; unlocking
+ * a mutex that is not locked, or that another thread holds, aborts.
+ */
+void qemu_mutex_unlock(struct QemuMutex *mutex);
+
+/**
+ * Initializes a recursive mutex in caller-owned memory, unlocked.
+ */
+void qemu_rec_mutex_init(struct QemuRecMutex *mutex);
+
+/**
+ * Destroys an unlocked recursive mutex. Aborts if it is locked.
+ */
+void qemu_rec_mutex_destroy(struct QemuRecMutex *mutex);
+
+/**
+ * Locks the recursive mutex; the thread holding it may lock it again
+ * (each lock needs its own unlock).
+ */
+void qemu_rec_mutex_lock(struct QemuRecMutex *mutex);
+
+/**
+ * Locks the recursive mutex if it is free or held by the caller: returns
+ * 0, or -EBUSY (without blocking) if another thread holds it.
+ */
+int qemu_rec_mutex_trylock(struct QemuRecMutex *mutex);
+
+/**
+ * Undoes one lock of the recursive mutex. Aborts unless the calling
+ * thread holds it.
+ */
+void qemu_rec_mutex_unlock(struct QemuRecMutex *mutex);
+
+/**
+ * Initializes a condition variable in caller-owned memory. Timed waits
+ * use `CLOCK_MONOTONIC`.
+ */
+void qemu_cond_init(struct QemuCond *cond);
+
+/**
+ * Destroys a condition variable nobody waits on.
+ */
+void qemu_cond_destroy(struct QemuCond *cond);
+
+/**
+ * Wakes one thread waiting on `cond`, if any. Any thread, with or without
+ * the mutex.
+ */
+void qemu_cond_signal(struct QemuCond *cond);
+
+/**
+ * Wakes every thread waiting on `cond`. Any thread, with or without the
+ * mutex.
+ */
+void qemu_cond_broadcast(struct QemuCond *cond);
+
+/**
+ * Atomically unlocks `mutex`, waits for a signal on `cond`, and locks
+ * `mutex` again before returning. The calling thread must hold `mutex`
+ * (aborts otherwise). Wakeups may be spurious: re-check the condition.
+ */
+void qemu_cond_wait(struct QemuCond *cond, struct QemuMutex *mutex);
+
+/**
+ * Like `qemu_cond_wait`, but waits at most `ms` milliseconds. Returns
+ * false if the time ran out, true otherwise; `mutex` is held again either
+ * way.
+ */
+bool qemu_cond_timedwait(struct QemuCond *cond, struct QemuMutex *mutex, int ms);
+
+/**
+ * Initializes a semaphore in caller-owned memory with `init` (>= 0)
+ * posts.
+ */
+void qemu_sem_init(struct QemuSemaphore *sem, int init);
+
+/**
+ * Destroys a semaphore nobody waits on.
+ */
+void qemu_sem_destroy(struct QemuSemaphore *sem);
+
+/**
+ * Adds one post and wakes one waiter. Any thread.
+ */
+void qemu_sem_post(struct QemuSemaphore *sem);
+
+/**
+ * Takes one post, waiting as long as it takes. Any thread.
+ */
+void qemu_sem_wait(struct QemuSemaphore *sem);
+
+/**
+ * Takes one post, waiting at most `ms` milliseconds (0: do not wait).
+ * Returns 0 if a post was taken, -1 on timeout.
+ */
+int qemu_sem_timedwait(struct QemuSemaphore *sem, int ms);
+
+/**
+ * Initializes an event in caller-owned memory, set if `init` is true.
+ */
+void qemu_event_init(struct QemuEvent *ev, bool init);
+
+/**
+ * Destroys an event nobody waits on.
+ */
+void qemu_event_destroy(struct QemuEvent *ev);
+
+/**
+ * Sets the event and wakes every waiter. Any thread. Writes made before
+ * it are visible to a thread whose `qemu_event_wait` returns because of it.
+ */
+void qemu_event_set(struct QemuEvent *ev);
+
+/**
+ * Resets the event if it is set. Any thread. The usual pattern is reset,
+ * check the condition, then wait.
+ */
+void qemu_event_reset(struct QemuEvent *ev);
+
+/**
+ * Returns once the event is set (at once if it already is). Any thread.
+ */
+void qemu_event_wait(struct QemuEvent *ev);
+
+/**
+ * Starts a thread running `start_routine(arg)` and fills in `thread`.
+ * `name` (may be NULL; copied) names the thread, truncated to 15 bytes.
+ * `mode` is `QEMU_THREAD_JOINABLE` (join it with `qemu_thread_join`) or
+ * `QEMU_THREAD_DETACHED`. As in QEMU, the new thread starts with all
+ * signals blocked except SIGSEGV, SIGFPE and SIGILL. Failure to create the
+ * thread aborts.
+ */
+void qemu_thread_create(struct QemuThread *thread, const char *name, void *(*start_routine)(void*), void *arg, int mode);
+
+/**
+ * Waits for a joinable thread to end and returns its result (the start
+ * routine's return value or `qemu_thread_exit`'s argument). Aborts for a
+ * detached thread, a thread already joined, or the calling thread itself.
+ */
+void *qemu_thread_join(struct QemuThread *thread);
+
+/**
+ * Fills in `thread` for the calling thread.
+ */
+void qemu_thread_get_self(struct QemuThread *thread);
+
+/**
+ * Whether `thread` is the calling thread.
+ */
+bool qemu_thread_is_self(const struct QemuThread *thread);
+
+/**
+ * Ends the calling thread with result `retval` (what `qemu_thread_join`
+ * returns). Does not return.
+ */
+void qemu_thread_exit(void *retval) __attribute__((noreturn));
+
+/**
+ * Sleeps while the 32-bit word at `f` equals `val`: returns at once if it
+ * does not, else when `qemu_futex_wake_*` is called on `f` (or
+ * spuriously: re-check). Process-private futex. Aborts if `f` is NULL or
+ * not 4-byte aligned.
+ */
+void qemu_futex_wait(void *f, unsigned int val);
+
+/**
+ * Wakes one thread sleeping in `qemu_futex_wait` on `f`, if any.
+ */
+void qemu_futex_wake_single(void *f);
+
+/**
+ * Wakes every thread sleeping in `qemu_futex_wait` on `f`.
+ */
+void qemu_futex_wake_all(void *f);
+
+/**
+ * Allocates a request of `aiocb_info->aiocb_size` bytes (zeroed), fills in
+ * its `BlockAIOCB` head (`refcnt` 1) and returns it. Free it with
+ * `qemu_aio_unref`. `aiocb_info` must outlive the request.
+ */
+void *qemu_aio_get(const struct AIOCBInfo *aiocb_info, struct BlockDriverState *bs, BlockCompletionFunc *cb, void *opaque);
+
+/**
+ * Takes a reference to the request `p` (a `BlockAIOCB *`). Home thread of
+ * the context the request completes in (the count is a plain `int`).
+ */
+void qemu_aio_ref(void *p);
+
+/**
+ * Drops a reference to the request `p`; the last one frees it. Same
+ * thread rule as `qemu_aio_ref`.
+ */
+void qemu_aio_unref(void *p);
+
+/**
+ * Asks for `acb` to be cancelled, without waiting. For thread-pool
+ * requests: one not yet picked by a worker is removed and its callback
+ * later gets `-ECANCELED`; a running or finished one completes normally.
+ * Either way the callback runs exactly once, later, from the context's
+ * loop. Home thread of the request's context.
+ */
+void bdrv_aio_cancel_async(struct BlockAIOCB *acb);
+
+/**
+ * Cancels `acb` like `bdrv_aio_cancel_async`, then runs `aio_poll` until
+ * its callback has run and released it. Call it from the home thread of
+ * the request's context (or the main loop thread, which then polls the
+ * main context, as QEMU does).
+ */
+void bdrv_aio_cancel(struct BlockAIOCB *acb);
+
+/**
+ * Creates a standalone pool for `ctx` (NULL: the main context) with the
+ * context's thread limits. Free it with `thread_pool_free_aio` before the
+ * context goes away. Requests go to the context's own pool
+ * (`aio_get_thread_pool`), not to standalone ones.
+ */
+struct ThreadPoolAio *thread_pool_new_aio(struct AioContext *ctx);
+
+/**
+ * Frees a pool from `thread_pool_new_aio` (NULL: nothing): runs the jobs
+ * still queued, waits for all of them, and drops their requests without
+ * calling their callbacks. A context's own pool is freed with the context
+ * and must not be passed here. Not from a completion callback of `pool`.
+ */
+void thread_pool_free_aio(struct ThreadPoolAio *pool);
+
+/**
+ * Applies `ctx`'s thread limits (`aio_context_set_thread_pool_params`) to
+ * `pool`: starts workers up to the minimum, and lets those above the
+ * maximum exit. Any thread.
+ */
+void thread_pool_update_params(struct ThreadPoolAio *pool, struct AioContext *ctx);
+
+/**
+ * `ctx`'s own pool, created on first use; owned by the context (freed with
+ * it). Any thread.
+ */
+struct ThreadPoolAio *aio_get_thread_pool(struct AioContext *ctx);
+
+/**
+ * Sets the worker-thread limits of `ctx`'s pool (QEMU's
+ * `thread-pool-min`/`thread-pool-max`; defaults 0 and 64): at least `min`
+ * workers are kept, at most `max` run; workers above `min` exit after 10 s
+ * without work. Needs 0 <= min <= max, 1 <= max <= INT_MAX; otherwise
+ * reports through `errp` and changes nothing. Any thread.
+ */
+void aio_context_set_thread_pool_params(struct AioContext *ctx, int64_t min, int64_t max, struct Error **errp);
+
+/**
+ * Runs `func(arg)` on a worker of the current context's pool (created on
+ * first use); `cb(opaque, ret)` (cb may be NULL) later runs in this
+ * context's thread with func's result, from a bottom half, never inside
+ * this call. Callbacks run in completion order. The returned request is
+ * owned by the pool and freed after `cb` returns; take a reference
+ * (`qemu_aio_ref`) to use it longer. Aborts if this thread has no current
+ * context.
+ */
+struct BlockAIOCB *thread_pool_submit_aio(ThreadPoolFunc *func, void *arg, BlockCompletionFunc *cb, void *opaque);
+
+/**
+ * Coroutine only: runs `func(arg)` on a worker of the current context's
+ * pool, yields until it finished, and returns its result.
+ */
+int thread_pool_submit_co(ThreadPoolFunc *func, void *arg);
+
+/**
+ * Creates a generic pool (never NULL). As in QEMU, its maximum starts at
+ * 0 threads: jobs run once `thread_pool_set_max_threads` or
+ * `thread_pool_submit_immediate` raised it. Free with `thread_pool_free`.
+ */
+struct ThreadPool *thread_pool_new(void);
+
+/**
+ * Runs every job still queued, waits for all of them, then frees `pool`
+ * (NULL: nothing). No other call on `pool` may run concurrently.
+ */
+void thread_pool_free(struct ThreadPool *pool);
+
+/**
+ * Queues `func(opaque)` on `pool`; after it ran, `opaque_destroy(opaque)`
+ * (a `GDestroyNotify`, may be NULL) runs on the same worker. func's return
+ * value is ignored. Any thread.
+ */
+void thread_pool_submit(struct ThreadPool *pool, ThreadPoolFunc *func, void *opaque, void (*opaque_destroy)(void *data));
+
+/**
+ * Like `thread_pool_submit`, then raises the maximum to the number of
+ * unfinished jobs so that this one starts right away.
+ */
+void thread_pool_submit_immediate(struct ThreadPool *pool, ThreadPoolFunc *func, void *opaque, void (*opaque_destroy)(void *data));
+
+/**
+ * Waits until every job submitted so far has finished (QEMU returns
+ * nothing; job results are ignored). Aborts instead of hanging when work
+ * is queued but the maximum is still 0 threads. Any thread but a worker.
+ */
+void thread_pool_wait(struct ThreadPool *pool);
+
+/**
+ * Sets the maximum number of workers (`max_threads` >= 1, else abort);
+ * surplus workers stop after their current job. Returns true.
+ */
+bool thread_pool_set_max_threads(struct ThreadPool *pool, int max_threads);
+
+/**
+ * Sets the maximum to the number of unfinished jobs (one thread each).
+ * Aborts when there are none (QEMU asserts). Returns true.
+ */
+bool thread_pool_adjust_max_threads_to_work(struct ThreadPool *pool);
+
+/**
+ * The current time of `type` in nanoseconds. REALTIME: `CLOCK_MONOTONIC`;
+ * HOST: `CLOCK_REALTIME` (wall clock); VIRTUAL and VIRTUAL_RT: monotonic,
+ * frozen while disabled with `qemu_clock_enable` and resuming without a
+ * jump. Any thread.
+ */
+int64_t qemu_clock_get_ns(QEMUClockType clock_type);
+
+/**
+ * `qemu_clock_get_ns(type) / SCALE_MS`.
+ */
+int64_t qemu_clock_get_ms(QEMUClockType clock_type);
+
+/**
+ * `qemu_clock_get_ns(type) / SCALE_US`.
+ */
+int64_t qemu_clock_get_us(QEMUClockType clock_type);
+
+/**
+ * Enables or disables a clock. Timers of a disabled clock do not fire and
+ * do not shorten `aio_poll`'s sleep; VIRTUAL and VIRTUAL_RT also stop
+ * counting. Disabling returns once no callback of that clock is running in
+ * another thread (a callback may disable its own clock). Enabling wakes
+ * every context that has timers on the clock. Any thread.
+ */
+void qemu_clock_enable(QEMUClockType clock_type, bool enabled);
+
+/**
+ * Sets up the clocks (they also work without this call) and registers
+ * `notify_cb` (may be NULL), called as `notify_cb(NULL, type)` when a timer
+ * of the main context becomes the earliest of its clock, or its clock is
+ * re-enabled; it may run in any thread that arms such a timer. Idempotent;
+ * a later call replaces the callback.
+ */
+void qemu_init_clocks(QEMUTimerListNotifyCB *notify_cb);
+
+/**
+ * QEMU's name for `qemu_init_clocks`.
+ */
+void init_clocks(QEMUTimerListNotifyCB *notify_cb);
+
+/**
+ * Initializes the caller-owned `ts` (not pending) to call `cb(opaque)` from
+ * `ctx`'s loop when `type` reaches its deadline; `timer_mod` deadlines are
+ * in units of `scale` ns. Any thread. `ts` must not be armed.
+ */
+void aio_timer_init(struct AioContext *ctx, struct QEMUTimer *ts, QEMUClockType clock_type, int scale, QEMUTimerCB *cb, void *opaque);
+
+/**
+ * Like `aio_timer_init`, with `QEMU_TIMER_ATTR_*` attributes.
+ */
+void aio_timer_init_with_attrs(struct AioContext *ctx, struct QEMUTimer *ts, QEMUClockType clock_type, int scale, int attributes, QEMUTimerCB *cb, void *opaque);
+
+/**
+ * Allocates and initializes a timer of `ctx` (see `aio_timer_init`).
+ * Release it with `timer_free`. Any thread.
+ */
+struct QEMUTimer *aio_timer_new(struct AioContext *ctx, QEMUClockType clock_type, int scale, QEMUTimerCB *cb, void *opaque);
+
+/**
+ * Like `aio_timer_new`, with `QEMU_TIMER_ATTR_*` attributes.
+ */
+struct QEMUTimer *aio_timer_new_with_attrs(struct AioContext *ctx, QEMUClockType clock_type, int scale, int attributes, QEMUTimerCB *cb, void *opaque);
+
+/**
+ * Initializes `ts` as a timer of the main context, or of the timer list
+ * group `timer_list_group`, which must be NULL (the main loop's).
+ */
+void timer_init_full(struct QEMUTimer *ts, struct QEMUTimerListGroup *timer_list_group, QEMUClockType clock_type, int scale, int attributes, QEMUTimerCB *cb, void *opaque);
+
+/**
+ * `aio_timer_init` on the main context (`qemu_init_main_loop` first).
+ */
+void timer_init(struct QEMUTimer *ts, QEMUClockType clock_type, int scale, QEMUTimerCB *cb, void *opaque);
+
+/**
+ * `timer_init(ts, type, SCALE_NS, cb, opaque)`.
+ */
+void timer_init_ns(struct QEMUTimer *ts, QEMUClockType clock_type, QEMUTimerCB *cb, void *opaque);
+
+/**
+ * `timer_init(ts, type, SCALE_US, cb, opaque)`.
+ */
+void timer_init_us(struct QEMUTimer *ts, QEMUClockType clock_type, QEMUTimerCB *cb, void *opaque);
+
+/**
+ * `timer_init(ts, type, SCALE_MS, cb, opaque)`.
+ */
+void timer_init_ms(struct QEMUTimer *ts, QEMUClockType clock_type, QEMUTimerCB *cb, void *opaque);
+
+/**
+ * Allocates a timer of the main context, or of the timer list group
+ * `timer_list_group`, which must be NULL (the main loop's).
+ */
+struct QEMUTimer *timer_new_full(struct QEMUTimerListGroup *timer_list_group, QEMUClockType clock_type, int scale, int attributes, QEMUTimerCB *cb, void *opaque);
+
+/**
+ * `aio_timer_new` on the main context (`qemu_init_main_loop` first).
+ */
+struct QEMUTimer *timer_new(QEMUClockType clock_type, int scale, QEMUTimerCB *cb, void *opaque);
+
+/**
+ * `timer_new(type, SCALE_NS, cb, opaque)`.
+ */
+struct QEMUTimer *timer_new_ns(QEMUClockType clock_type, QEMUTimerCB *cb, void *opaque);
+
+/**
+ * `timer_new(type, SCALE_US, cb, opaque)`.
+ */
+struct QEMUTimer *timer_new_us(QEMUClockType clock_type, QEMUTimerCB *cb, void *opaque);
+
+/**
+ * `timer_new(type, SCALE_MS, cb, opaque)`.
+ */
+struct QEMUTimer *timer_new_ms(QEMUClockType clock_type, QEMUTimerCB *cb, void *opaque);
+
+/**
+ * Arms (or re-arms) `ts` to fire when its clock reaches `expire_time`, in
+ * units of the timer's scale. A negative deadline means 0 (already due).
+ * Any thread; wakes the owning context if this is now its earliest timer.
+ * O(log n) in the context's armed timers. Aborts if `ts` was never
+ * initialized.
+ */
+void timer_mod(struct QEMUTimer *ts, int64_t expire_time);
+
+/**
+ * Like `timer_mod`, with `expire_time` in nanoseconds.
+ */
+void timer_mod_ns(struct QEMUTimer *ts, int64_t expire_time);
+
+/**
+ * Like `timer_mod`, but a pending timer is only moved earlier, never
+ * later.
+ */
+void timer_mod_anticipate(struct QEMUTimer *ts, int64_t expire_time);
+
+/**
+ * Like `timer_mod_anticipate`, with `expire_time` in nanoseconds.
+ */
+void timer_mod_anticipate_ns(struct QEMUTimer *ts, int64_t expire_time);
+
+/**
+ * Disarms `ts` if pending. Any thread, including from a callback; a
+ * callback already running is not waited for. Nothing happens for a timer
+ * that is not initialized or was deinitialized (as in QEMU).
+ */
+void timer_del(struct QEMUTimer *ts);
+
+/**
+ * Disarms `ts` (if armed) and detaches it from its context; initialize it
+ * again before reuse. The memory stays the caller's.
+ */
+void timer_deinit(struct QEMUTimer *ts);
+
+/**
+ * Disarms `ts` (if armed) and frees it (`free`, so it must come from
+ * `timer_new*`/`aio_timer_new*`, `malloc` or `g_malloc`). NULL: nothing.
+ * Allowed from the timer's own callback.
+ */
+void timer_free(struct QEMUTimer *ts);
+
+/**
+ * Whether `ts` is armed and has not fired yet. Any thread.
+ */
+bool timer_pending(struct QEMUTimer *ts);
+
+/**
+ * QEMU's `timer_head->expire_time <= current_time * scale`, with
+ * `current_time` in the timer's scale. A timer that is not pending counts
+ * as expired (its `expire_time` is -1), as in QEMU.
+ */
+bool timer_expired(struct QEMUTimer *timer_head, int64_t current_time);
+
+/**
+ * The deadline of `ts` in nanoseconds, or -1 (UINT64_MAX) if not pending.
+ */
+uint64_t timer_expire_time_ns(struct QEMUTimer *ts);
+
+/**
+ * The sooner of two timeouts in ns, -1 meaning infinite.
+ */
+int64_t qemu_soonest_timeout(int64_t timeout1, int64_t timeout2);
+
+/**
+ * A timeout in ns as poll(2) milliseconds: negative gives -1 (infinite),
+ * 0 stays 0, anything else rounds *up* to the next millisecond (so a short
+ * timeout never becomes a busy loop), capped at INT32_MAX.
+ */
+int qemu_timeout_ns_to_ms(int64_t ns);
 
 /**
  * Call after changing a condition that someone may be waiting on with

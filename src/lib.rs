@@ -12,15 +12,26 @@
 pub mod ffi;
 
 mod aio_poll;
+mod aiocb;
 mod atomics;
 mod bh;
 mod bh_queue;
+mod busy_poll;
 mod context;
+mod coroutine;
 mod error;
 mod fatal;
+mod fdmon;
+mod gsource;
+mod handlers;
+mod iothread;
+mod main_loop;
 mod notifier;
 mod notify;
+mod sync;
 mod thread;
+mod thread_pool;
+mod timer;
 mod wait;
 
 #[doc(hidden)]

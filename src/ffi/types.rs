@@ -30,6 +30,16 @@ pub struct IOHandler {
     _opaque: [u8; 0],
 }
 
+/// Marker for `typedef bool AioPollFn(void *opaque);`.
+pub struct AioPollFn {
+    _opaque: [u8; 0],
+}
+
+/// Marker for `typedef void EventNotifierHandler(EventNotifier *e);`.
+pub struct EventNotifierHandler {
+    _opaque: [u8; 0],
+}
+
 /// Marker for GLib's `GSource` (declared in the header's preamble).
 pub struct GSource {
     _opaque: [u8; 0],
