@@ -44,6 +44,7 @@ impl Context {
             let timeout = self.compute_timeout(&guard);
             let polled = timeout != 0 && self.busy_poll(&guard, timeout, start, &mut hits);
             if !polled {
+                let kicks_before = self.kick_count();
                 self.notify.arm();
                 let timeout = if self.notify.is_notified() {
                     0
@@ -56,10 +57,21 @@ impl Context {
                         self.clear_wakeup();
                     }
                     local.take_ready(&mut ready);
+                    drop(local);
+                    self.notify.disarm();
                 } else if timeout != 0 {
                     self.wait_for_wakeup(timeout);
+                    self.notify.disarm();
+                } else {
+                    self.notify.disarm();
+                    // Work was already there, but a notifier that saw us
+                    // armed may have written the eventfd: consume it now
+                    // rather than return early from the next blocking poll.
+                    // (It may still be writing: this read then waits for it.)
+                    if self.kick_count() != kicks_before {
+                        self.clear_wakeup();
+                    }
                 }
-                self.notify.disarm();
             }
             if let Some(start) = start {
                 self.poll_params.adapt(now_ns() - start);

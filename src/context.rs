@@ -102,6 +102,9 @@ pub(crate) struct Context {
     pub(crate) scheduled_coroutines: crate::coroutine::ScheduledCoroutines,
     pub(crate) handlers: Handlers,
     pub(crate) poll_params: PollParams,
+    /// Eventfd writes so far: lets a poller that skipped its wait notice a
+    /// wakeup written meanwhile and consume it (no spurious wakeup later).
+    kicks: AtomicU32,
     /// The context's GLib source, created by the first `aio_get_g_source`.
     gsource: Mutex<SourcePtr>,
     aio_max_batch: AtomicI64,
@@ -174,6 +177,7 @@ impl Context {
             scheduled_coroutines: crate::coroutine::ScheduledCoroutines::new(),
             handlers: Handlers::default(),
             poll_params: PollParams::default(),
+            kicks: AtomicU32::new(0),
             gsource: Mutex::new(SourcePtr(ptr::null_mut())),
             aio_max_batch: AtomicI64::new(0),
             thread_pool: crate::thread_pool::ContextPool::default(),
@@ -238,8 +242,18 @@ impl Context {
     /// `aio_set_fd_handler`: any thread. A poller blocked in another thread
     /// is woken to pick the change up.
     pub(crate) fn set_fd_handler(&self, fd: i32, cb: Callbacks) -> MisuseResult<()> {
+        let removing = cb.is_empty();
         self.handlers.set(fd, cb)?;
-        if !thread::in_home_thread(self) {
+        if thread::in_home_thread(self) || (removing && self.is_unbound_and_idle()) {
+            if removing {
+                // Stop watching now, not at the next poll: the caller may
+                // close the fd next and expects its peer to see that (the
+                // io_uring monitor holds a reference to a polled file).
+                if let Ok(guard) = self.enter_loop() {
+                    self.sync_handlers(&guard);
+                }
+            }
+        } else {
             self.notify();
         }
         Ok(())
@@ -344,6 +358,7 @@ impl Context {
     /// Writes the wakeup eventfd.
     #[cold]
     pub(crate) fn kick(&self) {
+        self.kicks.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.wakeup.set() {
             fatal::die(
                 "aio_notify",
@@ -515,6 +530,12 @@ impl Context {
             return 0;
         }
         timeout
+    }
+
+    /// The number of eventfd writes so far (see `kicks`).
+    #[inline]
+    pub(crate) fn kick_count(&self) -> u32 {
+        self.kicks.load(Ordering::Relaxed)
     }
 
     /// Whether any BH (idle ones included) is scheduled.

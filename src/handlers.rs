@@ -52,7 +52,7 @@ pub(crate) struct Callbacks {
 }
 
 impl Callbacks {
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.io_read.is_none() && self.io_write.is_none() && self.io_poll.is_none()
     }
 

@@ -35,6 +35,13 @@
 //! every reported fd at the next wait, which is one SQE per event: exactly
 //! what the single-shot re-arm costs, without the second mechanism.
 //!
+//! One difference from poll and epoll remains: a completion that the kernel
+//! posted while nobody waited is reported by the next wait even if the fd
+//! was drained in between, so a handler may occasionally run and find
+//! nothing to read (`EAGAIN`). QEMU's handlers, like its own io_uring
+//! monitor, tolerate that; re-checking every completion with `poll(2)`
+//! would cost a syscall per event.
+//!
 //! # Requirements and fallback
 //! [`IoUringMonitor::new`] fails (and the caller falls back to epoll) when
 //! `io_uring_setup` fails (seccomp or `kernel.io_uring_disabled`: `EPERM`;
