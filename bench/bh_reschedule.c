@@ -1,0 +1,168 @@
+/*
+ * bench/bh_reschedule.c: same-thread bottom half that reschedules itself.
+ *
+ *   bh_reschedule           aioctx: a BH whose callback calls
+ *                           qemu_bh_schedule on itself, the thread looping
+ *                           aio_poll(ctx, false); ns per callback.
+ *   bh_reschedule/blocking  the same with aio_poll(ctx, true) (QEMU's
+ *                           iothread loop; it must not block with a BH
+ *                           scheduled).
+ *   peers                   uv_idle: a uv_idle callback (runs every
+ *                             iteration of uv_run(UV_RUN_DEFAULT));
+ *                           glib_idle: an idle source returning
+ *                             G_SOURCE_CONTINUE, iterated with
+ *                             g_main_context_iteration(ctx, FALSE).
+ */
+#include <stdint.h>
+
+#include "aioctx.h"
+#include "bench-util.h"
+
+#if AIOCTX_HAVE_LIBUV
+#include <uv.h>
+#endif
+#if AIOCTX_HAVE_GLIB
+#include <glib.h>
+#endif
+
+typedef struct {
+    AioContext *ctx;
+    QEMUBH *bh;
+    uint64_t count;
+    bool blocking;
+} BhState;
+
+static void resched_cb(void *opaque)
+{
+    BhState *s = opaque;
+    s->count++;
+    qemu_bh_schedule(s->bh);
+}
+
+static void aioctx_body(void *arg, uint64_t n)
+{
+    BhState *s = arg;
+    s->count = 0;
+    qemu_bh_schedule(s->bh);
+    while (s->count < n) {
+        aio_poll(s->ctx, s->blocking);
+    }
+    qemu_bh_cancel(s->bh);
+}
+
+#if AIOCTX_HAVE_LIBUV
+typedef struct {
+    uv_loop_t loop;
+    uv_idle_t idle;
+    uint64_t count, stop_at;
+} UvState;
+
+static void uv_cb(uv_idle_t *h)
+{
+    UvState *s = h->data;
+    if (++s->count == s->stop_at) {
+        uv_idle_stop(h);
+    }
+}
+
+static void uv_body(void *arg, uint64_t n)
+{
+    UvState *s = arg;
+    s->count = 0;
+    s->stop_at = n;
+    uv_idle_start(&s->idle, uv_cb);
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+}
+#endif
+
+#if AIOCTX_HAVE_GLIB
+typedef struct {
+    GMainContext *ctx;
+    uint64_t count;
+} GState;
+
+static gboolean g_cb(gpointer data)
+{
+    ((GState *)data)->count++;
+    return G_SOURCE_CONTINUE;
+}
+
+static void glib_body(void *arg, uint64_t n)
+{
+    GState *s = arg;
+    GSource *src = g_idle_source_new();
+    s->count = 0;
+    g_source_set_callback(src, g_cb, s, NULL);
+    g_source_attach(src, s->ctx);
+    while (s->count < n) {
+        g_main_context_iteration(s->ctx, FALSE);
+    }
+    g_source_destroy(src);
+    g_source_unref(src);
+}
+#endif
+
+int main(void)
+{
+    static BhState nb, bl;
+    bench_fn *fns[4];
+    void *args[4];
+    const char *names[4];
+    bench_stat st[4];
+    int k = 0;
+
+    bench_start("bh_reschedule", "same-thread BH rescheduling itself");
+    bench_use_cpu_time(true);
+    nb.ctx = aio_context_new(NULL);
+    if (!nb.ctx) {
+        bench_die("aio_context_new failed");
+    }
+    nb.bh = aio_bh_new(nb.ctx, resched_cb, &nb);
+    bl = nb;
+    bl.bh = aio_bh_new(bl.ctx, resched_cb, &bl);
+    bl.blocking = true;
+    fns[k] = aioctx_body; args[k] = &nb; names[k++] = "aioctx";
+    fns[k] = aioctx_body; args[k] = &bl; names[k++] = "aioctx_blocking";
+#if AIOCTX_HAVE_LIBUV
+    static UvState uvs;
+    uv_loop_init(&uvs.loop);
+    uv_idle_init(&uvs.loop, &uvs.idle);
+    uvs.idle.data = &uvs;
+    fns[k] = uv_body; args[k] = &uvs; names[k++] = "uv_idle";
+#else
+    bench_note("libuv not available: no uv peer");
+#endif
+#if AIOCTX_HAVE_GLIB
+    static GState gs;
+    gs.ctx = g_main_context_new();
+    fns[k] = glib_body; args[k] = &gs; names[k++] = "glib_idle";
+#else
+    bench_note("GLib not available: no glib peer");
+#endif
+
+    bench_compare(k, fns, args, bench_target_ns(200), 100000, st);
+    if (k == 2) {
+        bench_line("bh_reschedule", st[0], NULL, st[0], "ns/cb");
+        bench_line("bh_reschedule/blocking", st[1], NULL, st[1], "ns/cb");
+    }
+    for (int i = 2; i < k; i++) {
+        bench_line("bh_reschedule", st[0], names[i], st[i], "ns/cb");
+    }
+    for (int i = 2; i < k; i++) {
+        bench_line("bh_reschedule/blocking", st[1], names[i], st[i], "ns/cb");
+    }
+
+#if AIOCTX_HAVE_LIBUV
+    uv_close((uv_handle_t *)&uvs.idle, NULL);
+    uv_run(&uvs.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&uvs.loop);
+#endif
+#if AIOCTX_HAVE_GLIB
+    g_main_context_unref(gs.ctx);
+#endif
+    qemu_bh_delete(nb.bh);
+    qemu_bh_delete(bl.bh);
+    aio_poll(nb.ctx, false);
+    aio_context_unref(nb.ctx);
+    return 0;
+}
