@@ -13,6 +13,7 @@
  */
 
 #include "aioctx.h"
+#include "test-util.h"
 
 #include <errno.h>
 #include <glib.h>
@@ -26,64 +27,9 @@
 /* ------------------------------------------------------------------------ */
 
 /*
- * Synchronization in these tests uses pthreads, not GMutex/GCond: GLib's
- * futex-based GMutex is invisible to ThreadSanitizer (false reports).
- *
- * Watchdog: aborts the program if a test has not finished in time (a lost
- * wakeup shows up as a hang).
+ * See test-util.h for the shared helpers. Synchronization uses pthreads,
+ * not GMutex/GCond (invisible to ThreadSanitizer).
  */
-typedef struct {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool done;
-    const char *what;
-    struct timespec deadline;
-    pthread_t thread;
-} Watchdog;
-
-static void *watchdog_thread(void *opaque)
-{
-    Watchdog *w = opaque;
-
-    pthread_mutex_lock(&w->lock);
-    while (!w->done) {
-        int rc = pthread_cond_timedwait(&w->cond, &w->lock, &w->deadline);
-        if (rc == ETIMEDOUT && !w->done) {
-            fprintf(stderr, "watchdog: '%s' did not finish in time (hang)\n",
-                    w->what);
-            abort();
-        }
-    }
-    pthread_mutex_unlock(&w->lock);
-    return NULL;
-}
-
-static void watchdog_start(Watchdog *w, const char *what, int seconds)
-{
-    pthread_condattr_t attr;
-
-    pthread_mutex_init(&w->lock, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->cond, &attr);
-    pthread_condattr_destroy(&attr);
-    w->done = false;
-    w->what = what;
-    clock_gettime(CLOCK_MONOTONIC, &w->deadline);
-    w->deadline.tv_sec += seconds;
-    g_assert_cmpint(pthread_create(&w->thread, NULL, watchdog_thread, w), ==, 0);
-}
-
-static void watchdog_stop(Watchdog *w)
-{
-    pthread_mutex_lock(&w->lock);
-    w->done = true;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->lock);
-    g_assert_cmpint(pthread_join(w->thread, NULL), ==, 0);
-    pthread_mutex_destroy(&w->lock);
-    pthread_cond_destroy(&w->cond);
-}
 
 static unsigned num_waiters(void)
 {
@@ -157,24 +103,6 @@ static void iothread_join(TestIOThread *t)
     pthread_mutex_destroy(&t->lock);
     pthread_cond_destroy(&t->cond);
     g_free(t);
-}
-
-/* Records where a callback ran. */
-typedef struct {
-    AioContext *ctx;
-    int runs;
-    pthread_t thread;
-    AioContext *current;
-    bool in_home;
-} WhereRan;
-
-static void where_cb(void *opaque)
-{
-    WhereRan *w = opaque;
-    w->runs++;
-    w->thread = pthread_self();
-    w->current = qemu_get_current_aio_context();
-    w->in_home = in_aio_context_home_thread(w->ctx);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -619,12 +547,6 @@ typedef enum {
     DEATH_WAIT_WHILE_UNBOUND_THREAD,
 } DeathCase;
 
-typedef struct {
-    const char *path;
-    DeathCase which;
-    const char *stderr_pattern;
-} DeathTest;
-
 static const DeathTest death_tests[] = {
     { "/aio/wait/death/bh-oneshot-null-ctx", DEATH_BH_ONESHOT_NULL_CTX,
       "*aioctx: aio_wait_bh_oneshot: *NULL*" },
@@ -656,12 +578,12 @@ static void noop_cb(void *opaque)
     (void)opaque;
 }
 
-static void run_death_case(DeathCase which)
+static void run_death_case(int which)
 {
     AioContext *ctx = aio_context_new(&error_abort);
     pthread_t tid;
 
-    switch (which) {
+    switch ((DeathCase)which) {
     case DEATH_BH_ONESHOT_NULL_CTX:
         aio_wait_bh_oneshot(NULL, noop_cb, NULL);
         break;
@@ -677,20 +599,6 @@ static void run_death_case(DeathCase which)
         break;
     }
     /* Only reached if the library did not abort: the parent then fails. */
-}
-
-static void test_death(gconstpointer opaque)
-{
-    const DeathTest *t = opaque;
-
-    if (g_test_subprocess()) {
-        run_death_case(t->which);
-        return;
-    }
-    g_test_trap_subprocess(NULL, 10 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
-    g_assert_false(g_test_trap_reached_timeout());
-    g_test_trap_assert_failed();
-    g_test_trap_assert_stderr(t->stderr_pattern);
 }
 
 int main(int argc, char **argv)
@@ -709,9 +617,7 @@ int main(int argc, char **argv)
     g_test_add_func("/aio/wait/while/false", test_wait_while_false);
     g_test_add_func("/aio/wait/while/iothread", test_wait_while_iothread);
     g_test_add_func("/aio/wait/while/home-thread", test_wait_while_home_thread);
-    for (size_t i = 0; i < G_N_ELEMENTS(death_tests); i++) {
-        g_test_add_data_func(death_tests[i].path, &death_tests[i], test_death);
-    }
+    add_death_tests(death_tests, G_N_ELEMENTS(death_tests), run_death_case);
 
     return g_test_run();
 }

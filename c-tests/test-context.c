@@ -9,6 +9,7 @@
  */
 
 #include "aioctx.h"
+#include "test-util.h"
 
 #include <errno.h>
 #include <glib.h>
@@ -26,71 +27,9 @@
 /* ------------------------------------------------------------------------ */
 
 /*
- * Synchronization in these tests uses pthreads, not GMutex/GCond: GLib's
- * futex-based GMutex is invisible to ThreadSanitizer (false reports).
- *
- * Watchdog: aborts the program if a test has not finished in time (a lost
- * wakeup shows up as a hang).
+ * See test-util.h for the shared helpers. Synchronization uses pthreads,
+ * not GMutex/GCond (invisible to ThreadSanitizer).
  */
-typedef struct {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool done;
-    const char *what;
-    struct timespec deadline;
-    pthread_t thread;
-} Watchdog;
-
-static void *watchdog_thread(void *opaque)
-{
-    Watchdog *w = opaque;
-
-    pthread_mutex_lock(&w->lock);
-    while (!w->done) {
-        int rc = pthread_cond_timedwait(&w->cond, &w->lock, &w->deadline);
-        if (rc == ETIMEDOUT && !w->done) {
-            fprintf(stderr, "watchdog: '%s' did not finish in time (hang)\n",
-                    w->what);
-            abort();
-        }
-    }
-    pthread_mutex_unlock(&w->lock);
-    return NULL;
-}
-
-static void watchdog_start(Watchdog *w, const char *what, int seconds)
-{
-    pthread_condattr_t attr;
-
-    pthread_mutex_init(&w->lock, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->cond, &attr);
-    pthread_condattr_destroy(&attr);
-    w->done = false;
-    w->what = what;
-    clock_gettime(CLOCK_MONOTONIC, &w->deadline);
-    w->deadline.tv_sec += seconds;
-    g_assert_cmpint(pthread_create(&w->thread, NULL, watchdog_thread, w), ==, 0);
-}
-
-static void watchdog_stop(Watchdog *w)
-{
-    pthread_mutex_lock(&w->lock);
-    w->done = true;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->lock);
-    g_assert_cmpint(pthread_join(w->thread, NULL), ==, 0);
-    pthread_mutex_destroy(&w->lock);
-    pthread_cond_destroy(&w->cond);
-}
-
-static AioContext *new_context(void)
-{
-    AioContext *ctx = aio_context_new(&error_abort);
-    g_assert_nonnull(ctx);
-    return ctx;
-}
 
 static void int_counter_cb(void *opaque)
 {
@@ -442,28 +381,6 @@ static void test_notify_wakes_blocked_poll(void)
     watchdog_stop(&wd);
 }
 
-/* This thread's read/write syscall counts, from /proc/thread-self/io
- * (needs task I/O accounting; false if unavailable). */
-static bool thread_syscalls(guint64 *syscr, guint64 *syscw)
-{
-    char buf[512];
-    FILE *f = fopen("/proc/thread-self/io", "r");
-    bool found_r = false, found_w = false;
-
-    if (!f) {
-        return false;
-    }
-    while (fgets(buf, sizeof(buf), f)) {
-        if (sscanf(buf, "syscr: %" G_GUINT64_FORMAT, syscr) == 1) {
-            found_r = true;
-        } else if (sscanf(buf, "syscw: %" G_GUINT64_FORMAT, syscw) == 1) {
-            found_w = true;
-        }
-    }
-    fclose(f);
-    return found_r && found_w;
-}
-
 /* aio_notify costs no syscall when nobody is blocked, and a blocking poll
  * that was notified beforehand does not touch the eventfd either. */
 static void test_notify_no_syscall(void)
@@ -613,12 +530,6 @@ typedef enum {
     DEATH_POLL_CONCURRENT,
 } DeathCase;
 
-typedef struct {
-    const char *path;
-    DeathCase which;
-    const char *stderr_pattern;
-} DeathTest;
-
 static const DeathTest death_tests[] = {
     { "/aio/context/death/poll-null", DEATH_POLL_NULL,
       "*aioctx: aio_poll: *NULL*" },
@@ -675,11 +586,11 @@ static void *park_thread(void *opaque)
     return NULL;
 }
 
-static void run_death_case(DeathCase which)
+static void run_death_case(int which)
 {
     AioContext *ctx = new_context();
 
-    switch (which) {
+    switch ((DeathCase)which) {
     case DEATH_POLL_NULL:
         aio_poll(NULL, false);
         break;
@@ -733,20 +644,6 @@ static void run_death_case(DeathCase which)
     /* Only reached if the library did not abort: the parent then fails. */
 }
 
-static void test_death(gconstpointer opaque)
-{
-    const DeathTest *t = opaque;
-
-    if (g_test_subprocess()) {
-        run_death_case(t->which);
-        return;
-    }
-    g_test_trap_subprocess(NULL, 10 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
-    g_assert_false(g_test_trap_reached_timeout());
-    g_test_trap_assert_failed();
-    g_test_trap_assert_stderr(t->stderr_pattern);
-}
-
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -769,9 +666,7 @@ int main(int argc, char **argv)
     g_test_add_func("/aio/context/error/api", test_error_api);
     g_test_add_func("/aio/context/error/abort", test_error_abort);
     g_test_add_func("/aio/context/error/fatal", test_error_fatal);
-    for (size_t i = 0; i < G_N_ELEMENTS(death_tests); i++) {
-        g_test_add_data_func(death_tests[i].path, &death_tests[i], test_death);
-    }
+    add_death_tests(death_tests, G_N_ELEMENTS(death_tests), run_death_case);
 
     return g_test_run();
 }

@@ -130,9 +130,24 @@ static void rec_init(Rec *r, AioContext *ctx, int fd, char tag, GString *log)
     r->log = log;
 }
 
+/* Watches fd for reading with r (rec_init defaults, no log). */
+static void watch_read(Rec *r, AioContext *ctx, int fd, char tag)
+{
+    rec_init(r, ctx, fd, tag, NULL);
+    aio_set_fd_handler(ctx, fd, rec_read, NULL, NULL, NULL, r);
+}
+
 static void remove_fd(AioContext *ctx, int fd)
 {
     aio_set_fd_handler(ctx, fd, NULL, NULL, NULL, NULL, NULL);
+}
+
+/* Removes the handler of fds[0], then closes both ends of the pair. */
+static void unwatch_close(AioContext *ctx, int fds[2])
+{
+    remove_fd(ctx, fds[0]);
+    close(fds[0]);
+    close(fds[1]);
 }
 
 /* ---- readiness ---- */
@@ -145,13 +160,10 @@ static void test_backend_default(void)
     int p[2];
     make_pipe(p);
     Rec r;
-    rec_init(&r, ctx, p[0], 'a', NULL);
-    aio_set_fd_handler(ctx, p[0], rec_read, NULL, NULL, NULL, &r);
+    watch_read(&r, ctx, p[0], 'a');
     g_assert_false(aio_poll(ctx, false));
     assert_backend(ctx, "poll");
-    remove_fd(ctx, p[0]);
-    close(p[0]);
-    close(p[1]);
+    unwatch_close(ctx, p);
     aio_context_unref(ctx);
 }
 
@@ -162,8 +174,7 @@ static void test_pipe_read(void)
     int p[2];
     make_pipe(p);
     Rec r;
-    rec_init(&r, ctx, p[0], 'a', NULL);
-    aio_set_fd_handler(ctx, p[0], rec_read, NULL, NULL, NULL, &r);
+    watch_read(&r, ctx, p[0], 'a');
     g_assert_false(aio_poll(ctx, false));
     g_assert_cmpint(r.reads, ==, 0);
 
@@ -386,9 +397,7 @@ static void test_remove_other_writer(void)
     g_string_truncate(log, 0);
     g_assert_false(aio_poll(ctx, false));
     g_assert_cmpstr(log->str, ==, "");
-    remove_fd(ctx, p[0]);
-    close(p[0]);
-    close(p[1]);
+    unwatch_close(ctx, p);
     close(q[0]);
     close(q[1]);
     g_string_free(log, TRUE);
@@ -472,9 +481,7 @@ static void test_change_in_place(void)
     g_assert_false(aio_poll(ctx, false));
     assert_backend(ctx, "poll");
 
-    remove_fd(ctx, sv[0]);
-    close(sv[0]);
-    close(sv[1]);
+    unwatch_close(ctx, sv);
     aio_context_unref(ctx);
 }
 
@@ -492,8 +499,7 @@ static void test_remove_never_added(void)
 
     /* Added, removed, removed again. */
     Rec r;
-    rec_init(&r, ctx, p[0], 'a', NULL);
-    aio_set_fd_handler(ctx, p[0], rec_read, NULL, NULL, NULL, &r);
+    watch_read(&r, ctx, p[0], 'a');
     remove_fd(ctx, p[0]);
     remove_fd(ctx, p[0]);
     g_assert_false(aio_poll(ctx, false));
@@ -520,8 +526,7 @@ static void test_remove_close_reuse(void)
     int p[2];
     make_pipe(p);
     Rec a, b;
-    rec_init(&a, ctx, p[0], 'a', NULL);
-    aio_set_fd_handler(ctx, p[0], rec_read, NULL, NULL, NULL, &a);
+    watch_read(&a, ctx, p[0], 'a');
     g_assert_false(aio_poll(ctx, false));
     int old = p[0];
     remove_fd(ctx, old);
@@ -531,17 +536,14 @@ static void test_remove_close_reuse(void)
     int q[2];
     make_pipe(q);
     g_assert_cmpint(q[0], ==, old);
-    rec_init(&b, ctx, q[0], 'b', NULL);
-    aio_set_fd_handler(ctx, q[0], rec_read, NULL, NULL, NULL, &b);
+    watch_read(&b, ctx, q[0], 'b');
     g_assert_false(aio_poll(ctx, false));
     write_byte(q[1]);
     g_assert_true(aio_poll(ctx, true));
     g_assert_cmpint(b.reads, ==, 1);
     g_assert_cmpint(a.reads, ==, 0);
 
-    remove_fd(ctx, q[0]);
-    close(q[0]);
-    close(q[1]);
+    unwatch_close(ctx, q);
     aio_context_unref(ctx);
 }
 
@@ -555,8 +557,7 @@ static void test_remove_close_peer_sees_eof(void)
     int sv[2];
     make_socketpair(sv);
     Rec s;
-    rec_init(&s, ctx, sv[0], 's', NULL);
-    aio_set_fd_handler(ctx, sv[0], rec_read, NULL, NULL, NULL, &s);
+    watch_read(&s, ctx, sv[0], 's');
     g_assert_false(aio_poll(ctx, false)); /* now watched by the monitor */
     remove_fd(ctx, sv[0]);
     close(sv[0]);
@@ -728,8 +729,7 @@ static void test_notify_only_returns_false(void)
     int p[2];
     make_pipe(p);
     Rec r;
-    rec_init(&r, ctx, p[0], 'a', NULL);
-    aio_set_fd_handler(ctx, p[0], rec_read, NULL, NULL, NULL, &r);
+    watch_read(&r, ctx, p[0], 'a');
     g_assert_false(aio_poll(ctx, false));
     aio_notify(ctx);
     g_assert_false(aio_poll(ctx, true));
@@ -745,9 +745,7 @@ static void test_notify_only_returns_false(void)
     g_assert_true(aio_poll(ctx, true));
     g_assert_cmpint(r.reads, ==, 1);
 
-    remove_fd(ctx, p[0]);
-    close(p[0]);
-    close(p[1]);
+    unwatch_close(ctx, p);
     aio_context_unref(ctx);
 }
 
@@ -849,9 +847,7 @@ static void test_order_bh_fd_timer(void)
     assert_backend(ctx, "poll");
 
     timer_free(t);
-    remove_fd(ctx, p[0]);
-    close(p[0]);
-    close(p[1]);
+    unwatch_close(ctx, p);
     g_string_free(log, TRUE);
     aio_context_unref(ctx);
 }

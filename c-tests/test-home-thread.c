@@ -14,6 +14,7 @@
  */
 
 #include "aioctx.h"
+#include "test-util.h"
 
 #include <glib.h>
 #include <pthread.h>
@@ -26,16 +27,9 @@
 /* ------------------------------------------------------------------------ */
 
 /*
- * Synchronization in these tests uses pthreads, not GMutex/GCond: GLib's
- * futex-based GMutex is invisible to ThreadSanitizer (false reports).
+ * See test-util.h for the shared helpers. Synchronization uses pthreads,
+ * not GMutex/GCond (invisible to ThreadSanitizer).
  */
-
-static AioContext *new_context(void)
-{
-    AioContext *ctx = aio_context_new(&error_abort);
-    g_assert_nonnull(ctx);
-    return ctx;
-}
 
 static void run_in_thread(void *(*fn)(void *), void *arg)
 {
@@ -63,24 +57,6 @@ static View look(AioContext *other)
         .locked_old_name = qemu_mutex_iothread_locked(),
     };
     return v;
-}
-
-/* Records where a BH ran. */
-typedef struct {
-    int runs;
-    pthread_t thread;
-    AioContext *current;
-    bool in_home;
-    AioContext *ctx;
-} WhereRan;
-
-static void where_cb(void *opaque)
-{
-    WhereRan *w = opaque;
-    w->runs++;
-    w->thread = pthread_self();
-    w->current = qemu_get_current_aio_context();
-    w->in_home = in_aio_context_home_thread(w->ctx);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -666,12 +642,6 @@ typedef enum {
     DEATH_UNREF_MAIN,
 } DeathCase;
 
-typedef struct {
-    const char *path;
-    DeathCase which;
-    const char *stderr_pattern;
-} DeathTest;
-
 static const DeathTest death_tests[] = {
     { "/aio/home-thread/death/set-current/main-thread", DEATH_SET_CURRENT_MAIN_THREAD,
       "*aioctx: qemu_set_current_aio_context: *already bound*" },
@@ -758,13 +728,13 @@ static void *poll_main_thread(void *opaque)
     return NULL;
 }
 
-static void run_death_case(DeathCase which)
+static void run_death_case(int which)
 {
     static Parked parked;
     AioContext *ctx = new_context();
     AioContext *pair[2];
 
-    switch (which) {
+    switch ((DeathCase)which) {
     case DEATH_SET_CURRENT_MAIN_THREAD:
         /* main() bound this thread to the main context already. */
         qemu_set_current_aio_context(ctx);
@@ -831,20 +801,6 @@ static void run_death_case(DeathCase which)
     /* Only reached if the library did not abort: the parent then fails. */
 }
 
-static void test_death(gconstpointer opaque)
-{
-    const DeathTest *t = opaque;
-
-    if (g_test_subprocess()) {
-        run_death_case(t->which);
-        return;
-    }
-    g_test_trap_subprocess(NULL, 10 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
-    g_assert_false(g_test_trap_reached_timeout());
-    g_test_trap_assert_failed();
-    g_test_trap_assert_stderr(t->stderr_pattern);
-}
-
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -868,9 +824,7 @@ int main(int argc, char **argv)
     g_test_add_func("/aio/home-thread/bql/poll-main", test_bql_poll_main);
     g_test_add_func("/aio/home-thread/unbound-context/any-thread",
                     test_unbound_context_any_thread);
-    for (size_t i = 0; i < G_N_ELEMENTS(death_tests); i++) {
-        g_test_add_data_func(death_tests[i].path, &death_tests[i], test_death);
-    }
+    add_death_tests(death_tests, G_N_ELEMENTS(death_tests), run_death_case);
 
     return g_test_run();
 }

@@ -195,6 +195,14 @@ static void warm_up(AioContext *ctx, int64_t max)
 
 /* ---- tests ---- */
 
+/* Ends a test that used a Poller and a Tick: frees them and the context. */
+static void finish(AioContext *ctx, Poller *p, Tick *k)
+{
+    timer_free(k->t);
+    poller_destroy(p);
+    aio_context_unref(ctx);
+}
+
 static void test_grow_and_shrink(void)
 {
     WATCHDOG();
@@ -254,9 +262,7 @@ static void test_grow_and_shrink(void)
     g_assert_cmpint(atomic_load(&p.readies), ==, 0);
     g_assert_cmpint(atomic_load(&p.reads), ==, 0);
 
-    timer_free(k.t);
-    poller_destroy(&p);
-    aio_context_unref(ctx);
+    finish(ctx, &p, &k);
 }
 
 /* grow 0 means 2; shrink 0 means straight back to 0. */
@@ -290,9 +296,7 @@ static void test_grow_zero_shrink_zero(void)
     }
     g_assert_cmpint(aioctx_context_get_poll_ns(ctx), <=, 6 * US);
 
-    timer_free(k.t);
-    poller_destroy(&p);
-    aio_context_unref(ctx);
+    finish(ctx, &p, &k);
 }
 
 static void noop_read(void *opaque)
@@ -374,9 +378,7 @@ static void test_max_zero_disables(void)
     g_assert_cmpint(atomic_load(&p.polls), ==, before);
     g_assert_cmpint(atomic_load(&p.begins), ==, begins);
 
-    timer_free(k.t);
-    poller_destroy(&p);
-    aio_context_unref(ctx);
+    finish(ctx, &p, &k);
 }
 
 static void test_negative_params(void)

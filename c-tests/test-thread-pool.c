@@ -375,6 +375,26 @@ static void test_aiocb_ref(void)
     qemu_aio_unref(acb);
 }
 
+/*
+ * Submits n jobs held at the (closed) gate, waits until `running` of them
+ * are active, and checks that no more start within 20 ms.
+ */
+static void submit_gated(WorkerData *data, int n, int running)
+{
+    reset_counters();
+    memset(data, 0, n * sizeof(*data));
+    gate_set(false);
+    for (int i = 0; i < n; i++) {
+        data[i].gated = true;
+        thread_pool_submit_aio(worker_cb, &data[i], done_cb, &data[i]);
+    }
+    while (atomic_load(&active) < running) {
+        g_usleep(1000);
+    }
+    g_usleep(20 * 1000);
+    g_assert_cmpint(atomic_load(&active), ==, running);
+}
+
 static void test_params(void)
 {
     enum { N = 20 };
@@ -389,36 +409,14 @@ static void test_params(void)
     g_assert_cmpint(wait_workers(2, 2), ==, 2);
 
     /* Never more than max workers, however many jobs wait. */
-    reset_counters();
-    memset(data, 0, sizeof(data));
-    gate_set(false);
-    for (int i = 0; i < N; i++) {
-        data[i].gated = true;
-        thread_pool_submit_aio(worker_cb, &data[i], done_cb, &data[i]);
-    }
-    while (atomic_load(&active) < 2) {
-        g_usleep(1000);
-    }
-    g_usleep(20 * 1000);
-    g_assert_cmpint(atomic_load(&active), ==, 2);
+    submit_gated(data, N, 2);
     g_assert_cmpint(count_workers(), ==, 2);
     gate_set(true);
     poll_until(&done_cbs, N);
 
     /* Raising max lets more run at once. */
     set_params(ctx, 0, 8);
-    reset_counters();
-    memset(data, 0, sizeof(data));
-    gate_set(false);
-    for (int i = 0; i < N; i++) {
-        data[i].gated = true;
-        thread_pool_submit_aio(worker_cb, &data[i], done_cb, &data[i]);
-    }
-    while (atomic_load(&active) < 8) {
-        g_usleep(1000);
-    }
-    g_usleep(20 * 1000);
-    g_assert_cmpint(atomic_load(&active), ==, 8);
+    submit_gated(data, N, 8);
     g_assert_cmpint(wait_workers(8, 8), ==, 8);
     gate_set(true);
     poll_until(&done_cbs, N);

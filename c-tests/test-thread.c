@@ -14,6 +14,7 @@
  */
 
 #include "aioctx.h"
+#include "test-util.h"
 
 #include <errno.h>
 #include <glib.h>
@@ -845,12 +846,6 @@ typedef enum {
     DEATH_FUTEX_MISALIGNED,
 } DeathCase;
 
-typedef struct {
-    const char *path;
-    DeathCase which;
-    const char *stderr_pattern;
-} DeathTest;
-
 static const DeathTest death_tests[] = {
     { "/thread/death/mutex/unlock-unlocked", DEATH_UNLOCK_UNLOCKED,
       "*aioctx: qemu_mutex_unlock: *not locked*" },
@@ -905,7 +900,7 @@ static void *idle_thread(void *opaque)
     return opaque;
 }
 
-static void run_death_case(DeathCase which)
+static void run_death_case(int which)
 {
     QemuMutex m;
     QemuRecMutex rm;
@@ -915,7 +910,7 @@ static void run_death_case(DeathCase which)
     QemuThread t;
     static uint32_t words[2];
 
-    switch (which) {
+    switch ((DeathCase)which) {
     case DEATH_UNLOCK_UNLOCKED:
         qemu_mutex_init(&m);
         qemu_mutex_unlock(&m);
@@ -1003,20 +998,6 @@ static void run_death_case(DeathCase which)
     /* Only reached if the library did not abort: the parent then fails. */
 }
 
-static void test_death(gconstpointer opaque)
-{
-    const DeathTest *t = opaque;
-
-    if (g_test_subprocess()) {
-        run_death_case(t->which);
-        return;
-    }
-    g_test_trap_subprocess(NULL, 10 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
-    g_assert_false(g_test_trap_reached_timeout());
-    g_test_trap_assert_failed();
-    g_test_trap_assert_stderr(t->stderr_pattern);
-}
-
 /*
  * Every test runs under a watchdog: a lost wakeup shows up as a hang, and
  * SIGALRM (not blocked in this thread) then ends the program.
@@ -1069,9 +1050,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < G_N_ELEMENTS(tests); i++) {
         add_test(tests[i].path, &tests[i].fn);
     }
-    for (size_t i = 0; i < G_N_ELEMENTS(death_tests); i++) {
-        g_test_add_data_func(death_tests[i].path, &death_tests[i], test_death);
-    }
+    add_death_tests(death_tests, G_N_ELEMENTS(death_tests), run_death_case);
 
     return g_test_run();
 }
