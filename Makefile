@@ -1,0 +1,264 @@
+# aioctx: build, test and CI entry points. See README.md.
+#
+#   make          build the library (release staticlib + cdylib) and the
+#                 examples, then run the demo examples/hello-bh.c
+#   make test     cargo test, then every c-tests/test-*.c program (TAP)
+#   make help     list the targets
+#
+# Missing Debian packages are installed with apt-get (see `deps`).
+# Variables meant to be overridden on the command line are marked (override).
+
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+.DELETE_ON_ERROR:
+
+CARGO ?= cargo
+# The toolchain for TSan (-Zsanitizer, -Zbuild-std) and Miri. (override)
+NIGHTLY ?= +nightly
+# CC: make's default (cc); the scripts get it from the environment.
+export CC CXX
+BUILD := build
+
+RELEASE_LIB := target/release/libaioctx.a
+HEADER := include/aioctx.h
+
+# Native libraries the static library needs, in this order. Obtained with
+#   cargo rustc --release --lib --crate-type staticlib -- --print native-static-libs
+# (rustc 1.95, x86_64 Linux/glibc; GLib/GObject come from the glib-sys and
+# gobject-sys crates). `make check-link-flags` (run by CI) fails when the
+# list changes; update this line and README.md then.
+NATIVE_LIBS := -lgobject-2.0 -lglib-2.0 -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+
+# What a C program needs to link the library (`make print-link-flags`).
+LINK_FLAGS := -Iinclude $(RELEASE_LIB) $(NATIVE_LIBS)
+
+# ---------------------------------------------------------------------------
+# Debian packages. `deps` installs the missing ones (scripts/ensure-deb-packages.sh;
+# AIOCTX_DEPS_DRY_RUN=1 only prints what it would run).
+#   pkg-config, libglib2.0-dev: GTest for c-tests/, GLib integration
+#   libclang-dev: bindgen in tests/header_abi.rs (cargo test)
+DEB_PACKAGES := pkg-config libglib2.0-dev libclang-dev
+DEB_BENCH_PACKAGES := libuv1-dev
+DEB_CALLGRIND_PACKAGES := valgrind
+
+# ---------------------------------------------------------------------------
+# C tests (scripts/run-c-tests.sh builds, runs and counts them).
+# C_TESTS: the programs, as paths or names (test-bh). C++ tests (.cc) check
+# that the header works from C++. (override)
+C_TESTS ?= $(sort $(wildcard c-tests/test-*.c c-tests/test-*.cc))
+# Programs run once per fd-monitoring backend, with AIOCTX_FDMON set: those
+# of this list that exist. (override; FDMON_TESTS= runs each program once)
+FDMON_TESTS ?= $(foreach t,test-event test-fd test-timer test-poll,\
+	$(if $(wildcard c-tests/$(t).c),$(t)))
+FDMON_BACKENDS ?= poll epoll io_uring
+# Per program run, in seconds. (override)
+C_TEST_TIMEOUT ?= 300
+# Non-test C files in c-tests/ (shared helpers) are linked into every program.
+C_TEST_SUPPORT := $(filter-out c-tests/test-%.c,$(wildcard c-tests/*.c))
+
+GLIB_CFLAGS = $(shell pkg-config --cflags glib-2.0 2>/dev/null)
+GLIB_LIBS = $(shell pkg-config --libs glib-2.0 2>/dev/null)
+
+C_WARN := -Wall -Wextra -Werror
+C_TEST_INCLUDES = -Ic-tests -Iinclude/compat -Iinclude $(GLIB_CFLAGS)
+C_TEST_CFLAGS = -std=gnu11 $(C_WARN) -g -O1 $(C_TEST_INCLUDES)
+C_TEST_CXXFLAGS = -std=gnu++17 $(C_WARN) -g -O1 $(C_TEST_INCLUDES)
+# -rdynamic: the library names C callbacks (dladdr) in its messages.
+C_TEST_LIBS = $(NATIVE_LIBS) $(GLIB_LIBS) -lpthread -rdynamic
+
+# Sanitizers. ASAN_TESTS / TSAN_TESTS default to C_TESTS less the names in
+# ASAN_EXCLUDE / TSAN_EXCLUDE (e.g. TSAN_EXCLUDE=test-coroutine). (override)
+ASAN_EXCLUDE ?=
+TSAN_EXCLUDE ?=
+without = $(foreach t,$(1),$(if $(filter $(basename $(notdir $(t))),$(2)),,$(t)))
+ASAN_TESTS ?= $(call without,$(C_TESTS),$(ASAN_EXCLUDE))
+TSAN_TESTS ?= $(call without,$(C_TESTS),$(TSAN_EXCLUDE))
+ASAN_FDMON_BACKENDS ?= $(FDMON_BACKENDS)
+TSAN_FDMON_BACKENDS ?= $(FDMON_BACKENDS)
+ASAN_TIMEOUT ?= 600
+TSAN_TIMEOUT ?= 900
+ASAN_CFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+# -Wno-tsan: GCC warns that TSan does not model atomic_thread_fence, which
+# the compat headers' smp_mb() & co. use (as QEMU's do; QEMU passes the same).
+TSAN_CFLAGS := -fsanitize=thread -Wno-tsan
+# GSlice off so that LeakSanitizer sees GLib's allocations as plain mallocs.
+ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	G_SLICE=always-malloc G_DEBUG=gc-friendly
+TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+# TSan-instrumented library: std rebuilt with the sanitizer (nightly).
+TSAN_TARGET := x86_64-unknown-linux-gnu
+TSAN_LIB := target/tsan/$(TSAN_TARGET)/release/libaioctx.a
+# Legacy symbol mangling: libtsan's symbolizer demangles it (as C++), so
+# reports name Rust functions readably (aioctx::sync::thread_start::h...).
+TSAN_RUSTFLAGS := -Zsanitizer=thread -Zunstable-options -Csymbol-mangling-version=legacy
+# rustc's LLVM emits __tsan_memcpy & co., which GCC 12's libtsan lacks.
+TSAN_SHIM := scripts/tsan-memintrinsics.c
+
+# ---------------------------------------------------------------------------
+# Benchmarks (scripts/run-bench.sh). BENCHES: programs as paths or names. (override)
+BENCHES ?= $(sort $(wildcard bench/*.c))
+BENCH_RESULTS ?= bench/RESULTS.md
+# Programs for bench-callgrind, run with AIOCTX_BENCH_CALLGRIND=1. (override)
+CALLGRIND_BENCHES ?= $(BENCHES)
+
+# c_srcs NAMES,DIR: test-bh -> DIR/test-bh.c (or .cc); paths stay as they are.
+c_srcs = $(foreach t,$(1),$(if $(filter %.c %.cc %.cpp,$(t)),$(t),\
+	$(firstword $(wildcard $(2)/$(t).c $(2)/$(t).cc) $(2)/$(t).c)))
+
+RUN_C_TESTS = scripts/run-c-tests.sh \
+	--libs "$(C_TEST_LIBS)" \
+	$(foreach s,$(C_TEST_SUPPORT),--extra-src $(s))
+
+.PHONY: all lib examples demo run-examples deps deps-bench deps-callgrind test cargo-test \
+	c-tests sanitize sanitize-asan sanitize-tsan tsan-lib miri loom header \
+	check-header check-link-flags print-link-flags bench bench-callgrind \
+	install clean help FORCE
+
+# ---------------------------------------------------------------------------
+all: demo
+
+deps:
+	@scripts/ensure-deb-packages.sh $(DEB_PACKAGES)
+
+deps-bench: deps
+	@scripts/ensure-deb-packages.sh $(DEB_BENCH_PACKAGES)
+
+deps-callgrind: deps-bench
+	@scripts/ensure-deb-packages.sh $(DEB_CALLGRIND_PACKAGES)
+
+# Cargo decides what is stale; the .a is only rewritten when it changes.
+lib: $(RELEASE_LIB)
+$(RELEASE_LIB): FORCE | deps
+	$(CARGO) build --release
+
+# Examples may use GLib (the library links it anyway) and the compat headers.
+EXAMPLE_CFLAGS = -std=gnu11 $(C_WARN) -g -O2 -pthread -Iinclude/compat $(GLIB_CFLAGS)
+EXAMPLE_BINS := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+
+examples: $(EXAMPLE_BINS)
+
+$(BUILD)/examples/%: examples/%.c $(RELEASE_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(EXAMPLE_CFLAGS) -o $@ $< $(LINK_FLAGS) -rdynamic
+
+demo: examples
+	$(BUILD)/examples/hello-bh
+
+# Every example, each with a timeout (CI runs this to keep them working).
+run-examples: examples
+	@set -e; for e in $(EXAMPLE_BINS); do \
+		echo "==== $$e"; timeout 60 $$e </dev/null; done
+
+# ---------------------------------------------------------------------------
+test: cargo-test c-tests
+
+cargo-test: | deps
+	$(CARGO) test
+
+c-tests: $(RELEASE_LIB) | deps
+	$(RUN_C_TESTS) --name c-tests --build-dir $(BUILD)/c-tests \
+		--lib $(RELEASE_LIB) --cflags "$(C_TEST_CFLAGS)" --cxxflags "$(C_TEST_CXXFLAGS)" \
+		--fdmon-tests "$(FDMON_TESTS)" --fdmon-backends "$(FDMON_BACKENDS)" \
+		--timeout $(C_TEST_TIMEOUT) $(call c_srcs,$(C_TESTS),c-tests)
+
+# ---------------------------------------------------------------------------
+sanitize: sanitize-asan sanitize-tsan
+
+# ASan + UBSan in the C test programs; the Rust library is the normal release
+# build (ASan still checks its malloc/free through the interceptors).
+sanitize-asan: $(RELEASE_LIB) | deps
+	$(ASAN_ENV) $(RUN_C_TESTS) --name asan --build-dir $(BUILD)/c-tests-asan \
+		--lib $(RELEASE_LIB) --cflags "$(C_TEST_CFLAGS) $(ASAN_CFLAGS)" \
+		--cxxflags "$(C_TEST_CXXFLAGS) $(ASAN_CFLAGS)" \
+		--fdmon-tests "$(FDMON_TESTS)" --fdmon-backends "$(ASAN_FDMON_BACKENDS)" \
+		--timeout $(ASAN_TIMEOUT) $(call c_srcs,$(ASAN_TESTS),c-tests)
+
+# build.rs rewrites include/aioctx.h here too (same bytes).
+tsan-lib: | deps
+	RUSTFLAGS="$(TSAN_RUSTFLAGS)" $(CARGO) $(NIGHTLY) build --release \
+		-Zbuild-std=std,panic_abort --target $(TSAN_TARGET) \
+		--target-dir target/tsan --lib
+
+sanitize-tsan: tsan-lib
+	$(TSAN_ENV) $(RUN_C_TESTS) --name tsan --build-dir $(BUILD)/c-tests-tsan \
+		--lib $(TSAN_LIB) --cflags "$(C_TEST_CFLAGS) $(TSAN_CFLAGS)" \
+		--cxxflags "$(C_TEST_CXXFLAGS) $(TSAN_CFLAGS)" \
+		--extra-src $(TSAN_SHIM) \
+		--fdmon-tests "$(FDMON_TESTS)" --fdmon-backends "$(TSAN_FDMON_BACKENDS)" \
+		--timeout $(TSAN_TIMEOUT) $(call c_srcs,$(TSAN_TESTS),c-tests)
+
+# ---------------------------------------------------------------------------
+miri: | deps
+	$(CARGO) $(NIGHTLY) miri test --lib bh_queue
+
+loom: | deps
+	@test -f tests/loom_notify.rs || { \
+		echo "loom: tests/loom_notify.rs does not exist: no loom model test to run" >&2; \
+		exit 1; }
+	RUSTFLAGS="--cfg loom" $(CARGO) test --release --test loom_notify --target-dir target/loom
+
+# ---------------------------------------------------------------------------
+# Regenerate include/aioctx.h (cargo build does too, when src/ changed).
+header: | deps
+	@CARGO="$(CARGO)" scripts/check-header.sh --update $(HEADER)
+
+check-header: | deps
+	@CARGO="$(CARGO)" scripts/check-header.sh $(HEADER)
+
+check-link-flags: | deps
+	@actual=$$($(CARGO) rustc --release --lib --crate-type staticlib -- \
+		--print native-static-libs 2>&1 | sed -n 's/^note: native-static-libs: //p'); \
+	if [ "$$actual" != "$(NATIVE_LIBS)" ]; then \
+		echo "check-link-flags: rustc now wants '$$actual'," >&2; \
+		echo "  the Makefile's NATIVE_LIBS (and README.md) say '$(NATIVE_LIBS)'" >&2; \
+		exit 1; \
+	fi; \
+	echo "check-link-flags: NATIVE_LIBS is up to date ($(NATIVE_LIBS))"
+
+print-link-flags:
+	@echo '$(LINK_FLAGS)'
+
+# ---------------------------------------------------------------------------
+bench: $(RELEASE_LIB) | deps-bench
+	scripts/run-bench.sh --lib $(RELEASE_LIB) --libs "$(NATIVE_LIBS) -lpthread -rdynamic" \
+		--build-dir $(BUILD)/bench --out $(BENCH_RESULTS) \
+		$(call c_srcs,$(BENCHES),bench)
+
+bench-callgrind: $(RELEASE_LIB) | deps-callgrind
+	scripts/run-bench.sh --callgrind --lib $(RELEASE_LIB) \
+		--libs "$(NATIVE_LIBS) -lpthread -rdynamic" --build-dir $(BUILD)/bench \
+		$(call c_srcs,$(CALLGRIND_BENCHES),bench)
+
+# ---------------------------------------------------------------------------
+PREFIX ?= /usr/local
+DESTDIR ?=
+
+install: $(RELEASE_LIB)
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
+	install -m 644 $(RELEASE_LIB) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 target/release/libaioctx.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(HEADER) $(DESTDIR)$(PREFIX)/include/
+
+clean:
+	rm -rf $(BUILD)
+	$(CARGO) clean
+
+help:
+	@echo 'make [all]          release library + examples, run build/examples/hello-bh'
+	@echo 'make run-examples   run every examples/*.c program'
+	@echo 'make test           cargo test + C tests (C_TESTS=..., FDMON_TESTS=...)'
+	@echo 'make sanitize       C tests under ASan+UBSan and TSan (ASAN_TESTS, TSAN_TESTS)'
+	@echo 'make miri           BH queue unit tests under Miri (nightly)'
+	@echo 'make loom           loom model test tests/loom_notify.rs'
+	@echo 'make header         regenerate include/aioctx.h'
+	@echo 'make check-header   fail if include/aioctx.h is not what build.rs generates'
+	@echo 'make check-link-flags  fail if NATIVE_LIBS no longer matches rustc'
+	@echo 'make print-link-flags  flags to link a C program against the library'
+	@echo 'make bench          run bench/*.c, write $(BENCH_RESULTS)'
+	@echo 'make bench-callgrind  bench programs under callgrind (instruction counts)'
+	@echo 'make deps           install missing Debian packages ($(DEB_PACKAGES))'
+	@echo 'make install        PREFIX=$(PREFIX) (library and header)'
+	@echo 'make clean          remove build/ and target/'
+
+FORCE:
