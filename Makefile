@@ -112,7 +112,7 @@ RUN_C_TESTS = scripts/run-c-tests.sh \
 
 .PHONY: all lib examples demo run-examples deps deps-bench deps-callgrind test cargo-test \
 	c-tests sanitize sanitize-asan sanitize-tsan tsan-lib miri loom header \
-	check-header check-link-flags print-link-flags bench bench-callgrind \
+	check-header check-link-flags print-link-flags bench bench-callgrind stress \
 	install clean help FORCE
 
 # ---------------------------------------------------------------------------
@@ -240,6 +240,18 @@ install: $(RELEASE_LIB)
 	install -m 755 target/release/libaioctx.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 $(HEADER) $(DESTDIR)$(PREFIX)/include/
 
+# Long stress and model runs (the short versions run in `make test`):
+# 8 threads x 1M cross-thread schedules, and 100k random API sequences per
+# fd backend checked against the reference model in tests/model.rs.
+STRESS_ITERS ?= 1000000
+MODEL_CASES ?= 100000
+stress: $(RELEASE_LIB) | deps
+	AIOCTX_STRESS_ITERS=$(STRESS_ITERS) $(RUN_C_TESTS) --name stress --build-dir $(BUILD)/c-tests \
+		--lib $(RELEASE_LIB) --cflags "$(C_TEST_CFLAGS)" --timeout 900 c-tests/test-stress.c
+	for b in $(FDMON_BACKENDS); do \
+		AIOCTX_FDMON=$$b AIOCTX_MODEL_CASES=$(MODEL_CASES) $(CARGO) test --release --test model || exit 1; \
+	done
+
 clean:
 	rm -rf $(BUILD)
 	$(CARGO) clean
@@ -256,6 +268,7 @@ help:
 	@echo 'make check-link-flags  fail if NATIVE_LIBS no longer matches rustc'
 	@echo 'make print-link-flags  flags to link a C program against the library'
 	@echo 'make bench          run bench/*.c, write $(BENCH_RESULTS)'
+	@echo 'make stress         long stress test and model-based test runs'
 	@echo 'make bench-callgrind  bench programs under callgrind (instruction counts)'
 	@echo 'make deps           install missing Debian packages ($(DEB_PACKAGES))'
 	@echo 'make install        PREFIX=$(PREFIX) (library and header)'
