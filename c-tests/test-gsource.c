@@ -226,13 +226,13 @@ static void test_main_context_on_default_glib_context(void)
     qemu_bh_delete(bh);
 }
 
-static volatile int notified_flag;
+static int notified_flag; /* accessed with __atomic builtins */
 
 static void *notify_later(void *opaque)
 {
     (void)opaque;
     g_usleep(20 * 1000);
-    notified_flag = 1;
+    __atomic_store_n(&notified_flag, 1, __ATOMIC_RELEASE);
     qemu_notify_event();
     return NULL;
 }
@@ -240,9 +240,9 @@ static void *notify_later(void *opaque)
 static void test_qemu_notify_event_wakes_main_loop(void)
 {
     pthread_t t;
-    notified_flag = 0;
+    __atomic_store_n(&notified_flag, 0, __ATOMIC_RELAXED);
     pthread_create(&t, NULL, notify_later, NULL);
-    while (!notified_flag) {
+    while (!__atomic_load_n(&notified_flag, __ATOMIC_ACQUIRE)) {
         main_loop_wait(false); /* blocking */
     }
     pthread_join(t, NULL);
