@@ -115,7 +115,7 @@ RUN_C_TESTS = scripts/run-c-tests.sh \
 
 .PHONY: all lib examples demo run-examples deps deps-bench deps-callgrind test cargo-test \
 	c-tests sanitize sanitize-asan sanitize-tsan tsan-lib miri loom header \
-	check-header check-link-flags print-link-flags bench bench-callgrind stress \
+	check-header check-link-flags print-link-flags bench bench-callgrind stress install-test \
 	install clean help FORCE
 
 # ---------------------------------------------------------------------------
@@ -154,7 +154,7 @@ run-examples: examples
 		echo "==== $$e"; timeout 60 $$e </dev/null; done
 
 # ---------------------------------------------------------------------------
-test: cargo-test c-tests
+test: cargo-test c-tests install-test
 
 cargo-test: | deps
 	$(CARGO) test
@@ -237,11 +237,31 @@ bench-callgrind: $(RELEASE_LIB) | deps-callgrind
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-install: $(RELEASE_LIB)
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+SHARED_DIR := $(BUILD)/shared
+SHARED_LIB := $(SHARED_DIR)/libaioctx.so.$(VERSION)
+
+# The installed shared library is linked from the static one (see the
+# script): cargo's cdylib would not export the functions written in C.
+$(SHARED_LIB): $(RELEASE_LIB) scripts/build-shared-lib.sh
+	scripts/build-shared-lib.sh $(RELEASE_LIB) $(SHARED_DIR) $(VERSION) "$(GLIB_LIBS) $(NATIVE_LIBS)"
+
+# libaioctx.a, libaioctx.so (SONAME libaioctx.so.0), include/aioctx.h, the
+# compat tree under include/aioctx/compat/, and aioctx.pc for pkg-config.
+install: $(RELEASE_LIB) $(SHARED_LIB)
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/aioctx
 	install -m 644 $(RELEASE_LIB) $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 target/release/libaioctx.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(SHARED_LIB) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libaioctx.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libaioctx.so.$(firstword $(subst ., ,$(VERSION)))
+	ln -sf libaioctx.so.$(firstword $(subst ., ,$(VERSION))) $(DESTDIR)$(PREFIX)/lib/libaioctx.so
 	install -m 644 $(HEADER) $(DESTDIR)$(PREFIX)/include/
+	cp -R include/compat $(DESTDIR)$(PREFIX)/include/aioctx/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+		-e 's|@LIBS_PRIVATE@|$(NATIVE_LIBS)|' aioctx.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/aioctx.pc
+
+# Installs into a temporary prefix and builds programs with pkg-config only.
+install-test: $(RELEASE_LIB) | deps
+	scripts/test-install.sh
 
 # Long stress and model runs (the short versions run in `make test`):
 # 8 threads x 1M cross-thread schedules, and 100k random API sequences per
@@ -274,7 +294,8 @@ help:
 	@echo 'make stress         long stress test and model-based test runs'
 	@echo 'make bench-callgrind  bench programs under callgrind (instruction counts)'
 	@echo 'make deps           install missing Debian packages ($(DEB_PACKAGES))'
-	@echo 'make install        PREFIX=$(PREFIX) (library and header)'
+	@echo 'make install        PREFIX=$(PREFIX): libaioctx.a/.so, headers, compat tree, aioctx.pc'
+	@echo 'make install-test   install into a temp prefix, build examples with pkg-config'
 	@echo 'make clean          remove build/ and target/'
 
 FORCE:
