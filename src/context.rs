@@ -44,6 +44,10 @@ use crate::timer::TimerLists;
 const CTX_MAGIC_LIVE: u32 = 0x4143_5458; // "ACTX"
 const CTX_MAGIC_DEAD: u32 = 0x4445_4144; // "DEAD"
 
+/// `poller` value while a non-polling thread applies handler changes
+/// (never a thread token: those are addresses of thread-locals).
+const TRANSIENT_CLAIM: *mut u8 = ptr::dangling_mut();
+
 /// How long a blocked loop may leave an idle BH waiting (QEMU: 10 ms).
 pub(crate) const IDLE_BH_TIMEOUT_NS: i64 = 10_000_000;
 
@@ -244,15 +248,16 @@ impl Context {
     pub(crate) fn set_fd_handler(&self, fd: i32, cb: Callbacks) -> MisuseResult<()> {
         let removing = cb.is_empty();
         self.handlers.set(fd, cb)?;
-        if thread::in_home_thread(self) || (removing && self.is_unbound_and_idle()) {
+        // A removal is applied to the monitor now, not at the next poll: the
+        // caller may close the fd next and expects its peer to see that (the
+        // io_uring monitor holds a reference to a polled file).
+        if thread::in_home_thread(self) {
             if removing {
-                // Stop watching now, not at the next poll: the caller may
-                // close the fd next and expects its peer to see that (the
-                // io_uring monitor holds a reference to a polled file).
-                if let Ok(guard) = self.enter_loop() {
-                    self.sync_handlers(&guard);
-                }
+                let guard = self.enter_loop()?;
+                self.sync_handlers(&guard);
             }
+        } else if removing && self.home.load(Ordering::Acquire).is_null() {
+            self.sync_handlers_if_idle();
         } else {
             self.notify();
         }
@@ -315,19 +320,27 @@ impl Context {
             let home = self.home.load(Ordering::Acquire);
             let me = thread::thread_token();
             if home.is_null() {
-                match self.poller.compare_exchange(
-                    ptr::null_mut(),
-                    me,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => claimed_poller = Some(thread::enter_polling(self)),
-                    // Re-entered from a nested poll of another context.
-                    Err(other) if other == me => {}
-                    Err(_) => {
-                        return Err(Misuse::new(
-                            "context bound to no thread is already being polled by another thread",
-                        ));
+                loop {
+                    match self.poller.compare_exchange(
+                        ptr::null_mut(),
+                        me,
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => {
+                            claimed_poller = Some(thread::enter_polling(self));
+                            break;
+                        }
+                        // Re-entered from a nested poll of another context.
+                        Err(other) if other == me => break,
+                        // Another thread is applying a handler removal
+                        // (`sync_handlers_if_idle`): a few instructions.
+                        Err(other) if other == TRANSIENT_CLAIM => std::thread::yield_now(),
+                        Err(_) => {
+                            return Err(Misuse::new(
+                                "context bound to no thread is already being polled by another thread",
+                            ));
+                        }
                     }
                 }
             } else if home != me {
@@ -370,6 +383,34 @@ impl Context {
     /// Links a BH whose PENDING flag the caller just set, and wakes the
     /// poller if it sleeps (see `notify.rs` for why this cannot be lost).
     #[inline]
+    /// Applies pending handler changes of an unbound context from a thread
+    /// that is not polling it, if no thread is: claims the poller slot with
+    /// a marker that a concurrent `enter_loop` waits out. If a thread is
+    /// polling, that poll applies them instead (it is woken).
+    fn sync_handlers_if_idle(&self) {
+        if self
+            .poller
+            .compare_exchange(
+                ptr::null_mut(),
+                TRANSIENT_CLAIM,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            self.notify();
+            return;
+        }
+        self.local.depth.set(self.local.depth.get() + 1);
+        let guard = LoopGuard {
+            ctx: self,
+            claimed_poller: None,
+        };
+        self.sync_handlers(&guard);
+        drop(guard);
+        self.poller.store(ptr::null_mut(), Ordering::Release);
+    }
+
     /// Whether no thread is bound to the context and none is polling it.
     pub(crate) fn is_unbound_and_idle(&self) -> bool {
         self.home.load(Ordering::Acquire).is_null() && self.poller.load(Ordering::Acquire).is_null()
