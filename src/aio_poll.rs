@@ -27,7 +27,6 @@ impl Context {
     /// `aio_poll`: one iteration; returns whether a callback made progress.
     pub(crate) fn poll(&self, blocking: bool) -> MisuseResult<bool> {
         let guard = self.enter_loop()?;
-        let wakeup_fd = self.wakeup_fd();
         let watches_fds = self.sync_handlers(&guard);
         if !blocking && !watches_fds {
             // The common non-blocking case: nothing to wait for, no syscall.
@@ -52,12 +51,7 @@ impl Context {
                     self.compute_timeout(&guard)
                 };
                 if watches_fds {
-                    let mut local = self.local_handlers(&guard);
-                    if local.wait(timeout, wakeup_fd) {
-                        self.clear_wakeup();
-                    }
-                    local.take_ready(&mut ready);
-                    drop(local);
+                    self.wait_fds(&guard, timeout, &mut ready);
                     self.notify.disarm();
                 } else if timeout != 0 {
                     self.wait_for_wakeup(timeout);
@@ -77,17 +71,28 @@ impl Context {
                 self.poll_params.adapt(now_ns() - start);
             }
         } else if watches_fds {
-            let mut local = self.local_handlers(&guard);
-            if local.wait(0, wakeup_fd) {
-                self.clear_wakeup();
-            }
-            local.take_ready(&mut ready);
+            self.wait_fds(&guard, 0, &mut ready);
         }
         self.notify.accept();
         let progress = self.dispatch_phase(&guard, &mut ready, &mut hits);
         *ready_cell.borrow_mut() = ready;
         *hits_cell.borrow_mut() = hits;
         Ok(progress)
+    }
+
+    /// Asks the fd monitor (and so the wakeup eventfd, consumed if set) for
+    /// ready fds, waiting up to `timeout_ns`; appends their handlers.
+    fn wait_fds(
+        &self,
+        guard: &LoopGuard<'_>,
+        timeout_ns: i64,
+        ready: &mut Vec<(Arc<Handler>, u32)>,
+    ) {
+        let mut local = self.local_handlers(guard);
+        if local.wait(timeout_ns, self.wakeup_fd()) {
+            self.clear_wakeup();
+        }
+        local.take_ready(ready);
     }
 
     /// The dispatch half of an iteration, in QEMU's order: BHs, busy-poll
@@ -167,17 +172,14 @@ impl Context {
 
     /// `aio_dispatch` (and GSource dispatch): runs whatever is ready now.
     pub(crate) fn dispatch(&self, guard: &LoopGuard<'_>) -> bool {
-        let wakeup_fd = self.wakeup_fd();
         let (ready_cell, hits_cell) = self.dispatch_buffers(guard);
         let mut ready = std::mem::take(&mut *ready_cell.borrow_mut());
         let mut hits = std::mem::take(&mut *hits_cell.borrow_mut());
-        {
-            let watches_fds = self.sync_handlers(guard);
-            let mut local = self.local_handlers(guard);
-            if watches_fds && !local.ready_is_fresh() && local.wait(0, wakeup_fd) {
-                self.clear_wakeup();
-            }
-            local.take_ready(&mut ready);
+        // Use what GSource check found; otherwise look now.
+        if self.sync_handlers(guard) && !self.local_handlers(guard).ready_is_fresh() {
+            self.wait_fds(guard, 0, &mut ready);
+        } else {
+            self.local_handlers(guard).take_ready(&mut ready);
         }
         let progress = self.dispatch_phase(guard, &mut ready, &mut hits);
         *ready_cell.borrow_mut() = ready;
