@@ -14,11 +14,11 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdint.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "aioctx.h"
 #include "bench-util.h"
+#include "bench-peers.h"
 
 static uint64_t count;
 
@@ -40,61 +40,13 @@ static void aio_body(void *arg, uint64_t n)
     }
 }
 
-typedef struct {
-    int ab, ba;
-    uint64_t n;
-} Efd;
-
-static void efd_write(int fd)
-{
-    uint64_t one = 1;
-    if (write(fd, &one, sizeof(one)) != sizeof(one)) {
-        bench_die("eventfd write: %s", strerror(errno));
-    }
-}
-
-static void efd_read(int fd)
-{
-    uint64_t v;
-    while (read(fd, &v, sizeof(v)) != sizeof(v)) {
-        if (errno != EINTR) {
-            bench_die("eventfd read: %s", strerror(errno));
-        }
-    }
-}
-
-static void *efd_thread(void *arg)
-{
-    Efd *e = arg;
-    for (uint64_t i = 0; i < e->n; i++) {
-        efd_read(e->ab);
-        efd_write(e->ba);
-    }
-    return NULL;
-}
-
-static void efd_body(void *arg, uint64_t n)
-{
-    Efd *e = arg;
-    pthread_t t;
-    e->n = n;
-    if (pthread_create(&t, NULL, efd_thread, e)) {
-        bench_die("pthread_create failed");
-    }
-    for (uint64_t i = 0; i < n; i++) {
-        efd_write(e->ab);
-        efd_read(e->ba);
-    }
-    pthread_join(t, NULL);
-}
-
 int main(void)
 {
     AioctxIOThread *iot;
     AioContext *ctx;
-    static Efd e;
+    static BenchEfd e;
     bench_stat st[2];
-    bench_fn *fns[2] = { aio_body, efd_body };
+    bench_fn *fns[2] = { aio_body, bench_efd_body };
     void *args[2];
 
     bench_start("aio_wait_oneshot", "aio_wait_bh_oneshot round trip to an IOThread");
@@ -110,11 +62,7 @@ int main(void)
         bench_die("aioctx_iothread_new failed");
     }
     ctx = aioctx_iothread_get_aio_context(iot);
-    e.ab = eventfd(0, EFD_CLOEXEC);
-    e.ba = eventfd(0, EFD_CLOEXEC);
-    if (e.ab < 0 || e.ba < 0) {
-        bench_die("eventfd: %s", strerror(errno));
-    }
+    bench_efd_open(&e);
     args[0] = ctx;
     args[1] = &e;
     bench_compare(2, fns, args, bench_target_ns(250), 1000, st);
@@ -122,7 +70,6 @@ int main(void)
     bench_note("IOThread poll window at the end: %lld ns",
                (long long)aioctx_context_get_poll_ns(ctx));
     aioctx_iothread_join(iot);
-    close(e.ab);
-    close(e.ba);
+    bench_efd_close(&e);
     return 0;
 }

@@ -30,12 +30,12 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "aioctx.h"
 #include "bench-util.h"
+#include "bench-peers.h"
 
 #if AIOCTX_HAVE_LIBUV
 #include <uv.h>
@@ -137,44 +137,17 @@ static void aio_teardown(Aio *s)
      * contexts and their BHs are left to process exit. */
 }
 
-/* ---- raw peers: eventfd, futex, spin ----------------------------------- */
+/* ---- raw peers: eventfd (bench-peers.h), futex, spin ------------------ */
+
+static BenchEfd efd;
 
 typedef struct {
-    int efd_ab, efd_ba;
     _Alignas(64) atomic_uint ping; /* A -> B, round number */
     _Alignas(64) atomic_uint pong; /* B -> A */
     uint64_t n;
 } Raw;
 
 static Raw raw;
-
-static void efd_write(int fd)
-{
-    uint64_t one = 1;
-    if (write(fd, &one, sizeof(one)) != sizeof(one)) {
-        bench_die("eventfd write: %s", strerror(errno));
-    }
-}
-
-static void efd_read(int fd)
-{
-    uint64_t v;
-    while (read(fd, &v, sizeof(v)) != sizeof(v)) {
-        if (errno != EINTR) {
-            bench_die("eventfd read: %s", strerror(errno));
-        }
-    }
-}
-
-static void *efd_thread_b(void *arg)
-{
-    Raw *r = arg;
-    for (uint64_t i = 0; i < r->n; i++) {
-        efd_read(r->efd_ab);
-        efd_write(r->efd_ba);
-    }
-    return NULL;
-}
 
 static void futex_wait(atomic_uint *f, unsigned val)
 {
@@ -233,19 +206,6 @@ static void start_b(pthread_t *t, void *(*fn)(void *), void *arg)
     if (pthread_create(t, NULL, fn, arg)) {
         bench_die("pthread_create failed");
     }
-}
-
-static void efd_body(void *arg, uint64_t n)
-{
-    Raw *r = arg;
-    pthread_t t;
-    r->n = n;
-    start_b(&t, efd_thread_b, r);
-    for (uint64_t i = 0; i < n; i++) {
-        efd_write(r->efd_ab);
-        efd_read(r->efd_ba);
-    }
-    pthread_join(t, NULL);
 }
 
 static void futex_body(void *arg, uint64_t n)
@@ -435,12 +395,8 @@ int main(void)
     fns[k] = aio_off_body; args[k] = &aio; names[k++] = "aioctx_off";
     fns[k] = aio_on_body; args[k] = &aio; names[k++] = "aioctx_on";
 
-    raw.efd_ab = eventfd(0, EFD_CLOEXEC);
-    raw.efd_ba = eventfd(0, EFD_CLOEXEC);
-    if (raw.efd_ab < 0 || raw.efd_ba < 0) {
-        bench_die("eventfd: %s", strerror(errno));
-    }
-    fns[k] = efd_body; args[k] = &raw; names[k++] = "raw_eventfd";
+    bench_efd_open(&efd);
+    fns[k] = bench_efd_body; args[k] = &efd; names[k++] = "raw_eventfd";
     fns[k] = futex_body; args[k] = &raw; names[k++] = "futex";
     fns[k] = spin_body; args[k] = &raw; names[k++] = "spin";
 #if AIOCTX_HAVE_LIBUV
@@ -471,7 +427,6 @@ int main(void)
     bench_line("async_pingpong/poll_on", st[1], "aioctx_poll_off", st[0], "ns/rt");
 
     aio_teardown(&aio);
-    close(raw.efd_ab);
-    close(raw.efd_ba);
+    bench_efd_close(&efd);
     return 0;
 }

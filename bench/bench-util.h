@@ -93,6 +93,20 @@ static inline void bench_cpu_relax(void)
 /* Keeps the compiler from deleting a computation. */
 #define bench_barrier() __asm__ __volatile__("" ::: "memory")
 
+/* ---- random numbers ---------------------------------------------------- */
+
+/* xorshift64 with a fixed seed: every run of a program draws the same
+ * sequence. */
+static uint64_t bench_rng_state = 88172645463325252ull;
+
+static inline uint64_t bench_rand(void)
+{
+    bench_rng_state ^= bench_rng_state << 13;
+    bench_rng_state ^= bench_rng_state >> 7;
+    bench_rng_state ^= bench_rng_state << 17;
+    return bench_rng_state;
+}
+
 /* ---- errors and notes -------------------------------------------------- */
 
 static const char *bench_prog = "bench";

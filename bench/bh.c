@@ -40,11 +40,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "aioctx.h"
+#include "bench-peers.h"
 
 #define RUNS 5
 
@@ -252,63 +252,25 @@ static double run_bh_pingpong(long n)
 /* ------------------------------------------------------------------------ */
 /* (d) Raw eventfd ping-pong (the reference). */
 
-struct raw_pp {
-    int to_a, to_b;
-    long n;
-};
-
-static void efd_write(int fd)
-{
-    uint64_t one = 1;
-    while (write(fd, &one, sizeof one) != sizeof one) {
-        if (errno != EINTR) {
-            die("eventfd write");
-        }
-    }
-}
-
-static void efd_read(int fd)
-{
-    uint64_t v;
-    while (read(fd, &v, sizeof v) != sizeof v) {
-        if (errno != EINTR) {
-            die("eventfd read");
-        }
-    }
-}
-
-static void *raw_b(void *opaque)
-{
-    struct raw_pp *r = opaque;
-    for (long i = 0; i < r->n; i++) {
-        efd_read(r->to_b);
-        efd_write(r->to_a);
-    }
-    return NULL;
-}
+/* BenchEfd and bench_efd_* are in bench-peers.h. */
 
 /* us per round trip */
 static double run_raw_pingpong(long n)
 {
-    struct raw_pp r = { .n = n };
-    r.to_a = eventfd(0, EFD_CLOEXEC);
-    r.to_b = eventfd(0, EFD_CLOEXEC);
-    if (r.to_a < 0 || r.to_b < 0) {
-        die("eventfd");
-    }
+    BenchEfd r = { .n = (uint64_t)n };
+    bench_efd_open(&r);
     pthread_t tb;
-    if (pthread_create(&tb, NULL, raw_b, &r)) {
+    if (pthread_create(&tb, NULL, bench_efd_thread, &r)) {
         die("pthread_create");
     }
     uint64_t t0 = now_ns();
     for (long i = 0; i < n; i++) {
-        efd_write(r.to_b);
-        efd_read(r.to_a);
+        bench_efd_write(r.ab);
+        bench_efd_read(r.ba);
     }
     uint64_t t1 = now_ns();
     pthread_join(tb, NULL);
-    close(r.to_a);
-    close(r.to_b);
+    bench_efd_close(&r);
     return (double)(t1 - t0) / 1000.0 / (double)n;
 }
 
@@ -353,6 +315,7 @@ static void report(const char *name, const double *mine, const char *peer,
 
 int main(void)
 {
+    bench_prog = "bench/bh"; /* for bench_die in bench-peers.h, as die() */
     const char *s = getenv("BH_BENCH_SCALE");
     if (s && *s) {
         scale = atof(s);

@@ -17,13 +17,7 @@
 
 #include "aioctx.h"
 #include "bench-util.h"
-
-#if AIOCTX_HAVE_LIBUV
-#include <uv.h>
-#endif
-#if AIOCTX_HAVE_GLIB
-#include <glib.h>
-#endif
+#include "bench-peers.h"
 
 typedef struct {
     AioContext *ctx;
@@ -50,50 +44,13 @@ static void aioctx_body(void *arg, uint64_t n)
     qemu_bh_cancel(s->bh);
 }
 
-#if AIOCTX_HAVE_LIBUV
-typedef struct {
-    uv_loop_t loop;
-    uv_idle_t idle;
-    uint64_t count, stop_at;
-} UvState;
-
-static void uv_cb(uv_idle_t *h)
-{
-    UvState *s = h->data;
-    if (++s->count == s->stop_at) {
-        uv_idle_stop(h);
-    }
-}
-
-static void uv_body(void *arg, uint64_t n)
-{
-    UvState *s = arg;
-    s->count = 0;
-    s->stop_at = n;
-    uv_idle_start(&s->idle, uv_cb);
-    uv_run(&s->loop, UV_RUN_DEFAULT);
-}
-#endif
-
 #if AIOCTX_HAVE_GLIB
-typedef struct {
-    GMainContext *ctx;
-    uint64_t count;
-} GState;
-
-static gboolean g_cb(gpointer data)
-{
-    ((GState *)data)->count++;
-    return G_SOURCE_CONTINUE;
-}
-
 static void glib_body(void *arg, uint64_t n)
 {
-    GState *s = arg;
-    GSource *src = g_idle_source_new();
+    BenchGIdle *s = arg;
+    GSource *src;
     s->count = 0;
-    g_source_set_callback(src, g_cb, s, NULL);
-    g_source_attach(src, s->ctx);
+    src = bench_g_idle_attach(s);
     while (s->count < n) {
         g_main_context_iteration(s->ctx, FALSE);
     }
@@ -124,16 +81,14 @@ int main(void)
     fns[k] = aioctx_body; args[k] = &nb; names[k++] = "aioctx";
     fns[k] = aioctx_body; args[k] = &bl; names[k++] = "aioctx_blocking";
 #if AIOCTX_HAVE_LIBUV
-    static UvState uvs;
-    uv_loop_init(&uvs.loop);
-    uv_idle_init(&uvs.loop, &uvs.idle);
-    uvs.idle.data = &uvs;
-    fns[k] = uv_body; args[k] = &uvs; names[k++] = "uv_idle";
+    static BenchUvIdle uvs;
+    bench_uv_idle_init(&uvs);
+    fns[k] = bench_uv_idle_body; args[k] = &uvs; names[k++] = "uv_idle";
 #else
     bench_note("libuv not available: no uv peer");
 #endif
 #if AIOCTX_HAVE_GLIB
-    static GState gs;
+    static BenchGIdle gs;
     gs.ctx = g_main_context_new();
     fns[k] = glib_body; args[k] = &gs; names[k++] = "glib_idle";
 #else
@@ -153,9 +108,7 @@ int main(void)
     }
 
 #if AIOCTX_HAVE_LIBUV
-    uv_close((uv_handle_t *)&uvs.idle, NULL);
-    uv_run(&uvs.loop, UV_RUN_DEFAULT);
-    uv_loop_close(&uvs.loop);
+    bench_uv_idle_fini(&uvs);
 #endif
 #if AIOCTX_HAVE_GLIB
     g_main_context_unref(gs.ctx);

@@ -37,6 +37,7 @@
 
 #include "aioctx.h"
 #include "bench-util.h"
+#include "bench-peers.h"
 
 #if AIOCTX_HAVE_LIBUV
 #include <uv.h>
@@ -50,14 +51,10 @@ typedef struct {
 
 static FdSet aio_set, epoll_set, uv_set; /* poll(2) reuses epoll_set */
 static uint64_t handled;
-static uint64_t rng = 88172645463325252ull;
 
 static unsigned next_index(void)
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (unsigned)(rng % NFDS);
+    return (unsigned)(bench_rand() % NFDS);
 }
 
 static void make_fds(FdSet *s)
@@ -67,14 +64,6 @@ static void make_fds(FdSet *s)
         if (s->fd[i] < 0) {
             bench_die("eventfd #%d: %s", i, strerror(errno));
         }
-    }
-}
-
-static void fd_write(int fd)
-{
-    uint64_t one = 1;
-    if (write(fd, &one, sizeof(one)) != sizeof(one)) {
-        bench_die("eventfd write: %s", strerror(errno));
     }
 }
 
@@ -116,7 +105,7 @@ static void aio_body(void *arg, uint64_t n)
     AioContext *ctx = arg;
     handled = 0;
     for (uint64_t i = 0; i < n; i++) {
-        fd_write(aio_set.fd[next_index()]);
+        bench_efd_write(aio_set.fd[next_index()]);
         aio_poll(ctx, true);
     }
     check_handled(n, "aioctx");
@@ -131,7 +120,7 @@ static void epoll_body(void *arg, uint64_t n)
     handled = 0;
     for (uint64_t i = 0; i < n; i++) {
         int k;
-        fd_write(epoll_set.fd[next_index()]);
+        bench_efd_write(epoll_set.fd[next_index()]);
         k = epoll_wait(ep, ev, 64, -1);
         for (int j = 0; j < k; j++) {
             fd_read(epoll_set.fd[ev[j].data.u32]);
@@ -150,7 +139,7 @@ static void poll_body(void *arg, uint64_t n)
     handled = 0;
     for (uint64_t i = 0; i < n; i++) {
         int k;
-        fd_write(epoll_set.fd[next_index()]);
+        bench_efd_write(epoll_set.fd[next_index()]);
         k = poll(pfds, NFDS, -1);
         for (int j = 0; j < NFDS && k > 0; j++) {
             if (pfds[j].revents) {
@@ -179,7 +168,7 @@ static void uv_body(void *arg, uint64_t n)
     uv_loop_t *loop = arg;
     handled = 0;
     for (uint64_t i = 0; i < n; i++) {
-        fd_write(uv_set.fd[next_index()]);
+        bench_efd_write(uv_set.fd[next_index()]);
         uv_run(loop, UV_RUN_ONCE);
     }
     check_handled(n, "uv_poll");

@@ -21,13 +21,7 @@
 
 #include "aioctx.h"
 #include "bench-util.h"
-
-#if AIOCTX_HAVE_LIBUV
-#include <uv.h>
-#endif
-#if AIOCTX_HAVE_GLIB
-#include <glib.h>
-#endif
+#include "bench-peers.h"
 
 static void aioctx_body(void *arg, uint64_t n)
 {
@@ -38,63 +32,25 @@ static void aioctx_body(void *arg, uint64_t n)
 }
 
 #if AIOCTX_HAVE_LIBUV
-typedef struct {
-    uv_loop_t loop;
-    uv_idle_t idle;
-    uint64_t count, stop_at;
-} UvState;
-
 static void uv_count_cb(uv_idle_t *h)
 {
-    UvState *s = h->data;
+    BenchUvIdle *s = h->data;
     s->count++;
 }
 
 static void uv_nowait_body(void *arg, uint64_t n)
 {
-    UvState *s = arg;
+    BenchUvIdle *s = arg;
     for (uint64_t i = 0; i < n; i++) {
         uv_run(&s->loop, UV_RUN_NOWAIT);
-    }
-}
-
-static void uv_stop_cb(uv_idle_t *h)
-{
-    UvState *s = h->data;
-    if (++s->count == s->stop_at) {
-        uv_idle_stop(h);
-    }
-}
-
-static void uv_idle_body(void *arg, uint64_t n)
-{
-    UvState *s = arg;
-    s->count = 0;
-    s->stop_at = n;
-    uv_idle_start(&s->idle, uv_stop_cb);
-    uv_run(&s->loop, UV_RUN_DEFAULT);
-    if (s->count != n) {
-        bench_die("uv_idle ran %llu of %llu", (unsigned long long)s->count,
-                  (unsigned long long)n);
     }
 }
 #endif
 
 #if AIOCTX_HAVE_GLIB
-typedef struct {
-    GMainContext *ctx;
-    uint64_t count;
-} GState;
-
-static gboolean g_idle_cb(gpointer data)
-{
-    ((GState *)data)->count++;
-    return G_SOURCE_CONTINUE;
-}
-
 static void glib_body(void *arg, uint64_t n)
 {
-    GState *s = arg;
+    BenchGIdle *s = arg;
     for (uint64_t i = 0; i < n; i++) {
         g_main_context_iteration(s->ctx, FALSE);
     }
@@ -120,27 +76,19 @@ int main(void)
     fns[k] = aioctx_body; args[k] = ctx; names[k++] = "aioctx";
 
 #if AIOCTX_HAVE_LIBUV
-    static UvState uvn, uvi;
-    uv_loop_init(&uvn.loop);
-    uv_idle_init(&uvn.loop, &uvn.idle);
-    uvn.idle.data = &uvn;
+    static BenchUvIdle uvn, uvi;
+    bench_uv_idle_init(&uvn);
     uv_idle_start(&uvn.idle, uv_count_cb);
     fns[k] = uv_nowait_body; args[k] = &uvn; names[k++] = "uv_nowait";
-    uv_loop_init(&uvi.loop);
-    uv_idle_init(&uvi.loop, &uvi.idle);
-    uvi.idle.data = &uvi;
-    fns[k] = uv_idle_body; args[k] = &uvi; names[k++] = "uv_idle";
+    bench_uv_idle_init(&uvi);
+    fns[k] = bench_uv_idle_body; args[k] = &uvi; names[k++] = "uv_idle";
 #else
     bench_note("libuv not available: no uv peers");
 #endif
 #if AIOCTX_HAVE_GLIB
-    static GState gs;
-    GSource *src;
+    static BenchGIdle gs;
     gs.ctx = g_main_context_new();
-    src = g_idle_source_new();
-    g_source_set_callback(src, g_idle_cb, &gs, NULL);
-    g_source_attach(src, gs.ctx);
-    g_source_unref(src);
+    g_source_unref(bench_g_idle_attach(&gs));
     fns[k] = glib_body; args[k] = &gs; names[k++] = "glib_idle";
 #else
     bench_note("GLib not available: no glib peer");
@@ -156,12 +104,8 @@ int main(void)
 
 #if AIOCTX_HAVE_LIBUV
     uv_idle_stop(&uvn.idle);
-    uv_close((uv_handle_t *)&uvn.idle, NULL);
-    uv_close((uv_handle_t *)&uvi.idle, NULL);
-    uv_run(&uvn.loop, UV_RUN_DEFAULT);
-    uv_run(&uvi.loop, UV_RUN_DEFAULT);
-    uv_loop_close(&uvn.loop);
-    uv_loop_close(&uvi.loop);
+    bench_uv_idle_fini(&uvn);
+    bench_uv_idle_fini(&uvi);
 #endif
 #if AIOCTX_HAVE_GLIB
     g_main_context_unref(gs.ctx);

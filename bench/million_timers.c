@@ -31,16 +31,6 @@
 
 #define NTIMERS 1000000
 
-static uint64_t rng = 88172645463325252ull;
-
-static uint64_t next_rand(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
 typedef struct {
     double arm, run_cpu, total_ms, late_us, mean_late_us;
 } Result;
@@ -73,7 +63,7 @@ static Result aio_million(AioContext *ctx, int n)
     t0 = bench_now_ns();
     now = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
     for (int i = 0; i < n; i++) {
-        deadline[i] = now + (int64_t)(next_rand() % 1000000000u);
+        deadline[i] = now + (int64_t)(bench_rand() % 1000000000u);
         aio_timer_init(ctx, &timers[i], QEMU_CLOCK_REALTIME, SCALE_NS, aio_cb_late, &timers[i]);
         timer_mod(&timers[i], deadline[i]);
     }
@@ -118,7 +108,7 @@ static Result uv_million(int n)
     t0 = bench_now_ns();
     for (int i = 0; i < n; i++) {
         uv_timer_init(&loop, &uv_timers[i]);
-        uv_timer_start(&uv_timers[i], uv_cb, next_rand() % 1000, 0);
+        uv_timer_start(&uv_timers[i], uv_cb, bench_rand() % 1000, 0);
     }
     t1 = bench_now_ns();
     c0 = bench_cpu_ns();

@@ -36,16 +36,6 @@
 #define NMAX 100000
 #define HOUR_NS 3600000000000ll
 
-static uint64_t rng = 88172645463325252ull;
-
-static uint64_t next_rand(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
 typedef struct {
     double arm, rearm, del; /* ns per op */
 } Phases;
@@ -69,7 +59,7 @@ static void aio_set_background(int n)
         timer_del(&bg[--bg_armed]);
     }
     while (bg_armed < n) {
-        timer_mod(&bg[bg_armed++], now + HOUR_NS + (int64_t)(next_rand() % HOUR_NS));
+        timer_mod(&bg[bg_armed++], now + HOUR_NS + (int64_t)(bench_rand() % HOUR_NS));
     }
 }
 
@@ -82,7 +72,7 @@ static Phases aio_run(int batches)
     for (int b = 0; b < batches; b++) {
         uint64_t t0, t1, t2, t3;
         for (int i = 0; i < M; i++) {
-            d[i] = now + HOUR_NS + (int64_t)(next_rand() % HOUR_NS);
+            d[i] = now + HOUR_NS + (int64_t)(bench_rand() % HOUR_NS);
         }
         t0 = bench_cpu_ns();
         for (int i = 0; i < M; i++) {
@@ -127,7 +117,7 @@ static Phases uv_run_batches(int batches)
     for (int b = 0; b < batches; b++) {
         uint64_t t0, t1, t2, t3;
         for (int i = 0; i < M; i++) {
-            d[i] = 3600000 + next_rand() % 3600000;
+            d[i] = 3600000 + bench_rand() % 3600000;
         }
         t0 = bench_cpu_ns();
         for (int i = 0; i < M; i++) {
@@ -170,7 +160,7 @@ static Phases glib_run(int batches)
     for (int b = 0; b < batches; b++) {
         uint64_t t0, t1, t2, t3;
         for (int i = 0; i < M; i++) {
-            d[i] = 3600000 + (guint)(next_rand() % 3600000);
+            d[i] = 3600000 + (guint)(bench_rand() % 3600000);
         }
         t0 = bench_cpu_ns();
         for (int i = 0; i < M; i++) {
@@ -237,7 +227,7 @@ int main(void)
     uv_work = calloc(M, sizeof(*uv_work));
     for (int i = 0; i < 10000; i++) {
         uv_timer_init(&loop, &uv_bg[i]);
-        uv_timer_start(&uv_bg[i], uv_never_cb, 3600000 + next_rand() % 3600000, 0);
+        uv_timer_start(&uv_bg[i], uv_never_cb, 3600000 + bench_rand() % 3600000, 0);
     }
     for (int i = 0; i < M; i++) {
         uv_timer_init(&loop, &uv_work[i]);
@@ -246,7 +236,7 @@ int main(void)
 #if AIOCTX_HAVE_GLIB
     static guint g_bg[10000];
     for (int i = 0; i < 10000; i++) {
-        g_bg[i] = g_timeout_add(3600000 + (guint)(next_rand() % 3600000), g_never_cb, NULL);
+        g_bg[i] = g_timeout_add(3600000 + (guint)(bench_rand() % 3600000), g_never_cb, NULL);
     }
 #endif
 
