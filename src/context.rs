@@ -598,10 +598,7 @@ impl Context {
             events: libc::POLLIN,
             revents: 0,
         };
-        let ts = libc::timespec {
-            tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
-            tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
-        };
+        let ts = crate::fdmon::timespec_from_ns(timeout_ns);
         // SAFETY: one valid pollfd, a valid timespec, no signal mask.
         let n = unsafe { libc::ppoll(&mut pfd, 1, &ts, ptr::null()) };
         if n > 0 && pfd.revents & libc::POLLIN != 0 {

@@ -105,14 +105,8 @@ fn check_fd_open(fd: RawFd) -> MisuseResult<()> {
     if fd < 0 {
         return Err(Misuse::new(format!("invalid fd {fd}")));
     }
-    // SAFETY: F_GETFD only inspects the descriptor table.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return Err(Misuse::new(format!(
-            "fd {fd} is not an open file descriptor ({})",
-            std::io::Error::last_os_error()
-        )));
-    }
-    Ok(())
+    fdmon::check_fd_open(fd)
+        .map_err(|e| Misuse::new(format!("fd {fd} is not an open file descriptor ({e})")))
 }
 
 impl Handlers {

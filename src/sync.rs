@@ -87,20 +87,9 @@ fn write_flag(flag: &UnsafeCell<bool>, value: bool) {
 /// absolute deadline `pthread_cond_timedwait` wants for a condition
 /// variable initialized with that clock.
 fn deadline_after_ms(ms: c_int) -> libc::timespec {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: writes a timespec we own; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    let ms = ms.max(0);
-    ts.tv_sec += (ms / 1000) as libc::time_t;
-    ts.tv_nsec += ((ms % 1000) * 1_000_000) as libc::c_long;
-    if ts.tv_nsec >= 1_000_000_000 {
-        ts.tv_sec += 1;
-        ts.tv_nsec -= 1_000_000_000;
-    }
-    ts
+    // QEMU_CLOCK_REALTIME is CLOCK_MONOTONIC.
+    let now = crate::timer::ClockType::Realtime.now_ns();
+    crate::fdmon::timespec_from_ns(now + i64::from(ms.max(0)) * 1_000_000)
 }
 
 // ---------------------------------------------------------------------------

@@ -110,10 +110,7 @@ impl EpollMonitor {
     /// `epoll_pwait2` with a nanosecond timeout; `None` when the kernel (or
     /// seccomp) does not have it.
     fn pwait2(&mut self, timeout_ns: i64) -> Option<io::Result<usize>> {
-        let ts = libc::timespec {
-            tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
-            tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
-        };
+        let ts = super::timespec_from_ns(timeout_ns);
         // SAFETY: `events` has room for `len` events the kernel may write;
         // `ts` lives across the call; a NULL sigmask (size 0) means none.
         let res = unsafe {

@@ -36,10 +36,6 @@
 //! - A blocking wait may return early with no events (a signal); callers
 //!   treat that like a timeout.
 
-// wired into aio_poll by handlers.rs: until then some constructors and test
-// helpers have no caller outside this module.
-#![allow(dead_code)]
-
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::RawFd;
@@ -59,6 +55,14 @@ fn cvt<T: Copy + PartialEq + From<i8>>(res: T) -> io::Result<T> {
 pub(crate) mod epoll;
 pub(crate) mod io_uring;
 pub(crate) mod poll;
+
+/// A non-negative nanosecond duration (or absolute time) as a `timespec`.
+pub(crate) fn timespec_from_ns(ns: i64) -> libc::timespec {
+    libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    }
+}
 
 /// A context switches from `poll` to `epoll` above this many fds.
 pub(crate) const EPOLL_THRESHOLD: usize = 64;
@@ -132,7 +136,7 @@ fn check_set_args(fd: RawFd, interest: Interest) -> io::Result<()> {
 /// `EBADF` unless `fd` is open. poll(2) and io_uring only notice a bad fd
 /// when they wait; checking at `set` time gives every backend epoll's
 /// behaviour (the caller learns about it where it made the mistake).
-fn check_fd_open(fd: RawFd) -> io::Result<()> {
+pub(crate) fn check_fd_open(fd: RawFd) -> io::Result<()> {
     // SAFETY: F_GETFD takes no pointer and only reads the fd's flags.
     cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) }).map(drop)
 }
@@ -152,16 +156,19 @@ pub(crate) fn forced_backend() -> Option<Backend> {
 /// Parses an `AIOCTX_FDMON` value: `Ok(None)` when empty (unset), the
 /// warning text when unknown.
 fn parse_backend(value: &OsStr) -> Result<Option<Backend>, String> {
-    match value.as_encoded_bytes() {
-        b"" => Ok(None),
-        b"poll" => Ok(Some(Backend::Poll)),
-        b"epoll" => Ok(Some(Backend::Epoll)),
-        b"io_uring" => Ok(Some(Backend::IoUring)),
-        _ => Err(format!(
-            "unknown backend '{}' (expected poll, epoll or io_uring); using the default",
-            value.to_string_lossy()
-        )),
+    if value.is_empty() {
+        return Ok(None);
     }
+    [Backend::Poll, Backend::Epoll, Backend::IoUring]
+        .into_iter()
+        .find(|b| value == b.name())
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "unknown backend '{}' (expected poll, epoll or io_uring); using the default",
+                value.to_string_lossy()
+            )
+        })
 }
 
 /// Opens backend `b`; fails when the kernel (or a sandbox) refuses it.

@@ -81,10 +81,7 @@ impl FdMonitor for PollMonitor {
         let ts_ptr = if timeout_ns < 0 {
             ptr::null()
         } else {
-            ts = libc::timespec {
-                tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
-                tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
-            };
+            ts = super::timespec_from_ns(timeout_ns);
             &raw const ts
         };
         // SAFETY: `pollfds` is a valid array of `len` pollfds that the kernel

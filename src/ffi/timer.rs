@@ -588,14 +588,8 @@ pub extern "C" fn qemu_soonest_timeout(timeout1: i64, timeout2: i64) -> i64 {
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_timeout_ns_to_ms(ns: i64) -> c_int {
     ffi_call("qemu_timeout_ns_to_ms", || {
-        Ok(match ns {
-            ..0 => -1,
-            0 => 0,
-            _ => {
-                let ms = (ns - 1) / i64::from(SCALE_MS) + 1;
-                ms.min(i64::from(c_int::MAX)) as c_int
-            }
-        })
+        // The same rounding GLib's poll timeout gets from the GSource.
+        Ok(crate::gsource::timeout_ns_to_ms(ns))
     })
 }
 
