@@ -132,14 +132,7 @@ impl Context {
         }
         let (_, hits_cell) = self.dispatch_buffers(guard);
         let mut hits = std::mem::take(&mut *hits_cell.borrow_mut());
-        for h in &pollers {
-            if let (Some(poll), true) = (h.cb.io_poll, h.is_live()) {
-                // SAFETY: registered by the C caller for `opaque`; no borrow held.
-                if unsafe { poll(h.cb.opaque) } && !hits.iter().any(|x| Arc::ptr_eq(x, h)) {
-                    hits.push(Arc::clone(h));
-                }
-            }
-        }
+        poll_handlers_once(&pollers, &mut hits);
         let found = !hits.is_empty();
         *hits_cell.borrow_mut() = hits;
         found
@@ -216,14 +209,7 @@ impl Context {
             }
         }
         let poll_once = |hits: &mut Vec<Arc<Handler>>| {
-            for h in &pollers {
-                if let (Some(poll), true) = (h.cb.io_poll, h.is_live()) {
-                    // SAFETY: as above.
-                    if unsafe { poll(h.cb.opaque) } {
-                        hits.push(Arc::clone(h));
-                    }
-                }
-            }
+            poll_handlers_once(&pollers, hits);
             !hits.is_empty() || !self.bh_queue.is_empty() || self.notify.is_notified()
         };
         let mut found = poll_once(hits);
@@ -254,6 +240,20 @@ impl Context {
             return 0;
         }
         soonest_timeout(bh, self.timers.deadline_ns())
+    }
+}
+
+/// Calls each live handler's `io_poll` once; appends those that found work
+/// to `hits` (once each: hits may be kept from an earlier call).
+fn poll_handlers_once(pollers: &[Arc<Handler>], hits: &mut Vec<Arc<Handler>>) {
+    for h in pollers {
+        if let (Some(poll), true) = (h.cb.io_poll, h.is_live()) {
+            // SAFETY: registered by the C caller for `opaque`; the callers
+            // hold no lock or borrow.
+            if unsafe { poll(h.cb.opaque) } && !hits.iter().any(|x| Arc::ptr_eq(x, h)) {
+                hits.push(Arc::clone(h));
+            }
+        }
     }
 }
 
