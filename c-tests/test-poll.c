@@ -268,6 +268,13 @@ static void test_grow_and_shrink(void)
 /* grow 0 means 2; shrink 0 means straight back to 0. */
 static void test_grow_zero_shrink_zero(void)
 {
+#if defined(__SANITIZE_THREAD__)
+    /* Its 4-5 us timers fire before TSan's slowed-down non-blocking poll
+     * returns, so the blocking poll it needs never happens. The test runs
+     * in the plain and ASan builds. */
+    g_test_skip("microsecond timer windows are out of reach under TSan");
+    return;
+#endif
     WATCHDOG();
     AioContext *ctx = aio_context_new(&error_abort);
     Poller p;
