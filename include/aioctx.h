@@ -38,11 +38,17 @@ typedef void QEMUTimerCB(void *opaque);
 typedef void QEMUTimerListNotifyCB(void *opaque, QEMUClockType type);
 /** A coroutine's entry point: `void entry(void *opaque)` (`qemu_coroutine_create`). */
 typedef void CoroutineEntry(void *opaque);
+/** What `qemu_co_timeout` calls after a timed-out entry returns: `void clean(void *opaque)`. */
+typedef void CleanupFunc(void *opaque);
 /** A thread-pool job, run on a worker thread: `int func(void *opaque)`. */
 typedef int ThreadPoolFunc(void *opaque);
 /** An asynchronous request's completion callback: `void cb(void *opaque, int ret)`. */
 typedef void BlockCompletionFunc(void *opaque, int ret);
 typedef struct BlockAIOCB BlockAIOCB;
+/** Cancels `acb` and polls until its callback ran (weak: a program's block layer may define it; the default is aioctx_bdrv_aio_cancel). */
+void bdrv_aio_cancel(BlockAIOCB *acb);
+/** Asks for `acb` to be cancelled without waiting (weak; the default is aioctx_bdrv_aio_cancel_async). */
+void bdrv_aio_cancel_async(BlockAIOCB *acb);
 
 
 /**
@@ -148,6 +154,11 @@ typedef struct ThreadPool ThreadPool;
 typedef struct ThreadPoolAio ThreadPoolAio;
 
 /**
+ * The kernel's `struct io_uring_sqe` (opaque here: only pointers to it).
+ */
+typedef struct io_uring_sqe io_uring_sqe;
+
+/**
  * QEMU's reentrancy guard (`struct MemReentrancyGuard`): a caller-owned
  * flag that is true while a BH created with it runs.
  */
@@ -157,6 +168,55 @@ typedef struct MemReentrancyGuard {
    */
   bool engaged_in_io;
 } MemReentrancyGuard;
+
+/**
+ * `QSIMPLEQ_ENTRY(CqeHandler)`.
+ */
+typedef struct CqeHandlerEntry {
+  /**
+   * The next handler in the event loop's queue.
+   */
+  struct CqeHandler *sqe_next;
+} CqeHandlerEntry;
+
+/**
+ * An io_uring completion as `CqeHandler` carries it (the first 16 bytes
+ * of the kernel's `struct io_uring_cqe`).
+ */
+typedef struct AioctxCqe {
+  /**
+   * The submission's `user_data`.
+   */
+  uint64_t user_data;
+  /**
+   * The result (`-errno` on failure).
+   */
+  int32_t res;
+  /**
+   * `IORING_CQE_F_*` flags.
+   */
+  uint32_t flags;
+} AioctxCqe;
+
+/**
+ * QEMU's completion handler for `aio_add_sqe` (32 bytes), embedded in the
+ * caller's request: the event loop fills `cqe`, queues it through `next`,
+ * then calls `cb` in the context's thread.
+ */
+typedef struct CqeHandler {
+  /**
+   * Called with the handler once `cqe` is filled.
+   */
+  void (*cb)(struct CqeHandler*);
+  /**
+   * The event loop's queue link.
+   */
+  struct CqeHandlerEntry next;
+  /**
+   * The completion.
+   */
+  struct AioctxCqe cqe;
+} CqeHandler;
 
 /**
  * A wakeable sleep (`qemu_co_sleep_ns_wakeable`): `to_wake` is the
@@ -461,6 +521,26 @@ typedef struct QEMUTimer {
 } QEMUTimer;
 
 /**
+ * QEMU's fd-monitor operations table (`FDMonOps`, 64 bytes). Only its size
+ * and `add_sqe` (offset 56) matter to callers: inline `aio_has_io_uring()`
+ * tests `ctx->fdmon_ops->add_sqe`, and QEMU code compares `ctx->fdmon_ops`
+ * with `&fdmon_poll_ops`. aioctx's monitors are Rust objects, so the other
+ * slots are NULL.
+ */
+typedef struct FDMonOps {
+  /**
+   * `update`, `wait`, `need_wait`, `dispatch`, `gsource_prepare`,
+   * `gsource_check`, `gsource_dispatch`: not used through this table.
+   */
+  void (*internal[7])(void);
+  /**
+   * `aio_add_sqe` support: NULL, since aioctx does not submit io_uring
+   * requests for callers (see `aio_add_sqe`).
+   */
+  void (*add_sqe)(void);
+} FDMonOps;
+
+/**
  * The number of threads inside `AIO_WAIT_WHILE` (or `aioctx_wait_while`).
  * Updated atomically only.
  */
@@ -474,6 +554,11 @@ typedef struct AioWait {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * `ctx->fdmon_ops` while the context uses the poll backend (or no fd yet).
+ */
+extern const struct FDMonOps fdmon_poll_ops;
 
 /**
  * Pass `&error_abort` as `errp` to abort (with the message) on error.
@@ -549,6 +634,15 @@ void qemu_bh_delete(struct QEMUBH *bh);
 void aio_bh_call(struct QEMUBH *bh);
 
 /**
+ * Coroutine only: runs `entry(opaque)` in a new coroutine and waits for it
+ * at most `timeout_ns` nanoseconds (0: no limit, `entry` runs directly).
+ * Returns 0 when `entry` finished in time, `-ETIMEDOUT` otherwise; then
+ * `entry` goes on and `clean(opaque)` (may be NULL) runs after it
+ * returns. `entry` is not NULL.
+ */
+int qemu_co_timeout(CoroutineEntry *entry, void *opaque, uint64_t timeout_ns, CleanupFunc *clean);
+
+/**
  * Creates an event loop with its own wakeup notifier and one reference,
  * owned by the caller (drop it with `aio_context_unref`).
  *
@@ -620,6 +714,14 @@ void aio_context_set_aio_params(struct AioContext *ctx, int64_t max_batch);
  * The value last stored with `aio_context_set_aio_params` (0 by default).
  */
 int64_t aioctx_context_get_aio_max_batch(struct AioContext *ctx);
+
+/**
+ * QEMU 10.2's io_uring submission for callers (`aio_add_sqe`). aioctx does
+ * not offer it: every context's `fdmon_ops->add_sqe` is NULL, so inline
+ * `aio_has_io_uring()` is false and QEMU code does not call this. A call
+ * anyway is the one-line abort QEMU's own assertion gives.
+ */
+void aio_add_sqe(void (*prep_sqe)(struct io_uring_sqe*, void*), void *opaque, struct CqeHandler *cqe_handler);
 
 /**
  * Creates a coroutine that runs `entry(opaque)` when first entered. Takes
@@ -762,7 +864,7 @@ void qemu_co_queue_init(struct CoQueue *queue);
  * woken, then takes `lock` again. Behind the `qemu_co_queue_wait(queue,
  * lock)` macro of the compat headers.
  */
-void qemu_co_queue_wait_impl(struct CoQueue *queue, struct QemuLockable *lock, int flags);
+void qemu_co_queue_wait_impl(struct CoQueue *queue, struct QemuLockable *lock, unsigned int flags);
 
 /**
  * Wakes the oldest waiter of `queue` (`aio_co_wake`); false if empty.
@@ -1307,16 +1409,23 @@ void qemu_aio_unref(void *p);
  * later gets `-ECANCELED`; a running or finished one completes normally.
  * Either way the callback runs exactly once, later, from the context's
  * loop. Home thread of the request's context.
+ *
+ * C callers call `bdrv_aio_cancel_async`, a weak definition
+ * (`src/c/block_hooks.c`) that forwards here, so that a program linking
+ * QEMU's block layer (which defines it) uses its own.
  */
-void bdrv_aio_cancel_async(struct BlockAIOCB *acb);
+void aioctx_bdrv_aio_cancel_async(struct BlockAIOCB *acb);
 
 /**
  * Cancels `acb` like `bdrv_aio_cancel_async`, then runs `aio_poll` until
  * its callback has run and released it. Call it from the home thread of
  * the request's context (or the main loop thread, which then polls the
  * main context, as QEMU does).
+ *
+ * C callers call `bdrv_aio_cancel`, a weak definition forwarding here (see
+ * `aioctx_bdrv_aio_cancel_async`).
  */
-void bdrv_aio_cancel(struct BlockAIOCB *acb);
+void aioctx_bdrv_aio_cancel(struct BlockAIOCB *acb);
 
 /**
  * Creates a standalone pool for `ctx` (NULL: the main context) with the
@@ -1582,19 +1691,19 @@ void timer_free(struct QEMUTimer *ts);
 /**
  * Whether `ts` is armed and has not fired yet. Any thread.
  */
-bool timer_pending(struct QEMUTimer *ts);
+bool timer_pending(const struct QEMUTimer *ts);
 
 /**
  * QEMU's `timer_head->expire_time <= current_time * scale`, with
  * `current_time` in the timer's scale. A timer that is not pending counts
  * as expired (its `expire_time` is -1), as in QEMU.
  */
-bool timer_expired(struct QEMUTimer *timer_head, int64_t current_time);
+bool timer_expired(const struct QEMUTimer *timer_head, int64_t current_time);
 
 /**
  * The deadline of `ts` in nanoseconds, or -1 (UINT64_MAX) if not pending.
  */
-uint64_t timer_expire_time_ns(struct QEMUTimer *ts);
+uint64_t timer_expire_time_ns(const struct QEMUTimer *ts);
 
 /**
  * The sooner of two timeouts in ns, -1 meaning infinite.
@@ -1633,6 +1742,19 @@ bool aioctx_wait_while(struct AioContext *ctx, bool (*cond)(void *opaque), void 
  * until `cb` ran.
  */
 void aio_wait_bh_oneshot(struct AioContext *ctx, QEMUBHFunc *cb, void *opaque);
+
+/**
+ * Block-layer hook called once for every new context, fully set
+ * up (weak no-op default; QEMU's `block/graph-lock.c` defines it
+ * and stores the context's graph lock in `ctx->bdrv_graph`).
+ */
+extern void register_aiocontext(struct AioContext *ctx);
+
+/**
+ * Block-layer hook called for every context before it is freed
+ * (weak no-op default).
+ */
+extern void unregister_aiocontext(struct AioContext *ctx);
 
 #ifdef __cplusplus
 }  // extern "C"

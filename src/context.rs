@@ -23,7 +23,7 @@ use std::ffi::{c_char, c_void};
 use std::io;
 use std::ptr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -33,6 +33,7 @@ use crate::bh::{
 };
 use crate::bh_queue::{BhQueue, QueueNode};
 use crate::busy_poll::PollParams;
+use crate::context_layout::AioContextPublic;
 use crate::fatal::{self, Misuse, MisuseResult};
 use crate::gsource;
 use crate::handlers::{Callbacks, Handler, Handlers, HandlersLocal};
@@ -40,6 +41,25 @@ use crate::notifier::EventNotifier;
 use crate::notify::NotifyState;
 use crate::thread;
 use crate::timer::TimerLists;
+
+/// The block layer's hooks (`block/graph-lock.c`), called for every
+/// context. Weak no-op defaults live in `src/c/block_hooks.c`, so a program
+/// that links QEMU's block layer gets its own definitions instead.
+mod block_hooks {
+    use crate::ffi::types::AioContext;
+
+    // The opaque handle type is only ever passed by pointer.
+    #[allow(improper_ctypes)]
+    unsafe extern "C" {
+        /// Block-layer hook called once for every new context, fully set
+        /// up (weak no-op default; QEMU's `block/graph-lock.c` defines it
+        /// and stores the context's graph lock in `ctx->bdrv_graph`).
+        pub(super) fn register_aiocontext(ctx: *mut AioContext);
+        /// Block-layer hook called for every context before it is freed
+        /// (weak no-op default).
+        pub(super) fn unregister_aiocontext(ctx: *mut AioContext);
+    }
+}
 
 const CTX_MAGIC_LIVE: u32 = 0x4143_5458; // "ACTX"
 const CTX_MAGIC_DEAD: u32 = 0x4445_4144; // "DEAD"
@@ -88,8 +108,11 @@ struct LoopLocal {
 }
 
 /// The context itself. Handles given to C are `*mut Context` cast to the
-/// opaque `AioContext`.
+/// opaque `AioContext`; `repr(C)` puts QEMU's public members first, at
+/// QEMU's offsets (`context_layout.rs`).
+#[repr(C)]
 pub(crate) struct Context {
+    public: AioContextPublic,
     magic: AtomicU32,
     refcount: AtomicUsize,
     pub(crate) notify: NotifyState,
@@ -111,7 +134,6 @@ pub(crate) struct Context {
     kicks: AtomicU32,
     /// The context's GLib source, created by the first `aio_get_g_source`.
     gsource: Mutex<SourcePtr>,
-    aio_max_batch: AtomicI64,
     /// The context's thread pool (created on first use) and its limits.
     pub(crate) thread_pool: crate::thread_pool::ContextPool,
 }
@@ -160,6 +182,7 @@ impl Context {
         let mut wakeup = EventNotifier::uninit();
         wakeup.init(false, false)?;
         let ctx = Box::new(Context {
+            public: AioContextPublic::new(),
             magic: AtomicU32::new(CTX_MAGIC_LIVE),
             refcount: AtomicUsize::new(1),
             notify: NotifyState::new(),
@@ -183,10 +206,13 @@ impl Context {
             poll_params: PollParams::default(),
             kicks: AtomicU32::new(0),
             gsource: Mutex::new(SourcePtr(ptr::null_mut())),
-            aio_max_batch: AtomicI64::new(0),
             thread_pool: crate::thread_pool::ContextPool::default(),
         });
-        Ok(Box::into_raw(ctx))
+        let ctx = Box::into_raw(ctx);
+        // SAFETY: the hook gets a fully set-up context, as QEMU's does; the
+        // default is a no-op, a block layer's stores into `bdrv_graph`.
+        unsafe { block_hooks::register_aiocontext(ctx.cast()) };
+        Ok(ctx)
     }
 
     /// Validates a C handle.
@@ -222,6 +248,10 @@ impl Context {
             let mut local = self.local_handlers(guard);
             local.sync(&self.handlers, self.wakeup_fd());
             self.local.watches_fds.set(local.watches_fds());
+            let ops = crate::ffi::context::fdmon_ops_for(local.backend_name());
+            self.public
+                .fdmon_ops
+                .store(ops.cast_mut(), Ordering::Release);
         }
         self.local.watches_fds.get()
     }
@@ -609,11 +639,13 @@ impl Context {
     }
 
     pub(crate) fn set_aio_max_batch(&self, max_batch: i64) {
-        self.aio_max_batch.store(max_batch, Ordering::Relaxed);
+        self.public
+            .aio_max_batch
+            .store(max_batch, Ordering::Relaxed);
     }
 
     pub(crate) fn aio_max_batch(&self) -> i64 {
-        self.aio_max_batch.load(Ordering::Relaxed)
+        self.public.aio_max_batch.load(Ordering::Relaxed)
     }
 
     /// Tears the context down (last reference gone).
@@ -633,6 +665,9 @@ impl Context {
         if ptr::eq(thread::main_context(), ctx) {
             fatal::die(FUNC, "the main context cannot be freed");
         }
+        // SAFETY: the context is still whole; the hook (a no-op unless the
+        // program has a block layer) unlinks it before it goes away.
+        unsafe { block_hooks::unregister_aiocontext(ctx.cast()) };
 
         // The pool first: it waits for its jobs and deletes its BH.
         r.thread_pool.teardown();

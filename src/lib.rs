@@ -18,6 +18,7 @@ mod bh;
 mod bh_queue;
 mod busy_poll;
 mod context;
+mod context_layout;
 mod coroutine;
 mod error;
 mod fatal;

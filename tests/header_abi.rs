@@ -89,6 +89,10 @@ fn rust_layouts() -> Vec<RustLayout> {
         QemuCoSleep => aioctx::ffi::coroutine::QemuCoSleep { to_wake },
         AIOCBInfo => aioctx::ffi::thread_pool::AIOCBInfo { cancel_async, aiocb_size },
         BlockAIOCB => aioctx::ffi::thread_pool::BlockAIOCB { aiocb_info, bs, cb, opaque, refcnt },
+        FDMonOps => aioctx::ffi::types::FDMonOps { internal, add_sqe },
+        CqeHandler => aioctx::ffi::types::CqeHandler { cb, next, cqe },
+        CqeHandlerEntry => aioctx::ffi::types::CqeHandlerEntry { sqe_next },
+        AioctxCqe => aioctx::ffi::types::AioctxCqe { user_data, res, flags },
     }
 }
 

@@ -16,11 +16,11 @@ use super::{CoBox, aio_co_wake, require_current, yield_now};
 use crate::fatal::{Misuse, MisuseResult};
 
 /// `CO_QUEUE_WAIT_FRONT`: wait at the head of the queue.
-pub(crate) const CO_QUEUE_WAIT_FRONT: i32 = 1;
+pub(crate) const CO_QUEUE_WAIT_FRONT: u32 = 1;
 
 /// `CoQueueWaitFlags` as received from C.
 #[derive(Clone, Copy)]
-pub(crate) struct QueueWaitFlags(pub(crate) i32);
+pub(crate) struct QueueWaitFlags(pub(crate) u32);
 
 /// The core's view of the caller-owned `CoQueue` (same layout).
 #[repr(C)]

@@ -1,11 +1,13 @@
 //! Contexts and the loop (`qemu/aio.h`).
 
+use std::ffi::c_void;
 use std::ptr;
 
 use super::boundary::{context, context_handle, ffi_call};
-use super::types::{AioContext, Error};
+use super::types::{AioContext, CqeHandler, Error, FDMonOps, io_uring_sqe};
 use crate::context::Context;
 use crate::error::propagate;
+use crate::fatal::{Misuse, MisuseResult};
 
 /// Creates an event loop with its own wakeup notifier and one reference,
 /// owned by the caller (drop it with `aio_context_unref`).
@@ -128,4 +130,50 @@ pub extern "C" fn aioctx_context_get_aio_max_batch(ctx: *mut AioContext) -> i64 
     ffi_call("aioctx_context_get_aio_max_batch", || {
         Ok(context(ctx)?.aio_max_batch())
     })
+}
+
+/// QEMU 10.2's io_uring submission for callers (`aio_add_sqe`). aioctx does
+/// not offer it: every context's `fdmon_ops->add_sqe` is NULL, so inline
+/// `aio_has_io_uring()` is false and QEMU code does not call this. A call
+/// anyway is the one-line abort QEMU's own assertion gives.
+#[unsafe(no_mangle)]
+pub extern "C" fn aio_add_sqe(
+    prep_sqe: Option<unsafe extern "C" fn(*mut io_uring_sqe, *mut c_void)>,
+    opaque: *mut c_void,
+    cqe_handler: *mut CqeHandler,
+) {
+    let _ = (prep_sqe, opaque, cqe_handler);
+    ffi_call("aio_add_sqe", || -> MisuseResult<()> {
+        Err(Misuse::new(
+            "io_uring submission is not supported (fdmon_ops->add_sqe is NULL: check aio_has_io_uring() first)",
+        ))
+    })
+}
+
+/// `ctx->fdmon_ops` while the context uses the poll backend (or no fd yet).
+#[unsafe(no_mangle)]
+pub static fdmon_poll_ops: FDMonOps = FDMonOps {
+    internal: [None; 7],
+    add_sqe: None,
+};
+
+/// `ctx->fdmon_ops` while the context uses epoll.
+static FDMON_EPOLL_OPS: FDMonOps = FDMonOps {
+    internal: [None; 7],
+    add_sqe: None,
+};
+
+/// `ctx->fdmon_ops` while the context uses io_uring.
+static FDMON_IO_URING_OPS: FDMonOps = FDMonOps {
+    internal: [None; 7],
+    add_sqe: None,
+};
+
+/// The operations table that stands for the monitor called `backend`.
+pub(crate) fn fdmon_ops_for(backend: &str) -> *const FDMonOps {
+    match backend {
+        "epoll" => &FDMON_EPOLL_OPS,
+        "io_uring" => &FDMON_IO_URING_OPS,
+        _ => &fdmon_poll_ops,
+    }
 }

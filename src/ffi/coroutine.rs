@@ -389,7 +389,7 @@ pub extern "C" fn qemu_co_queue_init(queue: *mut CoQueue) {
 pub extern "C" fn qemu_co_queue_wait_impl(
     queue: *mut CoQueue,
     lock: *mut QemuLockable,
-    flags: c_int,
+    flags: c_uint,
 ) {
     ffi_call("qemu_co_queue_wait", || {
         self::queue(queue)?.wait(lockable(lock)?, QueueWaitFlags(flags))

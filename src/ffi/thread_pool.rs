@@ -106,8 +106,12 @@ pub extern "C" fn qemu_aio_unref(p: *mut c_void) {
 /// later gets `-ECANCELED`; a running or finished one completes normally.
 /// Either way the callback runs exactly once, later, from the context's
 /// loop. Home thread of the request's context.
+///
+/// C callers call `bdrv_aio_cancel_async`, a weak definition
+/// (`src/c/block_hooks.c`) that forwards here, so that a program linking
+/// QEMU's block layer (which defines it) uses its own.
 #[unsafe(no_mangle)]
-pub extern "C" fn bdrv_aio_cancel_async(acb: *mut BlockAIOCB) {
+pub extern "C" fn aioctx_bdrv_aio_cancel_async(acb: *mut BlockAIOCB) {
     // SAFETY: `acb` is NULL (rejected) or a live request per the contract.
     ffi_call("bdrv_aio_cancel_async", || unsafe {
         aiocb::cancel_async(acb)
@@ -118,8 +122,11 @@ pub extern "C" fn bdrv_aio_cancel_async(acb: *mut BlockAIOCB) {
 /// its callback has run and released it. Call it from the home thread of
 /// the request's context (or the main loop thread, which then polls the
 /// main context, as QEMU does).
+///
+/// C callers call `bdrv_aio_cancel`, a weak definition forwarding here (see
+/// `aioctx_bdrv_aio_cancel_async`).
 #[unsafe(no_mangle)]
-pub extern "C" fn bdrv_aio_cancel(acb: *mut BlockAIOCB) {
+pub extern "C" fn aioctx_bdrv_aio_cancel(acb: *mut BlockAIOCB) {
     ffi_call("bdrv_aio_cancel", || {
         if acb.is_null() {
             return Err(Misuse::new("BlockAIOCB is NULL"));

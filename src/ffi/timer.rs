@@ -550,25 +550,25 @@ pub extern "C" fn timer_free(ts: *mut QEMUTimer) {
 
 /// Whether `ts` is armed and has not fired yet. Any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn timer_pending(ts: *mut QEMUTimer) -> bool {
-    ffi_call("timer_pending", || Ok(timer(ts)?.pending()))
+pub extern "C" fn timer_pending(ts: *const QEMUTimer) -> bool {
+    ffi_call("timer_pending", || Ok(timer(ts.cast_mut())?.pending()))
 }
 
 /// QEMU's `timer_head->expire_time <= current_time * scale`, with
 /// `current_time` in the timer's scale. A timer that is not pending counts
 /// as expired (its `expire_time` is -1), as in QEMU.
 #[unsafe(no_mangle)]
-pub extern "C" fn timer_expired(timer_head: *mut QEMUTimer, current_time: i64) -> bool {
+pub extern "C" fn timer_expired(timer_head: *const QEMUTimer, current_time: i64) -> bool {
     ffi_call("timer_expired", || {
-        Ok(timer(timer_head)?.expired(current_time))
+        Ok(timer(timer_head.cast_mut())?.expired(current_time))
     })
 }
 
 /// The deadline of `ts` in nanoseconds, or -1 (UINT64_MAX) if not pending.
 #[unsafe(no_mangle)]
-pub extern "C" fn timer_expire_time_ns(ts: *mut QEMUTimer) -> u64 {
+pub extern "C" fn timer_expire_time_ns(ts: *const QEMUTimer) -> u64 {
     ffi_call("timer_expire_time_ns", || {
-        Ok(timer(ts)?.expire_time_ns() as u64)
+        Ok(timer(ts.cast_mut())?.expire_time_ns() as u64)
     })
 }
 

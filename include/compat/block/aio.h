@@ -28,4 +28,28 @@
 #define aio_bh_new(ctx, cb, opaque) \
     aio_bh_new_full((ctx), (cb), (opaque), (stringify(cb)), NULL)
 
+/* FDMonOps, fdmon_poll_ops, CqeHandler and aio_add_sqe are in aioctx.h. */
+
+/*
+ * The members of AioContext that QEMU's inline functions and block layer
+ * read, at QEMU 10.2's offsets (the rest of the 608 bytes is private).
+ */
+typedef struct AioctxContextPublic {
+    unsigned char source_and_private[144];
+    void *bdrv_graph;
+    unsigned char private1[496 - 152];
+    void *tlg[4];
+    unsigned char private2[560 - 528];
+    int64_t aio_max_batch;
+    unsigned char private3[592 - 568];
+    const FDMonOps *fdmon_ops;
+    unsigned char private4[608 - 600];
+} AioctxContextPublic;
+
+/* Whether aio_add_sqe() works on ctx: false in aioctx. */
+static inline bool aio_has_io_uring(AioContext *ctx)
+{
+    return ((const AioctxContextPublic *)ctx)->fdmon_ops->add_sqe != NULL;
+}
+
 #endif /* AIOCTX_COMPAT_BLOCK_AIO_H */

@@ -1,0 +1,373 @@
+/*
+ * QEMU 10.2 binary interface (../shared/spec/qemu-abi.md): the sizes and
+ * offsets callers compile in, and the block layer's hooks and names.
+ *
+ * - layouts that already match QEMU's, asserted at compile time;
+ * - AioContext's public members at QEMU's offsets: aio_max_batch written by
+ *   aio_context_set_aio_params, fdmon_ops pointing at an FDMonOps whose
+ *   add_sqe is NULL (so aio_has_io_uring() is false), bdrv_graph a slot
+ *   the library never touches;
+ * - strong register_aiocontext/unregister_aiocontext defined here override
+ *   the library's weak defaults and are called for every kind of context;
+ * - this program defines its own bdrv_aio_cancel/bdrv_aio_cancel_async, as
+ *   QEMU's block layer does: linking it proves there is no "multiple
+ *   definition", and the library's default stays reachable;
+ * - aio_add_sqe aborts with one line;
+ * - qemu_co_timeout: in time, timed out (clean runs after the entry), 0.
+ */
+#include "qemu/osdep.h"
+#include "block/aio.h"
+#include "qemu/main-loop.h"
+#include "qemu/thread.h"
+#include "qemu/coroutine.h"
+#include "qemu/event_notifier.h"
+
+#include "test-util.h"
+
+#include <stddef.h>
+
+/* ---- layouts (qemu-abi.md section 1, 2, 5) ---- */
+
+#define ASSERT_LAYOUT(type, size, align)                                      \
+    _Static_assert(sizeof(type) == (size), "sizeof(" #type ")");             \
+    _Static_assert(_Alignof(type) == (align), "_Alignof(" #type ")")
+
+ASSERT_LAYOUT(EventNotifier, 12, 4);
+_Static_assert(offsetof(EventNotifier, rfd) == 0, "EventNotifier.rfd");
+_Static_assert(offsetof(EventNotifier, wfd) == 4, "EventNotifier.wfd");
+_Static_assert(offsetof(EventNotifier, initialized) == 8, "EventNotifier.initialized");
+ASSERT_LAYOUT(QemuMutex, 48, 8);
+ASSERT_LAYOUT(QemuCond, 56, 8);
+ASSERT_LAYOUT(QemuSemaphore, 112, 8);
+ASSERT_LAYOUT(QemuEvent, 8, 4);
+ASSERT_LAYOUT(CoMutex, 48, 8);
+ASSERT_LAYOUT(CoQueue, 16, 8);
+ASSERT_LAYOUT(CoRwlock, 72, 8);
+ASSERT_LAYOUT(AioWait, 4, 4);
+ASSERT_LAYOUT(FDMonOps, 64, 8);
+_Static_assert(offsetof(FDMonOps, add_sqe) == 56, "FDMonOps.add_sqe");
+ASSERT_LAYOUT(CqeHandler, 32, 8);
+_Static_assert(offsetof(CqeHandler, cb) == 0, "CqeHandler.cb");
+_Static_assert(offsetof(CqeHandler, next) == 8, "CqeHandler.next");
+_Static_assert(offsetof(CqeHandler, cqe.user_data) == 16, "CqeHandler.cqe.user_data");
+_Static_assert(offsetof(CqeHandler, cqe.res) == 24, "CqeHandler.cqe.res");
+_Static_assert(offsetof(CqeHandler, cqe.flags) == 28, "CqeHandler.cqe.flags");
+ASSERT_LAYOUT(AioctxContextPublic, 608, 8);
+_Static_assert(offsetof(AioctxContextPublic, bdrv_graph) == 144, "AioContext.bdrv_graph");
+_Static_assert(offsetof(AioctxContextPublic, tlg) == 496, "AioContext.tlg");
+_Static_assert(offsetof(AioctxContextPublic, aio_max_batch) == 560, "AioContext.aio_max_batch");
+_Static_assert(offsetof(AioctxContextPublic, fdmon_ops) == 592, "AioContext.fdmon_ops");
+
+/* QEMU's prototypes, repeated: each must be compatible with aioctx.h's. */
+bool timer_pending(const QEMUTimer *ts);
+bool timer_expired(const QEMUTimer *timer_head, int64_t current_time);
+uint64_t timer_expire_time_ns(const QEMUTimer *ts);
+void coroutine_fn qemu_co_queue_wait_impl(CoQueue *queue, QemuLockable *lock,
+                                          CoQueueWaitFlags flags);
+void register_aiocontext(AioContext *ctx);
+void unregister_aiocontext(AioContext *ctx);
+void bdrv_aio_cancel(BlockAIOCB *acb);
+void bdrv_aio_cancel_async(BlockAIOCB *acb);
+void aio_add_sqe(void (*prep_sqe)(struct io_uring_sqe *sqe, void *opaque),
+                 void *opaque, CqeHandler *cqe_handler);
+typedef void CleanupFunc(void *opaque);
+int coroutine_fn qemu_co_timeout(CoroutineEntry *entry, void *opaque,
+                                 uint64_t timeout_ns, CleanupFunc clean);
+
+static AioctxContextPublic *pub(AioContext *ctx)
+{
+    return (AioctxContextPublic *)ctx;
+}
+
+/* ---- the block layer's hooks, defined strongly here ---- */
+
+enum { MAX_CTX = 16 };
+static struct {
+    AioContext *ctx;
+    void *graph;
+    bool registered, unregistered, graph_intact;
+} hooked[MAX_CTX];
+static int n_hooked;
+static int graph_tokens[MAX_CTX];
+
+void register_aiocontext(AioContext *ctx)
+{
+    g_assert_cmpint(n_hooked, <, MAX_CTX);
+    /* The library never stores anything there. */
+    g_assert_null(pub(ctx)->bdrv_graph);
+    hooked[n_hooked].ctx = ctx;
+    hooked[n_hooked].graph = &graph_tokens[n_hooked];
+    hooked[n_hooked].registered = true;
+    pub(ctx)->bdrv_graph = &graph_tokens[n_hooked];
+    n_hooked++;
+}
+
+void unregister_aiocontext(AioContext *ctx)
+{
+    for (int i = 0; i < n_hooked; i++) {
+        if (hooked[i].ctx == ctx && !hooked[i].unregistered) {
+            hooked[i].unregistered = true;
+            hooked[i].graph_intact = pub(ctx)->bdrv_graph == hooked[i].graph;
+            return;
+        }
+    }
+    g_assert_not_reached();
+}
+
+static int hook_index(AioContext *ctx)
+{
+    for (int i = n_hooked - 1; i >= 0; i--) {
+        if (hooked[i].ctx == ctx) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static void test_hooks_aio_context_new(void)
+{
+    AioContext *ctx = aio_context_new(&error_abort);
+    int i = hook_index(ctx);
+
+    g_assert_cmpint(i, >=, 0);
+    g_assert_true(hooked[i].registered);
+    g_assert_false(hooked[i].unregistered);
+    g_assert_true(pub(ctx)->bdrv_graph == hooked[i].graph);
+    /* A BH and a poll do not disturb the slot. */
+    aio_poll(ctx, false);
+    g_assert_true(pub(ctx)->bdrv_graph == hooked[i].graph);
+    aio_context_unref(ctx);
+    g_assert_true(hooked[i].unregistered);
+    g_assert_true(hooked[i].graph_intact);
+}
+
+static void test_hooks_main_and_iothread(void)
+{
+    AioContext *main_ctx = qemu_get_aio_context();
+    int i = hook_index(main_ctx);
+
+    g_assert_cmpint(i, >=, 0);
+    g_assert_true(pub(main_ctx)->bdrv_graph == hooked[i].graph);
+
+    AioctxIOThread *iot = aioctx_iothread_new("abi-iothread", &error_abort);
+    AioContext *ictx = aioctx_iothread_get_aio_context(iot);
+    int j = hook_index(ictx);
+
+    g_assert_cmpint(j, >=, 0);
+    g_assert_true(pub(ictx)->bdrv_graph == hooked[j].graph);
+    aioctx_iothread_join(iot);
+    g_assert_true(hooked[j].unregistered);
+    g_assert_true(hooked[j].graph_intact);
+}
+
+/* ---- public members ---- */
+
+static void test_aio_max_batch(void)
+{
+    AioContext *ctx = aio_context_new(&error_abort);
+
+    g_assert_cmpint(pub(ctx)->aio_max_batch, ==, 0);
+    aio_context_set_aio_params(ctx, 42);
+    g_assert_cmpint(pub(ctx)->aio_max_batch, ==, 42);
+    g_assert_cmpint(aioctx_context_get_aio_max_batch(ctx), ==, 42);
+    aio_context_unref(ctx);
+}
+
+static void noop_read(void *opaque)
+{
+    (void)opaque;
+}
+
+static void test_fdmon_ops(void)
+{
+    AioContext *ctx = aio_context_new(&error_abort);
+    EventNotifier e;
+
+    g_assert_true(pub(ctx)->fdmon_ops == &fdmon_poll_ops);
+    g_assert_null(fdmon_poll_ops.add_sqe);
+    g_assert_false(aio_has_io_uring(ctx));
+
+    /* With an fd registered the table follows the backend; add_sqe stays
+     * NULL on every backend. */
+    g_assert_cmpint(event_notifier_init(&e, false), ==, 0);
+    aio_set_fd_handler(ctx, event_notifier_get_fd(&e), noop_read, NULL, NULL,
+                       NULL, NULL);
+    aio_poll(ctx, false);
+    g_assert_nonnull(pub(ctx)->fdmon_ops);
+    g_assert_null(pub(ctx)->fdmon_ops->add_sqe);
+    g_assert_false(aio_has_io_uring(ctx));
+    g_assert_true((pub(ctx)->fdmon_ops == &fdmon_poll_ops) ==
+                  (strcmp(aioctx_context_fdmon_name(ctx), "poll") == 0));
+    aio_set_fd_handler(ctx, event_notifier_get_fd(&e), NULL, NULL, NULL, NULL,
+                       NULL);
+    event_notifier_cleanup(&e);
+    aio_context_unref(ctx);
+}
+
+/* ---- bdrv_aio_cancel owned by the program ---- */
+
+static int own_cancel_calls, own_cancel_async_calls;
+
+void bdrv_aio_cancel(BlockAIOCB *acb)
+{
+    own_cancel_calls++;
+    aioctx_bdrv_aio_cancel(acb);
+}
+
+void bdrv_aio_cancel_async(BlockAIOCB *acb)
+{
+    own_cancel_async_calls++;
+    aioctx_bdrv_aio_cancel_async(acb);
+}
+
+static int slow_job(void *opaque)
+{
+    (void)opaque;
+    g_usleep(1000);
+    return 7;
+}
+
+static void job_done(void *opaque, int ret)
+{
+    int *result = opaque;
+
+    *result = ret;
+}
+
+static void test_own_bdrv_aio_cancel(void)
+{
+    int result = INT_MIN;
+
+    /* The main thread's current context is the main one. */
+    BlockAIOCB *acb = thread_pool_submit_aio(slow_job, NULL, job_done, &result);
+
+    bdrv_aio_cancel(acb);
+    g_assert_cmpint(own_cancel_calls, ==, 1);
+    g_assert_true(result == 7 || result == -ECANCELED);
+}
+
+/* ---- qemu_co_timeout ---- */
+
+typedef struct {
+    int64_t sleep_ns;  /* how long the timed entry sleeps (0: no yield) */
+    uint64_t timeout_ns;
+    int ret;
+    bool entry_done, body_done;
+    int cleaned;       /* clean() calls */
+    bool entry_done_at_clean;
+} TimeoutCase;
+
+static void coroutine_fn timed_entry(void *opaque)
+{
+    TimeoutCase *c = opaque;
+
+    if (c->sleep_ns) {
+        qemu_co_sleep_ns(QEMU_CLOCK_REALTIME, c->sleep_ns);
+    }
+    c->entry_done = true;
+}
+
+static void timed_clean(void *opaque)
+{
+    TimeoutCase *c = opaque;
+
+    c->cleaned++;
+    c->entry_done_at_clean = c->entry_done;
+}
+
+static void coroutine_fn timeout_body(void *opaque)
+{
+    TimeoutCase *c = opaque;
+
+    c->ret = qemu_co_timeout(timed_entry, c, c->timeout_ns, timed_clean);
+    c->body_done = true;
+}
+
+static void run_timeout_case(TimeoutCase *c)
+{
+    AioContext *ctx = qemu_get_aio_context();
+
+    qemu_coroutine_enter(qemu_coroutine_create(timeout_body, c));
+    while (!c->body_done || (c->ret == -ETIMEDOUT && !c->cleaned)) {
+        aio_poll(ctx, true);
+    }
+}
+
+static void test_co_timeout_in_time(void)
+{
+    TimeoutCase c = { .sleep_ns = 1000000, .timeout_ns = 10 * NANOSECONDS_PER_SECOND };
+
+    run_timeout_case(&c);
+    g_assert_cmpint(c.ret, ==, 0);
+    g_assert_true(c.entry_done);
+    g_assert_cmpint(c.cleaned, ==, 0);
+}
+
+static void test_co_timeout_no_yield(void)
+{
+    TimeoutCase c = { .sleep_ns = 0, .timeout_ns = NANOSECONDS_PER_SECOND };
+
+    run_timeout_case(&c);
+    g_assert_cmpint(c.ret, ==, 0);
+    g_assert_true(c.entry_done);
+    g_assert_cmpint(c.cleaned, ==, 0);
+}
+
+static void test_co_timeout_zero_means_no_limit(void)
+{
+    TimeoutCase c = { .sleep_ns = 5000000, .timeout_ns = 0 };
+
+    run_timeout_case(&c);
+    g_assert_cmpint(c.ret, ==, 0);
+    g_assert_true(c.entry_done);
+    g_assert_cmpint(c.cleaned, ==, 0);
+}
+
+static void test_co_timeout_expires(void)
+{
+    TimeoutCase c = { .sleep_ns = 50000000, .timeout_ns = 1000000 };
+
+    run_timeout_case(&c);
+    g_assert_cmpint(c.ret, ==, -ETIMEDOUT);
+    /* clean() ran once, after the entry finished. */
+    g_assert_cmpint(c.cleaned, ==, 1);
+    g_assert_true(c.entry_done_at_clean);
+}
+
+/* ---- misuse ---- */
+
+static void run_death_case(int which)
+{
+    switch (which) {
+    case 0:
+        aio_add_sqe(NULL, NULL, NULL);
+        break;
+    case 1:
+        qemu_co_timeout(timed_entry, NULL, 1, NULL);
+        break;
+    }
+}
+
+static const DeathTest death_tests[] = {
+    { "/abi/aio-add-sqe/unsupported", 0,
+      "*aioctx: aio_add_sqe: io_uring submission is not supported*" },
+    { "/abi/co-timeout/outside-coroutine", 1,
+      "*aioctx: qemu_co_timeout: called outside a coroutine*" },
+};
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    qemu_init_main_loop(&error_abort);
+    g_test_add_func("/abi/hooks/aio-context-new", test_hooks_aio_context_new);
+    g_test_add_func("/abi/hooks/main-and-iothread", test_hooks_main_and_iothread);
+    g_test_add_func("/abi/context/aio-max-batch", test_aio_max_batch);
+    g_test_add_func("/abi/context/fdmon-ops", test_fdmon_ops);
+    g_test_add_func("/abi/bdrv-aio-cancel/own-definition", test_own_bdrv_aio_cancel);
+    g_test_add_func("/abi/co-timeout/in-time", test_co_timeout_in_time);
+    g_test_add_func("/abi/co-timeout/no-yield", test_co_timeout_no_yield);
+    g_test_add_func("/abi/co-timeout/zero-means-no-limit", test_co_timeout_zero_means_no_limit);
+    g_test_add_func("/abi/co-timeout/expires", test_co_timeout_expires);
+    add_death_tests(death_tests, G_N_ELEMENTS(death_tests), run_death_case);
+    return g_test_run();
+}

@@ -1,0 +1,67 @@
+//! The bytes of an `AioContext` that code compiled against QEMU 10.2's own
+//! headers reaches into (`../shared/spec/qemu-abi.md` §2), and the
+//! pointer to the `FDMonOps` object (`ffi/context.rs`) `ctx->fdmon_ops` holds.
+//!
+//! A context handle is the address of a [`crate::context::Context`], whose
+//! first field is an [`AioContextPublic`]: 608 bytes with QEMU's members at
+//! QEMU's offsets. The library itself only uses `aio_max_batch` and
+//! `fdmon_ops`; `bdrv_graph` is a slot owned by the program's block layer
+//! (its `register_aiocontext` hook stores a pointer there), and the GSource
+//! and timer-list-group bytes are reserved at their offsets.
+//!
+//! Threading: `bdrv_graph` belongs to the hooks' caller; `aio_max_batch` and
+//! `fdmon_ops` are atomics (any thread reads them; the context writes them).
+
+use std::ffi::c_void;
+use std::ptr;
+use std::sync::atomic::{AtomicI64, AtomicPtr};
+
+use crate::ffi::context::fdmon_poll_ops;
+use crate::ffi::types::FDMonOps;
+
+/// The first 608 bytes of every context, at QEMU's offsets.
+#[repr(C)]
+pub(crate) struct AioContextPublic {
+    /// QEMU's `GSource source` (offset 0, 96 bytes) and the private members
+    /// up to `bdrv_graph`. Reserved: `aio_get_g_source` returns a separate
+    /// GSource.
+    _source_and_private: [u8; 144],
+    /// `BdrvGraphRWlock *bdrv_graph` (offset 144): never touched by aioctx.
+    bdrv_graph: AtomicPtr<c_void>,
+    _private1: [u8; 496 - 152],
+    /// `QEMUTimerListGroup tlg` (offset 496, four pointers). Reserved.
+    _tlg: [*mut c_void; 4],
+    _private2: [u8; 560 - 528],
+    /// `int64_t aio_max_batch` (offset 560), read by `block/linux-aio.c`.
+    pub(crate) aio_max_batch: AtomicI64,
+    _private3: [u8; 592 - 568],
+    /// `const FDMonOps *fdmon_ops` (offset 592).
+    pub(crate) fdmon_ops: AtomicPtr<FDMonOps>,
+    _private4: [u8; 608 - 600],
+}
+
+const _: () = {
+    use std::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<AioContextPublic>() == 608);
+    assert!(align_of::<AioContextPublic>() == 8);
+    assert!(offset_of!(AioContextPublic, bdrv_graph) == 144);
+    assert!(offset_of!(AioContextPublic, _tlg) == 496);
+    assert!(offset_of!(AioContextPublic, aio_max_batch) == 560);
+    assert!(offset_of!(AioContextPublic, fdmon_ops) == 592);
+};
+
+impl AioContextPublic {
+    pub(crate) fn new() -> Self {
+        AioContextPublic {
+            _source_and_private: [0; 144],
+            bdrv_graph: AtomicPtr::new(ptr::null_mut()),
+            _private1: [0; 496 - 152],
+            _tlg: [ptr::null_mut(); 4],
+            _private2: [0; 560 - 528],
+            aio_max_batch: AtomicI64::new(0),
+            _private3: [0; 592 - 568],
+            fdmon_ops: AtomicPtr::new(ptr::from_ref(&fdmon_poll_ops).cast_mut()),
+            _private4: [0; 608 - 600],
+        }
+    }
+}
