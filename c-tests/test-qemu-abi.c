@@ -21,6 +21,7 @@
 #include "qemu/thread.h"
 #include "qemu/coroutine.h"
 #include "qemu/event_notifier.h"
+#include "qemu/lockable.h"
 
 #include "test-util.h"
 
@@ -41,8 +42,31 @@ ASSERT_LAYOUT(QemuCond, 56, 8);
 ASSERT_LAYOUT(QemuSemaphore, 112, 8);
 ASSERT_LAYOUT(QemuEvent, 8, 4);
 ASSERT_LAYOUT(CoMutex, 48, 8);
+/* qemu_co_mutex_assert_locked() reads locked and holder. */
+_Static_assert(offsetof(CoMutex, locked) == 0, "CoMutex.locked");
+_Static_assert(offsetof(CoMutex, ctx) == 8, "CoMutex.ctx");
+_Static_assert(offsetof(CoMutex, holder) == 40, "CoMutex.holder");
 ASSERT_LAYOUT(CoQueue, 16, 8);
 ASSERT_LAYOUT(CoRwlock, 72, 8);
+_Static_assert(offsetof(CoRwlock, mutex) == 0, "CoRwlock.mutex");
+_Static_assert(offsetof(CoRwlock, owners) == 48, "CoRwlock.owners");
+ASSERT_LAYOUT(QemuCoSleep, 8, 8);
+_Static_assert(offsetof(QemuSemaphore, mutex) == 0, "QemuSemaphore.mutex");
+_Static_assert(offsetof(QemuSemaphore, cond) == 48, "QemuSemaphore.cond");
+_Static_assert(offsetof(QemuSemaphore, count) == 104, "QemuSemaphore.count");
+_Static_assert(offsetof(QemuMutex, initialized) == 40, "QemuMutex.initialized");
+_Static_assert(offsetof(QemuCond, initialized) == 48, "QemuCond.initialized");
+_Static_assert(offsetof(QemuEvent, value) == 0, "QemuEvent.value");
+_Static_assert(offsetof(QemuEvent, initialized) == 4, "QemuEvent.initialized");
+ASSERT_LAYOUT(BlockAIOCB, 40, 8);
+_Static_assert(offsetof(BlockAIOCB, aiocb_info) == 0, "BlockAIOCB.aiocb_info");
+_Static_assert(offsetof(BlockAIOCB, bs) == 8, "BlockAIOCB.bs");
+_Static_assert(offsetof(BlockAIOCB, cb) == 16, "BlockAIOCB.cb");
+_Static_assert(offsetof(BlockAIOCB, opaque) == 24, "BlockAIOCB.opaque");
+_Static_assert(offsetof(BlockAIOCB, refcnt) == 32, "BlockAIOCB.refcnt");
+ASSERT_LAYOUT(AIOCBInfo, 16, 8);
+_Static_assert(offsetof(AIOCBInfo, aiocb_size) == 8, "AIOCBInfo.aiocb_size");
+ASSERT_LAYOUT(MemReentrancyGuard, 1, 1);
 ASSERT_LAYOUT(AioWait, 4, 4);
 ASSERT_LAYOUT(FDMonOps, 64, 8);
 _Static_assert(offsetof(FDMonOps, add_sqe) == 56, "FDMonOps.add_sqe");
@@ -334,6 +358,24 @@ static void test_co_timeout_expires(void)
     g_assert_true(c.entry_done_at_clean);
 }
 
+/* ---- QemuLockable ---- */
+
+static void test_make_lockable_typed_null(void)
+{
+    QemuMutex *none = NULL;
+    QemuMutex m;
+
+    g_assert_null(QEMU_MAKE_LOCKABLE(none));
+    g_assert_null(qemu_make_lockable(NULL, (QemuLockable *)&m));
+    qemu_mutex_init(&m);
+    QemuLockable *l = QEMU_MAKE_LOCKABLE(&m);
+    g_assert_nonnull(l);
+    g_assert_true(l->object == &m);
+    qemu_lockable_lock(l);
+    qemu_lockable_unlock(l);
+    qemu_mutex_destroy(&m);
+}
+
 /* ---- misuse ---- */
 
 static void run_death_case(int which)
@@ -368,6 +410,7 @@ int main(int argc, char **argv)
     g_test_add_func("/abi/co-timeout/no-yield", test_co_timeout_no_yield);
     g_test_add_func("/abi/co-timeout/zero-means-no-limit", test_co_timeout_zero_means_no_limit);
     g_test_add_func("/abi/co-timeout/expires", test_co_timeout_expires);
+    g_test_add_func("/abi/lockable/typed-null", test_make_lockable_typed_null);
     add_death_tests(death_tests, G_N_ELEMENTS(death_tests), run_death_case);
     return g_test_run();
 }

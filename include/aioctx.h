@@ -238,7 +238,7 @@ typedef struct QemuCoSleep {
  */
 typedef struct CoMutex {
   /**
-   * Holder plus waiters.
+   * Holder plus waiters (QEMU's offset 0).
    */
   unsigned int locked;
   /**
@@ -246,9 +246,9 @@ typedef struct CoMutex {
    */
   unsigned int wait_lock;
   /**
-   * Ownership left for a locker not yet queued.
+   * The holder's context (QEMU's offset 8).
    */
-  unsigned int handoff;
+  struct AioContext *ctx;
   /**
    * Oldest waiter.
    */
@@ -258,13 +258,18 @@ typedef struct CoMutex {
    */
   struct Coroutine *waiters_tail;
   /**
-   * The coroutine holding the mutex.
+   * Ownership left for a locker not yet queued.
+   */
+  unsigned int handoff;
+  /**
+   * Unused (QEMU's `sequence`).
+   */
+  unsigned int reserved;
+  /**
+   * The coroutine holding the mutex (QEMU's offset 40, read by QEMU's
+   * `qemu_co_mutex_assert_locked` macro).
    */
   struct Coroutine *holder;
-  /**
-   * The holder's context.
-   */
-  struct AioContext *ctx;
 } CoMutex;
 
 /**

@@ -82,7 +82,7 @@ fn rust_layouts() -> Vec<RustLayout> {
         QemuEvent => aioctx::ffi::sync::QemuEvent { value, initialized },
         QemuThread => aioctx::ffi::sync::QemuThread { thread, mode },
         CoMutex => aioctx::ffi::coroutine::CoMutex {
-            locked, wait_lock, handoff, waiters_head, waiters_tail, holder, ctx,
+            locked, wait_lock, ctx, waiters_head, waiters_tail, handoff, reserved, holder,
         },
         CoQueue => aioctx::ffi::coroutine::CoQueue { first, last },
         CoRwlock => aioctx::ffi::coroutine::CoRwlock { mutex, owners, tickets_first, tickets_last },

@@ -27,12 +27,14 @@ use crate::fatal::{Misuse, MisuseResult};
 pub(crate) struct CoMutexCore {
     locked: AtomicU32,
     wait_lock: AtomicU32,
-    /// Protected by `wait_lock`.
-    handoff: UnsafeCell<u32>,
+    ctx: AtomicPtr<Context>,
     head: UnsafeCell<*mut CoBox>,
     tail: UnsafeCell<*mut CoBox>,
+    /// Protected by `wait_lock`.
+    handoff: UnsafeCell<u32>,
+    /// At QEMU's offset 40, read by QEMU's `qemu_co_mutex_assert_locked`
+    /// macro (after `handoff`, the padding is QEMU's `sequence`).
     holder: AtomicPtr<CoBox>,
-    ctx: AtomicPtr<Context>,
 }
 
 // SAFETY: the non-atomic fields are only touched with `wait_lock` held.

@@ -108,12 +108,8 @@ pub extern "C" fn qemu_co_timeout(
         finished: false,
         abandoned: false,
     }));
-    let co = qemu_coroutine_create(
-        // SAFETY: `timed_entry` is a `void (void *)` C-ABI function, which
-        // is what a `CoroutineEntry *` points to.
-        unsafe { std::mem::transmute::<PlainFn, *mut CoroutineEntry>(timed_entry) },
-        s.cast(),
-    );
+    // A `CoroutineEntry *` is a pointer to a `void (void *)` C function.
+    let co = qemu_coroutine_create(timed_entry as PlainFn as *mut CoroutineEntry, s.cast());
     // Inside a coroutine of the same context this queues `co` to run when
     // the caller yields (in the sleep below).
     aio_co_enter(qemu_get_current_aio_context(), co);

@@ -56,20 +56,23 @@ const _: () = assert!(AIOCTX_COROUTINE_SIZE == coroutine::VISIBLE_SIZE);
 /// thread). Not recursive.
 #[repr(C)]
 pub struct CoMutex {
-    /// Holder plus waiters.
+    /// Holder plus waiters (QEMU's offset 0).
     pub locked: c_uint,
     /// Spinlock over the waiter list.
     pub wait_lock: c_uint,
-    /// Ownership left for a locker not yet queued.
-    pub handoff: c_uint,
+    /// The holder's context (QEMU's offset 8).
+    pub ctx: *mut AioContext,
     /// Oldest waiter.
     pub waiters_head: *mut Coroutine,
     /// Newest waiter.
     pub waiters_tail: *mut Coroutine,
-    /// The coroutine holding the mutex.
+    /// Ownership left for a locker not yet queued.
+    pub handoff: c_uint,
+    /// Unused (QEMU's `sequence`).
+    pub reserved: c_uint,
+    /// The coroutine holding the mutex (QEMU's offset 40, read by QEMU's
+    /// `qemu_co_mutex_assert_locked` macro).
     pub holder: *mut Coroutine,
-    /// The holder's context.
-    pub ctx: *mut AioContext,
 }
 
 /// A FIFO of waiting coroutines (QEMU's `CoQueue`). All-zero, or
@@ -108,6 +111,8 @@ pub struct QemuCoSleep {
 
 const _: () = {
     assert!(size_of::<CoMutex>() == size_of::<CoMutexCore>());
+    assert!(offset_of!(CoMutex, locked) == 0 && offset_of!(CoMutex, ctx) == 8);
+    assert!(offset_of!(CoMutex, handoff) == 32 && offset_of!(CoMutex, holder) == 40);
     assert!(align_of::<CoMutex>() == align_of::<CoMutexCore>());
     assert!(size_of::<CoQueue>() == size_of::<CoQueueCore>());
     assert!(align_of::<CoQueue>() == align_of::<CoQueueCore>());

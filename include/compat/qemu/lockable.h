@@ -34,6 +34,13 @@ qemu_null_lockable(void *x)
     return NULL;
 }
 
+/* QEMU's helper: the lockable for x, or NULL when x (typed) is NULL. */
+static inline __attribute__((__always_inline__)) QemuLockable *
+qemu_make_lockable(void *x, QemuLockable *lockable)
+{
+    return x ? lockable : NULL;
+}
+
 #define QML_FUNC_(name)                                                 \
     (QemuLockUnlockFunc *)(void (*)(void)) name
 
@@ -45,15 +52,15 @@ qemu_null_lockable(void *x)
 
 /*
  * QEMU_MAKE_LOCKABLE(x): a QemuLockable * for x (a compound literal, valid
- * in the enclosing block). x NULL (as void *) gives NULL.
+ * in the enclosing block). x NULL (as void *, or typed) gives NULL.
  */
 #define QEMU_MAKE_LOCKABLE(x)                                           \
     _Generic((x), QemuLockable *: (x),                                  \
              void *: qemu_null_lockable(x),                             \
-             QemuMutex *: QML_OBJ_(x, mutex),                           \
-             QemuRecMutex *: QML_OBJ_(x, rec_mutex),                    \
-             CoMutex *: QML_OBJ_(x, co_mutex),                          \
-             QemuSpin *: QML_OBJ_(x, spin))
+             QemuMutex *: qemu_make_lockable((x), QML_OBJ_(x, mutex)),  \
+             QemuRecMutex *: qemu_make_lockable((x), QML_OBJ_(x, rec_mutex)), \
+             CoMutex *: qemu_make_lockable((x), QML_OBJ_(x, co_mutex)), \
+             QemuSpin *: qemu_make_lockable((x), QML_OBJ_(x, spin)))
 
 /* The same, for an x that is never NULL. */
 #define QEMU_MAKE_LOCKABLE_NONNULL(x)                                   \
