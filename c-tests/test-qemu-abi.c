@@ -13,7 +13,9 @@
  *   QEMU's block layer does: linking it proves there is no "multiple
  *   definition", and the library's default stays reachable;
  * - aio_add_sqe aborts with one line;
- * - qemu_co_timeout: in time, timed out (clean runs after the entry), 0.
+ * - qemu_co_timeout: in time, timed out (clean runs after the entry), 0;
+ * - QEMU's qemu_poll_ns, event_notifier_set_handler, yield_until_fd_readable
+ *   and qemu_make_lockable (typed NULL gives NULL).
  */
 #include "qemu/osdep.h"
 #include "block/aio.h"
@@ -376,6 +378,91 @@ static void test_make_lockable_typed_null(void)
     qemu_mutex_destroy(&m);
 }
 
+/* ---- qemu_poll_ns, event_notifier_set_handler, yield_until_fd_readable ---- */
+
+static void test_qemu_poll_ns(void)
+{
+    int p[2];
+    GPollFD pfd;
+    int64_t start;
+
+    g_assert_cmpint(pipe(p), ==, 0);
+    pfd = (GPollFD){ .fd = p[0], .events = G_IO_IN };
+    g_assert_cmpint(qemu_poll_ns(&pfd, 1, 0), ==, 0);
+    start = g_get_monotonic_time();
+    g_assert_cmpint(qemu_poll_ns(&pfd, 1, 2000000), ==, 0);
+    g_assert_cmpint(g_get_monotonic_time() - start, >=, 2000);
+    g_assert_cmpint(write(p[1], "x", 1), ==, 1);
+    g_assert_cmpint(qemu_poll_ns(&pfd, 1, -1), ==, 1);
+    g_assert_true(pfd.revents & G_IO_IN);
+    close(p[0]);
+    close(p[1]);
+}
+
+static int notifier_calls;
+
+static void count_notifier(EventNotifier *e)
+{
+    event_notifier_test_and_clear(e);
+    notifier_calls++;
+}
+
+static void test_event_notifier_set_handler(void)
+{
+    EventNotifier e;
+
+    g_assert_cmpint(event_notifier_init(&e, false), ==, 0);
+    event_notifier_set_handler(&e, count_notifier);
+    event_notifier_set(&e);
+    for (int i = 0; i < 100 && notifier_calls == 0; i++) {
+        main_loop_wait(false);
+    }
+    g_assert_cmpint(notifier_calls, ==, 1);
+    event_notifier_set_handler(&e, NULL);
+    event_notifier_set(&e);
+    for (int i = 0; i < 10; i++) {
+        main_loop_wait(true);
+    }
+    g_assert_cmpint(notifier_calls, ==, 1);
+    event_notifier_cleanup(&e);
+}
+
+typedef struct {
+    int fd;
+    bool resumed;
+} FdWait;
+
+static void coroutine_fn wait_readable(void *opaque)
+{
+    FdWait *w = opaque;
+
+    yield_until_fd_readable(w->fd);
+    w->resumed = true;
+}
+
+static void test_yield_until_fd_readable(void)
+{
+    AioContext *ctx = qemu_get_aio_context();
+    FdWait w;
+    int p[2];
+
+    g_assert_cmpint(pipe(p), ==, 0);
+    w = (FdWait){ .fd = p[0] };
+    qemu_coroutine_enter(qemu_coroutine_create(wait_readable, &w));
+    g_assert_false(w.resumed);
+    while (aio_poll(ctx, false)) {
+    }
+    g_assert_false(w.resumed);
+    g_assert_cmpint(write(p[1], "x", 1), ==, 1);
+    while (!w.resumed) {
+        aio_poll(ctx, true);
+    }
+    /* The handler is gone: the still-readable fd wakes nothing. */
+    g_assert_false(aio_poll(ctx, false));
+    close(p[0]);
+    close(p[1]);
+}
+
 /* ---- misuse ---- */
 
 static void run_death_case(int which)
@@ -387,6 +474,9 @@ static void run_death_case(int which)
     case 1:
         qemu_co_timeout(timed_entry, NULL, 1, NULL);
         break;
+    case 2:
+        yield_until_fd_readable(0);
+        break;
     }
 }
 
@@ -395,6 +485,8 @@ static const DeathTest death_tests[] = {
       "*aioctx: aio_add_sqe: io_uring submission is not supported*" },
     { "/abi/co-timeout/outside-coroutine", 1,
       "*aioctx: qemu_co_timeout: called outside a coroutine*" },
+    { "/abi/yield-until-fd-readable/outside-coroutine", 2,
+      "*aioctx: yield_until_fd_readable: called outside a coroutine*" },
 };
 
 int main(int argc, char **argv)
@@ -411,6 +503,9 @@ int main(int argc, char **argv)
     g_test_add_func("/abi/co-timeout/zero-means-no-limit", test_co_timeout_zero_means_no_limit);
     g_test_add_func("/abi/co-timeout/expires", test_co_timeout_expires);
     g_test_add_func("/abi/lockable/typed-null", test_make_lockable_typed_null);
+    g_test_add_func("/abi/qemu-poll-ns", test_qemu_poll_ns);
+    g_test_add_func("/abi/event-notifier-set-handler", test_event_notifier_set_handler);
+    g_test_add_func("/abi/yield-until-fd-readable", test_yield_until_fd_readable);
     add_death_tests(death_tests, G_N_ELEMENTS(death_tests), run_death_case);
     return g_test_run();
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 typedef struct _GSource GSource;
+typedef struct _GPollFD GPollFD;
 
 /** A bottom-half or oneshot callback: `void cb(void *opaque)`. */
 typedef void QEMUBHFunc(void *opaque);
@@ -1039,6 +1040,26 @@ int64_t aioctx_context_get_poll_ns(struct AioContext *ctx);
  * static. Home thread (or an unbound context).
  */
 const char *aioctx_context_fdmon_name(struct AioContext *ctx);
+
+/**
+ * QEMU's main-loop shorthand: `aio_set_event_notifier` on the iohandler
+ * context (`iohandler_get_aio_context`), with no polling callbacks; NULL
+ * `handler` removes it. Main loop thread (or a BQL holder).
+ */
+void event_notifier_set_handler(struct EventNotifier *e, EventNotifierHandler *handler);
+
+/**
+ * Coroutine only: yields until `fd` is readable (a read handler on the
+ * current context, removed before the coroutine resumes).
+ */
+void yield_until_fd_readable(int fd);
+
+/**
+ * QEMU's `qemu_poll_ns` (`qemu/timer.h`): `poll(2)` with a timeout in
+ * nanoseconds (negative: forever, 0: don't block). Returns what `ppoll`
+ * returns (-1 with `errno` set on error). Any thread.
+ */
+int qemu_poll_ns(GPollFD *fds, unsigned int nfds, int64_t timeout);
 
 /**
  * A new reference to `ctx`'s GSource: attached to a `GMainContext`, it runs

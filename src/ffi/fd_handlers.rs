@@ -184,3 +184,90 @@ pub extern "C" fn aioctx_context_fdmon_name(ctx: *mut AioContext) -> *const std:
         })
     })
 }
+
+/// QEMU's main-loop shorthand: `aio_set_event_notifier` on the iohandler
+/// context (`iohandler_get_aio_context`), with no polling callbacks; NULL
+/// `handler` removes it. Main loop thread (or a BQL holder).
+#[unsafe(no_mangle)]
+pub extern "C" fn event_notifier_set_handler(
+    e: *mut EventNotifier,
+    handler: *mut EventNotifierHandler,
+) {
+    aio_set_event_notifier(
+        super::main_loop::iohandler_get_aio_context(),
+        e,
+        handler,
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+    );
+}
+
+/// What `yield_until_fd_readable` registers: the coroutine to wake.
+struct FdReadableWait {
+    co: *mut super::coroutine::Coroutine,
+    fd: c_int,
+    ctx: *mut AioContext,
+}
+
+unsafe extern "C" fn fd_became_readable(opaque: *mut c_void) {
+    let w = opaque.cast::<FdReadableWait>();
+    // SAFETY: `w` lives on the waiting coroutine's stack until it is woken;
+    // the handler is removed before the wake, so it runs at most once.
+    let (ctx, fd, co) = unsafe { ((*w).ctx, (*w).fd, (*w).co) };
+    aio_set_fd_handler(
+        ctx,
+        fd,
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+    );
+    super::coroutine::aio_co_wake(co);
+}
+
+/// Coroutine only: yields until `fd` is readable (a read handler on the
+/// current context, removed before the coroutine resumes).
+#[unsafe(no_mangle)]
+pub extern "C" fn yield_until_fd_readable(fd: c_int) {
+    ffi_call("yield_until_fd_readable", || -> MisuseResult<()> {
+        if !super::coroutine::qemu_in_coroutine() {
+            return Err(Misuse::new("called outside a coroutine"));
+        }
+        Ok(())
+    });
+    let mut w = FdReadableWait {
+        co: super::coroutine::qemu_coroutine_self(),
+        fd,
+        ctx: super::main_loop::qemu_get_current_aio_context(),
+    };
+    let read: unsafe extern "C" fn(*mut c_void) = fd_became_readable;
+    aio_set_fd_handler(
+        w.ctx,
+        fd,
+        read as *mut IOHandler,
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+        (&raw mut w).cast(),
+    );
+    super::coroutine::qemu_coroutine_yield();
+}
+
+/// Marker for GLib's `GPollFD` (declared in the header's preamble): the
+/// layout of `struct pollfd` (`int fd; unsigned short events, revents`).
+pub struct GPollFD {
+    _opaque: [u8; 0],
+}
+
+/// QEMU's `qemu_poll_ns` (`qemu/timer.h`): `poll(2)` with a timeout in
+/// nanoseconds (negative: forever, 0: don't block). Returns what `ppoll`
+/// returns (-1 with `errno` set on error). Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_poll_ns(fds: *mut GPollFD, nfds: std::ffi::c_uint, timeout: i64) -> c_int {
+    let ts = (timeout >= 0).then(|| crate::fdmon::timespec_from_ns(timeout));
+    let tsp = ts.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
+    // SAFETY: `GPollFD` has `struct pollfd`'s layout; the caller passes
+    // `nfds` of them (or NULL with 0); `tsp` is NULL or a valid timespec.
+    unsafe { libc::ppoll(fds.cast(), libc::nfds_t::from(nfds), tsp, std::ptr::null()) }
+}
