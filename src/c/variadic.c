@@ -38,19 +38,70 @@ int error_printf(const char *fmt, ...)
     return ret;
 }
 
+/* The time now, UTC, ISO 8601 with microseconds ("...T12:34:56.123456Z"). */
+static char *real_time_iso8601(void)
+{
+    g_autoptr(GDateTime) dt = g_date_time_new_now_utc();
+
+    return g_date_time_format_iso8601(dt);
+}
+
+/* QEMU's location prefix: "PROGNAME:" then the current location, ": ". */
+static void append_location(GString *out)
+{
+    Location loc;
+    const char *sep = " ";
+
+    loc_save(&loc);
+    g_string_append_printf(out, "%s:", report_progname());
+    switch (loc.kind) {
+    case LOC_CMDLINE: {
+        char *const *argv = loc.ptr;
+        for (int i = 0; i < loc.num; i++) {
+            g_string_append_printf(out, "%s%s", sep, argv[i]);
+        }
+        g_string_append(out, ": ");
+        break;
+    }
+    case LOC_FILE:
+        g_string_append_printf(out, "%s:", (const char *)loc.ptr);
+        if (loc.num) {
+            g_string_append_printf(out, "%d:", loc.num);
+        }
+        g_string_append(out, " ");
+        break;
+    default:
+        g_string_append(out, sep);
+        break;
+    }
+}
+
 /*
- * Formats "PROGNAME: KIND" + message + "\n" and writes it with one stdio
- * call, so that lines from several threads do not interleave.
+ * Formats [TIMESTAMP ][GUEST ]PROGNAME:LOCATION KIND + message + "\n" and
+ * writes it with one stdio call, so that lines from several threads do not
+ * interleave.
  */
 static void vreport(const char *kind, const char *fmt, va_list ap)
 {
     int saved_errno = errno;
     g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-    g_autofree char *line = g_strdup_printf("%s: %s%s\n", report_progname(),
-                                            kind, msg);
+    GString *line = g_string_new(NULL);
 
-    fputs(line, stderr);
+    if (qatomic_read(&message_with_timestamp)) {
+        g_autofree char *now = real_time_iso8601();
+        g_string_append_printf(line, "%s ", now);
+    }
+    if (qatomic_read(&error_with_guestname)) {
+        const char *guest = qatomic_read(&error_guest_name);
+        if (guest) {
+            g_string_append_printf(line, "%s ", guest);
+        }
+    }
+    append_location(line);
+    g_string_append_printf(line, "%s%s\n", kind, msg);
+    fputs(line->str, stderr);
     fflush(stderr);
+    g_string_free(line, true);
     errno = saved_errno;
 }
 
