@@ -230,6 +230,63 @@ static void test_timestamp_now(void)
     }
 }
 
+/* ------------------------------------------------------------- classes */
+
+static void test_error_class(void)
+{
+    Error *err = NULL, *copy, *dst = NULL;
+
+    g_assert_cmpint(ERROR_CLASS_GENERIC_ERROR, ==, 0);
+    g_assert_cmpint(ERROR_CLASS_DEVICE_NOT_FOUND, ==, 3);
+    g_assert_cmpint(ERROR_CLASS_KVM_MISSING_CAP, ==, 4);
+    g_assert_cmpuint(sizeof(ErrorClass), ==, 4);
+
+    error_set(&err, ERROR_CLASS_DEVICE_NOT_FOUND, "no device %s", "d0");
+    g_assert_cmpint(error_get_class(err), ==, ERROR_CLASS_DEVICE_NOT_FOUND);
+    g_assert_cmpstr(error_get_pretty(err), ==, "no device d0");
+
+    /* Prepending, copying and propagating keep the class. */
+    error_prepend(&err, "pre: ");
+    g_assert_cmpint(error_get_class(err), ==, ERROR_CLASS_DEVICE_NOT_FOUND);
+    g_assert_cmpstr(error_get_pretty(err), ==, "pre: no device d0");
+    copy = error_copy(err);
+    g_assert_cmpint(error_get_class(copy), ==, ERROR_CLASS_DEVICE_NOT_FOUND);
+    error_free(copy);
+    error_propagate_prepend(&dst, err, "outer: ");
+    g_assert_cmpint(error_get_class(dst), ==, ERROR_CLASS_DEVICE_NOT_FOUND);
+    g_assert_cmpstr(error_get_pretty(dst), ==, "outer: pre: no device d0");
+    error_free(dst);
+
+    for (int c = ERROR_CLASS_GENERIC_ERROR; c < ERROR_CLASS__MAX; c++) {
+        err = NULL;
+        error_set(&err, (ErrorClass)c, "class %d", c);
+        g_assert_cmpint(error_get_class(err), ==, c);
+        error_free(err);
+    }
+
+    err = NULL;
+    error_setg(&err, "generic");
+    g_assert_cmpint(error_get_class(err), ==, ERROR_CLASS_GENERIC_ERROR);
+    error_free(err);
+    err = NULL;
+    error_setg_errno(&err, ENOENT, "gone");
+    g_assert_cmpint(error_get_class(err), ==, ERROR_CLASS_GENERIC_ERROR);
+    error_free(err);
+}
+
+static void test_error_class_misuse(void)
+{
+    if (g_test_subprocess()) {
+        Error *err = NULL;
+        error_set(&err, ERROR_CLASS__MAX, "bad class");
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("*aioctx: aioctx_error_new_class: error class 5 "
+                              "is not an ErrorClass (0..5)\n*");
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -242,5 +299,7 @@ int main(int argc, char **argv)
     g_test_add_func("/error/location/misuse-push", test_location_misuse_push);
     g_test_add_func("/error/timestamp", test_timestamp);
     g_test_add_func("/error/timestamp-now", test_timestamp_now);
+    g_test_add_func("/error/class", test_error_class);
+    g_test_add_func("/error/class-misuse", test_error_class_misuse);
     return g_test_run();
 }

@@ -116,7 +116,8 @@ typedef struct BlockDriverState BlockDriverState;
 typedef struct Coroutine Coroutine;
 
 /**
- * An error message. Opaque to C.
+ * An error message and its QAPI class (`ErrorClass`: 0 is
+ * `ERROR_CLASS_GENERIC_ERROR`). Opaque to C.
  */
 typedef struct Error Error;
 
@@ -857,8 +858,21 @@ const char *error_get_pretty(const struct Error *err);
  * A new `Error` holding a copy of `msg` (NUL-terminated, not NULL). The
  * caller owns it: store it into an `Error **` or free it with `error_free`.
  * Used by the C implementation of `error_setg` and friends.
+ * Its class is `ERROR_CLASS_GENERIC_ERROR`.
  */
 struct Error *aioctx_error_new(const char *msg);
+
+/**
+ * Like `aioctx_error_new`, with the QAPI class `err_class` (an
+ * `ErrorClass` of `qapi/error.h`: 0 to `ERROR_CLASS__MAX - 1`). Used by
+ * `error_set` and by the C functions that replace or copy an error.
+ */
+struct Error *aioctx_error_new_class(int err_class, const char *msg);
+
+/**
+ * The class `err` was created with (`error_get_class` in C).
+ */
+int aioctx_error_class(const struct Error *err);
 
 /**
  * Opens the notifier's eventfd (non-blocking, close-on-exec), set if

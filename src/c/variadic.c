@@ -314,7 +314,7 @@ static void error_replace_prefixed(Error **errp, const char *prefix)
     GString *hint = hint_take(old);
     g_autofree char *msg = g_strconcat(prefix, error_get_pretty(old), NULL);
 
-    *errp = aioctx_error_new(msg);
+    *errp = aioctx_error_new_class(aioctx_error_class(old), msg);
     error_free(old);
     if (hint) {
         hint_append(*errp, hint->str);
@@ -421,8 +421,8 @@ static void error_handle(Error **errp, Error *err, const char *src, int line,
 }
 
 static void error_setv(Error **errp, const char *src, int line,
-                       const char *func, const char *fmt, va_list ap,
-                       const char *suffix)
+                       const char *func, ErrorClass err_class,
+                       const char *fmt, va_list ap, const char *suffix)
 {
     int saved_errno = errno;
 
@@ -442,7 +442,8 @@ static void error_setv(Error **errp, const char *src, int line,
         g_free(msg);
         msg = with;
     }
-    error_handle(errp, aioctx_error_new(msg), src, line, func);
+    error_handle(errp, aioctx_error_new_class(err_class, msg), src, line,
+                 func);
     errno = saved_errno;
 }
 
@@ -452,7 +453,8 @@ void error_setg_internal(Error **errp, const char *src, int line,
     va_list ap;
 
     va_start(ap, fmt);
-    error_setv(errp, src, line, func, fmt, ap, NULL);
+    error_setv(errp, src, line, func, ERROR_CLASS_GENERIC_ERROR, fmt, ap,
+               NULL);
     va_end(ap);
 }
 
@@ -462,9 +464,8 @@ void error_set_internal(Error **errp, const char *src, int line,
 {
     va_list ap;
 
-    (void)err_class; /* aioctx errors carry no class */
     va_start(ap, fmt);
-    error_setv(errp, src, line, func, fmt, ap, NULL);
+    error_setv(errp, src, line, func, err_class, fmt, ap, NULL);
     va_end(ap);
 }
 
@@ -476,7 +477,7 @@ void error_setg_errno_internal(Error **errp, const char *src, int line,
     int saved_errno = errno;
 
     va_start(ap, fmt);
-    error_setv(errp, src, line, func, fmt, ap,
+    error_setv(errp, src, line, func, ERROR_CLASS_GENERIC_ERROR, fmt, ap,
                os_errno != 0 ? strerror(os_errno) : NULL);
     va_end(ap);
     errno = saved_errno;
@@ -492,13 +493,13 @@ void error_setg_file_open_internal(Error **errp, const char *src, int line,
 
 ErrorClass error_get_class(const Error *err)
 {
-    (void)err;
-    return ERROR_CLASS_GENERIC_ERROR;
+    return (ErrorClass)aioctx_error_class(err);
 }
 
 Error *error_copy(const Error *err)
 {
-    Error *copy = aioctx_error_new(error_get_pretty(err));
+    Error *copy = aioctx_error_new_class(aioctx_error_class(err),
+                                         error_get_pretty(err));
 
     pthread_mutex_lock(&hint_lock);
     int i = hint_find_locked(err);

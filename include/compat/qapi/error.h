@@ -28,8 +28,9 @@
 extern "C" {
 #endif
 
-/* QEMU's QAPI error classes; aioctx keeps no class, so this is for source
- * compatibility only (error_get_class always says GENERIC_ERROR). */
+/* QEMU's QAPI error classes (values 0..4 as QEMU's). error_set() gives
+ * an error its class, error_setg() & co. GENERIC_ERROR; error_get_class()
+ * returns it, and error_prepend() / error_copy() keep it. */
 typedef enum ErrorClass {
     ERROR_CLASS_GENERIC_ERROR,
     ERROR_CLASS_COMMAND_NOT_FOUND,
@@ -39,6 +40,7 @@ typedef enum ErrorClass {
     ERROR_CLASS__MAX,
 } ErrorClass;
 
+/* The class err was created with. */
 ErrorClass error_get_class(const Error *err);
 
 void error_setg_internal(Error **errp, const char *src, int line,
