@@ -1,7 +1,8 @@
 /*
  * QEMU 10.2's error-report / Error binary interface (spec qemu-abi.md §3,
  * §5): Location's layout and the loc_* stack as error_report prints it,
- * message_with_timestamp / error_with_guestname, error classes.
+ * message_with_timestamp / error_with_guestname, error classes,
+ * warn_report_err_once.
  *
  * Output is checked in subprocesses (g_test_trap_subprocess) against the
  * exact stderr text.
@@ -287,6 +288,48 @@ static void test_error_class_misuse(void)
                               "is not an ErrorClass (0..5)\n*");
 }
 
+/* ------------------------------------------------ warn_report_err_once */
+
+static bool warn_site(int i)
+{
+    Error *err = NULL;
+
+    error_setg(&err, "site A %d", i);
+    error_append_hint(&err, "hint %d\n", i);
+    return warn_report_err_once(err);
+}
+
+static void test_warn_report_err_once(void)
+{
+    if (g_test_subprocess()) {
+        error_init("onceprog");
+        for (int i = 0; i < 3; i++) {
+            bool printed = warn_site(i);
+            g_assert_true(printed == (i == 0));
+        }
+        /* Another call site has its own flag. */
+        Error *err = NULL;
+        error_setg(&err, "site B");
+        g_assert_true(warn_report_err_once(err));
+
+        bool flag = false;
+        err = NULL;
+        error_setg(&err, "cond 1");
+        g_assert_true(warn_report_err_once_cond(&flag, err));
+        g_assert_true(flag);
+        err = NULL;
+        error_setg(&err, "cond 2");
+        g_assert_false(warn_report_err_once_cond(&flag, err));
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+    g_test_trap_assert_passed();
+    g_test_trap_assert_stderr("onceprog: warning: site A 0\n"
+                              "hint 0\n"
+                              "onceprog: warning: site B\n"
+                              "onceprog: warning: cond 1\n");
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -301,5 +344,6 @@ int main(int argc, char **argv)
     g_test_add_func("/error/timestamp-now", test_timestamp_now);
     g_test_add_func("/error/class", test_error_class);
     g_test_add_func("/error/class-misuse", test_error_class_misuse);
+    g_test_add_func("/error/warn-report-err-once", test_warn_report_err_once);
     return g_test_run();
 }

@@ -307,6 +307,17 @@ void warn_report_err(Error *err)
     report_err(err, true);
 }
 
+bool warn_report_err_once_cond(bool *printed, Error *err)
+{
+    assert(printed);
+    if (qatomic_xchg(printed, true)) {
+        error_free_with_hint(err);
+        return false;
+    }
+    warn_report_err(err);
+    return true;
+}
+
 /* Replaces *errp with an error whose message is PREFIX + old message. */
 static void error_replace_prefixed(Error **errp, const char *prefix)
 {

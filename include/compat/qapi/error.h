@@ -101,6 +101,17 @@ void error_append_hint(Error *const *errp, const char *fmt, ...)
 /* Report err with error_report (warn_report) plus its hint, then free it. */
 void error_report_err(Error *err);
 void warn_report_err(Error *err);
+/*
+ * warn_report_err(err) if *printed is false, then sets it; else just frees
+ * err. Returns true if it printed. warn_report_err_once(err) uses one flag
+ * per call site.
+ */
+bool warn_report_err_once_cond(bool *printed, Error *err);
+#define warn_report_err_once(err)                       \
+    ({                                                  \
+        static bool print_once_;                        \
+        warn_report_err_once_cond(&print_once_, err);   \
+    })
 /* The same with the message prefixed by fmt. */
 void error_reportf_err(Error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
