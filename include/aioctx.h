@@ -50,6 +50,8 @@ typedef struct BlockAIOCB BlockAIOCB;
 void bdrv_aio_cancel(BlockAIOCB *acb);
 /** Asks for `acb` to be cancelled without waiting (weak; the default is aioctx_bdrv_aio_cancel_async). */
 void bdrv_aio_cancel_async(BlockAIOCB *acb);
+/** QEMU's error location; defined by qemu/error-report.h (include/compat/). */
+typedef struct Location Location;
 
 
 /**
@@ -121,7 +123,8 @@ typedef struct BlockDriverState BlockDriverState;
 typedef struct Coroutine Coroutine;
 
 /**
- * An error message. Opaque to C.
+ * An error message and its QAPI class (`ErrorClass`: 0 is
+ * `ERROR_CLASS_GENERIC_ERROR`). Opaque to C.
  */
 typedef struct Error Error;
 
@@ -577,6 +580,23 @@ extern struct Error *error_abort;
 extern struct Error *error_fatal;
 
 /**
+ * When true, `error_report` & co. start each line with the time (UTC,
+ * ISO 8601), as QEMU's `-msg timestamp=on`.
+ */
+extern bool message_with_timestamp;
+
+/**
+ * When true and `error_guest_name` is set, `error_report` & co. print the
+ * guest name before the message, as QEMU's `-msg guest-name=on`.
+ */
+extern bool error_with_guestname;
+
+/**
+ * The guest name printed when `error_with_guestname` is true (NULL: none).
+ */
+extern const char *error_guest_name;
+
+/**
  * The process-wide wait counter used by `AIO_WAIT_WHILE` and
  * `aio_wait_kick`.
  */
@@ -946,8 +966,21 @@ const char *error_get_pretty(const struct Error *err);
  * A new `Error` holding a copy of `msg` (NUL-terminated, not NULL). The
  * caller owns it: store it into an `Error **` or free it with `error_free`.
  * Used by the C implementation of `error_setg` and friends.
+ * Its class is `ERROR_CLASS_GENERIC_ERROR`.
  */
 struct Error *aioctx_error_new(const char *msg);
+
+/**
+ * Like `aioctx_error_new`, with the QAPI class `err_class` (an
+ * `ErrorClass` of `qapi/error.h`: 0 to `ERROR_CLASS__MAX - 1`). Used by
+ * `error_set` and by the C functions that replace or copy an error.
+ */
+struct Error *aioctx_error_new_class(int err_class, const char *msg);
+
+/**
+ * The class `err` was created with (`error_get_class` in C).
+ */
+int aioctx_error_class(const struct Error *err);
 
 /**
  * Opens the notifier's eventfd (non-blocking, close-on-exec), set if
@@ -1109,6 +1142,53 @@ struct AioContext *aioctx_iothread_get_aio_context(struct AioctxIOThread *iothre
  * main thread); the handle is invalid afterwards.
  */
 void aioctx_iothread_join(struct AioctxIOThread *iothread);
+
+/**
+ * Pushes `loc` (its contents unchanged) as the current location and
+ * returns it. `loc->prev` must be NULL (`loc` not on the stack).
+ */
+Location *loc_push_restore(Location *loc);
+
+/**
+ * Initializes `loc` to "no location", pushes it and returns it.
+ */
+Location *loc_push_none(Location *loc);
+
+/**
+ * Pops `loc`, which must be the current location and not the bottom one;
+ * returns it with `prev` cleared.
+ */
+Location *loc_pop(Location *loc);
+
+/**
+ * Copies the current location into `loc` (with `prev` NULL) and returns
+ * it, for a later `loc_restore` or `loc_push_restore`.
+ */
+Location *loc_save(Location *loc);
+
+/**
+ * Makes the current location a copy of `loc` (saved with `loc_save`;
+ * `loc->prev` must be NULL), keeping the stack linkage.
+ */
+void loc_restore(Location *loc);
+
+/**
+ * Sets the current location to "none".
+ */
+void loc_set_none(void);
+
+/**
+ * Sets the current location to the `cnt` command-line words starting at
+ * `argv[idx]` (which must live as long as the location is current).
+ */
+void loc_set_cmdline(char **argv, int idx, int cnt);
+
+/**
+ * Sets the current location to line `lno` (0: none) of file `fname`
+ * (kept, not copied). A NULL `fname` keeps the file of a current file
+ * location and changes only the line.
+ */
+void loc_set_file(const char *fname, int lno);
 
 /**
  * Creates the main context and binds it to the calling thread, which

@@ -7,22 +7,32 @@
 //! status 1, `NULL` discards it. Storing into an `errp` that already holds an
 //! error is a caller bug and aborts, as QEMU's assertion does.
 
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, c_int};
 use std::ptr;
 
 use crate::fatal;
 use crate::ffi::error::{error_abort, error_fatal};
 
-/// An error message. Opaque to C.
+/// An error message and its QAPI class (`ErrorClass`: 0 is
+/// `ERROR_CLASS_GENERIC_ERROR`). Opaque to C.
 pub struct Error {
     msg: CString,
+    class: c_int,
 }
 
 impl Error {
     pub(crate) fn new(msg: &str) -> Box<Error> {
+        Error::with_class(msg, 0)
+    }
+
+    pub(crate) fn with_class(msg: &str, class: c_int) -> Box<Error> {
         // Interior NULs cannot be represented in C; replace them.
         let msg = CString::new(msg.replace('\0', "\\0")).expect("NULs were replaced");
-        Box::new(Error { msg })
+        Box::new(Error { msg, class })
+    }
+
+    pub(crate) fn class(&self) -> c_int {
+        self.class
     }
 
     pub(crate) fn message(&self) -> &CStr {

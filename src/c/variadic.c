@@ -38,19 +38,70 @@ int error_printf(const char *fmt, ...)
     return ret;
 }
 
+/* The time now, UTC, ISO 8601 with microseconds ("...T12:34:56.123456Z"). */
+static char *real_time_iso8601(void)
+{
+    g_autoptr(GDateTime) dt = g_date_time_new_now_utc();
+
+    return g_date_time_format_iso8601(dt);
+}
+
+/* QEMU's location prefix: "PROGNAME:" then the current location, ": ". */
+static void append_location(GString *out)
+{
+    Location loc;
+    const char *sep = " ";
+
+    loc_save(&loc);
+    g_string_append_printf(out, "%s:", report_progname());
+    switch (loc.kind) {
+    case LOC_CMDLINE: {
+        char *const *argv = loc.ptr;
+        for (int i = 0; i < loc.num; i++) {
+            g_string_append_printf(out, "%s%s", sep, argv[i]);
+        }
+        g_string_append(out, ": ");
+        break;
+    }
+    case LOC_FILE:
+        g_string_append_printf(out, "%s:", (const char *)loc.ptr);
+        if (loc.num) {
+            g_string_append_printf(out, "%d:", loc.num);
+        }
+        g_string_append(out, " ");
+        break;
+    default:
+        g_string_append(out, sep);
+        break;
+    }
+}
+
 /*
- * Formats "PROGNAME: KIND" + message + "\n" and writes it with one stdio
- * call, so that lines from several threads do not interleave.
+ * Formats [TIMESTAMP ][GUEST ]PROGNAME:LOCATION KIND + message + "\n" and
+ * writes it with one stdio call, so that lines from several threads do not
+ * interleave.
  */
 static void vreport(const char *kind, const char *fmt, va_list ap)
 {
     int saved_errno = errno;
     g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-    g_autofree char *line = g_strdup_printf("%s: %s%s\n", report_progname(),
-                                            kind, msg);
+    GString *line = g_string_new(NULL);
 
-    fputs(line, stderr);
+    if (qatomic_read(&message_with_timestamp)) {
+        g_autofree char *now = real_time_iso8601();
+        g_string_append_printf(line, "%s ", now);
+    }
+    if (qatomic_read(&error_with_guestname)) {
+        const char *guest = qatomic_read(&error_guest_name);
+        if (guest) {
+            g_string_append_printf(line, "%s ", guest);
+        }
+    }
+    append_location(line);
+    g_string_append_printf(line, "%s%s\n", kind, msg);
+    fputs(line->str, stderr);
     fflush(stderr);
+    g_string_free(line, true);
     errno = saved_errno;
 }
 
@@ -256,6 +307,17 @@ void warn_report_err(Error *err)
     report_err(err, true);
 }
 
+bool warn_report_err_once_cond(bool *printed, Error *err)
+{
+    assert(printed);
+    if (qatomic_xchg(printed, true)) {
+        error_free_with_hint(err);
+        return false;
+    }
+    warn_report_err(err);
+    return true;
+}
+
 /* Replaces *errp with an error whose message is PREFIX + old message. */
 static void error_replace_prefixed(Error **errp, const char *prefix)
 {
@@ -263,7 +325,7 @@ static void error_replace_prefixed(Error **errp, const char *prefix)
     GString *hint = hint_take(old);
     g_autofree char *msg = g_strconcat(prefix, error_get_pretty(old), NULL);
 
-    *errp = aioctx_error_new(msg);
+    *errp = aioctx_error_new_class(aioctx_error_class(old), msg);
     error_free(old);
     if (hint) {
         hint_append(*errp, hint->str);
@@ -370,8 +432,8 @@ static void error_handle(Error **errp, Error *err, const char *src, int line,
 }
 
 static void error_setv(Error **errp, const char *src, int line,
-                       const char *func, const char *fmt, va_list ap,
-                       const char *suffix)
+                       const char *func, ErrorClass err_class,
+                       const char *fmt, va_list ap, const char *suffix)
 {
     int saved_errno = errno;
 
@@ -391,7 +453,8 @@ static void error_setv(Error **errp, const char *src, int line,
         g_free(msg);
         msg = with;
     }
-    error_handle(errp, aioctx_error_new(msg), src, line, func);
+    error_handle(errp, aioctx_error_new_class(err_class, msg), src, line,
+                 func);
     errno = saved_errno;
 }
 
@@ -401,7 +464,8 @@ void error_setg_internal(Error **errp, const char *src, int line,
     va_list ap;
 
     va_start(ap, fmt);
-    error_setv(errp, src, line, func, fmt, ap, NULL);
+    error_setv(errp, src, line, func, ERROR_CLASS_GENERIC_ERROR, fmt, ap,
+               NULL);
     va_end(ap);
 }
 
@@ -411,9 +475,8 @@ void error_set_internal(Error **errp, const char *src, int line,
 {
     va_list ap;
 
-    (void)err_class; /* aioctx errors carry no class */
     va_start(ap, fmt);
-    error_setv(errp, src, line, func, fmt, ap, NULL);
+    error_setv(errp, src, line, func, err_class, fmt, ap, NULL);
     va_end(ap);
 }
 
@@ -425,7 +488,7 @@ void error_setg_errno_internal(Error **errp, const char *src, int line,
     int saved_errno = errno;
 
     va_start(ap, fmt);
-    error_setv(errp, src, line, func, fmt, ap,
+    error_setv(errp, src, line, func, ERROR_CLASS_GENERIC_ERROR, fmt, ap,
                os_errno != 0 ? strerror(os_errno) : NULL);
     va_end(ap);
     errno = saved_errno;
@@ -441,13 +504,13 @@ void error_setg_file_open_internal(Error **errp, const char *src, int line,
 
 ErrorClass error_get_class(const Error *err)
 {
-    (void)err;
-    return ERROR_CLASS_GENERIC_ERROR;
+    return (ErrorClass)aioctx_error_class(err);
 }
 
 Error *error_copy(const Error *err)
 {
-    Error *copy = aioctx_error_new(error_get_pretty(err));
+    Error *copy = aioctx_error_new_class(aioctx_error_class(err),
+                                         error_get_pretty(err));
 
     pthread_mutex_lock(&hint_lock);
     int i = hint_find_locked(err);

@@ -26,6 +26,7 @@ pub mod event_notifier;
 pub mod fd_handlers;
 pub mod gsource;
 pub mod iothread;
+pub mod location;
 pub mod main_loop;
 pub mod sync;
 pub mod thread_pool;

@@ -28,8 +28,9 @@
 extern "C" {
 #endif
 
-/* QEMU's QAPI error classes; aioctx keeps no class, so this is for source
- * compatibility only (error_get_class always says GENERIC_ERROR). */
+/* QEMU's QAPI error classes (values 0..4 as QEMU's). error_set() gives
+ * an error its class, error_setg() & co. GENERIC_ERROR; error_get_class()
+ * returns it, and error_prepend() / error_copy() keep it. */
 typedef enum ErrorClass {
     ERROR_CLASS_GENERIC_ERROR,
     ERROR_CLASS_COMMAND_NOT_FOUND,
@@ -39,6 +40,7 @@ typedef enum ErrorClass {
     ERROR_CLASS__MAX,
 } ErrorClass;
 
+/* The class err was created with. */
 ErrorClass error_get_class(const Error *err);
 
 void error_setg_internal(Error **errp, const char *src, int line,
@@ -99,6 +101,17 @@ void error_append_hint(Error *const *errp, const char *fmt, ...)
 /* Report err with error_report (warn_report) plus its hint, then free it. */
 void error_report_err(Error *err);
 void warn_report_err(Error *err);
+/*
+ * warn_report_err(err) if *printed is false, then sets it; else just frees
+ * err. Returns true if it printed. warn_report_err_once(err) uses one flag
+ * per call site.
+ */
+bool warn_report_err_once_cond(bool *printed, Error *err);
+#define warn_report_err_once(err)                       \
+    ({                                                  \
+        static bool print_once_;                        \
+        warn_report_err_once_cond(&print_once_, err);   \
+    })
 /* The same with the message prefixed by fmt. */
 void error_reportf_err(Error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
