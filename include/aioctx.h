@@ -329,6 +329,17 @@ typedef struct EventNotifier {
 } EventNotifier;
 
 /**
+ * A counter plus a mutex (QEMU's futex-based `QemuLockCnt`, 4 bytes),
+ * embedded by value. Initialize with `qemu_lockcnt_init` (or zero it).
+ */
+typedef struct QemuLockCnt {
+  /**
+   * Bits 0-1: lock state; bits 2-31: the count.
+   */
+  unsigned int count;
+} QemuLockCnt;
+
+/**
  * A mutex (`qemu_mutex_*`), embedded by value in caller structs.
  *
  * Not recursive: locking it again in the thread that holds it aborts.
@@ -1189,6 +1200,59 @@ void loc_set_cmdline(char **argv, int idx, int cnt);
  * location and changes only the line.
  */
 void loc_set_file(const char *fname, int lno);
+
+/**
+ * Initializes `lockcnt`: count 0, unlocked.
+ */
+void qemu_lockcnt_init(struct QemuLockCnt *lockcnt);
+
+/**
+ * Destroys `lockcnt` (nothing to free).
+ */
+void qemu_lockcnt_destroy(struct QemuLockCnt *lockcnt);
+
+/**
+ * Adds one visitor. While the count is zero and another thread holds the
+ * lock (it may be freeing the structure), waits for the unlock.
+ */
+void qemu_lockcnt_inc(struct QemuLockCnt *lockcnt);
+
+/**
+ * Removes one visitor.
+ */
+void qemu_lockcnt_dec(struct QemuLockCnt *lockcnt);
+
+/**
+ * Removes one visitor; if none is left, returns true with the lock held
+ * (the caller may free, then `qemu_lockcnt_unlock`). Else false, unlocked.
+ */
+bool qemu_lockcnt_dec_and_lock(struct QemuLockCnt *lockcnt);
+
+/**
+ * If the caller is the only visitor, removes it and returns true with the
+ * lock held; otherwise returns false and changes nothing.
+ */
+bool qemu_lockcnt_dec_if_lock(struct QemuLockCnt *lockcnt);
+
+/**
+ * Takes the lock (visitors may still come and go).
+ */
+void qemu_lockcnt_lock(struct QemuLockCnt *lockcnt);
+
+/**
+ * Releases the lock.
+ */
+void qemu_lockcnt_unlock(struct QemuLockCnt *lockcnt);
+
+/**
+ * Adds one visitor and releases the lock, in one step.
+ */
+void qemu_lockcnt_inc_and_unlock(struct QemuLockCnt *lockcnt);
+
+/**
+ * The number of visitors (a snapshot).
+ */
+unsigned int qemu_lockcnt_count(struct QemuLockCnt *lockcnt);
 
 /**
  * Creates the main context and binds it to the calling thread, which

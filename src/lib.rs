@@ -26,6 +26,7 @@ mod fdmon;
 mod gsource;
 mod handlers;
 mod iothread;
+mod lockcnt;
 mod main_loop;
 mod notifier;
 mod notify;

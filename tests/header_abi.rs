@@ -81,6 +81,7 @@ fn rust_layouts() -> Vec<RustLayout> {
         QemuSemaphore => aioctx::ffi::sync::QemuSemaphore { mutex, cond, count },
         QemuEvent => aioctx::ffi::sync::QemuEvent { value, initialized },
         QemuThread => aioctx::ffi::sync::QemuThread { thread, mode },
+        QemuLockCnt => aioctx::ffi::lockcnt::QemuLockCnt { count },
         CoMutex => aioctx::ffi::coroutine::CoMutex {
             locked, wait_lock, ctx, waiters_head, waiters_tail, handoff, reserved, holder,
         },

@@ -27,6 +27,7 @@ pub mod fd_handlers;
 pub mod gsource;
 pub mod iothread;
 pub mod location;
+pub mod lockcnt;
 pub mod main_loop;
 pub mod sync;
 pub mod thread_pool;
