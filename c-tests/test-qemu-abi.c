@@ -360,6 +360,41 @@ static void test_co_timeout_expires(void)
     g_assert_true(c.entry_done_at_clean);
 }
 
+/* ---- qemu_co_sleep ---- */
+
+typedef struct {
+    QemuCoSleep w;
+    bool resumed;
+} UntimedSleep;
+
+static void coroutine_fn untimed_sleeper(void *opaque)
+{
+    UntimedSleep *s = opaque;
+
+    qemu_co_sleep(&s->w);
+    s->resumed = true;
+}
+
+static void test_co_sleep_until_woken(void)
+{
+    AioContext *ctx = qemu_get_aio_context();
+    UntimedSleep s = { .resumed = false };
+
+    qemu_coroutine_enter(qemu_coroutine_create(untimed_sleeper, &s));
+    g_assert_false(s.resumed);
+    g_assert_nonnull(s.w.to_wake);
+    while (aio_poll(ctx, false)) {
+    }
+    g_assert_false(s.resumed);
+    qemu_co_sleep_wake(&s.w);
+    g_assert_null(s.w.to_wake);
+    while (!s.resumed) {
+        aio_poll(ctx, true);
+    }
+    /* A second wake finds nobody. */
+    qemu_co_sleep_wake(&s.w);
+}
+
 /* ---- QemuLockable ---- */
 
 static void test_make_lockable_typed_null(void)
@@ -502,6 +537,7 @@ int main(int argc, char **argv)
     g_test_add_func("/abi/co-timeout/no-yield", test_co_timeout_no_yield);
     g_test_add_func("/abi/co-timeout/zero-means-no-limit", test_co_timeout_zero_means_no_limit);
     g_test_add_func("/abi/co-timeout/expires", test_co_timeout_expires);
+    g_test_add_func("/abi/co-sleep/until-woken", test_co_sleep_until_woken);
     g_test_add_func("/abi/lockable/typed-null", test_make_lockable_typed_null);
     g_test_add_func("/abi/qemu-poll-ns", test_qemu_poll_ns);
     g_test_add_func("/abi/event-notifier-set-handler", test_event_notifier_set_handler);

@@ -864,6 +864,12 @@ void qemu_co_sleep_ns(QEMUClockType type, int64_t ns);
 void qemu_co_sleep_ns_wakeable(struct QemuCoSleep *w, QEMUClockType type, int64_t ns);
 
 /**
+ * Coroutine only: sleeps until `qemu_co_sleep_wake(w)` (no time limit).
+ * `w` must be zeroed and stay valid meanwhile.
+ */
+void qemu_co_sleep(struct QemuCoSleep *w);
+
+/**
  * Wakes the coroutine sleeping on `w`, if any (any thread).
  */
 void qemu_co_sleep_wake(struct QemuCoSleep *w);

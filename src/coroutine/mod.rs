@@ -54,7 +54,7 @@ pub(crate) use self::rwlock::CoRwlockCore;
 pub(crate) use self::schedule::{
     ScheduledCoroutines, aio_co_enter, aio_co_reschedule_self, aio_co_schedule, aio_co_wake,
 };
-pub(crate) use self::sleep::{SleepCore, co_sleep_ns_wakeable, co_sleep_wake};
+pub(crate) use self::sleep::{SleepCore, co_sleep, co_sleep_ns_wakeable, co_sleep_wake};
 use crate::bh::describe_fn;
 use crate::context::Context;
 use crate::fatal::{self, Misuse, MisuseResult};

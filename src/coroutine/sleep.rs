@@ -1,5 +1,5 @@
 //! Sleeping coroutines (`qemu/coroutine.h`: `qemu_co_sleep_ns`,
-//! `qemu_co_sleep_ns_wakeable`, `qemu_co_sleep_wake`).
+//! `qemu_co_sleep_ns_wakeable`, `qemu_co_sleep`, `qemu_co_sleep_wake`).
 //!
 //! The sleeper arms a timer on its thread's current context (a `QEMUTimer`
 //! in its own frame), records itself in the caller's `QemuCoSleep` and
@@ -50,6 +50,14 @@ unsafe extern "C" fn sleep_timer_cb(opaque: *mut c_void) {
     if let Err(m) = co_sleep_wake(w) {
         fatal::die("qemu_co_sleep_ns", &m.0);
     }
+}
+
+/// `qemu_co_sleep`: sleep until woken through `w` (no timer).
+pub(crate) fn co_sleep(w: &SleepCore) -> MisuseResult<()> {
+    let me = require_current("qemu_co_sleep")?;
+    me.mark_scheduled(Scheduler::QemuCoSleep)?;
+    w.to_wake.store(me.as_ptr(), Ordering::Release);
+    yield_now()
 }
 
 /// `qemu_co_sleep_ns_wakeable`: sleep `ns` of `clock` unless woken earlier

@@ -336,6 +336,13 @@ pub extern "C" fn qemu_co_sleep_ns_wakeable(w: *mut QemuCoSleep, r#type: QEMUClo
     })
 }
 
+/// Coroutine only: sleeps until `qemu_co_sleep_wake(w)` (no time limit).
+/// `w` must be zeroed and stay valid meanwhile.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_co_sleep(w: *mut QemuCoSleep) {
+    ffi_call("qemu_co_sleep", || coroutine::co_sleep(sleep(w)?))
+}
+
 /// Wakes the coroutine sleeping on `w`, if any (any thread).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_sleep_wake(w: *mut QemuCoSleep) {
