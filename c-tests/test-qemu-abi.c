@@ -360,6 +360,51 @@ static void test_co_timeout_expires(void)
     g_assert_true(c.entry_done_at_clean);
 }
 
+/* ---- qemu_clock_* on the main loop's timers ---- */
+
+static int clock_timer_runs;
+
+static void clock_timer_cb(void *opaque)
+{
+    (void)opaque;
+    clock_timer_runs++;
+}
+
+static void test_qemu_clock_queries(void)
+{
+    QEMUTimer *t = timer_new_ns(QEMU_CLOCK_REALTIME, clock_timer_cb, NULL);
+    int64_t now = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+    int64_t d;
+
+    g_assert_false(qemu_clock_has_timers(QEMU_CLOCK_REALTIME));
+    g_assert_cmpint(qemu_clock_deadline_ns_all(QEMU_CLOCK_REALTIME, QEMU_TIMER_ATTR_ALL), ==, -1);
+    g_assert_true(qemu_clock_use_for_deadline(QEMU_CLOCK_VIRTUAL));
+
+    timer_mod_ns(t, now + NANOSECONDS_PER_SECOND);
+    g_assert_true(qemu_clock_has_timers(QEMU_CLOCK_REALTIME));
+    g_assert_false(qemu_clock_has_timers(QEMU_CLOCK_HOST));
+    g_assert_false(qemu_clock_expired(QEMU_CLOCK_REALTIME));
+    d = qemu_clock_deadline_ns_all(QEMU_CLOCK_REALTIME, QEMU_TIMER_ATTR_ALL);
+    g_assert_cmpint(d, >, 0);
+    g_assert_cmpint(d, <=, NANOSECONDS_PER_SECOND);
+    g_assert_false(qemu_clock_run_timers(QEMU_CLOCK_REALTIME));
+    qemu_clock_notify(QEMU_CLOCK_REALTIME);
+
+    timer_mod_ns(t, now - 1);
+    g_assert_true(qemu_clock_expired(QEMU_CLOCK_REALTIME));
+    g_assert_cmpint(qemu_clock_deadline_ns_all(QEMU_CLOCK_REALTIME, QEMU_TIMER_ATTR_ALL), ==, 0);
+    g_assert_true(qemu_clock_run_timers(QEMU_CLOCK_REALTIME));
+    g_assert_cmpint(clock_timer_runs, ==, 1);
+    g_assert_false(qemu_clock_has_timers(QEMU_CLOCK_REALTIME));
+    g_assert_false(qemu_clock_run_timers(QEMU_CLOCK_REALTIME));
+
+    timer_mod_ns(t, now - 1);
+    g_assert_true(qemu_clock_run_all_timers());
+    g_assert_cmpint(clock_timer_runs, ==, 2);
+    g_assert_false(qemu_clock_run_all_timers());
+    timer_free(t);
+}
+
 /* ---- qemu_co_sleep ---- */
 
 typedef struct {
@@ -537,6 +582,7 @@ int main(int argc, char **argv)
     g_test_add_func("/abi/co-timeout/no-yield", test_co_timeout_no_yield);
     g_test_add_func("/abi/co-timeout/zero-means-no-limit", test_co_timeout_zero_means_no_limit);
     g_test_add_func("/abi/co-timeout/expires", test_co_timeout_expires);
+    g_test_add_func("/abi/qemu-clock/queries", test_qemu_clock_queries);
     g_test_add_func("/abi/co-sleep/until-woken", test_co_sleep_until_woken);
     g_test_add_func("/abi/lockable/typed-null", test_make_lockable_typed_null);
     g_test_add_func("/abi/qemu-poll-ns", test_qemu_poll_ns);

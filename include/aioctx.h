@@ -1894,6 +1894,48 @@ int64_t qemu_soonest_timeout(int64_t timeout1, int64_t timeout2);
 int qemu_timeout_ns_to_ms(int64_t ns);
 
 /**
+ * Whether a main-loop timer of `type` is armed. Any thread.
+ */
+bool qemu_clock_has_timers(QEMUClockType type);
+
+/**
+ * Whether a main-loop timer of `type` has expired. Any thread.
+ */
+bool qemu_clock_expired(QEMUClockType type);
+
+/**
+ * Nanoseconds until the soonest timer of `type` in any context (0 if one
+ * expired), -1 if none is armed or the clock is disabled. `attr_mask` is
+ * accepted for QEMU's prototype; aioctx's per-clock heaps do not index
+ * timers by attribute, so every timer counts whatever the mask (for
+ * `QEMU_TIMER_ATTR_ALL`, QEMU's common case, this is QEMU's answer).
+ */
+int64_t qemu_clock_deadline_ns_all(QEMUClockType type, int attr_mask);
+
+/**
+ * Runs the main loop's expired timers of `type`; returns whether any ran.
+ * Main loop thread (or a BQL holder).
+ */
+bool qemu_clock_run_timers(QEMUClockType type);
+
+/**
+ * `qemu_clock_run_timers` for every clock; returns whether any timer ran.
+ */
+bool qemu_clock_run_all_timers(void);
+
+/**
+ * Wakes every loop with timers on `type` (and the `qemu_init_clocks`
+ * listener) so it recomputes its deadline. Any thread.
+ */
+void qemu_clock_notify(QEMUClockType type);
+
+/**
+ * Whether `type` counts for the main loop's deadline: always true (aioctx
+ * has no icount mode, where QEMU excludes VIRTUAL).
+ */
+bool qemu_clock_use_for_deadline(QEMUClockType type);
+
+/**
  * Call after changing a condition that someone may be waiting on with
  * `AIO_WAIT_WHILE`: if anyone waits, wakes the main loop so that it
  * re-checks. Any thread.

@@ -430,6 +430,39 @@ impl TimerLists {
         progress
     }
 
+    /// Whether `clock` has an armed timer here (`qemu_clock_has_timers`).
+    pub(crate) fn clock_has_timers(&self, clock: ClockType) -> bool {
+        self.list(clock).earliest.load(Ordering::Acquire) != i64::MAX
+    }
+
+    /// Whether a timer of `clock` has expired (`qemu_clock_expired`).
+    pub(crate) fn clock_expired(&self, clock: ClockType) -> bool {
+        let earliest = self.list(clock).earliest.load(Ordering::Acquire);
+        earliest != i64::MAX && earliest <= clock.now_ns()
+    }
+
+    /// Nanoseconds until `clock`'s earliest deadline here (0 if expired),
+    /// -1 if none is armed or the clock is disabled.
+    pub(crate) fn clock_deadline_ns(&self, clock: ClockType) -> i64 {
+        let earliest = self.list(clock).earliest.load(Ordering::Acquire);
+        if earliest == i64::MAX || !clock.is_enabled() {
+            return -1;
+        }
+        earliest.saturating_sub(clock.now_ns()).max(0)
+    }
+
+    /// Runs the expired timers of `clock` (`qemu_clock_run_timers`).
+    /// Returns whether any ran. The caller is the lists' loop thread.
+    pub(crate) fn clock_run(&self, clock: ClockType) -> bool {
+        let list = self.list(clock);
+        let earliest = list.earliest.load(Ordering::Acquire);
+        if earliest == i64::MAX || !clock.is_enabled() {
+            return false;
+        }
+        let now = clock.now_ns();
+        earliest <= now && list.run(clock, now)
+    }
+
     /// Context teardown: disarm whatever is still armed (marking those
     /// timers orphaned) and unregister.
     pub(crate) fn teardown(&self) {
@@ -484,6 +517,33 @@ fn notify_clock_listener(clock: ClockType) {
 pub(crate) fn init_clocks(notify: Option<ClockNotifyFn>) {
     let cb = notify.map_or(ptr::null_mut(), |f| f as *mut c_void);
     CLOCK_NOTIFY_CB.store(cb, Ordering::Release);
+}
+
+/// `qemu_clock_deadline_ns_all`: the soonest deadline of `clock` over
+/// every context's timers (-1: none).
+pub(crate) fn clock_deadline_ns_all(clock: ClockType) -> i64 {
+    let registry = REGISTRY.lock();
+    registry.iter().fold(-1, |deadline, r| {
+        // SAFETY: registered lists are alive (see `Registered`).
+        soonest_timeout(deadline, unsafe { &*r.0 }.clock_deadline_ns(clock))
+    })
+}
+
+/// `qemu_clock_notify`: wakes every context with timers on `clock`, and
+/// the `qemu_init_clocks` listener, so they recompute their deadlines.
+pub(crate) fn clock_notify(clock: ClockType) {
+    {
+        let registry = REGISTRY.lock();
+        for r in registry.iter() {
+            // SAFETY: registered lists are alive (see `Registered`).
+            let lists = unsafe { &*r.0 };
+            if lists.clock_has_timers(clock) {
+                // SAFETY: the owner outlives its registration.
+                unsafe { &*lists.owner.load(Ordering::Acquire) }.notify();
+            }
+        }
+    }
+    notify_clock_listener(clock);
 }
 
 /// `qemu_clock_enable`.

@@ -638,3 +638,84 @@ mod tests {
         assert!(group_context(fake).is_err());
     }
 }
+
+// ---- per-clock queries on the main loop's timers (`qemu/timer.h`) ----
+
+/// The main context's timer lists, if the main loop exists.
+fn main_timers<'a>() -> Option<&'a timer::TimerLists> {
+    let main = thread::main_context();
+    // SAFETY: the main context, once created, is never freed.
+    (!main.is_null()).then(|| &unsafe { &*main }.timers)
+}
+
+/// Whether a main-loop timer of `type` is armed. Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_clock_has_timers(r#type: QEMUClockType) -> bool {
+    ffi_call("qemu_clock_has_timers", || {
+        let clock = clock(r#type)?;
+        Ok(main_timers().is_some_and(|t| t.clock_has_timers(clock)))
+    })
+}
+
+/// Whether a main-loop timer of `type` has expired. Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_clock_expired(r#type: QEMUClockType) -> bool {
+    ffi_call("qemu_clock_expired", || {
+        let clock = clock(r#type)?;
+        Ok(main_timers().is_some_and(|t| t.clock_expired(clock)))
+    })
+}
+
+/// Nanoseconds until the soonest timer of `type` in any context (0 if one
+/// expired), -1 if none is armed or the clock is disabled. `attr_mask` is
+/// accepted for QEMU's prototype; aioctx's per-clock heaps do not index
+/// timers by attribute, so every timer counts whatever the mask (for
+/// `QEMU_TIMER_ATTR_ALL`, QEMU's common case, this is QEMU's answer).
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_clock_deadline_ns_all(r#type: QEMUClockType, attr_mask: c_int) -> i64 {
+    let _ = attr_mask;
+    ffi_call("qemu_clock_deadline_ns_all", || {
+        Ok(timer::clock_deadline_ns_all(clock(r#type)?))
+    })
+}
+
+/// Runs the main loop's expired timers of `type`; returns whether any ran.
+/// Main loop thread (or a BQL holder).
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_clock_run_timers(r#type: QEMUClockType) -> bool {
+    ffi_call("qemu_clock_run_timers", || {
+        let clock = clock(r#type)?;
+        Ok(main_timers().is_some_and(|t| t.clock_run(clock)))
+    })
+}
+
+/// `qemu_clock_run_timers` for every clock; returns whether any timer ran.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_clock_run_all_timers() -> bool {
+    ffi_call("qemu_clock_run_all_timers", || {
+        Ok(main_timers().is_some_and(|t| {
+            ClockType::ALL
+                .into_iter()
+                .fold(false, |ran, c| t.clock_run(c) | ran)
+        }))
+    })
+}
+
+/// Wakes every loop with timers on `type` (and the `qemu_init_clocks`
+/// listener) so it recomputes its deadline. Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_clock_notify(r#type: QEMUClockType) {
+    ffi_call("qemu_clock_notify", || {
+        timer::clock_notify(clock(r#type)?);
+        Ok(())
+    })
+}
+
+/// Whether `type` counts for the main loop's deadline: always true (aioctx
+/// has no icount mode, where QEMU excludes VIRTUAL).
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_clock_use_for_deadline(r#type: QEMUClockType) -> bool {
+    ffi_call("qemu_clock_use_for_deadline", || {
+        clock(r#type).map(|_| true)
+    })
+}
