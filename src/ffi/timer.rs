@@ -593,52 +593,6 @@ pub extern "C" fn qemu_timeout_ns_to_ms(ns: i64) -> c_int {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use std::ptr;
-
-    use super::*;
-
-    #[test]
-    fn header_declares_the_clock_enum_as_qemu() {
-        let header = include_str!("../../include/aioctx.h");
-        for (name, value) in [
-            ("QEMU_CLOCK_REALTIME", 0),
-            ("QEMU_CLOCK_VIRTUAL", 1),
-            ("QEMU_CLOCK_HOST", 2),
-            ("QEMU_CLOCK_VIRTUAL_RT", 3),
-        ] {
-            assert!(
-                header.contains(&format!("{name} = {value},")),
-                "{name} = {value}"
-            );
-            assert_eq!(ClockType::from_raw(value).unwrap().index(), value as usize);
-        }
-        assert!(header.contains("QEMU_CLOCK_MAX\n} QEMUClockType;"));
-    }
-
-    #[test]
-    fn timeout_helpers_match_qemu() {
-        assert_eq!(qemu_timeout_ns_to_ms(-1), -1);
-        assert_eq!(qemu_timeout_ns_to_ms(-5), -1);
-        assert_eq!(qemu_timeout_ns_to_ms(0), 0);
-        assert_eq!(qemu_timeout_ns_to_ms(1), 1);
-        assert_eq!(qemu_timeout_ns_to_ms(1_000_000), 1);
-        assert_eq!(qemu_timeout_ns_to_ms(1_000_001), 2);
-        assert_eq!(qemu_timeout_ns_to_ms(i64::MAX), i32::MAX);
-        assert_eq!(qemu_soonest_timeout(-1, 5), 5);
-        assert_eq!(qemu_soonest_timeout(7, -1), 7);
-        assert_eq!(qemu_soonest_timeout(-1, -1), -1);
-        assert_eq!(qemu_soonest_timeout(3, 2), 2);
-    }
-
-    #[test]
-    fn only_the_null_group_is_accepted() {
-        let fake = ptr::dangling_mut::<QEMUTimerListGroup>();
-        assert!(group_context(fake).is_err());
-    }
-}
-
 // ---- per-clock queries on the main loop's timers (`qemu/timer.h`) ----
 
 /// The main context's timer lists, if the main loop exists.
@@ -718,4 +672,50 @@ pub extern "C" fn qemu_clock_use_for_deadline(r#type: QEMUClockType) -> bool {
     ffi_call("qemu_clock_use_for_deadline", || {
         clock(r#type).map(|_| true)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ptr;
+
+    use super::*;
+
+    #[test]
+    fn header_declares_the_clock_enum_as_qemu() {
+        let header = include_str!("../../include/aioctx.h");
+        for (name, value) in [
+            ("QEMU_CLOCK_REALTIME", 0),
+            ("QEMU_CLOCK_VIRTUAL", 1),
+            ("QEMU_CLOCK_HOST", 2),
+            ("QEMU_CLOCK_VIRTUAL_RT", 3),
+        ] {
+            assert!(
+                header.contains(&format!("{name} = {value},")),
+                "{name} = {value}"
+            );
+            assert_eq!(ClockType::from_raw(value).unwrap().index(), value as usize);
+        }
+        assert!(header.contains("QEMU_CLOCK_MAX\n} QEMUClockType;"));
+    }
+
+    #[test]
+    fn timeout_helpers_match_qemu() {
+        assert_eq!(qemu_timeout_ns_to_ms(-1), -1);
+        assert_eq!(qemu_timeout_ns_to_ms(-5), -1);
+        assert_eq!(qemu_timeout_ns_to_ms(0), 0);
+        assert_eq!(qemu_timeout_ns_to_ms(1), 1);
+        assert_eq!(qemu_timeout_ns_to_ms(1_000_000), 1);
+        assert_eq!(qemu_timeout_ns_to_ms(1_000_001), 2);
+        assert_eq!(qemu_timeout_ns_to_ms(i64::MAX), i32::MAX);
+        assert_eq!(qemu_soonest_timeout(-1, 5), 5);
+        assert_eq!(qemu_soonest_timeout(7, -1), 7);
+        assert_eq!(qemu_soonest_timeout(-1, -1), -1);
+        assert_eq!(qemu_soonest_timeout(3, 2), 2);
+    }
+
+    #[test]
+    fn only_the_null_group_is_accepted() {
+        let fake = ptr::dangling_mut::<QEMUTimerListGroup>();
+        assert!(group_context(fake).is_err());
+    }
 }
