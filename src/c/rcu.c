@@ -10,8 +10,8 @@
  *    rcu_read_lock() ran; and a nesting depth (thread-private).
  *  - rcu_read_lock(): on the outermost call, store ctr = rcu_gp_ctr, then a
  *    full fence, so the protected loads come after the store.
- *    rcu_read_unlock(): a full fence, store ctr = 0, full fence; if a
- *    writer waits for this reader, wake it.
+ *    rcu_read_unlock(): store-release ctr = 0, full fence; if a writer
+ *    waits for this reader, wake it.
  *  - synchronize_rcu(): advance rcu_gp_ctr (full fences around), then wait
  *    until no registered reader has ctr != 0 && ctr != rcu_gp_ctr: those are
  *    exactly the readers that entered before the grace period began and are
@@ -19,10 +19,15 @@
  *    (or, if it read the old one, is ordered after the writer's fence and
  *    so sees the writer's earlier updates) and does not hold us up.
  *
- *  Waking: the writer sets reader->waiting, then re-reads ctr (both seq_cst)
- *  and sleeps on `rcu_cond` under `rcu_lock`; the reader stores ctr = 0,
- *  then reads waiting (seq_cst) and, if set, broadcasts under `rcu_lock`.
- *  One of the two always sees the other's store, so no wakeup is lost.
+ *  Waking (QEMU's protocol, so that QEMU's inline read side, compiled into
+ *  callers, interoperates): the writer resets rcu_gp_event, sets
+ *  reader->waiting, full barrier, re-reads ctr and sleeps on rcu_gp_event;
+ *  the reader stores ctr = 0, full barrier, reads waiting and, if set,
+ *  clears it and sets rcu_gp_event. One of the two always sees the other's
+ *  store, so no wakeup is lost.
+ *
+ *  The read side itself is inline in qemu/rcu.h; this file exports what it
+ *  uses: rcu_gp_ctr, rcu_gp_event and get_ptr_rcu_reader().
  *
  * call_rcu1() queues callbacks for a helper thread (started on first use)
  * that waits one grace period per batch and runs the batch with the BQL
@@ -37,9 +42,7 @@
 #include "qemu/main-loop.h"
 
 typedef struct RcuReader {
-    unsigned long ctr;          /* atomic: 0, or the gp counter at entry */
-    bool waiting;               /* atomic: a writer waits for this reader */
-    unsigned depth;             /* nesting; only the owner thread uses it */
+    struct rcu_reader_data d;   /* QEMU's layout; what inline code sees */
     bool explicit_reg;          /* registered by rcu_register_thread() */
     struct RcuReader *next;     /* registry, under rcu_lock */
 } RcuReader;
@@ -47,11 +50,13 @@ typedef struct RcuReader {
 #define RCU_GP_LOCKED 1UL
 #define RCU_GP_CTR    2UL
 
-static unsigned long rcu_gp_ctr = RCU_GP_LOCKED;
+/* Exported: QEMU's inline rcu_read_lock() reads it. */
+unsigned long rcu_gp_ctr = RCU_GP_LOCKED;
+/* Exported: QEMU's inline rcu_read_unlock() sets it. */
+QemuEvent rcu_gp_event;
 
-/* rcu_lock guards the registry and is the mutex of rcu_cond. */
+/* rcu_lock guards the registry. */
 static pthread_mutex_t rcu_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t rcu_cond = PTHREAD_COND_INITIALIZER;
 static RcuReader *rcu_registry;
 /* Serializes writers (one grace period at a time). */
 static pthread_mutex_t rcu_sync_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -64,6 +69,29 @@ static void rcu_die(const char *func, const char *problem)
 {
     fprintf(stderr, "aioctx: %s: %s\n", func, problem);
     abort();
+}
+
+/*
+ * rcu_gp_event must be initialized before a reader can set it, i.e. before
+ * the first writer sets a reader's `waiting`. A constructor does it before
+ * main; gp_event_init_once() covers a writer running in an earlier
+ * constructor. QEMU initializes it set.
+ */
+static pthread_once_t rcu_event_once = PTHREAD_ONCE_INIT;
+
+static void gp_event_init(void)
+{
+    qemu_event_init(&rcu_gp_event, true);
+}
+
+static void gp_event_init_once(void)
+{
+    pthread_once(&rcu_event_once, gp_event_init);
+}
+
+static void __attribute__((constructor)) rcu_init(void)
+{
+    gp_event_init_once();
 }
 
 static void registry_remove_locked(RcuReader *r)
@@ -83,9 +111,17 @@ static void rcu_reader_destructor(void *opaque)
 
     pthread_mutex_lock(&rcu_lock);
     registry_remove_locked(r);
-    /* A writer may be waiting for a reader that exited inside a section. */
-    pthread_cond_broadcast(&rcu_cond);
     pthread_mutex_unlock(&rcu_lock);
+    /*
+     * A writer may be waiting for a reader that exited inside a section.
+     * (Only then: at thread exit the library's own thread-locals may be
+     * gone already.)
+     */
+    if (__atomic_load_n(&r->d.ctr, __ATOMIC_SEQ_CST) != 0 ||
+        __atomic_load_n(&r->d.waiting, __ATOMIC_SEQ_CST)) {
+        gp_event_init_once();
+        qemu_event_set(&rcu_gp_event);
+    }
     free(r);
 }
 
@@ -113,6 +149,16 @@ static RcuReader *rcu_reader_register(void)
     return r;
 }
 
+struct rcu_reader_data *get_ptr_rcu_reader(void)
+{
+    RcuReader *r = rcu_reader;
+
+    if (__builtin_expect(!r, 0)) {
+        r = rcu_reader_register();
+    }
+    return &r->d;
+}
+
 void rcu_register_thread(void)
 {
     RcuReader *r = rcu_reader;
@@ -133,7 +179,7 @@ void rcu_unregister_thread(void)
     if (!r) {
         rcu_die("rcu_unregister_thread", "thread is not registered");
     }
-    if (r->depth) {
+    if (r->d.depth) {
         rcu_die("rcu_unregister_thread", "inside an RCU read-side section");
     }
     pthread_setspecific(rcu_reader_key, NULL);
@@ -141,54 +187,56 @@ void rcu_unregister_thread(void)
     rcu_reader_destructor(r);
 }
 
-void rcu_read_lock(void)
-{
-    RcuReader *r = rcu_reader;
-
-    if (!r) {
-        r = rcu_reader_register();
-    }
-    if (r->depth++ > 0) {
-        return;
-    }
-    __atomic_store_n(&r->ctr, __atomic_load_n(&rcu_gp_ctr, __ATOMIC_RELAXED),
-                     __ATOMIC_SEQ_CST);
-    /* Order the store above before the critical section's loads. */
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-}
-
-void rcu_read_unlock(void)
-{
-    RcuReader *r = rcu_reader;
-
-    if (!r || r->depth == 0) {
-        rcu_die("rcu_read_unlock", "not inside an RCU read-side section");
-    }
-    if (--r->depth > 0) {
-        return;
-    }
-    /* The critical section's loads happen before leaving it. */
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    __atomic_store_n(&r->ctr, 0, __ATOMIC_SEQ_CST);
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&r->waiting, __ATOMIC_SEQ_CST)) {
-        pthread_mutex_lock(&rcu_lock);
-        pthread_cond_broadcast(&rcu_cond);
-        pthread_mutex_unlock(&rcu_lock);
-    }
-}
-
 bool rcu_read_locked(void)
 {
-    return rcu_reader && rcu_reader->depth > 0;
+    return rcu_reader && rcu_reader->d.depth > 0;
 }
 
 /* Is r inside a critical section that began before the current period? */
 static bool reader_is_old(RcuReader *r, unsigned long gp)
 {
-    unsigned long v = __atomic_load_n(&r->ctr, __ATOMIC_SEQ_CST);
+    unsigned long v = __atomic_load_n(&r->d.ctr, __ATOMIC_SEQ_CST);
 
     return v != 0 && v != gp;
+}
+
+/*
+ * Wait until no registered reader is in the old period (QEMU's
+ * wait_for_readers). Called with rcu_lock held; drops it while sleeping.
+ *
+ * Each pass: reset rcu_gp_event, set `waiting` on every reader, full
+ * barrier, then read every reader's ctr. A reader that leaves stores
+ * ctr = 0, full barrier, reads `waiting`: either we see its 0, or it sees
+ * our `waiting` (set after the reset) and sets the event, so the wait
+ * below cannot miss it. Sleeping releases rcu_lock (threads may
+ * (un)register meanwhile), so every pass rescans the whole registry; a
+ * reader, once not old, stays so in this period.
+ */
+static void wait_for_readers_locked(unsigned long gp)
+{
+    for (;;) {
+        bool busy = false;
+
+        qemu_event_reset(&rcu_gp_event);
+        for (RcuReader *r = rcu_registry; r; r = r->next) {
+            __atomic_store_n(&r->d.waiting, true, __ATOMIC_SEQ_CST);
+        }
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        for (RcuReader *r = rcu_registry; r; r = r->next) {
+            if (reader_is_old(r, gp)) {
+                busy = true;
+            } else {
+                /* At worst a reader sees it late: an extra event_set. */
+                __atomic_store_n(&r->d.waiting, false, __ATOMIC_RELAXED);
+            }
+        }
+        if (!busy) {
+            return;
+        }
+        pthread_mutex_unlock(&rcu_lock);
+        qemu_event_wait(&rcu_gp_event);
+        pthread_mutex_lock(&rcu_lock);
+    }
 }
 
 void synchronize_rcu(void)
@@ -197,39 +245,18 @@ void synchronize_rcu(void)
         rcu_die("synchronize_rcu", "called inside an RCU read-side section "
                 "(would deadlock)");
     }
+    gp_event_init_once();
     pthread_mutex_lock(&rcu_sync_lock);
     pthread_mutex_lock(&rcu_lock);
     if (rcu_registry) {
         /* Updates made before this call precede the counter change. */
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        unsigned long gp = __atomic_add_fetch(&rcu_gp_ctr, RCU_GP_CTR,
-                                              __ATOMIC_SEQ_CST);
+        /* Single-phase: one flip of +2 (only writers, serialized, write). */
+        unsigned long gp = __atomic_load_n(&rcu_gp_ctr, __ATOMIC_RELAXED)
+                           + RCU_GP_CTR;
+        __atomic_store_n(&rcu_gp_ctr, gp, __ATOMIC_SEQ_CST);
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        /*
-         * Scan until a full pass finds no old reader. Sleeping releases
-         * rcu_lock (threads may (un)register meanwhile), so every pass
-         * starts over; a reader, once not old, stays so in this period.
-         */
-        for (;;) {
-            RcuReader *busy = NULL;
-            for (RcuReader *r = rcu_registry; r; r = r->next) {
-                __atomic_store_n(&r->waiting, true, __ATOMIC_SEQ_CST);
-                __atomic_thread_fence(__ATOMIC_SEQ_CST);
-                if (reader_is_old(r, gp)) {
-                    busy = r;
-                    break;
-                }
-                __atomic_store_n(&r->waiting, false, __ATOMIC_RELAXED);
-            }
-            if (!busy) {
-                break;
-            }
-            pthread_cond_wait(&rcu_cond, &rcu_lock);
-            /* busy may be freed now; the next pass rescans the registry */
-        }
-        for (RcuReader *r = rcu_registry; r; r = r->next) {
-            __atomic_store_n(&r->waiting, false, __ATOMIC_RELAXED);
-        }
+        wait_for_readers_locked(gp);
         /* Reclamation after this call happens after the readers left. */
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
     }

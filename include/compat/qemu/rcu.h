@@ -8,7 +8,10 @@
  * with call_rcu() (runs a callback from a helper thread after a grace
  * period, with the BQL held, as QEMU does).
  *
- * Implemented in src/c/rcu.c. Differences from QEMU: a thread that calls
+ * The read side is QEMU 10.2's, inline (an object compiled against QEMU's
+ * own qemu/rcu.h interoperates with the library's writers): see
+ * struct rcu_reader_data, rcu_gp_ctr and rcu_gp_event below. The rest is
+ * implemented in src/c/rcu.c. Differences from QEMU: a thread that calls
  * rcu_read_lock() without rcu_register_thread() is registered on the spot
  * (and unregistered when it exits), so nothing is silently unprotected;
  * calling synchronize_rcu() inside a read-side critical section aborts with
@@ -18,17 +21,83 @@
 #ifndef AIOCTX_COMPAT_QEMU_RCU_H
 #define AIOCTX_COMPAT_QEMU_RCU_H
 
+#include <assert.h>
 #include <glib.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "aioctx.h"
 #include "qemu/atomic.h"
+#include "qemu/queue.h"
+#include "qemu/typedefs.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-void rcu_read_lock(void);
-void rcu_read_unlock(void);
+/*
+ * The per-thread reader record, at QEMU 10.2's layout (40 bytes): QEMU's
+ * inline rcu_read_lock()/rcu_read_unlock() below, compiled into callers,
+ * touch ctr, waiting and depth directly.
+ */
+struct rcu_reader_data {
+    /* 0, or the value of rcu_gp_ctr when the outermost lock ran. */
+    unsigned long ctr;
+    /* Set by a writer waiting for this reader; cleared by the reader. */
+    bool waiting;
+    /* Nesting depth; only the owner thread uses it. */
+    unsigned depth;
+    /* Registry link (QEMU's; unused by aioctx, kept for the layout). */
+    QLIST_ENTRY(rcu_reader_data) node;
+    /* QEMU's NotifierList force_rcu (a QLIST_HEAD of Notifier); unused. */
+    struct {
+        QLIST_HEAD(, Notifier) notifiers;
+    } force_rcu;
+};
+
+/* The grace-period counter: starts at 1, +2 per grace period. */
+extern unsigned long rcu_gp_ctr;
+/* Set by a reader that leaves a section a writer waits for. */
+extern QemuEvent rcu_gp_event;
+
+/*
+ * The calling thread's reader record. A thread that did not call
+ * rcu_register_thread() is registered on the spot.
+ */
+struct rcu_reader_data *get_ptr_rcu_reader(void);
+
+static inline void rcu_read_lock(void)
+{
+    struct rcu_reader_data *p_rcu_reader = get_ptr_rcu_reader();
+    unsigned long ctr;
+
+    if (p_rcu_reader->depth++ > 0) {
+        return;
+    }
+    ctr = qatomic_read(&rcu_gp_ctr);
+    qatomic_set(&p_rcu_reader->ctr, ctr);
+    /* Publish ctr before reading RCU-protected pointers. */
+    smp_mb();
+}
+
+static inline void rcu_read_unlock(void)
+{
+    struct rcu_reader_data *p_rcu_reader = get_ptr_rcu_reader();
+
+    assert(p_rcu_reader->depth != 0);
+    if (--p_rcu_reader->depth > 0) {
+        return;
+    }
+    /* The critical section precedes the store of 0. */
+    qatomic_store_release(&p_rcu_reader->ctr, 0);
+    /* Write ctr before reading waiting (pairs with the writer's barrier). */
+    smp_mb();
+    if (qatomic_read(&p_rcu_reader->waiting)) {
+        qatomic_set(&p_rcu_reader->waiting, false);
+        qemu_event_set(&rcu_gp_event);
+    }
+}
+
 /* True while this thread is inside a read-side critical section. */
 bool rcu_read_locked(void);
 
