@@ -14,6 +14,7 @@
  */
 
 #include "aioctx.h"
+#include "qemu/thread.h"
 #include "test-util.h"
 
 #include <errno.h>
@@ -28,6 +29,10 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+/* QEMU 10.2's own prototypes (qemu-abi.md section 4) must compile here. */
+bool qemu_thread_is_self(QemuThread *thread);
+static inline void qemu_spin_destroy(QemuSpin *spin);
 
 /* ------------------------------------------------------------------------ */
 /* Layouts: callers embed these structs, so their shape is part of the ABI. */

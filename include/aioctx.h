@@ -1372,7 +1372,7 @@ void qemu_thread_get_self(struct QemuThread *thread);
 /**
  * Whether `thread` is the calling thread.
  */
-bool qemu_thread_is_self(const struct QemuThread *thread);
+bool qemu_thread_is_self(struct QemuThread *thread);
 
 /**
  * Ends the calling thread with result `retval` (what `qemu_thread_join`

@@ -468,7 +468,7 @@ pub extern "C" fn qemu_thread_get_self(thread: *mut QemuThread) {
 
 /// Whether `thread` is the calling thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn qemu_thread_is_self(thread: *const QemuThread) -> bool {
+pub extern "C" fn qemu_thread_is_self(thread: *mut QemuThread) -> bool {
     ffi_call(
         "qemu_thread_is_self",
         || Ok(self::thread(thread)?.is_self()),

@@ -42,7 +42,7 @@ static inline void qemu_spin_init(QemuSpin *spin)
     qatomic_set(&spin->value, 0);
 }
 
-static inline void qemu_spin_destroy(const QemuSpin *spin)
+static inline void qemu_spin_destroy(QemuSpin *spin)
 {
     (void)spin;
 }
