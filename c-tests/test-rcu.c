@@ -102,8 +102,8 @@ static void *blocking_reader(void *opaque)
 
     rcu_register_thread();
     rcu_read_lock();
-    qatomic_set(&s->reader, get_ptr_rcu_reader());
-    qatomic_set(&s->entered, 1);
+    qatomic_store_release(&s->reader, get_ptr_rcu_reader());
+    qatomic_store_release(&s->entered, 1);
     while (!qatomic_read(&s->release)) {
         g_usleep(1000);
     }
@@ -127,7 +127,7 @@ static void *blocked_writer(void *opaque)
 static bool wait_flag(int *flag, int seconds)
 {
     for (int i = 0; i < seconds * 1000; i++) {
-        if (qatomic_read(flag)) {
+        if (qatomic_load_acquire(flag)) {
             return true;
         }
         g_usleep(1000);
@@ -144,7 +144,8 @@ static void test_reader_blocks_writer(void)
     watchdog_start(&wd, "reader blocks writer", 30);
     qemu_thread_create(&r, "reader", blocking_reader, &s, QEMU_THREAD_JOINABLE);
     g_assert_true(wait_flag(&s.entered, 10));
-    unsigned long reader_ctr = qatomic_read(&s.reader->ctr);
+    struct rcu_reader_data *rd = qatomic_load_acquire(&s.reader);
+    unsigned long reader_ctr = qatomic_read(&rd->ctr);
     g_assert_cmpuint(reader_ctr, ==, qatomic_read(&rcu_gp_ctr));
 
     qemu_thread_create(&w, "writer", blocked_writer, &s, QEMU_THREAD_JOINABLE);
@@ -155,7 +156,7 @@ static void test_reader_blocks_writer(void)
      */
     bool waiting = false;
     for (int i = 0; i < 10000 && !waiting; i++) {
-        waiting = qatomic_read(&s.reader->waiting);
+        waiting = qatomic_read(&rd->waiting);
         if (!waiting) {
             g_usleep(1000);
         }
@@ -233,7 +234,7 @@ static void *stress_reader(void *opaque)
         sched_yield();
         g_assert_cmpuint(o->magic, ==, MAGIC);
         rcu_read_unlock();
-        a->reads++;
+        qatomic_set(&a->reads, qatomic_read(&a->reads) + 1);
     }
     if (a->registered) {
         rcu_unregister_thread();
@@ -271,6 +272,11 @@ static void test_readers_and_writer(void)
         } else {
             call_rcu(old, obj_free_cb, rcu);
             by_cb++;
+        }
+    }
+    for (int i = 0; i < N_READERS; i++) {
+        while (!qatomic_read(&args[i].reads)) {
+            g_usleep(1000);        /* every reader reads at least once */
         }
     }
     qatomic_set(&stress_stop, 1);
@@ -464,7 +470,7 @@ static void *list_reader(void *opaque)
                 g_assert_cmpuint(e->magic, ==, MAGIC);
             }
         }
-        (*walks)++;
+        qatomic_set(walks, qatomic_read(walks) + 1);
     }
     rcu_unregister_thread();
     return NULL;
@@ -496,6 +502,11 @@ static void test_queue_concurrent(void)
             QLIST_INSERT_HEAD_RCU(&live_list, mine[slot], le);
         } else {
             QLIST_INSERT_AFTER_RCU(QLIST_FIRST(&live_list), mine[slot], le);
+        }
+    }
+    for (int i = 0; i < N_READERS; i++) {
+        while (!qatomic_read(&walks[i])) {
+            g_usleep(1000);        /* every reader walks at least once */
         }
     }
     qatomic_set(&list_stop, 1);

@@ -14,6 +14,7 @@
  */
 
 #include "aioctx.h"
+#include "qemu/thread.h"
 #include "test-util.h"
 
 #include <errno.h>
@@ -28,6 +29,10 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+/* QEMU 10.2's own prototypes (qemu-abi.md section 4) must compile here. */
+bool qemu_thread_is_self(QemuThread *thread);
+static inline void qemu_spin_destroy(QemuSpin *spin);
 
 /* ------------------------------------------------------------------------ */
 /* Layouts: callers embed these structs, so their shape is part of the ABI. */
@@ -998,6 +1003,129 @@ static void run_death_case(int which)
     /* Only reached if the library did not abort: the parent then fails. */
 }
 
+/* ------------------------------------------------------------------------ */
+/* QEMU's *_impl functions and the *_func hook pointers its macros call. */
+
+static atomic_int hook_calls;
+
+static void counting_mutex_lock(QemuMutex *m, const char *file, int line)
+{
+    atomic_fetch_add(&hook_calls, 1);
+    qemu_mutex_lock_impl(m, file, line);
+}
+
+static int counting_mutex_trylock(QemuMutex *m, const char *file, int line)
+{
+    atomic_fetch_add(&hook_calls, 1);
+    return qemu_mutex_trylock_impl(m, file, line);
+}
+
+static void counting_rec_mutex_lock(QemuRecMutex *m, const char *file, int line)
+{
+    atomic_fetch_add(&hook_calls, 1);
+    qemu_rec_mutex_lock_impl(m, file, line);
+}
+
+static bool counting_cond_timedwait(QemuCond *c, QemuMutex *m, int ms,
+                                    const char *file, int line)
+{
+    atomic_fetch_add(&hook_calls, 1);
+    return qemu_cond_timedwait_impl(c, m, ms, file, line);
+}
+
+/* The pointers start at the *_impl functions and work through them. */
+static void test_lock_hooks_default(void)
+{
+    QemuMutex m;
+    QemuRecMutex rm;
+    QemuCond c;
+
+    g_assert(qemu_mutex_lock_func == qemu_mutex_lock_impl);
+    g_assert(qemu_mutex_trylock_func == qemu_mutex_trylock_impl);
+    g_assert(qemu_rec_mutex_lock_func == qemu_rec_mutex_lock_impl);
+    g_assert(qemu_rec_mutex_trylock_func == qemu_rec_mutex_trylock_impl);
+    g_assert(qemu_cond_wait_func == qemu_cond_wait_impl);
+    g_assert(qemu_cond_timedwait_func == qemu_cond_timedwait_impl);
+    g_assert(bql_mutex_lock_func == qemu_mutex_lock_impl);
+
+    qemu_mutex_init(&m);
+    qemu_mutex_lock_func(&m, __FILE__, __LINE__);
+    g_assert_cmpint(qemu_mutex_trylock(&m), ==, -EBUSY);
+    qemu_mutex_unlock_impl(&m, __FILE__, __LINE__);
+    g_assert_cmpint(qemu_mutex_trylock_func(&m, __FILE__, __LINE__), ==, 0);
+    qemu_mutex_unlock(&m);
+
+    qemu_rec_mutex_init(&rm);
+    qemu_rec_mutex_lock_func(&rm, __FILE__, __LINE__);
+    g_assert_cmpint(qemu_rec_mutex_trylock_func(&rm, __FILE__, __LINE__), ==, 0);
+    qemu_rec_mutex_unlock_impl(&rm, __FILE__, __LINE__);
+    qemu_rec_mutex_unlock(&rm);
+    qemu_rec_mutex_destroy(&rm);
+
+    qemu_cond_init(&c);
+    qemu_mutex_lock(&m);
+    g_assert_false(qemu_cond_timedwait_func(&c, &m, 1, __FILE__, __LINE__));
+    /* The mutex is held again after the timeout. */
+    g_assert_cmpint(qemu_mutex_trylock(&m), ==, -EBUSY);
+    qemu_mutex_unlock(&m);
+    qemu_cond_destroy(&c);
+    qemu_mutex_destroy(&m);
+
+    g_assert_false(bql_locked());
+    bql_lock_impl(__FILE__, __LINE__);
+    g_assert_true(bql_locked());
+    bql_unlock();
+}
+
+/* A program (QEMU's lock profiler) may swap a pointer for its own wrapper. */
+static void test_lock_hooks_swapped(void)
+{
+    QemuMutex m;
+    QemuRecMutex rm;
+    QemuCond c;
+    QemuMutexLockFunc saved_lock = qemu_mutex_lock_func;
+    QemuMutexTrylockFunc saved_trylock = qemu_mutex_trylock_func;
+    QemuRecMutexLockFunc saved_rec_lock = qemu_rec_mutex_lock_func;
+    QemuCondTimedWaitFunc saved_timedwait = qemu_cond_timedwait_func;
+
+    atomic_store(&hook_calls, 0);
+    qemu_mutex_lock_func = counting_mutex_lock;
+    qemu_mutex_trylock_func = counting_mutex_trylock;
+    qemu_rec_mutex_lock_func = counting_rec_mutex_lock;
+    qemu_cond_timedwait_func = counting_cond_timedwait;
+
+    qemu_mutex_init(&m);
+    qemu_mutex_lock_func(&m, __FILE__, __LINE__);
+    g_assert_cmpint(atomic_load(&hook_calls), ==, 1);
+    /* It really locked: the plain trylock sees it busy. */
+    g_assert_cmpint(qemu_mutex_trylock(&m), ==, -EBUSY);
+    g_assert_cmpint(qemu_mutex_trylock_func(&m, __FILE__, __LINE__), ==, -EBUSY);
+    g_assert_cmpint(atomic_load(&hook_calls), ==, 2);
+    qemu_mutex_unlock_impl(&m, __FILE__, __LINE__);
+
+    qemu_rec_mutex_init(&rm);
+    qemu_rec_mutex_lock_func(&rm, __FILE__, __LINE__);
+    qemu_rec_mutex_lock_func(&rm, __FILE__, __LINE__);
+    g_assert_cmpint(atomic_load(&hook_calls), ==, 4);
+    qemu_rec_mutex_unlock(&rm);
+    qemu_rec_mutex_unlock_impl(&rm, __FILE__, __LINE__);
+    qemu_rec_mutex_destroy(&rm);
+
+    qemu_cond_init(&c);
+    qemu_mutex_lock(&m);
+    g_assert_false(qemu_cond_timedwait_func(&c, &m, 1, __FILE__, __LINE__));
+    g_assert_cmpint(atomic_load(&hook_calls), ==, 5);
+    qemu_mutex_unlock(&m);
+    qemu_cond_destroy(&c);
+    qemu_mutex_destroy(&m);
+
+    qemu_mutex_lock_func = saved_lock;
+    qemu_mutex_trylock_func = saved_trylock;
+    qemu_rec_mutex_lock_func = saved_rec_lock;
+    qemu_cond_timedwait_func = saved_timedwait;
+    g_assert(qemu_mutex_lock_func == qemu_mutex_lock_impl);
+}
+
 /*
  * Every test runs under a watchdog: a lost wakeup shows up as a hang, and
  * SIGALRM (not blocked in this thread) then ends the program.
@@ -1041,6 +1169,8 @@ static const struct {
     { "/thread/thread/exit", test_thread_exit },
     { "/thread/thread/signal-mask", test_thread_signal_mask },
     { "/thread/futex/wait-wake", test_futex_wait_wake },
+    { "/thread/lock-hooks/default", test_lock_hooks_default },
+    { "/thread/lock-hooks/swapped", test_lock_hooks_swapped },
 };
 
 int main(int argc, char **argv)

@@ -561,6 +561,36 @@ typedef struct FDMonOps {
 } FDMonOps;
 
 /**
+ * `void (*)(QemuMutex *, const char *file, int line)`.
+ */
+typedef void (*QemuMutexLockFunc)(struct QemuMutex*, const char*, int);
+
+/**
+ * `int (*)(QemuMutex *, const char *file, int line)`.
+ */
+typedef int (*QemuMutexTrylockFunc)(struct QemuMutex*, const char*, int);
+
+/**
+ * `void (*)(QemuRecMutex *, const char *file, int line)`.
+ */
+typedef void (*QemuRecMutexLockFunc)(struct QemuRecMutex*, const char*, int);
+
+/**
+ * `int (*)(QemuRecMutex *, const char *file, int line)`.
+ */
+typedef int (*QemuRecMutexTrylockFunc)(struct QemuRecMutex*, const char*, int);
+
+/**
+ * `void (*)(QemuCond *, QemuMutex *, const char *file, int line)`.
+ */
+typedef void (*QemuCondWaitFunc)(struct QemuCond*, struct QemuMutex*, const char*, int);
+
+/**
+ * `bool (*)(QemuCond *, QemuMutex *, int ms, const char *file, int line)`.
+ */
+typedef bool (*QemuCondTimedWaitFunc)(struct QemuCond*, struct QemuMutex*, int, const char*, int);
+
+/**
  * The number of threads inside `AIO_WAIT_WHILE` (or `aioctx_wait_while`).
  * Updated atomically only.
  */
@@ -606,6 +636,44 @@ extern bool error_with_guestname;
  * The guest name printed when `error_with_guestname` is true (NULL: none).
  */
 extern const char *error_guest_name;
+
+/**
+ * QEMU's lock-profiler hook for the BQL, typed as in QEMU's
+ * `qemu/thread.h` (`QemuMutexLockFunc`) and starting at
+ * `qemu_mutex_lock_impl`. The library's BQL is not a `QemuMutex`, so
+ * `bql_lock_impl` does not call through it.
+ */
+extern QemuMutexLockFunc bql_mutex_lock_func;
+
+/**
+ * What `qemu_mutex_lock()` calls; starts at `qemu_mutex_lock_impl`.
+ */
+extern QemuMutexLockFunc qemu_mutex_lock_func;
+
+/**
+ * What `qemu_mutex_trylock()` calls; starts at `qemu_mutex_trylock_impl`.
+ */
+extern QemuMutexTrylockFunc qemu_mutex_trylock_func;
+
+/**
+ * What `qemu_rec_mutex_lock()` calls; starts at `qemu_rec_mutex_lock_impl`.
+ */
+extern QemuRecMutexLockFunc qemu_rec_mutex_lock_func;
+
+/**
+ * What `qemu_rec_mutex_trylock()` calls; starts at `qemu_rec_mutex_trylock_impl`.
+ */
+extern QemuRecMutexTrylockFunc qemu_rec_mutex_trylock_func;
+
+/**
+ * What `qemu_cond_wait()` calls; starts at `qemu_cond_wait_impl`.
+ */
+extern QemuCondWaitFunc qemu_cond_wait_func;
+
+/**
+ * What `qemu_cond_timedwait()` calls; starts at `qemu_cond_timedwait_impl`.
+ */
+extern QemuCondTimedWaitFunc qemu_cond_timedwait_func;
 
 /**
  * The process-wide wait counter used by `AIO_WAIT_WHILE` and
@@ -1297,6 +1365,12 @@ bool in_aio_context_home_thread(struct AioContext *ctx);
 void bql_lock(void);
 
 /**
+ * `bql_lock` with the caller's location (unused), what QEMU's `bql_lock()`
+ * macro calls.
+ */
+void bql_lock_impl(const char *file, int line);
+
+/**
  * Releases the big QEMU lock, which this thread must hold.
  */
 void bql_unlock(void);
@@ -1456,6 +1530,48 @@ void qemu_cond_wait(struct QemuCond *cond, struct QemuMutex *mutex);
 bool qemu_cond_timedwait(struct QemuCond *cond, struct QemuMutex *mutex, int ms);
 
 /**
+ * `qemu_mutex_lock` with the caller's location (unused).
+ */
+void qemu_mutex_lock_impl(struct QemuMutex *mutex, const char *file, int line);
+
+/**
+ * `qemu_mutex_trylock` with the caller's location (unused): 0 or -EBUSY.
+ */
+int qemu_mutex_trylock_impl(struct QemuMutex *mutex, const char *file, int line);
+
+/**
+ * `qemu_mutex_unlock` with the caller's location (unused).
+ */
+void qemu_mutex_unlock_impl(struct QemuMutex *mutex, const char *file, int line);
+
+/**
+ * `qemu_rec_mutex_lock` with the caller's location (unused).
+ */
+void qemu_rec_mutex_lock_impl(struct QemuRecMutex *mutex, const char *file, int line);
+
+/**
+ * `qemu_rec_mutex_trylock` with the caller's location (unused): 0 or
+ * -EBUSY.
+ */
+int qemu_rec_mutex_trylock_impl(struct QemuRecMutex *mutex, const char *file, int line);
+
+/**
+ * `qemu_rec_mutex_unlock` with the caller's location (unused).
+ */
+void qemu_rec_mutex_unlock_impl(struct QemuRecMutex *mutex, const char *file, int line);
+
+/**
+ * `qemu_cond_wait` with the caller's location (unused).
+ */
+void qemu_cond_wait_impl(struct QemuCond *cond, struct QemuMutex *mutex, const char *file, int line);
+
+/**
+ * `qemu_cond_timedwait` with the caller's location (unused): false if the
+ * `ms` milliseconds ran out.
+ */
+bool qemu_cond_timedwait_impl(struct QemuCond *cond, struct QemuMutex *mutex, int ms, const char *file, int line);
+
+/**
  * Initializes a semaphore in caller-owned memory with `init` (>= 0)
  * posts.
  */
@@ -1534,7 +1650,7 @@ void qemu_thread_get_self(struct QemuThread *thread);
 /**
  * Whether `thread` is the calling thread.
  */
-bool qemu_thread_is_self(const struct QemuThread *thread);
+bool qemu_thread_is_self(struct QemuThread *thread);
 
 /**
  * Ends the calling thread with result `retval` (what `qemu_thread_join`

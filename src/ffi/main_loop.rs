@@ -66,6 +66,22 @@ pub extern "C" fn bql_lock() {
     ffi_call("bql_lock", thread::bql_lock)
 }
 
+/// `bql_lock` with the caller's location (unused), what QEMU's `bql_lock()`
+/// macro calls.
+#[unsafe(no_mangle)]
+pub extern "C" fn bql_lock_impl(file: *const std::ffi::c_char, line: std::ffi::c_int) {
+    let _ = (file, line);
+    ffi_call("bql_lock_impl", thread::bql_lock)
+}
+
+/// QEMU's lock-profiler hook for the BQL, typed as in QEMU's
+/// `qemu/thread.h` (`QemuMutexLockFunc`) and starting at
+/// `qemu_mutex_lock_impl`. The library's BQL is not a `QemuMutex`, so
+/// `bql_lock_impl` does not call through it.
+#[unsafe(no_mangle)]
+pub static mut bql_mutex_lock_func: super::sync::QemuMutexLockFunc =
+    Some(super::sync::qemu_mutex_lock_impl);
+
 /// Releases the big QEMU lock, which this thread must hold.
 #[unsafe(no_mangle)]
 pub extern "C" fn bql_unlock() {

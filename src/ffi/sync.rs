@@ -209,6 +209,143 @@ pub extern "C" fn qemu_cond_timedwait(
 }
 
 // ---------------------------------------------------------------------------
+// QEMU's `*_impl` entry points and the lock-profiler hook pointers
+//
+// QEMU's `qemu_mutex_lock()` & co. macros call through the `*_func`
+// pointers with the caller's `__FILE__`/`__LINE__`; the pointers start out
+// at the `*_impl` functions, which behave like the plain functions above
+// (the location is not used). A program may store its own function in a
+// pointer (QEMU's lock profiler does) and call the `*_impl` from it.
+
+/// `void (*)(QemuMutex *, const char *file, int line)`.
+pub type QemuMutexLockFunc = Option<extern "C" fn(*mut QemuMutex, *const c_char, c_int)>;
+/// `int (*)(QemuMutex *, const char *file, int line)`.
+pub type QemuMutexTrylockFunc =
+    Option<extern "C" fn(*mut QemuMutex, *const c_char, c_int) -> c_int>;
+/// `void (*)(QemuRecMutex *, const char *file, int line)`.
+pub type QemuRecMutexLockFunc = Option<extern "C" fn(*mut QemuRecMutex, *const c_char, c_int)>;
+/// `int (*)(QemuRecMutex *, const char *file, int line)`.
+pub type QemuRecMutexTrylockFunc =
+    Option<extern "C" fn(*mut QemuRecMutex, *const c_char, c_int) -> c_int>;
+/// `void (*)(QemuCond *, QemuMutex *, const char *file, int line)`.
+pub type QemuCondWaitFunc =
+    Option<extern "C" fn(*mut QemuCond, *mut QemuMutex, *const c_char, c_int)>;
+/// `bool (*)(QemuCond *, QemuMutex *, int ms, const char *file, int line)`.
+pub type QemuCondTimedWaitFunc =
+    Option<extern "C" fn(*mut QemuCond, *mut QemuMutex, c_int, *const c_char, c_int) -> bool>;
+
+/// What `qemu_mutex_lock()` calls; starts at `qemu_mutex_lock_impl`.
+#[unsafe(no_mangle)]
+pub static mut qemu_mutex_lock_func: QemuMutexLockFunc = Some(qemu_mutex_lock_impl);
+/// What `qemu_mutex_trylock()` calls; starts at `qemu_mutex_trylock_impl`.
+#[unsafe(no_mangle)]
+pub static mut qemu_mutex_trylock_func: QemuMutexTrylockFunc = Some(qemu_mutex_trylock_impl);
+/// What `qemu_rec_mutex_lock()` calls; starts at `qemu_rec_mutex_lock_impl`.
+#[unsafe(no_mangle)]
+pub static mut qemu_rec_mutex_lock_func: QemuRecMutexLockFunc = Some(qemu_rec_mutex_lock_impl);
+/// What `qemu_rec_mutex_trylock()` calls; starts at `qemu_rec_mutex_trylock_impl`.
+#[unsafe(no_mangle)]
+pub static mut qemu_rec_mutex_trylock_func: QemuRecMutexTrylockFunc =
+    Some(qemu_rec_mutex_trylock_impl);
+/// What `qemu_cond_wait()` calls; starts at `qemu_cond_wait_impl`.
+#[unsafe(no_mangle)]
+pub static mut qemu_cond_wait_func: QemuCondWaitFunc = Some(qemu_cond_wait_impl);
+/// What `qemu_cond_timedwait()` calls; starts at `qemu_cond_timedwait_impl`.
+#[unsafe(no_mangle)]
+pub static mut qemu_cond_timedwait_func: QemuCondTimedWaitFunc = Some(qemu_cond_timedwait_impl);
+
+/// `qemu_mutex_lock` with the caller's location (unused).
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_mutex_lock_impl(mutex: *mut QemuMutex, file: *const c_char, line: c_int) {
+    let _ = (file, line);
+    ffi_call("qemu_mutex_lock_impl", || self::mutex(mutex)?.lock())
+}
+
+/// `qemu_mutex_trylock` with the caller's location (unused): 0 or -EBUSY.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_mutex_trylock_impl(
+    mutex: *mut QemuMutex,
+    file: *const c_char,
+    line: c_int,
+) -> c_int {
+    let _ = (file, line);
+    ffi_call("qemu_mutex_trylock_impl", || self::mutex(mutex)?.trylock())
+}
+
+/// `qemu_mutex_unlock` with the caller's location (unused).
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_mutex_unlock_impl(mutex: *mut QemuMutex, file: *const c_char, line: c_int) {
+    let _ = (file, line);
+    ffi_call("qemu_mutex_unlock_impl", || self::mutex(mutex)?.unlock())
+}
+
+/// `qemu_rec_mutex_lock` with the caller's location (unused).
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_rec_mutex_lock_impl(
+    mutex: *mut QemuRecMutex,
+    file: *const c_char,
+    line: c_int,
+) {
+    let _ = (file, line);
+    ffi_call("qemu_rec_mutex_lock_impl", || rec_mutex(mutex)?.lock())
+}
+
+/// `qemu_rec_mutex_trylock` with the caller's location (unused): 0 or
+/// -EBUSY.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_rec_mutex_trylock_impl(
+    mutex: *mut QemuRecMutex,
+    file: *const c_char,
+    line: c_int,
+) -> c_int {
+    let _ = (file, line);
+    ffi_call("qemu_rec_mutex_trylock_impl", || {
+        rec_mutex(mutex)?.trylock()
+    })
+}
+
+/// `qemu_rec_mutex_unlock` with the caller's location (unused).
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_rec_mutex_unlock_impl(
+    mutex: *mut QemuRecMutex,
+    file: *const c_char,
+    line: c_int,
+) {
+    let _ = (file, line);
+    ffi_call("qemu_rec_mutex_unlock_impl", || rec_mutex(mutex)?.unlock())
+}
+
+/// `qemu_cond_wait` with the caller's location (unused).
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_cond_wait_impl(
+    cond: *mut QemuCond,
+    mutex: *mut QemuMutex,
+    file: *const c_char,
+    line: c_int,
+) {
+    let _ = (file, line);
+    ffi_call("qemu_cond_wait_impl", || {
+        self::cond(cond)?.wait(self::mutex(mutex)?, None).map(drop)
+    })
+}
+
+/// `qemu_cond_timedwait` with the caller's location (unused): false if the
+/// `ms` milliseconds ran out.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_cond_timedwait_impl(
+    cond: *mut QemuCond,
+    mutex: *mut QemuMutex,
+    ms: c_int,
+    file: *const c_char,
+    line: c_int,
+) -> bool {
+    let _ = (file, line);
+    ffi_call("qemu_cond_timedwait_impl", || {
+        self::cond(cond)?.wait_ms(self::mutex(mutex)?, ms)
+    })
+}
+
+// ---------------------------------------------------------------------------
 // QemuSemaphore
 
 /// Initializes a semaphore in caller-owned memory with `init` (>= 0)
@@ -331,7 +468,7 @@ pub extern "C" fn qemu_thread_get_self(thread: *mut QemuThread) {
 
 /// Whether `thread` is the calling thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn qemu_thread_is_self(thread: *const QemuThread) -> bool {
+pub extern "C" fn qemu_thread_is_self(thread: *mut QemuThread) -> bool {
     ffi_call(
         "qemu_thread_is_self",
         || Ok(self::thread(thread)?.is_self()),

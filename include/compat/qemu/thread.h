@@ -3,8 +3,8 @@
  *
  * QemuMutex, QemuRecMutex, QemuCond, QemuSemaphore, QemuEvent, QemuThread
  * and their functions (qemu_mutex_lock, qemu_thread_create, ...) are real
- * functions of the library, declared in aioctx.h; QEMU's *_impl/file-line
- * macros are not needed. This header adds what QEMU defines inline: the
+ * functions of the library, declared in aioctx.h, as are QEMU's *_impl
+ * functions and the *_func pointers its macros call through. This header adds what QEMU defines inline: the
  * QemuSpin spinlock.
  */
 #ifndef AIOCTX_COMPAT_QEMU_THREAD_H
@@ -24,15 +24,10 @@
 #define QEMU_THREAD_DETACHED 1
 #endif
 
-/* QEMU's lock-function pointer types (for code that stores them). */
-typedef void (*QemuMutexLockFunc)(QemuMutex *m, const char *f, int l);
-typedef int (*QemuMutexTrylockFunc)(QemuMutex *m, const char *f, int l);
-typedef void (*QemuRecMutexLockFunc)(QemuRecMutex *m, const char *f, int l);
-typedef int (*QemuRecMutexTrylockFunc)(QemuRecMutex *m, const char *f, int l);
-typedef void (*QemuCondWaitFunc)(QemuCond *c, QemuMutex *m, const char *f,
-                                 int l);
-typedef bool (*QemuCondTimedWaitFunc)(QemuCond *c, QemuMutex *m, int ms,
-                                      const char *f, int l);
+/*
+ * QEMU's lock-function pointer types (QemuMutexLockFunc, ...), the
+ * *_func hook pointers and the *_impl functions are declared in aioctx.h.
+ */
 
 /*
  * QemuSpin: a test-and-test-and-set spinlock, as in QEMU. Note that
@@ -47,7 +42,7 @@ static inline void qemu_spin_init(QemuSpin *spin)
     qatomic_set(&spin->value, 0);
 }
 
-static inline void qemu_spin_destroy(const QemuSpin *spin)
+static inline void qemu_spin_destroy(QemuSpin *spin)
 {
     (void)spin;
 }
