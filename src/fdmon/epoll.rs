@@ -227,6 +227,7 @@ impl FdMonitor for EpollMonitor {
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::IntoRawFd;
     use std::time::Duration;
 
     use super::*;
@@ -306,11 +307,16 @@ mod tests {
         // by a new file, then set again with the same interest.
         let mut m = EpollMonitor::new().unwrap();
         let old = eventfd();
-        let fd = old.as_raw_fd();
+        let fd = old.into_raw_fd();
         m.set(fd, IN).unwrap();
-        drop(old);
-        let new = eventfd();
-        assert_eq!(new.as_raw_fd(), fd, "lowest free number is reused");
+        // dup2 closes the old file and reuses its number in one step, so a
+        // test running in parallel cannot take the number in between.
+        let other = eventfd();
+        // SAFETY: both numbers are open and owned by this test.
+        let got = unsafe { libc::dup2(other.as_raw_fd(), fd) };
+        assert_eq!(got, fd, "dup2: {}", io::Error::last_os_error());
+        // SAFETY: `fd` now names a file this test owns and nobody else closes.
+        let new = unsafe { OwnedFd::from_raw_fd(fd) };
         m.set(fd, IN).unwrap();
         poke(&new);
         assert_eq!(wait(&mut m, 0), [ready(&new, IN)]);
