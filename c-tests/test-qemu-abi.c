@@ -39,6 +39,15 @@ ASSERT_LAYOUT(EventNotifier, 12, 4);
 _Static_assert(offsetof(EventNotifier, rfd) == 0, "EventNotifier.rfd");
 _Static_assert(offsetof(EventNotifier, wfd) == 4, "EventNotifier.wfd");
 _Static_assert(offsetof(EventNotifier, initialized) == 8, "EventNotifier.initialized");
+ASSERT_LAYOUT(QEMUTimer, 48, 8);
+_Static_assert(offsetof(QEMUTimer, expire_time) == 0, "QEMUTimer.expire_time");
+_Static_assert(offsetof(QEMUTimer, timer_list) == 8, "QEMUTimer.timer_list");
+_Static_assert(offsetof(QEMUTimer, cb) == 16, "QEMUTimer.cb");
+_Static_assert(offsetof(QEMUTimer, opaque) == 24, "QEMUTimer.opaque");
+_Static_assert(offsetof(QEMUTimer, attributes) == 40, "QEMUTimer.attributes");
+_Static_assert(offsetof(QEMUTimer, scale) == 44, "QEMUTimer.scale");
+ASSERT_LAYOUT(QEMUTimerListGroup, 32, 8);
+_Static_assert(offsetof(QEMUTimerListGroup, tl) == 0, "QEMUTimerListGroup.tl");
 ASSERT_LAYOUT(QemuMutex, 48, 8);
 ASSERT_LAYOUT(QemuCond, 56, 8);
 ASSERT_LAYOUT(QemuSemaphore, 112, 8);
@@ -543,6 +552,163 @@ static void test_yield_until_fd_readable(void)
     close(p[1]);
 }
 
+/* ---- timers through QEMU's inline paths (ctx->tlg, g_new0/g_free) ---- */
+
+/* QEMU's inline aio_timer_new/aio_timer_init and timer_new_full/timer_free,
+ * as QEMU 10.2's qemu/timer.h and block/aio.h compile them into a caller. */
+static QEMUTimer *inline_timer_new_full(QEMUTimerListGroup *tlg, QEMUClockType type,
+                                        int scale, QEMUTimerCB *cb, void *opaque)
+{
+    QEMUTimer *ts = g_new0(QEMUTimer, 1);
+
+    timer_init_full(ts, tlg, type, scale, 0, cb, opaque);
+    return ts;
+}
+
+static void inline_timer_free(QEMUTimer *ts)
+{
+    timer_del(ts);
+    g_free(ts);
+}
+
+typedef struct {
+    int runs;
+    GThread *ran_in;
+} TimerRun;
+
+static void timer_run_cb(void *opaque)
+{
+    TimerRun *r = opaque;
+
+    r->runs++;
+    r->ran_in = g_thread_self();
+}
+
+static void test_timer_on_ctx_tlg(void)
+{
+    AioContext *ctx = aio_context_new(&error_abort);
+    QEMUTimerListGroup *tlg = &pub(ctx)->tlg;
+    TimerRun embedded = { 0 }, allocated = { 0 };
+    QEMUTimer ts;
+    QEMUTimer *heap_ts;
+
+    for (int i = 0; i < QEMU_CLOCK_MAX; i++) {
+        g_assert_nonnull(tlg->tl[i]);
+        g_assert_cmpint(timerlist_get_clock(tlg->tl[i]), ==, i);
+    }
+    timer_init_full(&ts, tlg, QEMU_CLOCK_REALTIME, SCALE_NS, 0, timer_run_cb, &embedded);
+    g_assert_true(ts.timer_list == tlg->tl[QEMU_CLOCK_REALTIME]);
+    heap_ts = inline_timer_new_full(tlg, QEMU_CLOCK_VIRTUAL, SCALE_MS, timer_run_cb, &allocated);
+    g_assert_cmpint(heap_ts->scale, ==, SCALE_MS);
+
+    timer_mod_ns(&ts, qemu_clock_get_ns(QEMU_CLOCK_REALTIME) + 2 * 1000 * 1000);
+    timer_mod(heap_ts, qemu_clock_get_ms(QEMU_CLOCK_VIRTUAL) - 1);
+    g_assert_true(timerlist_has_timers(tlg->tl[QEMU_CLOCK_REALTIME]));
+    g_assert_cmpint(timerlistgroup_deadline_ns(tlg), ==, 0);
+    /* The main loop does not run them: they are ctx's. */
+    while (aio_poll(qemu_get_aio_context(), false)) {
+    }
+    g_assert_cmpint(embedded.runs + allocated.runs, ==, 0);
+    while (embedded.runs == 0 || allocated.runs == 0) {
+        aio_poll(ctx, true);
+    }
+    g_assert_cmpint(embedded.runs, ==, 1);
+    g_assert_cmpint(allocated.runs, ==, 1);
+
+    /* Armed again, then freed the inline way: nothing fires later. */
+    timer_mod_ns(heap_ts, 0);
+    inline_timer_free(heap_ts);
+    g_assert_false(timerlist_has_timers(tlg->tl[QEMU_CLOCK_VIRTUAL]));
+    g_assert_false(aio_poll(ctx, false));
+    g_assert_cmpint(allocated.runs, ==, 1);
+    timer_deinit(&ts);
+    aio_context_unref(ctx);
+}
+
+static void test_timer_on_main_loop_tlg(void)
+{
+    AioContext *main_ctx = qemu_get_aio_context();
+    TimerRun a = { 0 }, b = { 0 };
+    QEMUTimer *by_null, *by_name;
+
+    for (int i = 0; i < QEMU_CLOCK_MAX; i++) {
+        g_assert_true(main_loop_tlg.tl[i] == pub(main_ctx)->tlg.tl[i]);
+    }
+    by_null = inline_timer_new_full(NULL, QEMU_CLOCK_REALTIME, SCALE_NS, timer_run_cb, &a);
+    by_name = inline_timer_new_full(&main_loop_tlg, QEMU_CLOCK_REALTIME, SCALE_NS,
+                                    timer_run_cb, &b);
+    g_assert_true(by_null->timer_list == main_loop_tlg.tl[QEMU_CLOCK_REALTIME]);
+    timer_mod_ns(by_null, 0);
+    timer_mod_ns(by_name, 0);
+    while (a.runs == 0 || b.runs == 0) {
+        aio_poll(main_ctx, true);
+    }
+    inline_timer_free(by_null);
+    inline_timer_free(by_name);
+}
+
+static void count_list_notify(void *opaque, QEMUClockType type)
+{
+    int *notified = opaque;
+
+    g_assert_cmpint(type, ==, QEMU_CLOCK_HOST);
+    (*notified)++;
+}
+
+static void test_timerlistgroup_standalone(void)
+{
+    QEMUTimerListGroup tlg;
+    TimerRun r = { 0 };
+    int notified = 0;
+    QEMUTimer ts;
+
+    timerlistgroup_init(&tlg, count_list_notify, &notified);
+    timer_init_full(&ts, &tlg, QEMU_CLOCK_HOST, SCALE_NS, 0, timer_run_cb, &r);
+    g_assert_cmpint(timerlistgroup_deadline_ns(&tlg), ==, -1);
+    timer_mod_ns(&ts, qemu_clock_get_ns(QEMU_CLOCK_HOST) + NANOSECONDS_PER_SECOND);
+    g_assert_cmpint(notified, ==, 1); /* it became the earliest */
+    timer_mod_ns(&ts, qemu_clock_get_ns(QEMU_CLOCK_HOST) + 2 * NANOSECONDS_PER_SECOND);
+    g_assert_cmpint(notified, ==, 1); /* later: no notification */
+    g_assert_cmpint(timerlistgroup_deadline_ns(&tlg), >, NANOSECONDS_PER_SECOND);
+    g_assert_false(timerlistgroup_run_timers(&tlg));
+    timer_mod_ns(&ts, 1);
+    g_assert_cmpint(notified, ==, 2);
+    g_assert_true(timerlist_expired(tlg.tl[QEMU_CLOCK_HOST]));
+    /* No loop runs a standalone group: its owner does, in its thread. */
+    g_assert_false(aio_poll(qemu_get_aio_context(), false));
+    g_assert_cmpint(r.runs, ==, 0);
+    g_assert_true(timerlistgroup_run_timers(&tlg));
+    g_assert_cmpint(r.runs, ==, 1);
+    g_assert_true(r.ran_in == g_thread_self());
+    g_assert_false(timerlist_has_timers(tlg.tl[QEMU_CLOCK_HOST]));
+    timerlist_notify(tlg.tl[QEMU_CLOCK_HOST]);
+    g_assert_cmpint(notified, ==, 3);
+    timerlistgroup_deinit(&tlg);
+    for (int i = 0; i < QEMU_CLOCK_MAX; i++) {
+        g_assert_null(tlg.tl[i]);
+    }
+}
+
+static void test_timerlist_standalone(void)
+{
+    QEMUTimerList *tl = timerlist_new(QEMU_CLOCK_REALTIME, NULL, NULL);
+    QEMUTimerListGroup tlg = { .tl = { tl, tl, tl, tl } };
+    TimerRun r = { 0 };
+    QEMUTimer ts;
+
+    g_assert_cmpint(timerlist_get_clock(tl), ==, QEMU_CLOCK_REALTIME);
+    timer_init_full(&ts, &tlg, QEMU_CLOCK_REALTIME, SCALE_US, 0, timer_run_cb, &r);
+    timer_mod(&ts, qemu_clock_get_us(QEMU_CLOCK_REALTIME) + 1000 * 1000);
+    g_assert_true(timerlist_has_timers(tl));
+    g_assert_false(timerlist_expired(tl));
+    g_assert_cmpint(timerlist_deadline_ns(tl), >, 0);
+    g_assert_false(timerlist_run_timers(tl));
+    /* Freed with a timer armed: the timer is disarmed, not run. */
+    timerlist_free(tl);
+    g_assert_false(timer_pending(&ts));
+    g_assert_cmpint(r.runs, ==, 0);
+}
+
 /* ---- misuse ---- */
 
 static void run_death_case(int which)
@@ -557,6 +723,30 @@ static void run_death_case(int which)
     case 2:
         yield_until_fd_readable(0);
         break;
+    case 3: {
+        QEMUTimerListGroup empty = { 0 };
+        QEMUTimer ts;
+        timer_init_full(&ts, &empty, QEMU_CLOCK_REALTIME, SCALE_NS, 0, timer_run_cb, NULL);
+        break;
+    }
+    case 4:
+        timerlistgroup_init(NULL, NULL, NULL);
+        break;
+    case 5:
+        timerlist_free(pub(qemu_get_aio_context())->tlg.tl[0]);
+        break;
+    case 6: {
+        QEMUTimerListGroup tlg;
+        QEMUTimer ts;
+        timerlistgroup_init(&tlg, NULL, NULL);
+        timer_init_full(&ts, &tlg, QEMU_CLOCK_REALTIME, SCALE_NS, 0, timer_run_cb, NULL);
+        timerlistgroup_deinit(&tlg);
+        timer_mod(&ts, 1);
+        break;
+    }
+    case 7:
+        timerlist_has_timers(NULL);
+        break;
     }
 }
 
@@ -567,6 +757,16 @@ static const DeathTest death_tests[] = {
       "*aioctx: qemu_co_timeout: called outside a coroutine*" },
     { "/abi/yield-until-fd-readable/outside-coroutine", 2,
       "*aioctx: yield_until_fd_readable: called outside a coroutine*" },
+    { "/abi/timer/death/empty-group", 3,
+      "*aioctx: timer_init_full: QEMUTimerListGroup has no list for this clock*" },
+    { "/abi/timer/death/null-group-init", 4,
+      "*aioctx: timerlistgroup_init: QEMUTimerListGroup is NULL*" },
+    { "/abi/timer/death/free-context-list", 5,
+      "*aioctx: timerlist_free: QEMUTimerList belongs to an AioContext*" },
+    { "/abi/timer/death/mod-after-group-deinit", 6,
+      "*aioctx: timer_mod: QEMUTimer*" },
+    { "/abi/timer/death/null-list", 7,
+      "*aioctx: timerlist_has_timers: QEMUTimerList is NULL*" },
 };
 
 int main(int argc, char **argv)
@@ -583,6 +783,10 @@ int main(int argc, char **argv)
     g_test_add_func("/abi/co-timeout/zero-means-no-limit", test_co_timeout_zero_means_no_limit);
     g_test_add_func("/abi/co-timeout/expires", test_co_timeout_expires);
     g_test_add_func("/abi/qemu-clock/queries", test_qemu_clock_queries);
+    g_test_add_func("/abi/timer/ctx-tlg", test_timer_on_ctx_tlg);
+    g_test_add_func("/abi/timer/main-loop-tlg", test_timer_on_main_loop_tlg);
+    g_test_add_func("/abi/timer/timerlistgroup-standalone", test_timerlistgroup_standalone);
+    g_test_add_func("/abi/timer/timerlist-standalone", test_timerlist_standalone);
     g_test_add_func("/abi/co-sleep/until-woken", test_co_sleep_until_woken);
     g_test_add_func("/abi/lockable/typed-null", test_make_lockable_typed_null);
     g_test_add_func("/abi/qemu-poll-ns", test_qemu_poll_ns);

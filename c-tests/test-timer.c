@@ -31,7 +31,7 @@ _Static_assert(QEMU_CLOCK_VIRTUAL_RT == 3, "QEMU numbering");
 _Static_assert(QEMU_CLOCK_MAX == 4, "QEMU numbering");
 _Static_assert(SCALE_NS == 1 && SCALE_US == 1000 && SCALE_MS == 1000000, "scales");
 _Static_assert(QEMU_TIMER_ATTR_EXTERNAL == 1, "attributes");
-_Static_assert(sizeof(QEMUTimer) == 64, "QEMUTimer layout");
+_Static_assert(sizeof(QEMUTimer) == 48, "QEMUTimer layout (QEMU's)");
 _Static_assert(_Alignof(QEMUTimer) == 8, "QEMUTimer layout");
 _Static_assert(offsetof(QEMUTimer, expire_time) == 0, "QEMUTimer layout");
 

@@ -134,10 +134,10 @@ typedef struct Error Error;
 typedef struct QEMUBH QEMUBH;
 
 /**
- * QEMU's timer list group. aioctx keeps timers per context; the only
- * group callers can name is NULL (the main loop's), so this stays opaque.
+ * QEMU's `QEMUTimerList`: the armed timers of one clock, of a context
+ * (`ctx->tlg.tl[type]`) or standalone (`timerlist_new`). Opaque.
  */
-typedef struct QEMUTimerListGroup QEMUTimerListGroup;
+typedef struct QEMUTimerList QEMUTimerList;
 
 /**
  * `struct QemuLockable` (complete in `qemu/lockable.h`): `{ void *object;
@@ -172,6 +172,18 @@ typedef struct MemReentrancyGuard {
    */
   bool engaged_in_io;
 } MemReentrancyGuard;
+
+/**
+ * QEMU's timer list group: one list per clock. Every context has one
+ * (`ctx->tlg`, its clocks); `main_loop_tlg` is the main context's;
+ * `timerlistgroup_init` fills a caller-owned one with standalone lists.
+ */
+typedef struct QEMUTimerListGroup {
+  /**
+   * The lists, indexed by `QEMUClockType` (`QEMU_CLOCK_MAX` entries).
+   */
+  struct QEMUTimerList *tl[4];
+} QEMUTimerListGroup;
 
 /**
  * `QSIMPLEQ_ENTRY(CqeHandler)`.
@@ -490,12 +502,14 @@ typedef struct AIOCBInfo {
 } AIOCBInfo;
 
 /**
- * A timer: a callback bound to one context and one clock. A complete
- * struct so that callers can embed it; its fields belong to aioctx and may
- * only be read (`expire_time`, `cb`, `opaque`, `scale`, `attributes` mean
- * what QEMU's fields of the same names mean). Initialize it before any
- * other use; `timer_mod` on a never-initialized timer aborts. Do not copy
- * or move it while it is armed.
+ * A timer: a callback bound to one timer list (a context and a clock, or a
+ * standalone list). QEMU's 48-byte layout, so callers can embed it; its
+ * fields belong to aioctx and may only be read (`expire_time`, `cb`,
+ * `opaque`, `attributes`, `scale` mean what QEMU's fields of the same
+ * names mean). Initialize it before any other use; `timer_mod` on a
+ * never-initialized timer aborts. Do not copy or move it while it is
+ * armed. It may live in `g_new0` memory and be released with `g_free`
+ * after `timer_del`, as QEMU's inline `timer_free` does.
  */
 typedef struct QEMUTimer {
   /**
@@ -503,9 +517,9 @@ typedef struct QEMUTimer {
    */
   int64_t expire_time;
   /**
-   * The context whose loop runs the callback.
+   * The list the timer is armed on.
    */
-  struct AioContext *ctx;
+  struct QEMUTimerList *timer_list;
   /**
    * The callback.
    */
@@ -515,29 +529,22 @@ typedef struct QEMUTimer {
    */
   void *opaque;
   /**
-   * Arming sequence number (orders timers with equal deadlines).
-   */
-  uint64_t seq;
-  /**
-   * The clock.
-   */
-  QEMUClockType clock_type;
-  /**
-   * Nanoseconds per unit of `timer_mod` (`SCALE_NS`, `SCALE_US`, ...).
-   */
-  int scale;
-  /**
-   * `QEMU_TIMER_ATTR_*` bits.
-   */
-  int attributes;
-  /**
-   * Position in the context's timer heap; UINT32_MAX when not armed.
+   * Position in its list's heap; UINT32_MAX when not armed (QEMU's
+   * `next` pointer slot holds this and `magic`).
    */
   uint32_t heap_index;
   /**
    * Tells initialized timers from other memory.
    */
   uint32_t magic;
+  /**
+   * `QEMU_TIMER_ATTR_*` bits.
+   */
+  int attributes;
+  /**
+   * Nanoseconds per unit of `timer_mod` (`SCALE_NS`, `SCALE_US`, ...).
+   */
+  int scale;
 } QEMUTimer;
 
 /**
@@ -676,6 +683,13 @@ extern QemuCondWaitFunc qemu_cond_wait_func;
 extern QemuCondTimedWaitFunc qemu_cond_timedwait_func;
 
 /**
+ * The main loop's timer list group: the main context's lists, filled by
+ * `qemu_init_main_loop` (all NULL before). `timer_new_*`/`timer_init_*`,
+ * and `timer_init_full` with a NULL group, use it. Read-only for callers.
+ */
+extern struct QEMUTimerListGroup main_loop_tlg;
+
+/**
  * The process-wide wait counter used by `AIO_WAIT_WHILE` and
  * `aio_wait_kick`.
  */
@@ -737,6 +751,174 @@ void qemu_bh_delete(struct QEMUBH *bh);
  * it runs. Does not change whether `bh` is scheduled.
  */
 void aio_bh_call(struct QEMUBH *bh);
+
+/**
+ * The current time of `type` in nanoseconds. REALTIME: `CLOCK_MONOTONIC`;
+ * HOST: `CLOCK_REALTIME` (wall clock); VIRTUAL and VIRTUAL_RT: monotonic,
+ * frozen while disabled with `qemu_clock_enable` and resuming without a
+ * jump. Any thread.
+ */
+int64_t qemu_clock_get_ns(QEMUClockType clock_type);
+
+/**
+ * `qemu_clock_get_ns(type) / SCALE_MS`.
+ */
+int64_t qemu_clock_get_ms(QEMUClockType clock_type);
+
+/**
+ * `qemu_clock_get_ns(type) / SCALE_US`.
+ */
+int64_t qemu_clock_get_us(QEMUClockType clock_type);
+
+/**
+ * Enables or disables a clock. Timers of a disabled clock do not fire and
+ * do not shorten `aio_poll`'s sleep; VIRTUAL and VIRTUAL_RT also stop
+ * counting. Disabling returns once no callback of that clock is running in
+ * another thread (a callback may disable its own clock). Enabling wakes
+ * every context that has timers on the clock. Any thread.
+ */
+void qemu_clock_enable(QEMUClockType clock_type, bool enabled);
+
+/**
+ * Sets up the clocks (they also work without this call) and registers
+ * `notify_cb` (may be NULL), called as `notify_cb(NULL, type)` when a timer
+ * of the main context becomes the earliest of its clock, or its clock is
+ * re-enabled; it may run in any thread that arms such a timer. Idempotent;
+ * a later call replaces the callback.
+ */
+void qemu_init_clocks(QEMUTimerListNotifyCB *notify_cb);
+
+/**
+ * QEMU's name for `qemu_init_clocks`.
+ */
+void init_clocks(QEMUTimerListNotifyCB *notify_cb);
+
+/**
+ * A standalone timer list of `type` (no context runs it): call
+ * `timerlist_run_timers` to run it; `cb(opaque, type)` (may be NULL) is
+ * called, in the arming thread, when an arming makes a timer the earliest
+ * of the list. Free it with `timerlist_free`. Any thread.
+ */
+struct QEMUTimerList *timerlist_new(QEMUClockType type, QEMUTimerListNotifyCB *cb, void *opaque);
+
+/**
+ * Frees a list from `timerlist_new`. Timers still armed on it are
+ * disarmed and must be initialized again before reuse. A context's list
+ * (from `ctx->tlg`) cannot be freed.
+ */
+void timerlist_free(struct QEMUTimerList *timer_list);
+
+/**
+ * Whether a timer is armed on the list. Any thread.
+ */
+bool timerlist_has_timers(struct QEMUTimerList *timer_list);
+
+/**
+ * Whether the list's earliest timer has expired. Any thread.
+ */
+bool timerlist_expired(struct QEMUTimerList *timer_list);
+
+/**
+ * Nanoseconds until the list's earliest timer (0 if expired), -1 if none
+ * is armed or its clock is disabled. Any thread.
+ */
+int64_t timerlist_deadline_ns(struct QEMUTimerList *timer_list);
+
+/**
+ * The list's clock.
+ */
+QEMUClockType timerlist_get_clock(struct QEMUTimerList *timer_list);
+
+/**
+ * Runs the list's expired timers in the calling thread; returns whether
+ * any ran. For a context's list, prefer letting its loop run it.
+ */
+bool timerlist_run_timers(struct QEMUTimerList *timer_list);
+
+/**
+ * Tells whoever runs the list to recompute its deadline: the context's
+ * loop is woken, or the list's notify callback is called. Any thread.
+ */
+void timerlist_notify(struct QEMUTimerList *timer_list);
+
+/**
+ * Fills the caller's `tlg` with one standalone list per clock (see
+ * `timerlist_new`; `cb` and `opaque` go to each). Timers join it through
+ * `timer_init_full`/`timer_new_full`. Release with `timerlistgroup_deinit`.
+ */
+void timerlistgroup_init(struct QEMUTimerListGroup *tlg, QEMUTimerListNotifyCB *cb, void *opaque);
+
+/**
+ * Frees the lists of a group from `timerlistgroup_init` and sets them to
+ * NULL (see `timerlist_free`).
+ */
+void timerlistgroup_deinit(struct QEMUTimerListGroup *tlg);
+
+/**
+ * Runs the expired timers of every list of the group in the calling
+ * thread; returns whether any ran.
+ */
+bool timerlistgroup_run_timers(struct QEMUTimerListGroup *tlg);
+
+/**
+ * Nanoseconds until the group's earliest timer of an enabled clock (0 if
+ * one expired), -1 if none.
+ */
+int64_t timerlistgroup_deadline_ns(struct QEMUTimerListGroup *tlg);
+
+/**
+ * The sooner of two timeouts in ns, -1 meaning infinite.
+ */
+int64_t qemu_soonest_timeout(int64_t timeout1, int64_t timeout2);
+
+/**
+ * A timeout in ns as poll(2) milliseconds: negative gives -1 (infinite),
+ * 0 stays 0, anything else rounds *up* to the next millisecond (so a short
+ * timeout never becomes a busy loop), capped at INT32_MAX.
+ */
+int qemu_timeout_ns_to_ms(int64_t ns);
+
+/**
+ * Whether a main-loop timer of `type` is armed. Any thread.
+ */
+bool qemu_clock_has_timers(QEMUClockType type);
+
+/**
+ * Whether a main-loop timer of `type` has expired. Any thread.
+ */
+bool qemu_clock_expired(QEMUClockType type);
+
+/**
+ * Nanoseconds until the soonest timer of `type` in any context (0 if one
+ * expired), -1 if none is armed or the clock is disabled. `attr_mask` is
+ * accepted for QEMU's prototype; aioctx's per-clock heaps do not index
+ * timers by attribute, so every timer counts whatever the mask (for
+ * `QEMU_TIMER_ATTR_ALL`, QEMU's common case, this is QEMU's answer).
+ */
+int64_t qemu_clock_deadline_ns_all(QEMUClockType type, int attr_mask);
+
+/**
+ * Runs the main loop's expired timers of `type`; returns whether any ran.
+ * Main loop thread (or a BQL holder).
+ */
+bool qemu_clock_run_timers(QEMUClockType type);
+
+/**
+ * `qemu_clock_run_timers` for every clock; returns whether any timer ran.
+ */
+bool qemu_clock_run_all_timers(void);
+
+/**
+ * Wakes every loop with timers on `type` (and the `qemu_init_clocks`
+ * listener) so it recomputes its deadline. Any thread.
+ */
+void qemu_clock_notify(QEMUClockType type);
+
+/**
+ * Whether `type` counts for the main loop's deadline: always true (aioctx
+ * has no icount mode, where QEMU excludes VIRTUAL).
+ */
+bool qemu_clock_use_for_deadline(QEMUClockType type);
 
 /**
  * Coroutine only: runs `entry(opaque)` in a new coroutine and waits for it
@@ -1820,47 +2002,6 @@ bool thread_pool_set_max_threads(struct ThreadPool *pool, int max_threads);
 bool thread_pool_adjust_max_threads_to_work(struct ThreadPool *pool);
 
 /**
- * The current time of `type` in nanoseconds. REALTIME: `CLOCK_MONOTONIC`;
- * HOST: `CLOCK_REALTIME` (wall clock); VIRTUAL and VIRTUAL_RT: monotonic,
- * frozen while disabled with `qemu_clock_enable` and resuming without a
- * jump. Any thread.
- */
-int64_t qemu_clock_get_ns(QEMUClockType clock_type);
-
-/**
- * `qemu_clock_get_ns(type) / SCALE_MS`.
- */
-int64_t qemu_clock_get_ms(QEMUClockType clock_type);
-
-/**
- * `qemu_clock_get_ns(type) / SCALE_US`.
- */
-int64_t qemu_clock_get_us(QEMUClockType clock_type);
-
-/**
- * Enables or disables a clock. Timers of a disabled clock do not fire and
- * do not shorten `aio_poll`'s sleep; VIRTUAL and VIRTUAL_RT also stop
- * counting. Disabling returns once no callback of that clock is running in
- * another thread (a callback may disable its own clock). Enabling wakes
- * every context that has timers on the clock. Any thread.
- */
-void qemu_clock_enable(QEMUClockType clock_type, bool enabled);
-
-/**
- * Sets up the clocks (they also work without this call) and registers
- * `notify_cb` (may be NULL), called as `notify_cb(NULL, type)` when a timer
- * of the main context becomes the earliest of its clock, or its clock is
- * re-enabled; it may run in any thread that arms such a timer. Idempotent;
- * a later call replaces the callback.
- */
-void qemu_init_clocks(QEMUTimerListNotifyCB *notify_cb);
-
-/**
- * QEMU's name for `qemu_init_clocks`.
- */
-void init_clocks(QEMUTimerListNotifyCB *notify_cb);
-
-/**
  * Initializes the caller-owned `ts` (not pending) to call `cb(opaque)` from
  * `ctx`'s loop when `type` reaches its deadline; `timer_mod` deadlines are
  * in units of `scale` ns. Any thread. `ts` must not be armed.
@@ -1884,8 +2025,11 @@ struct QEMUTimer *aio_timer_new(struct AioContext *ctx, QEMUClockType clock_type
 struct QEMUTimer *aio_timer_new_with_attrs(struct AioContext *ctx, QEMUClockType clock_type, int scale, int attributes, QEMUTimerCB *cb, void *opaque);
 
 /**
- * Initializes `ts` as a timer of the main context, or of the timer list
- * group `timer_list_group`, which must be NULL (the main loop's).
+ * Initializes `ts` (not pending) as a timer of the `type` list of
+ * `timer_list_group`: a context's `&ctx->tlg` (QEMU's inline
+ * `aio_timer_init` passes it), `&main_loop_tlg` or NULL (the main loop's,
+ * `qemu_init_main_loop` first), or a group set up with
+ * `timerlistgroup_init`. Any thread. `ts` must not be armed.
  */
 void timer_init_full(struct QEMUTimer *ts, struct QEMUTimerListGroup *timer_list_group, QEMUClockType clock_type, int scale, int attributes, QEMUTimerCB *cb, void *opaque);
 
@@ -1910,8 +2054,8 @@ void timer_init_us(struct QEMUTimer *ts, QEMUClockType clock_type, QEMUTimerCB *
 void timer_init_ms(struct QEMUTimer *ts, QEMUClockType clock_type, QEMUTimerCB *cb, void *opaque);
 
 /**
- * Allocates a timer of the main context, or of the timer list group
- * `timer_list_group`, which must be NULL (the main loop's).
+ * Allocates and initializes a timer of `timer_list_group` (see
+ * `timer_init_full`). Release it with `timer_free`.
  */
 struct QEMUTimer *timer_new_full(struct QEMUTimerListGroup *timer_list_group, QEMUClockType clock_type, int scale, int attributes, QEMUTimerCB *cb, void *opaque);
 
@@ -1996,60 +2140,6 @@ bool timer_expired(const struct QEMUTimer *timer_head, int64_t current_time);
  * The deadline of `ts` in nanoseconds, or -1 (UINT64_MAX) if not pending.
  */
 uint64_t timer_expire_time_ns(const struct QEMUTimer *ts);
-
-/**
- * The sooner of two timeouts in ns, -1 meaning infinite.
- */
-int64_t qemu_soonest_timeout(int64_t timeout1, int64_t timeout2);
-
-/**
- * A timeout in ns as poll(2) milliseconds: negative gives -1 (infinite),
- * 0 stays 0, anything else rounds *up* to the next millisecond (so a short
- * timeout never becomes a busy loop), capped at INT32_MAX.
- */
-int qemu_timeout_ns_to_ms(int64_t ns);
-
-/**
- * Whether a main-loop timer of `type` is armed. Any thread.
- */
-bool qemu_clock_has_timers(QEMUClockType type);
-
-/**
- * Whether a main-loop timer of `type` has expired. Any thread.
- */
-bool qemu_clock_expired(QEMUClockType type);
-
-/**
- * Nanoseconds until the soonest timer of `type` in any context (0 if one
- * expired), -1 if none is armed or the clock is disabled. `attr_mask` is
- * accepted for QEMU's prototype; aioctx's per-clock heaps do not index
- * timers by attribute, so every timer counts whatever the mask (for
- * `QEMU_TIMER_ATTR_ALL`, QEMU's common case, this is QEMU's answer).
- */
-int64_t qemu_clock_deadline_ns_all(QEMUClockType type, int attr_mask);
-
-/**
- * Runs the main loop's expired timers of `type`; returns whether any ran.
- * Main loop thread (or a BQL holder).
- */
-bool qemu_clock_run_timers(QEMUClockType type);
-
-/**
- * `qemu_clock_run_timers` for every clock; returns whether any timer ran.
- */
-bool qemu_clock_run_all_timers(void);
-
-/**
- * Wakes every loop with timers on `type` (and the `qemu_init_clocks`
- * listener) so it recomputes its deadline. Any thread.
- */
-void qemu_clock_notify(QEMUClockType type);
-
-/**
- * Whether `type` counts for the main loop's deadline: always true (aioctx
- * has no icount mode, where QEMU excludes VIRTUAL).
- */
-bool qemu_clock_use_for_deadline(QEMUClockType type);
 
 /**
  * Call after changing a condition that someone may be waiting on with

@@ -209,6 +209,12 @@ impl Context {
             thread_pool: crate::thread_pool::ContextPool::default(),
         });
         let ctx = Box::into_raw(ctx);
+        {
+            // SAFETY: just allocated; not shared yet.
+            let c = unsafe { &*ctx };
+            c.public.set_tlg(c.timers.group_pointers());
+            c.timers.bind(ctx);
+        }
         // SAFETY: the hook gets a fully set-up context, as QEMU's does; the
         // default is a no-op, a block layer's stores into `bdrv_graph`.
         unsafe { block_hooks::register_aiocontext(ctx.cast()) };

@@ -4,17 +4,20 @@
 //!
 //! A context handle is the address of a [`crate::context::Context`], whose
 //! first field is an [`AioContextPublic`]: 608 bytes with QEMU's members at
-//! QEMU's offsets. The library itself only uses `aio_max_batch` and
-//! `fdmon_ops`; `bdrv_graph` is a slot owned by the program's block layer
-//! (its `register_aiocontext` hook stores a pointer there), and the GSource
-//! and timer-list-group bytes are reserved at their offsets.
+//! QEMU's offsets. `tlg` holds the context's four timer lists (so QEMU's
+//! inline `aio_timer_init`, which passes `&ctx->tlg` to `timer_init_full`,
+//! binds timers to this context); the library also uses `aio_max_batch`
+//! and `fdmon_ops`; `bdrv_graph` is a slot owned by the program's block
+//! layer (its `register_aiocontext` hook stores a pointer there), and the
+//! GSource bytes are reserved at their offset.
 //!
-//! Threading: `bdrv_graph` belongs to the hooks' caller; `aio_max_batch` and
-//! `fdmon_ops` are atomics (any thread reads them; the context writes them).
+//! Threading: `bdrv_graph` belongs to the hooks' caller; `tlg` is written
+//! once, before the context is shared; `aio_max_batch` and `fdmon_ops` are
+//! atomics (any thread reads them; the context writes them).
 
 use std::ffi::c_void;
 use std::ptr;
-use std::sync::atomic::{AtomicI64, AtomicPtr};
+use std::sync::atomic::{AtomicI64, AtomicPtr, Ordering};
 
 use crate::ffi::context::fdmon_poll_ops;
 use crate::ffi::types::FDMonOps;
@@ -29,8 +32,9 @@ pub(crate) struct AioContextPublic {
     /// `BdrvGraphRWlock *bdrv_graph` (offset 144): never touched by aioctx.
     bdrv_graph: AtomicPtr<c_void>,
     _private1: [u8; 496 - 152],
-    /// `QEMUTimerListGroup tlg` (offset 496, four pointers). Reserved.
-    _tlg: [*mut c_void; 4],
+    /// `QEMUTimerListGroup tlg` (offset 496): the context's timer lists,
+    /// one per clock.
+    tlg: [AtomicPtr<c_void>; 4],
     _private2: [u8; 560 - 528],
     /// `int64_t aio_max_batch` (offset 560), read by `block/linux-aio.c`.
     pub(crate) aio_max_batch: AtomicI64,
@@ -45,7 +49,7 @@ const _: () = {
     assert!(size_of::<AioContextPublic>() == 608);
     assert!(align_of::<AioContextPublic>() == 8);
     assert!(offset_of!(AioContextPublic, bdrv_graph) == 144);
-    assert!(offset_of!(AioContextPublic, _tlg) == 496);
+    assert!(offset_of!(AioContextPublic, tlg) == 496);
     assert!(offset_of!(AioContextPublic, aio_max_batch) == 560);
     assert!(offset_of!(AioContextPublic, fdmon_ops) == 592);
 };
@@ -56,12 +60,19 @@ impl AioContextPublic {
             _source_and_private: [0; 144],
             bdrv_graph: AtomicPtr::new(ptr::null_mut()),
             _private1: [0; 496 - 152],
-            _tlg: [ptr::null_mut(); 4],
+            tlg: [const { AtomicPtr::new(ptr::null_mut()) }; 4],
             _private2: [0; 560 - 528],
             aio_max_batch: AtomicI64::new(0),
             _private3: [0; 592 - 568],
             fdmon_ops: AtomicPtr::new(ptr::from_ref(&fdmon_poll_ops).cast_mut()),
             _private4: [0; 608 - 600],
+        }
+    }
+
+    /// Fills `tlg` with the context's timer lists (at creation).
+    pub(crate) fn set_tlg(&self, lists: [*mut c_void; 4]) {
+        for (slot, list) in self.tlg.iter().zip(lists) {
+            slot.store(list, Ordering::Release);
         }
     }
 }

@@ -1,10 +1,11 @@
-//! Timers and clocks (`qemu/timer.h`): caller-owned `QEMUTimer`s bound to a
-//! context and a clock, and each context's timer lists.
+//! Timers and clocks (`qemu/timer.h`): caller-owned `QEMUTimer`s (QEMU's
+//! 48 bytes) bound to a timer list, and the lists (`timer/list.rs`).
 //!
-//! Every context has one [`TimerList`] per clock: a min-heap of the armed
-//! timers (4-ary; see `timer/heap.rs`) behind a short mutex, plus a lock-free
-//! copy of the earliest deadline so that `aio_poll` pays four atomic loads,
-//! and no lock, when no timer is due.
+//! Every context has one [`TimerList`] per clock (its `tlg`): a min-heap of
+//! the armed timers (4-ary; see `timer/heap.rs`) behind a short mutex, plus
+//! a lock-free copy of the earliest deadline so that `aio_poll` pays four
+//! atomic loads, and no lock, when no timer is due. Standalone lists
+//! (`timerlist_new`, `timerlistgroup_init`) are run by their owner.
 //!
 //! Semantics follow QEMU 10:
 //! - a timer's `expire_time` is in ns of its clock, -1 while not pending;
@@ -25,26 +26,27 @@
 //! (`timer_free`) their own timer or any other.
 //!
 //! Misuse: `timer_mod` on memory that was never initialized as a timer (a
-//! magic field), on a deinitialized timer, or on a timer copied while armed,
-//! aborts with a message. Timers still armed when their context is freed are
-//! disarmed and marked orphaned (their memory stays the caller's).
+//! magic field), on a deinitialized timer, on a timer copied while armed,
+//! or on one whose context or standalone list was freed, aborts with a
+//! message. Timers still armed when their list goes (context freed,
+//! `timerlist_free`) are disarmed and marked orphaned (their memory stays
+//! the caller's, and may be `g_free`d without a library call).
 
 mod clock;
 mod heap;
+mod list;
 
 use std::ffi::{c_int, c_void};
 use std::ptr;
-use std::sync::atomic::{AtomicI32, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
-
-use parking_lot::Mutex;
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicPtr, AtomicU32, Ordering};
 
 pub(crate) use self::clock::{CLOCK_COUNT, ClockType};
-use self::heap::{NOT_IN_HEAP, TimerHeap};
-use crate::aio_poll::soonest_timeout;
+use self::heap::NOT_IN_HEAP;
+pub(crate) use self::list::{
+    TimerList, TimerLists, clock_deadline_ns_all, clock_enable, clock_notify, init_clocks,
+};
 use crate::context::Context;
 use crate::fatal::{Misuse, MisuseResult};
-use crate::thread;
 
 /// A C timer callback (`QEMUTimerCB *`), already checked non-NULL.
 pub(crate) type TimerFn = unsafe extern "C" fn(opaque: *mut c_void);
@@ -56,23 +58,23 @@ const TIMER_MAGIC_LIVE: u32 = 0x544d_524c; // "TMRL"
 const TIMER_MAGIC_DEAD: u32 = 0x544d_5244; // "TMRD"
 const TIMER_MAGIC_ORPHANED: u32 = 0x544d_524f; // "TMRO"
 
-/// The core's view of a caller-owned `QEMUTimer` (same layout, asserted in
-/// `ffi/timer.rs`). Every field is atomic because C owns the memory and
-/// several threads may touch it: `expire_time`, `seq` and `heap_index` are
-/// written only with the owning list's lock held; the others are written by
-/// `init`/`deinit`, before the timer is shared.
+/// The core's view of a caller-owned `QEMUTimer`: QEMU's 48 bytes (layout
+/// asserted in `ffi/timer.rs`). QEMU's `next` pointer slot (offset 32)
+/// holds the heap position and the magic number instead, as no QEMU code
+/// outside the timer list reads it. Every field is atomic because C owns
+/// the memory and several threads may touch it: `expire_time` and
+/// `heap_index` are written only with the owning list's lock held; the
+/// others are written by `init`/`deinit`, before the timer is shared.
 #[repr(C)]
 pub(crate) struct Timer {
     pub(crate) expire_time: AtomicI64,
-    pub(crate) ctx: AtomicPtr<Context>,
+    pub(crate) timer_list: AtomicPtr<TimerList>,
     pub(crate) cb: AtomicPtr<c_void>,
     pub(crate) opaque: AtomicPtr<c_void>,
-    pub(crate) seq: AtomicU64,
-    pub(crate) clock: AtomicI32,
-    pub(crate) scale: AtomicI32,
-    pub(crate) attributes: AtomicI32,
     pub(crate) heap_index: AtomicU32,
     pub(crate) magic: AtomicU32,
+    pub(crate) attributes: AtomicI32,
+    pub(crate) scale: AtomicI32,
 }
 
 impl Timer {
@@ -82,6 +84,19 @@ impl Timer {
         &self,
         ctx: &Context,
         clock: ClockType,
+        scale: c_int,
+        attributes: c_int,
+        cb: TimerFn,
+        opaque: *mut c_void,
+    ) -> MisuseResult<()> {
+        self.init_on(ctx.timers.list(clock), scale, attributes, cb, opaque)
+    }
+
+    /// `timer_init_full`: binds the timer to `list` (a context's, the main
+    /// loop's or a standalone one), not pending.
+    pub(crate) fn init_on(
+        &self,
+        list: &TimerList,
         scale: c_int,
         attributes: c_int,
         cb: TimerFn,
@@ -100,14 +115,12 @@ impl Timer {
                 "QEMUTimer is armed; timer_del it before initializing it again",
             ));
         }
-        ctx.timers.register(ctx);
+        list.register();
         self.expire_time.store(-1, Ordering::Relaxed);
-        self.ctx
-            .store(ptr::from_ref(ctx).cast_mut(), Ordering::Relaxed);
+        self.timer_list
+            .store(ptr::from_ref(list).cast_mut(), Ordering::Relaxed);
         self.cb.store(cb as *mut c_void, Ordering::Relaxed);
         self.opaque.store(opaque, Ordering::Relaxed);
-        self.seq.store(0, Ordering::Relaxed);
-        self.clock.store(clock.index() as c_int, Ordering::Relaxed);
         self.scale.store(scale, Ordering::Relaxed);
         self.attributes.store(attributes, Ordering::Relaxed);
         self.heap_index.store(NOT_IN_HEAP, Ordering::Relaxed);
@@ -117,18 +130,15 @@ impl Timer {
 
     /// Best effort, for `init`: is this live-looking timer really armed?
     fn is_in_its_heap(&self) -> bool {
-        let Ok((ctx, clock)) = self.owner() else {
+        let Ok(list) = self.list() else {
             return false;
         };
-        matches!(
-            ctx.timers.list(clock).heap.lock().position(self),
-            Ok(Some(_))
-        )
+        matches!(list.heap.lock().position(self), Ok(Some(_)))
     }
 
-    /// The context and clock of an initialized timer.
+    /// The timer list of an initialized timer.
     #[inline]
-    fn owner(&self) -> MisuseResult<(&Context, ClockType)> {
+    fn list(&self) -> MisuseResult<&TimerList> {
         match self.magic.load(Ordering::Acquire) {
             TIMER_MAGIC_LIVE => {}
             TIMER_MAGIC_DEAD => {
@@ -147,24 +157,24 @@ impl Timer {
                 ));
             }
         }
-        // SAFETY: a live timer's `ctx` was a validated context at init;
-        // `from_handle` reports one freed since (while it is quarantined).
-        let ctx = unsafe { Context::from_handle(self.ctx.load(Ordering::Relaxed)) }?;
-        let clock = ClockType::from_raw(self.clock.load(Ordering::Relaxed))?;
-        Ok((ctx, clock))
+        // SAFETY: a live timer's list was valid at init: a context's lists
+        // live inside the context (whose memory is quarantined a while after
+        // it is freed), a standalone list until `timerlist_free`, which
+        // orphans its armed timers; `from_handle` reports a list or context
+        // freed since.
+        unsafe { TimerList::from_handle(self.timer_list.load(Ordering::Relaxed)) }
     }
 
     /// `timer_mod` (`scaled`: `expire` is in the timer's scale) or
     /// `timer_mod_ns`; with `only_earlier`, `timer_mod_anticipate(_ns)`.
     #[inline]
     pub(crate) fn arm(&self, expire: i64, scaled: bool, only_earlier: bool) -> MisuseResult<()> {
-        let (ctx, clock) = self.owner()?;
+        let list = self.list()?;
         let mut expire_ns = expire;
         if scaled {
             expire_ns = expire.saturating_mul(i64::from(self.scale.load(Ordering::Relaxed)));
         }
         let expire_ns = expire_ns.max(0);
-        let list = ctx.timers.list(clock);
         let moved_earlier = {
             let mut heap = list.heap.lock();
             let pos = heap.position(self)?;
@@ -182,7 +192,7 @@ impl Timer {
             expire_ns < before
         };
         if moved_earlier {
-            wake_owner(ctx, clock);
+            list.wake();
         }
         Ok(())
     }
@@ -197,8 +207,7 @@ impl Timer {
         {
             return Ok(());
         }
-        let (ctx, clock) = self.owner()?;
-        let list = ctx.timers.list(clock);
+        let list = self.list()?;
         let mut heap = list.heap.lock();
         if let Some(pos) = heap.position(self)? {
             heap.remove_at(pos);
@@ -212,7 +221,7 @@ impl Timer {
     pub(crate) fn deinit(&self) -> MisuseResult<()> {
         self.del()?;
         self.magic.store(TIMER_MAGIC_DEAD, Ordering::Release);
-        self.ctx.store(ptr::null_mut(), Ordering::Relaxed);
+        self.timer_list.store(ptr::null_mut(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -256,339 +265,13 @@ impl Timer {
     pub(crate) fn zeroed_for_test() -> Timer {
         Timer {
             expire_time: AtomicI64::new(-1),
-            ctx: AtomicPtr::new(ptr::null_mut()),
+            timer_list: AtomicPtr::new(ptr::null_mut()),
             cb: AtomicPtr::new(ptr::null_mut()),
             opaque: AtomicPtr::new(ptr::null_mut()),
-            seq: AtomicU64::new(0),
-            clock: AtomicI32::new(0),
-            scale: AtomicI32::new(1),
-            attributes: AtomicI32::new(0),
             heap_index: AtomicU32::new(NOT_IN_HEAP),
             magic: AtomicU32::new(0),
-        }
-    }
-}
-
-/// The armed timers of one clock of one context.
-struct TimerList {
-    heap: Mutex<TimerHeap>,
-    /// The heap's earliest deadline (`i64::MAX` when empty), readable
-    /// without the lock; updated with the lock held.
-    earliest: AtomicI64,
-    /// Token of the thread running this list's callbacks, or null (see
-    /// [`TimerList::run`]).
-    running: AtomicPtr<u8>,
-}
-
-impl TimerList {
-    const fn new() -> Self {
-        TimerList {
-            heap: Mutex::new(TimerHeap::new()),
-            earliest: AtomicI64::new(i64::MAX),
-            running: AtomicPtr::new(ptr::null_mut()),
-        }
-    }
-
-    /// Publishes the heap's earliest deadline; the caller holds the lock.
-    #[inline]
-    fn publish(&self, heap: &TimerHeap) {
-        self.earliest.store(heap.earliest(), Ordering::Release);
-    }
-
-    /// Runs the timers due at `now`, one at a time, with the lock released
-    /// around each callback.
-    ///
-    /// `running` and the clock's `enabled` flag form a Dekker pair with
-    /// `qemu_clock_enable(false)`: this thread stores `running` and then
-    /// loads `enabled` before each callback; the disabler stores `enabled`
-    /// and then loads `running` (all `SeqCst`). So either no further
-    /// callback starts here, or the disabler sees us and waits.
-    fn run(&self, clock: ClockType, now: i64) -> bool {
-        // A callback may poll this context again (nested run): restore the
-        // outer value rather than clearing it.
-        let outer = self.running.swap(thread::thread_token(), Ordering::SeqCst);
-        let mut ran = false;
-        while clock.is_enabled() {
-            let timer = {
-                let mut heap = self.heap.lock();
-                let Some(timer) = heap.pop_expired(now) else {
-                    break;
-                };
-                self.publish(&heap);
-                timer
-            };
-            // SAFETY: it was armed, so it is alive (C contract) at least
-            // until its callback may free it; nothing of it is used after.
-            let (cb, opaque) = unsafe { &*timer }.callback();
-            // SAFETY: the C caller registered `cb` for `opaque`; no lock or
-            // borrow is held.
-            unsafe { cb(opaque) };
-            ran = true;
-        }
-        self.running.store(outer, Ordering::SeqCst);
-        ran
-    }
-}
-
-/// A context's timers, one list per clock.
-pub(crate) struct TimerLists {
-    lists: [TimerList; CLOCK_COUNT],
-    /// The owning context, set when the first timer is initialized on it
-    /// (which also registers these lists for `qemu_clock_enable`).
-    owner: AtomicPtr<Context>,
-}
-
-impl Default for TimerLists {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Lists of live contexts that have (had) timers, for `qemu_clock_enable`.
-/// An entry is removed by the context's teardown before it is freed.
-struct Registered(*const TimerLists);
-// SAFETY: the pointers are only dereferenced with the registry lock held,
-// and teardown unregisters before the lists go away.
-unsafe impl Send for Registered {}
-static REGISTRY: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
-
-/// `qemu_init_clocks`' callback, as a pointer (null: none).
-static CLOCK_NOTIFY_CB: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
-
-impl TimerLists {
-    pub(crate) fn new() -> Self {
-        TimerLists {
-            lists: [const { TimerList::new() }; CLOCK_COUNT],
-            owner: AtomicPtr::new(ptr::null_mut()),
-        }
-    }
-
-    #[inline]
-    fn list(&self, clock: ClockType) -> &TimerList {
-        &self.lists[clock.index()]
-    }
-
-    /// Whether any clock has an armed timer: the loop's per-iteration fast
-    /// path (four loads, no clock read).
-    #[inline]
-    fn any_armed(&self) -> bool {
-        self.lists
-            .iter()
-            .any(|l| l.earliest.load(Ordering::Relaxed) != i64::MAX)
-    }
-
-    /// Registers these lists (of `ctx`, which contains them) once.
-    #[inline]
-    fn register(&self, ctx: &Context) {
-        if !self.owner.load(Ordering::Acquire).is_null() {
-            return;
-        }
-        let mut registry = REGISTRY.lock();
-        if self.owner.load(Ordering::Relaxed).is_null() {
-            registry.push(Registered(ptr::from_ref(self)));
-            self.owner
-                .store(ptr::from_ref(ctx).cast_mut(), Ordering::Release);
-        }
-    }
-
-    /// Nanoseconds until the earliest deadline of an enabled clock (0 if one
-    /// has expired), or -1 when no timer is armed.
-    pub(crate) fn deadline_ns(&self) -> i64 {
-        if !self.any_armed() {
-            return -1;
-        }
-        let mut deadline = -1;
-        for clock in ClockType::ALL {
-            let earliest = self.list(clock).earliest.load(Ordering::Acquire);
-            if earliest == i64::MAX || !clock.is_enabled() {
-                continue;
-            }
-            let ns = earliest.saturating_sub(clock.now_ns()).max(0);
-            deadline = soonest_timeout(deadline, ns);
-        }
-        deadline
-    }
-
-    /// Runs the expired timers of every enabled clock, in deadline order,
-    /// with no lock held during callbacks. Returns whether any ran.
-    pub(crate) fn run_expired(&self, _ctx: &Context) -> bool {
-        if !self.any_armed() {
-            return false;
-        }
-        let mut progress = false;
-        for clock in ClockType::ALL {
-            let list = self.list(clock);
-            let earliest = list.earliest.load(Ordering::Acquire);
-            if earliest == i64::MAX || !clock.is_enabled() {
-                continue;
-            }
-            let now = clock.now_ns();
-            if earliest <= now {
-                progress |= list.run(clock, now);
-            }
-        }
-        progress
-    }
-
-    /// Whether `clock` has an armed timer here (`qemu_clock_has_timers`).
-    pub(crate) fn clock_has_timers(&self, clock: ClockType) -> bool {
-        self.list(clock).earliest.load(Ordering::Acquire) != i64::MAX
-    }
-
-    /// Whether a timer of `clock` has expired (`qemu_clock_expired`).
-    pub(crate) fn clock_expired(&self, clock: ClockType) -> bool {
-        let earliest = self.list(clock).earliest.load(Ordering::Acquire);
-        earliest != i64::MAX && earliest <= clock.now_ns()
-    }
-
-    /// Nanoseconds until `clock`'s earliest deadline here (0 if expired),
-    /// -1 if none is armed or the clock is disabled.
-    pub(crate) fn clock_deadline_ns(&self, clock: ClockType) -> i64 {
-        let earliest = self.list(clock).earliest.load(Ordering::Acquire);
-        if earliest == i64::MAX || !clock.is_enabled() {
-            return -1;
-        }
-        earliest.saturating_sub(clock.now_ns()).max(0)
-    }
-
-    /// Runs the expired timers of `clock` (`qemu_clock_run_timers`).
-    /// Returns whether any ran. The caller is the lists' loop thread.
-    pub(crate) fn clock_run(&self, clock: ClockType) -> bool {
-        let list = self.list(clock);
-        let earliest = list.earliest.load(Ordering::Acquire);
-        if earliest == i64::MAX || !clock.is_enabled() {
-            return false;
-        }
-        let now = clock.now_ns();
-        earliest <= now && list.run(clock, now)
-    }
-
-    /// Context teardown: disarm whatever is still armed (marking those
-    /// timers orphaned) and unregister.
-    pub(crate) fn teardown(&self) {
-        for list in &self.lists {
-            let mut heap = list.heap.lock();
-            heap.drain(|timer| {
-                // SAFETY: armed timers are alive (C contract).
-                unsafe { &*timer }
-                    .magic
-                    .store(TIMER_MAGIC_ORPHANED, Ordering::Release);
-            });
-            list.publish(&heap);
-        }
-        if !self.owner.load(Ordering::Acquire).is_null() {
-            let mut registry = REGISTRY.lock();
-            registry.retain(|r| !ptr::eq(r.0, self));
-            self.owner.store(ptr::null_mut(), Ordering::Release);
-        }
-    }
-}
-
-/// After an arming moved `ctx`'s earliest deadline of `clock` earlier: make
-/// its poller recompute its timeout.
-#[inline]
-fn wake_owner(ctx: &Context, clock: ClockType) {
-    // The thread bound to ctx, when not armed to sleep, is running and will
-    // compute a fresh timeout before it next blocks: nothing to do.
-    let own_running_loop = ptr::eq(thread::bound_context(), ctx) && !ctx.notify.is_armed();
-    if !own_running_loop {
-        ctx.notify();
-    }
-    // Timers of the main context are QEMU's main-loop timers, whose lists
-    // call `init_clocks`' callback.
-    if ptr::eq(thread::main_context(), ctx) {
-        notify_clock_listener(clock);
-    }
-}
-
-fn notify_clock_listener(clock: ClockType) {
-    let cb = CLOCK_NOTIFY_CB.load(Ordering::Acquire);
-    if cb.is_null() {
-        return;
-    }
-    // SAFETY: stored by `init_clocks` from a `ClockNotifyFn`.
-    let cb = unsafe { std::mem::transmute::<*mut c_void, ClockNotifyFn>(cb) };
-    // SAFETY: the C caller registered it; no lock is held.
-    unsafe { cb(ptr::null_mut(), clock.index() as c_int) };
-}
-
-/// `qemu_init_clocks` / `init_clocks`: the clocks need no setup; remembers
-/// the callback (NULL: none). Idempotent; a later call replaces it.
-pub(crate) fn init_clocks(notify: Option<ClockNotifyFn>) {
-    let cb = notify.map_or(ptr::null_mut(), |f| f as *mut c_void);
-    CLOCK_NOTIFY_CB.store(cb, Ordering::Release);
-}
-
-/// `qemu_clock_deadline_ns_all`: the soonest deadline of `clock` over
-/// every context's timers (-1: none).
-pub(crate) fn clock_deadline_ns_all(clock: ClockType) -> i64 {
-    let registry = REGISTRY.lock();
-    registry.iter().fold(-1, |deadline, r| {
-        // SAFETY: registered lists are alive (see `Registered`).
-        soonest_timeout(deadline, unsafe { &*r.0 }.clock_deadline_ns(clock))
-    })
-}
-
-/// `qemu_clock_notify`: wakes every context with timers on `clock`, and
-/// the `qemu_init_clocks` listener, so they recompute their deadlines.
-pub(crate) fn clock_notify(clock: ClockType) {
-    {
-        let registry = REGISTRY.lock();
-        for r in registry.iter() {
-            // SAFETY: registered lists are alive (see `Registered`).
-            let lists = unsafe { &*r.0 };
-            if lists.clock_has_timers(clock) {
-                // SAFETY: the owner outlives its registration.
-                unsafe { &*lists.owner.load(Ordering::Acquire) }.notify();
-            }
-        }
-    }
-    notify_clock_listener(clock);
-}
-
-/// `qemu_clock_enable`.
-pub(crate) fn clock_enable(clock: ClockType, enabled: bool) {
-    if !clock::set_enabled(clock, enabled) {
-        return;
-    }
-    if enabled {
-        {
-            let registry = REGISTRY.lock();
-            for r in registry.iter() {
-                // SAFETY: registered lists are alive (see `Registered`).
-                let lists = unsafe { &*r.0 };
-                if lists.list(clock).earliest.load(Ordering::Acquire) != i64::MAX {
-                    // SAFETY: the owner outlives its registration.
-                    unsafe { &*lists.owner.load(Ordering::Acquire) }.notify();
-                }
-            }
-        }
-        notify_clock_listener(clock);
-    } else {
-        wait_for_callbacks(clock);
-    }
-}
-
-/// Returns once no other thread runs callbacks of `clock` (QEMU waits on
-/// each list's `timers_done_ev`). The calling thread's own running
-/// callbacks (this may be called from one) are not waited for.
-fn wait_for_callbacks(clock: ClockType) {
-    let me = thread::thread_token();
-    let mut spins = 0u32;
-    loop {
-        let busy = REGISTRY.lock().iter().any(|r| {
-            // SAFETY: registered lists are alive (see `Registered`).
-            let running = unsafe { &*r.0 }.list(clock).running.load(Ordering::SeqCst);
-            !running.is_null() && running != me
-        });
-        if !busy {
-            return;
-        }
-        spins += 1;
-        if spins < 100 {
-            std::thread::yield_now();
-        } else {
-            std::thread::sleep(Duration::from_micros(50));
+            attributes: AtomicI32::new(0),
+            scale: AtomicI32::new(1),
         }
     }
 }

@@ -73,8 +73,9 @@ fn rust_layouts() -> Vec<RustLayout> {
         EventNotifier => aioctx::ffi::types::EventNotifier { rfd, wfd, initialized },
         AioWait => aioctx::ffi::wait::AioWait { num_waiters },
         QEMUTimer => aioctx::ffi::timer::QEMUTimer {
-            expire_time, ctx, cb, opaque, seq, clock_type, scale, attributes, heap_index, magic,
+            expire_time, timer_list, cb, opaque, heap_index, magic, attributes, scale,
         },
+        QEMUTimerListGroup => aioctx::ffi::timer::QEMUTimerListGroup { tl },
         QemuMutex => aioctx::ffi::sync::QemuMutex { lock, initialized, owner },
         QemuRecMutex => aioctx::ffi::sync::QemuRecMutex { m, depth },
         QemuCond => aioctx::ffi::sync::QemuCond { cond, initialized },

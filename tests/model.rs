@@ -58,11 +58,12 @@ use aioctx::ffi::bh::{
     aio_bh_new, aio_bh_schedule_oneshot, qemu_bh_cancel, qemu_bh_delete, qemu_bh_schedule,
     qemu_bh_schedule_idle,
 };
+use aioctx::ffi::clock::qemu_clock_get_ns;
 use aioctx::ffi::context::{aio_bh_poll, aio_context_new, aio_context_unref, aio_poll};
 use aioctx::ffi::fd_handlers::aio_set_fd_handler;
 use aioctx::ffi::timer::{
-    QEMUClockType, QEMUTimer, QEMUTimerCB, SCALE_NS, aio_timer_new, qemu_clock_get_ns, timer_del,
-    timer_free, timer_mod_ns,
+    QEMUClockType, QEMUTimer, QEMUTimerCB, SCALE_NS, aio_timer_new, timer_del, timer_free,
+    timer_mod_ns,
 };
 use aioctx::ffi::types::{AioContext, IOHandler, QEMUBH, QEMUBHFunc};
 

@@ -15,7 +15,11 @@ use crate::{main_loop, thread};
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_init_main_loop(errp: *mut *mut Error) -> i32 {
     ffi_call("qemu_init_main_loop", || match main_loop::init() {
-        Ok(_) => Ok(0),
+        Ok(()) => {
+            // SAFETY: just created; the main context is never freed.
+            super::timer::fill_main_loop_tlg(unsafe { &*thread::main_context() });
+            Ok(0)
+        }
         Err(msg) => {
             // SAFETY: errp is an `Error **` per QEMU's contract.
             unsafe { propagate("qemu_init_main_loop", errp, &msg) };

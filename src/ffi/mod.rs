@@ -17,6 +17,7 @@ pub(crate) mod boundary;
 pub mod types;
 
 pub mod bh;
+pub mod clock;
 pub mod co_timeout;
 pub mod context;
 pub mod coroutine;

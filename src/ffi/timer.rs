@@ -1,10 +1,14 @@
 //! Timers and clocks (`qemu/timer.h`).
 //!
-//! A `QEMUTimer` is a callback bound to one context and one clock. Callers
-//! embed the struct (`aio_timer_init`, `timer_init_*`) or allocate it
-//! (`aio_timer_new`, `timer_new_*`, freed with `timer_free`). The `timer_*`
-//! functions without a context bind to the main context
-//! (`qemu_init_main_loop` first), like QEMU's main-loop timers.
+//! A `QEMUTimer` (QEMU's 48-byte layout) is a callback bound to one timer
+//! list: a context's list of one clock, or a standalone one. Callers embed
+//! the struct (`aio_timer_init`, `timer_init_*`, `timer_init_full` with any
+//! `QEMUTimerListGroup *`: `&ctx->tlg`, `&main_loop_tlg`, NULL, or a group
+//! from `timerlistgroup_init`) or allocate it (`aio_timer_new`,
+//! `timer_new_*`, freed with `timer_free`, or `g_new0` + `g_free` after
+//! `timer_del` as QEMU's inline functions do). The `timer_*` functions
+//! without a context bind to the main context (`qemu_init_main_loop`
+//! first), like QEMU's main-loop timers. Clocks and lists: `ffi/clock.rs`.
 //!
 //! Threading: initialize, arm, re-arm and delete from any thread; the
 //! callback runs in the thread polling the context, after its bottom halves,
@@ -15,14 +19,15 @@
 
 use std::ffi::{c_int, c_void};
 use std::mem::{align_of, offset_of, size_of};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use super::boundary::{context, ffi_call};
 use super::types::AioContext;
-use crate::aio_poll::soonest_timeout;
 use crate::context::Context;
 use crate::fatal::{Misuse, MisuseResult};
 use crate::thread;
-use crate::timer::{self, ClockNotifyFn, ClockType, Timer, TimerFn};
+use crate::timer::{CLOCK_COUNT, ClockType, Timer, TimerFn, TimerList};
 
 /// Scale of a timer counting nanoseconds.
 pub const SCALE_NS: c_int = 1;
@@ -54,40 +59,48 @@ pub struct QEMUTimerListNotifyCB {
     _opaque: [u8; 0],
 }
 
-/// QEMU's timer list group. aioctx keeps timers per context; the only
-/// group callers can name is NULL (the main loop's), so this stays opaque.
-pub struct QEMUTimerListGroup {
+/// QEMU's `QEMUTimerList`: the armed timers of one clock, of a context
+/// (`ctx->tlg.tl[type]`) or standalone (`timerlist_new`). Opaque.
+pub struct QEMUTimerList {
     _opaque: [u8; 0],
 }
 
-/// A timer: a callback bound to one context and one clock. A complete
-/// struct so that callers can embed it; its fields belong to aioctx and may
-/// only be read (`expire_time`, `cb`, `opaque`, `scale`, `attributes` mean
-/// what QEMU's fields of the same names mean). Initialize it before any
-/// other use; `timer_mod` on a never-initialized timer aborts. Do not copy
-/// or move it while it is armed.
+/// QEMU's timer list group: one list per clock. Every context has one
+/// (`ctx->tlg`, its clocks); `main_loop_tlg` is the main context's;
+/// `timerlistgroup_init` fills a caller-owned one with standalone lists.
+#[repr(C)]
+pub struct QEMUTimerListGroup {
+    /// The lists, indexed by `QEMUClockType` (`QEMU_CLOCK_MAX` entries).
+    pub tl: [*mut QEMUTimerList; 4],
+}
+
+/// A timer: a callback bound to one timer list (a context and a clock, or a
+/// standalone list). QEMU's 48-byte layout, so callers can embed it; its
+/// fields belong to aioctx and may only be read (`expire_time`, `cb`,
+/// `opaque`, `attributes`, `scale` mean what QEMU's fields of the same
+/// names mean). Initialize it before any other use; `timer_mod` on a
+/// never-initialized timer aborts. Do not copy or move it while it is
+/// armed. It may live in `g_new0` memory and be released with `g_free`
+/// after `timer_del`, as QEMU's inline `timer_free` does.
 #[repr(C)]
 pub struct QEMUTimer {
     /// Deadline in nanoseconds of the timer's clock; -1 when not pending.
     pub expire_time: i64,
-    /// The context whose loop runs the callback.
-    pub ctx: *mut AioContext,
+    /// The list the timer is armed on.
+    pub timer_list: *mut QEMUTimerList,
     /// The callback.
     pub cb: *mut QEMUTimerCB,
     /// Its argument.
     pub opaque: *mut c_void,
-    /// Arming sequence number (orders timers with equal deadlines).
-    pub seq: u64,
-    /// The clock.
-    pub clock_type: QEMUClockType,
-    /// Nanoseconds per unit of `timer_mod` (`SCALE_NS`, `SCALE_US`, ...).
-    pub scale: c_int,
-    /// `QEMU_TIMER_ATTR_*` bits.
-    pub attributes: c_int,
-    /// Position in the context's timer heap; UINT32_MAX when not armed.
+    /// Position in its list's heap; UINT32_MAX when not armed (QEMU's
+    /// `next` pointer slot holds this and `magic`).
     pub heap_index: u32,
     /// Tells initialized timers from other memory.
     pub magic: u32,
+    /// `QEMU_TIMER_ATTR_*` bits.
+    pub attributes: c_int,
+    /// Nanoseconds per unit of `timer_mod` (`SCALE_NS`, `SCALE_US`, ...).
+    pub scale: c_int,
 }
 
 // The core reads and writes the caller's struct as `Timer` (atomics).
@@ -95,18 +108,56 @@ const _: () = {
     assert!(size_of::<QEMUTimer>() == size_of::<Timer>());
     assert!(align_of::<QEMUTimer>() == align_of::<Timer>());
     assert!(offset_of!(QEMUTimer, expire_time) == offset_of!(Timer, expire_time));
-    assert!(offset_of!(QEMUTimer, ctx) == offset_of!(Timer, ctx));
+    assert!(offset_of!(QEMUTimer, timer_list) == offset_of!(Timer, timer_list));
     assert!(offset_of!(QEMUTimer, cb) == offset_of!(Timer, cb));
     assert!(offset_of!(QEMUTimer, opaque) == offset_of!(Timer, opaque));
-    assert!(offset_of!(QEMUTimer, seq) == offset_of!(Timer, seq));
-    assert!(offset_of!(QEMUTimer, clock_type) == offset_of!(Timer, clock));
-    assert!(offset_of!(QEMUTimer, scale) == offset_of!(Timer, scale));
-    assert!(offset_of!(QEMUTimer, attributes) == offset_of!(Timer, attributes));
     assert!(offset_of!(QEMUTimer, heap_index) == offset_of!(Timer, heap_index));
     assert!(offset_of!(QEMUTimer, magic) == offset_of!(Timer, magic));
+    assert!(offset_of!(QEMUTimer, attributes) == offset_of!(Timer, attributes));
+    assert!(offset_of!(QEMUTimer, scale) == offset_of!(Timer, scale));
 };
+// QEMU 10.2's layouts (qemu-abi.md section 1).
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(size_of::<QEMUTimer>() == 64 && align_of::<QEMUTimer>() == 8);
+const _: () = {
+    assert!(size_of::<QEMUTimer>() == 48 && align_of::<QEMUTimer>() == 8);
+    assert!(offset_of!(QEMUTimer, timer_list) == 8);
+    assert!(offset_of!(QEMUTimer, attributes) == 40);
+    assert!(offset_of!(QEMUTimer, scale) == 44);
+    assert!(size_of::<QEMUTimerListGroup>() == 32);
+};
+// `tl` is written with a literal for cbindgen.
+const _: () = assert!(CLOCK_COUNT == 4);
+
+/// The main loop's timer list group: the main context's lists, filled by
+/// `qemu_init_main_loop` (all NULL before). `timer_new_*`/`timer_init_*`,
+/// and `timer_init_full` with a NULL group, use it. Read-only for callers.
+#[unsafe(no_mangle)]
+pub static mut main_loop_tlg: QEMUTimerListGroup = QEMUTimerListGroup {
+    tl: [ptr::null_mut(); CLOCK_COUNT],
+};
+
+/// Points `main_loop_tlg` at the main context's lists.
+pub(crate) fn fill_main_loop_tlg(main: &Context) {
+    let lists = main.timers.group_pointers();
+    for (i, list) in lists.into_iter().enumerate() {
+        // SAFETY: the slot is inside the static; written atomically, as C
+        // readers may load it from any thread.
+        unsafe { group_slot(&raw mut main_loop_tlg, i) }.store(list.cast(), Ordering::Release);
+    }
+}
+
+/// Slot `index` of a group, as an atomic.
+///
+/// # Safety
+/// `group` points to a live, aligned `QEMUTimerListGroup`; `index <
+/// CLOCK_COUNT`.
+unsafe fn group_slot<'a>(
+    group: *mut QEMUTimerListGroup,
+    index: usize,
+) -> &'a AtomicPtr<QEMUTimerList> {
+    // SAFETY: per the caller; `AtomicPtr` has the layout of a pointer.
+    unsafe { AtomicPtr::from_ptr(ptr::addr_of_mut!((*group).tl[index])) }
+}
 
 // ---- conversions (the only casts from C timer arguments) ----
 
@@ -136,16 +187,6 @@ fn timer_func(cb: *mut QEMUTimerCB) -> MisuseResult<TimerFn> {
     Ok(unsafe { std::mem::transmute::<*mut QEMUTimerCB, TimerFn>(cb) })
 }
 
-/// Turns a C `QEMUTimerListNotifyCB *` (NULL allowed) into a callable.
-fn notify_func(cb: *mut QEMUTimerListNotifyCB) -> Option<ClockNotifyFn> {
-    if cb.is_null() {
-        return None;
-    }
-    // SAFETY: a non-null `QEMUTimerListNotifyCB *` is a C function
-    // `void (void *, QEMUClockType)`; the enum is passed as an `int`.
-    Some(unsafe { std::mem::transmute::<*mut QEMUTimerListNotifyCB, ClockNotifyFn>(cb) })
-}
-
 #[inline(always)]
 fn clock(clock_type: QEMUClockType) -> MisuseResult<ClockType> {
     ClockType::from_raw(clock_type.0)
@@ -163,118 +204,72 @@ fn main_context<'a>() -> MisuseResult<&'a Context> {
     Ok(unsafe { &*ctx })
 }
 
-/// A timer list group other than NULL cannot be named through this API.
-fn group_context<'a>(group: *mut QEMUTimerListGroup) -> MisuseResult<&'a Context> {
-    if !group.is_null() {
+/// The list of `clock` in `group`; NULL means the main loop's group.
+fn group_list<'a>(group: *mut QEMUTimerListGroup, clock: ClockType) -> MisuseResult<&'a TimerList> {
+    if group.is_null() || ptr::eq(group, &raw mut main_loop_tlg) {
+        return Ok(main_context()?.timers.list(clock));
+    }
+    if !group.is_aligned() {
+        return Err(Misuse::new("QEMUTimerListGroup pointer is misaligned"));
+    }
+    // SAFETY: a non-null, aligned group pointer is caller memory of the
+    // group's size (the C contract); `clock.index() < CLOCK_COUNT`.
+    let list = unsafe { group_slot(group, clock.index()) }.load(Ordering::Acquire);
+    if list.is_null() {
         return Err(Misuse::new(
-            "only the main loop's timer list group (NULL) is supported; use aio_timer_init for a context",
+            "QEMUTimerListGroup has no list for this clock (timerlistgroup_init it first)",
         ));
     }
-    main_context()
+    // SAFETY: a group's lists are made by this library (a context's, or
+    // `timerlistgroup_init`'s); `from_handle` rejects other memory it can
+    // recognise.
+    unsafe { TimerList::from_handle(list.cast()) }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The main loop's list of `clock_type`.
+fn main_list<'a>(clock_type: QEMUClockType) -> MisuseResult<&'a TimerList> {
+    Ok(main_context()?.timers.list(clock(clock_type)?))
+}
+
+/// The list of `clock_type` of `ctx`.
+fn context_list<'a>(
+    ctx: *mut AioContext,
+    clock_type: QEMUClockType,
+) -> MisuseResult<&'a TimerList> {
+    Ok(context(ctx)?.timers.list(clock(clock_type)?))
+}
+
 fn init(
     ts: *mut QEMUTimer,
-    ctx: &Context,
-    clock_type: QEMUClockType,
+    list: MisuseResult<&TimerList>,
     scale: c_int,
     attributes: c_int,
     cb: *mut QEMUTimerCB,
     opaque: *mut c_void,
 ) -> MisuseResult<()> {
-    timer(ts)?.init(
-        ctx,
-        clock(clock_type)?,
-        scale,
-        attributes,
-        timer_func(cb)?,
-        opaque,
-    )
+    let ts = timer(ts)?;
+    ts.init_on(list?, scale, attributes, timer_func(cb)?, opaque)
 }
 
 /// `calloc`s a timer and initializes it. `malloc` memory, so `timer_free`
 /// and `g_free` (after `timer_del`) both release it, as with QEMU.
 fn new_timer(
-    ctx: &Context,
-    clock_type: QEMUClockType,
+    list: MisuseResult<&TimerList>,
     scale: c_int,
     attributes: c_int,
     cb: *mut QEMUTimerCB,
     opaque: *mut c_void,
 ) -> MisuseResult<*mut QEMUTimer> {
     // Validate before allocating, so a misuse report leaks nothing.
-    let clock = clock(clock_type)?;
+    let list = list?;
     let cb = timer_func(cb)?;
     // SAFETY: calloc has no preconditions.
     let ts = unsafe { libc::calloc(1, size_of::<QEMUTimer>()) }.cast::<QEMUTimer>();
     if ts.is_null() {
         return Err(Misuse::new("out of memory"));
     }
-    timer(ts)?.init(ctx, clock, scale, attributes, cb, opaque)?;
+    timer(ts)?.init_on(list, scale, attributes, cb, opaque)?;
     Ok(ts)
-}
-
-// ---- clocks ----
-
-/// The current time of `type` in nanoseconds. REALTIME: `CLOCK_MONOTONIC`;
-/// HOST: `CLOCK_REALTIME` (wall clock); VIRTUAL and VIRTUAL_RT: monotonic,
-/// frozen while disabled with `qemu_clock_enable` and resuming without a
-/// jump. Any thread.
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_clock_get_ns(clock_type: QEMUClockType) -> i64 {
-    ffi_call("qemu_clock_get_ns", || Ok(clock(clock_type)?.now_ns()))
-}
-
-/// `qemu_clock_get_ns(type) / SCALE_MS`.
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_clock_get_ms(clock_type: QEMUClockType) -> i64 {
-    ffi_call("qemu_clock_get_ms", || {
-        Ok(clock(clock_type)?.now_ns() / i64::from(SCALE_MS))
-    })
-}
-
-/// `qemu_clock_get_ns(type) / SCALE_US`.
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_clock_get_us(clock_type: QEMUClockType) -> i64 {
-    ffi_call("qemu_clock_get_us", || {
-        Ok(clock(clock_type)?.now_ns() / i64::from(SCALE_US))
-    })
-}
-
-/// Enables or disables a clock. Timers of a disabled clock do not fire and
-/// do not shorten `aio_poll`'s sleep; VIRTUAL and VIRTUAL_RT also stop
-/// counting. Disabling returns once no callback of that clock is running in
-/// another thread (a callback may disable its own clock). Enabling wakes
-/// every context that has timers on the clock. Any thread.
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_clock_enable(clock_type: QEMUClockType, enabled: bool) {
-    ffi_call("qemu_clock_enable", || {
-        timer::clock_enable(clock(clock_type)?, enabled);
-        Ok(())
-    })
-}
-
-/// Sets up the clocks (they also work without this call) and registers
-/// `notify_cb` (may be NULL), called as `notify_cb(NULL, type)` when a timer
-/// of the main context becomes the earliest of its clock, or its clock is
-/// re-enabled; it may run in any thread that arms such a timer. Idempotent;
-/// a later call replaces the callback.
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_init_clocks(notify_cb: *mut QEMUTimerListNotifyCB) {
-    ffi_call("qemu_init_clocks", || {
-        timer::init_clocks(notify_func(notify_cb));
-        Ok(())
-    })
-}
-
-/// QEMU's name for `qemu_init_clocks`.
-#[unsafe(no_mangle)]
-pub extern "C" fn init_clocks(notify_cb: *mut QEMUTimerListNotifyCB) {
-    ffi_call("init_clocks", || {
-        timer::init_clocks(notify_func(notify_cb));
-        Ok(())
-    })
 }
 
 // ---- timers bound to a context ----
@@ -292,7 +287,7 @@ pub extern "C" fn aio_timer_init(
     opaque: *mut c_void,
 ) {
     ffi_call("aio_timer_init", || {
-        init(ts, context(ctx)?, clock_type, scale, 0, cb, opaque)
+        init(ts, context_list(ctx, clock_type), scale, 0, cb, opaque)
     })
 }
 
@@ -308,7 +303,14 @@ pub extern "C" fn aio_timer_init_with_attrs(
     opaque: *mut c_void,
 ) {
     ffi_call("aio_timer_init_with_attrs", || {
-        init(ts, context(ctx)?, clock_type, scale, attributes, cb, opaque)
+        init(
+            ts,
+            context_list(ctx, clock_type),
+            scale,
+            attributes,
+            cb,
+            opaque,
+        )
     })
 }
 
@@ -323,7 +325,7 @@ pub extern "C" fn aio_timer_new(
     opaque: *mut c_void,
 ) -> *mut QEMUTimer {
     ffi_call("aio_timer_new", || {
-        new_timer(context(ctx)?, clock_type, scale, 0, cb, opaque)
+        new_timer(context_list(ctx, clock_type), scale, 0, cb, opaque)
     })
 }
 
@@ -338,14 +340,17 @@ pub extern "C" fn aio_timer_new_with_attrs(
     opaque: *mut c_void,
 ) -> *mut QEMUTimer {
     ffi_call("aio_timer_new_with_attrs", || {
-        new_timer(context(ctx)?, clock_type, scale, attributes, cb, opaque)
+        new_timer(context_list(ctx, clock_type), scale, attributes, cb, opaque)
     })
 }
 
 // ---- timers of the main context ----
 
-/// Initializes `ts` as a timer of the main context, or of the timer list
-/// group `timer_list_group`, which must be NULL (the main loop's).
+/// Initializes `ts` (not pending) as a timer of the `type` list of
+/// `timer_list_group`: a context's `&ctx->tlg` (QEMU's inline
+/// `aio_timer_init` passes it), `&main_loop_tlg` or NULL (the main loop's,
+/// `qemu_init_main_loop` first), or a group set up with
+/// `timerlistgroup_init`. Any thread. `ts` must not be armed.
 #[unsafe(no_mangle)]
 pub extern "C" fn timer_init_full(
     ts: *mut QEMUTimer,
@@ -357,8 +362,8 @@ pub extern "C" fn timer_init_full(
     opaque: *mut c_void,
 ) {
     ffi_call("timer_init_full", || {
-        let ctx = group_context(timer_list_group)?;
-        init(ts, ctx, clock_type, scale, attributes, cb, opaque)
+        let list = clock(clock_type).and_then(|c| group_list(timer_list_group, c));
+        init(ts, list, scale, attributes, cb, opaque)
     })
 }
 
@@ -372,7 +377,7 @@ pub extern "C" fn timer_init(
     opaque: *mut c_void,
 ) {
     ffi_call("timer_init", || {
-        init(ts, main_context()?, clock_type, scale, 0, cb, opaque)
+        init(ts, main_list(clock_type), scale, 0, cb, opaque)
     })
 }
 
@@ -385,7 +390,7 @@ pub extern "C" fn timer_init_ns(
     opaque: *mut c_void,
 ) {
     ffi_call("timer_init_ns", || {
-        init(ts, main_context()?, clock_type, SCALE_NS, 0, cb, opaque)
+        init(ts, main_list(clock_type), SCALE_NS, 0, cb, opaque)
     })
 }
 
@@ -398,7 +403,7 @@ pub extern "C" fn timer_init_us(
     opaque: *mut c_void,
 ) {
     ffi_call("timer_init_us", || {
-        init(ts, main_context()?, clock_type, SCALE_US, 0, cb, opaque)
+        init(ts, main_list(clock_type), SCALE_US, 0, cb, opaque)
     })
 }
 
@@ -411,12 +416,12 @@ pub extern "C" fn timer_init_ms(
     opaque: *mut c_void,
 ) {
     ffi_call("timer_init_ms", || {
-        init(ts, main_context()?, clock_type, SCALE_MS, 0, cb, opaque)
+        init(ts, main_list(clock_type), SCALE_MS, 0, cb, opaque)
     })
 }
 
-/// Allocates a timer of the main context, or of the timer list group
-/// `timer_list_group`, which must be NULL (the main loop's).
+/// Allocates and initializes a timer of `timer_list_group` (see
+/// `timer_init_full`). Release it with `timer_free`.
 #[unsafe(no_mangle)]
 pub extern "C" fn timer_new_full(
     timer_list_group: *mut QEMUTimerListGroup,
@@ -427,8 +432,8 @@ pub extern "C" fn timer_new_full(
     opaque: *mut c_void,
 ) -> *mut QEMUTimer {
     ffi_call("timer_new_full", || {
-        let ctx = group_context(timer_list_group)?;
-        new_timer(ctx, clock_type, scale, attributes, cb, opaque)
+        let list = clock(clock_type).and_then(|c| group_list(timer_list_group, c));
+        new_timer(list, scale, attributes, cb, opaque)
     })
 }
 
@@ -441,7 +446,7 @@ pub extern "C" fn timer_new(
     opaque: *mut c_void,
 ) -> *mut QEMUTimer {
     ffi_call("timer_new", || {
-        new_timer(main_context()?, clock_type, scale, 0, cb, opaque)
+        new_timer(main_list(clock_type), scale, 0, cb, opaque)
     })
 }
 
@@ -453,7 +458,7 @@ pub extern "C" fn timer_new_ns(
     opaque: *mut c_void,
 ) -> *mut QEMUTimer {
     ffi_call("timer_new_ns", || {
-        new_timer(main_context()?, clock_type, SCALE_NS, 0, cb, opaque)
+        new_timer(main_list(clock_type), SCALE_NS, 0, cb, opaque)
     })
 }
 
@@ -465,7 +470,7 @@ pub extern "C" fn timer_new_us(
     opaque: *mut c_void,
 ) -> *mut QEMUTimer {
     ffi_call("timer_new_us", || {
-        new_timer(main_context()?, clock_type, SCALE_US, 0, cb, opaque)
+        new_timer(main_list(clock_type), SCALE_US, 0, cb, opaque)
     })
 }
 
@@ -477,7 +482,7 @@ pub extern "C" fn timer_new_ms(
     opaque: *mut c_void,
 ) -> *mut QEMUTimer {
     ffi_call("timer_new_ms", || {
-        new_timer(main_context()?, clock_type, SCALE_MS, 0, cb, opaque)
+        new_timer(main_list(clock_type), SCALE_MS, 0, cb, opaque)
     })
 }
 
@@ -572,150 +577,20 @@ pub extern "C" fn timer_expire_time_ns(ts: *const QEMUTimer) -> u64 {
     })
 }
 
-// ---- helpers ----
-
-/// The sooner of two timeouts in ns, -1 meaning infinite.
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_soonest_timeout(timeout1: i64, timeout2: i64) -> i64 {
-    ffi_call("qemu_soonest_timeout", || {
-        Ok(soonest_timeout(timeout1, timeout2))
-    })
-}
-
-/// A timeout in ns as poll(2) milliseconds: negative gives -1 (infinite),
-/// 0 stays 0, anything else rounds *up* to the next millisecond (so a short
-/// timeout never becomes a busy loop), capped at INT32_MAX.
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_timeout_ns_to_ms(ns: i64) -> c_int {
-    ffi_call("qemu_timeout_ns_to_ms", || {
-        // The same rounding GLib's poll timeout gets from the GSource.
-        Ok(crate::gsource::timeout_ns_to_ms(ns))
-    })
-}
-
-// ---- per-clock queries on the main loop's timers (`qemu/timer.h`) ----
-
-/// The main context's timer lists, if the main loop exists.
-fn main_timers<'a>() -> Option<&'a timer::TimerLists> {
-    let main = thread::main_context();
-    // SAFETY: the main context, once created, is never freed.
-    (!main.is_null()).then(|| &unsafe { &*main }.timers)
-}
-
-/// Whether a main-loop timer of `type` is armed. Any thread.
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_clock_has_timers(r#type: QEMUClockType) -> bool {
-    ffi_call("qemu_clock_has_timers", || {
-        let clock = clock(r#type)?;
-        Ok(main_timers().is_some_and(|t| t.clock_has_timers(clock)))
-    })
-}
-
-/// Whether a main-loop timer of `type` has expired. Any thread.
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_clock_expired(r#type: QEMUClockType) -> bool {
-    ffi_call("qemu_clock_expired", || {
-        let clock = clock(r#type)?;
-        Ok(main_timers().is_some_and(|t| t.clock_expired(clock)))
-    })
-}
-
-/// Nanoseconds until the soonest timer of `type` in any context (0 if one
-/// expired), -1 if none is armed or the clock is disabled. `attr_mask` is
-/// accepted for QEMU's prototype; aioctx's per-clock heaps do not index
-/// timers by attribute, so every timer counts whatever the mask (for
-/// `QEMU_TIMER_ATTR_ALL`, QEMU's common case, this is QEMU's answer).
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_clock_deadline_ns_all(r#type: QEMUClockType, attr_mask: c_int) -> i64 {
-    let _ = attr_mask;
-    ffi_call("qemu_clock_deadline_ns_all", || {
-        Ok(timer::clock_deadline_ns_all(clock(r#type)?))
-    })
-}
-
-/// Runs the main loop's expired timers of `type`; returns whether any ran.
-/// Main loop thread (or a BQL holder).
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_clock_run_timers(r#type: QEMUClockType) -> bool {
-    ffi_call("qemu_clock_run_timers", || {
-        let clock = clock(r#type)?;
-        Ok(main_timers().is_some_and(|t| t.clock_run(clock)))
-    })
-}
-
-/// `qemu_clock_run_timers` for every clock; returns whether any timer ran.
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_clock_run_all_timers() -> bool {
-    ffi_call("qemu_clock_run_all_timers", || {
-        Ok(main_timers().is_some_and(|t| {
-            ClockType::ALL
-                .into_iter()
-                .fold(false, |ran, c| t.clock_run(c) | ran)
-        }))
-    })
-}
-
-/// Wakes every loop with timers on `type` (and the `qemu_init_clocks`
-/// listener) so it recomputes its deadline. Any thread.
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_clock_notify(r#type: QEMUClockType) {
-    ffi_call("qemu_clock_notify", || {
-        timer::clock_notify(clock(r#type)?);
-        Ok(())
-    })
-}
-
-/// Whether `type` counts for the main loop's deadline: always true (aioctx
-/// has no icount mode, where QEMU excludes VIRTUAL).
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_clock_use_for_deadline(r#type: QEMUClockType) -> bool {
-    ffi_call("qemu_clock_use_for_deadline", || {
-        clock(r#type).map(|_| true)
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use std::ptr;
-
     use super::*;
 
     #[test]
-    fn header_declares_the_clock_enum_as_qemu() {
-        let header = include_str!("../../include/aioctx.h");
-        for (name, value) in [
-            ("QEMU_CLOCK_REALTIME", 0),
-            ("QEMU_CLOCK_VIRTUAL", 1),
-            ("QEMU_CLOCK_HOST", 2),
-            ("QEMU_CLOCK_VIRTUAL_RT", 3),
-        ] {
-            assert!(
-                header.contains(&format!("{name} = {value},")),
-                "{name} = {value}"
-            );
-            assert_eq!(ClockType::from_raw(value).unwrap().index(), value as usize);
-        }
-        assert!(header.contains("QEMU_CLOCK_MAX\n} QEMUClockType;"));
-    }
-
-    #[test]
-    fn timeout_helpers_match_qemu() {
-        assert_eq!(qemu_timeout_ns_to_ms(-1), -1);
-        assert_eq!(qemu_timeout_ns_to_ms(-5), -1);
-        assert_eq!(qemu_timeout_ns_to_ms(0), 0);
-        assert_eq!(qemu_timeout_ns_to_ms(1), 1);
-        assert_eq!(qemu_timeout_ns_to_ms(1_000_000), 1);
-        assert_eq!(qemu_timeout_ns_to_ms(1_000_001), 2);
-        assert_eq!(qemu_timeout_ns_to_ms(i64::MAX), i32::MAX);
-        assert_eq!(qemu_soonest_timeout(-1, 5), 5);
-        assert_eq!(qemu_soonest_timeout(7, -1), 7);
-        assert_eq!(qemu_soonest_timeout(-1, -1), -1);
-        assert_eq!(qemu_soonest_timeout(3, 2), 2);
-    }
-
-    #[test]
-    fn only_the_null_group_is_accepted() {
-        let fake = ptr::dangling_mut::<QEMUTimerListGroup>();
-        assert!(group_context(fake).is_err());
+    fn a_group_without_lists_is_refused() {
+        let mut empty = QEMUTimerListGroup {
+            tl: [ptr::null_mut(); CLOCK_COUNT],
+        };
+        let err = group_list(&raw mut empty, ClockType::Realtime)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("timerlistgroup_init"), "{err}");
+        let misaligned = ptr::without_provenance_mut::<QEMUTimerListGroup>(4);
+        assert!(group_list(misaligned, ClockType::Realtime).is_err());
     }
 }

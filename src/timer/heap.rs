@@ -3,9 +3,10 @@
 //!
 //! Each timer stores its position in the heap (`heap_index`), so re-arming
 //! or deleting an arbitrary timer is O(log n): no search, no sorted-list
-//! walk. The deadline is copied into the 16-byte heap entry, so sifting
-//! compares contiguous entries and touches a timer only to update its index
-//! (or, on equal deadlines, to read its sequence number).
+//! walk. The deadline and the arming sequence number are copied into the
+//! 24-byte heap entry (`QEMUTimer` has QEMU's 48 bytes and no room for the
+//! sequence number), so sifting compares contiguous entries and touches a
+//! timer only to update its index.
 //!
 //! The heap is 4-ary rather than binary: half the depth, so half the cache
 //! misses and index updates per sift, and a node's four children share one
@@ -17,8 +18,8 @@
 //! re-arm) takes the next sequence number, as QEMU's sorted list inserts a
 //! timer after those with the same deadline.
 //!
-//! Threading: the heap lives behind its list's mutex. The `expire_time`,
-//! `seq` and `heap_index` fields of a timer in the heap are written only
+//! Threading: the heap lives behind its list's mutex. The `expire_time`
+//! and `heap_index` fields of a timer in the heap are written only
 //! with that mutex held.
 
 use std::ptr;
@@ -33,25 +34,19 @@ const ARITY: usize = 4;
 /// `heap_index` of a timer that is in no heap.
 pub(crate) const NOT_IN_HEAP: u32 = u32::MAX;
 
-/// A heap slot: the deadline (copied, so that sifting rarely touches
-/// timers) and the timer. The sequence number, needed only to break ties,
-/// stays in the timer: 16-byte entries keep four per cache line.
+/// A heap slot: the deadline and sequence number (copied, so that sifting
+/// compares entries without touching timers) and the timer.
 #[derive(Clone, Copy)]
 struct Entry {
     expire: i64,
+    seq: u64,
     timer: *const Timer,
 }
 
 impl Entry {
     #[inline(always)]
-    fn seq(&self) -> u64 {
-        // SAFETY: entries point to live timers (see `TimerHeap::arm`).
-        unsafe { &*self.timer }.seq.load(Ordering::Relaxed)
-    }
-
-    #[inline(always)]
     fn before(&self, other: &Entry) -> bool {
-        self.expire < other.expire || (self.expire == other.expire && self.seq() < other.seq())
+        self.expire < other.expire || (self.expire == other.expire && self.seq < other.seq)
     }
 }
 
@@ -117,9 +112,9 @@ impl TimerHeap {
         // off the path that picks the sift direction.
         let old_expire = timer.expire_time.load(Ordering::Relaxed);
         timer.expire_time.store(expire, Ordering::Relaxed);
-        timer.seq.store(seq, Ordering::Relaxed);
         let entry = Entry {
             expire,
+            seq,
             timer: ptr::from_ref(timer),
         };
         match pos {
@@ -382,6 +377,7 @@ mod tests {
         let mut heap = TimerHeap::new();
         // model[i] = Some((expire, seq)) while ts[i] is armed.
         let mut model: Vec<Option<(i64, u64)>> = vec![None; ts.len()];
+        let mut armings = 0u64;
         let ops = if cfg!(miri) { 600 } else { 20_000 };
         for _ in 0..ops {
             let i = (rand() % ts.len() as u64) as usize;
@@ -412,7 +408,9 @@ mod tests {
                 _ => {
                     let expire = (rand() % 1000) as i64;
                     arm(&mut heap, &ts[i], expire);
-                    model[i] = Some((expire, ts[i].seq.load(Ordering::Relaxed)));
+                    // Every arming takes the next sequence number.
+                    model[i] = Some((expire, armings));
+                    armings += 1;
                 }
             }
             heap.check();

@@ -38,7 +38,7 @@ typedef struct AioctxContextPublic {
     unsigned char source_and_private[144];
     void *bdrv_graph;
     unsigned char private1[496 - 152];
-    void *tlg[4];
+    QEMUTimerListGroup tlg;
     unsigned char private2[560 - 528];
     int64_t aio_max_batch;
     unsigned char private3[592 - 568];

@@ -1,0 +1,498 @@
+//! Timer lists (QEMU's `QEMUTimerList`) and the per-clock registry behind
+//! the `qemu_clock_*` functions.
+//!
+//! A [`TimerList`] holds the armed timers of one clock: a min-heap behind a
+//! short mutex plus a lock-free copy of the earliest deadline. Every context
+//! embeds four of them ([`TimerLists`], one per clock) and its public `tlg`
+//! member points at them, so QEMU's inline `aio_timer_init(ctx, ...)`, which
+//! passes `&ctx->tlg` to `timer_init_full`, lands on the context's lists.
+//! A list may also stand alone (`timerlist_new`, `timerlistgroup_init`):
+//! then it has no context, its owner runs it (`timerlist_run_timers`) and is
+//! told about earlier deadlines through its notify callback.
+//!
+//! Every list that has (had) timers is in a global registry, so that
+//! `qemu_clock_enable`, `qemu_clock_notify` and `qemu_clock_deadline_ns_all`
+//! reach all lists of a clock. A list leaves the registry before its memory
+//! goes (context teardown, `timerlist_free`).
+
+use std::collections::VecDeque;
+use std::ffi::{c_int, c_void};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU32, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::heap::TimerHeap;
+use super::{ClockNotifyFn, ClockType, TIMER_MAGIC_ORPHANED, clock};
+use crate::aio_poll::soonest_timeout;
+use crate::context::Context;
+use crate::fatal::{Misuse, MisuseResult};
+use crate::thread;
+
+/// The armed timers of one clock, of a context or standalone.
+pub(crate) struct TimerList {
+    pub(super) heap: Mutex<TimerHeap>,
+    /// The heap's earliest deadline (`i64::MAX` when empty), readable
+    /// without the lock; updated with the lock held.
+    pub(super) earliest: AtomicI64,
+    /// Token of the thread running this list's callbacks, or null (see
+    /// [`TimerList::run`]).
+    running: AtomicPtr<u8>,
+    clock: ClockType,
+    /// The context whose loop runs these timers; null for a standalone list
+    /// (and for a context's list until its first timer is initialized).
+    pub(super) owner: AtomicPtr<Context>,
+    /// A standalone list's `QEMUTimerListNotifyCB` and its argument.
+    notify: Option<(ClockNotifyFn, *mut c_void)>,
+    registered: AtomicBool,
+    /// Tells lists from other memory behind a C `QEMUTimerList *`.
+    magic: AtomicU32,
+    /// Created by `timerlist_new` (so `timerlist_free` may free it).
+    standalone: bool,
+}
+
+const LIST_MAGIC_LIVE: u32 = 0x544c_5354; // "TLST"
+const LIST_MAGIC_DEAD: u32 = 0x544c_4444; // "TLDD"
+
+// SAFETY: the raw pointers are a context (shared across threads by design)
+// and a C callback argument the caller promised is usable from the threads
+// that arm timers; everything mutable is behind the mutex or atomic.
+unsafe impl Send for TimerList {}
+// SAFETY: as above.
+unsafe impl Sync for TimerList {}
+
+/// Registered lists, for the clock-wide functions (see the module doc).
+struct Registered(*const TimerList);
+// SAFETY: dereferenced only with the registry lock held; lists unregister
+// before they are freed.
+unsafe impl Send for Registered {}
+static REGISTRY: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
+
+/// Freed standalone lists, kept (dead) for a while; see `free_standalone`.
+static QUARANTINE: Mutex<VecDeque<Registered>> = Mutex::new(VecDeque::new());
+const QUARANTINE_LEN: usize = 64;
+
+/// `qemu_init_clocks`' callback, as a pointer (null: none).
+static CLOCK_NOTIFY_CB: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
+
+impl TimerList {
+    fn new(
+        clock: ClockType,
+        notify: Option<(ClockNotifyFn, *mut c_void)>,
+        standalone: bool,
+    ) -> Self {
+        TimerList {
+            magic: AtomicU32::new(LIST_MAGIC_LIVE),
+            standalone,
+            heap: Mutex::new(TimerHeap::new()),
+            earliest: AtomicI64::new(i64::MAX),
+            running: AtomicPtr::new(ptr::null_mut()),
+            clock,
+            owner: AtomicPtr::new(ptr::null_mut()),
+            notify,
+            registered: AtomicBool::new(false),
+        }
+    }
+
+    /// `timerlist_new`: a standalone list, registered. Free it with
+    /// [`TimerList::free_standalone`].
+    pub(crate) fn new_standalone(
+        clock: ClockType,
+        notify: Option<ClockNotifyFn>,
+        opaque: *mut c_void,
+    ) -> *mut TimerList {
+        let list = Box::into_raw(Box::new(TimerList::new(
+            clock,
+            notify.map(|f| (f, opaque)),
+            true,
+        )));
+        // SAFETY: just allocated; it stays put until `free_standalone`.
+        unsafe { &*list }.register();
+        list
+    }
+
+    /// `timerlist_free`: disarms what is armed (marking it orphaned) and
+    /// frees the list.
+    ///
+    /// # Safety
+    /// `list` came from [`TimerList::new_standalone`] and is not used after.
+    pub(crate) unsafe fn free_standalone(list: *mut TimerList) -> MisuseResult<()> {
+        // SAFETY: per the caller.
+        let l = unsafe { &*list };
+        if !l.standalone {
+            return Err(Misuse::new(
+                "QEMUTimerList belongs to an AioContext (only timerlist_new's lists may be freed)",
+            ));
+        }
+        l.teardown();
+        l.magic.store(LIST_MAGIC_DEAD, Ordering::Release);
+        // Timers initialized on the list still point at it: keep the dead
+        // shell a while so that using one is reported, not a use after free.
+        let evicted = {
+            let mut q = QUARANTINE.lock();
+            q.push_back(Registered(list));
+            if q.len() > QUARANTINE_LEN {
+                q.pop_front()
+            } else {
+                None
+            }
+        };
+        if let Some(Registered(old)) = evicted {
+            // SAFETY: evicted shells are dead, unregistered and owned by
+            // the quarantine alone.
+            drop(unsafe { Box::from_raw(old.cast_mut()) });
+        }
+        Ok(())
+    }
+
+    /// Validates a C `QEMUTimerList *`.
+    ///
+    /// # Safety
+    /// `list` is null or points to readable memory of at least a
+    /// `TimerList`'s size (a list this module made, or garbage the magic
+    /// number rejects).
+    pub(crate) unsafe fn from_handle<'a>(list: *const TimerList) -> MisuseResult<&'a TimerList> {
+        if list.is_null() {
+            return Err(Misuse::new("QEMUTimerList is NULL"));
+        }
+        if !list.is_aligned() {
+            return Err(Misuse::new("QEMUTimerList pointer is misaligned"));
+        }
+        // SAFETY: per the caller; only the atomic magic is read first.
+        let l = unsafe { &*list };
+        match l.magic.load(Ordering::Acquire) {
+            LIST_MAGIC_LIVE => {}
+            LIST_MAGIC_DEAD => {
+                return Err(Misuse::new("QEMUTimerList was freed (timerlist_free)"));
+            }
+            _ => return Err(Misuse::new("QEMUTimerList is not a valid timer list")),
+        }
+        let owner = l.owner.load(Ordering::Acquire);
+        if !owner.is_null() {
+            // SAFETY: a context's list lives inside the context, which is
+            // quarantined a while after it is freed.
+            unsafe { Context::from_handle(owner) }?;
+        }
+        Ok(l)
+    }
+
+    pub(crate) fn clock(&self) -> ClockType {
+        self.clock
+    }
+
+    /// Enters the registry the clock-wide functions walk (once).
+    #[inline]
+    pub(crate) fn register(&self) {
+        if self.registered.load(Ordering::Acquire) {
+            return;
+        }
+        let mut registry = REGISTRY.lock();
+        if !self.registered.load(Ordering::Relaxed) {
+            registry.push(Registered(ptr::from_ref(self)));
+            self.registered.store(true, Ordering::Release);
+        }
+    }
+
+    /// Publishes the heap's earliest deadline; the caller holds the lock.
+    #[inline]
+    pub(super) fn publish(&self, heap: &TimerHeap) {
+        self.earliest.store(heap.earliest(), Ordering::Release);
+    }
+
+    /// After an arming moved the earliest deadline earlier: make whoever
+    /// runs this list recompute its timeout (QEMU's `timerlist_notify`).
+    #[inline]
+    pub(crate) fn wake(&self) {
+        let owner = self.owner.load(Ordering::Acquire);
+        if !owner.is_null() {
+            // SAFETY: a context outlives its lists' use (validated by the
+            // arming timer's `list()`).
+            wake_owner(unsafe { &*owner }, self.clock);
+        } else if let Some((cb, opaque)) = self.notify {
+            // SAFETY: the C caller registered it; no lock is held.
+            unsafe { cb(opaque, self.clock.index() as c_int) };
+        } else {
+            notify_clock_listener(self.clock);
+        }
+    }
+
+    /// Whether a timer is armed (`timerlist_has_timers`).
+    pub(crate) fn has_timers(&self) -> bool {
+        self.earliest.load(Ordering::Acquire) != i64::MAX
+    }
+
+    /// Whether a timer has expired (`timerlist_expired`).
+    pub(crate) fn expired(&self) -> bool {
+        let earliest = self.earliest.load(Ordering::Acquire);
+        earliest != i64::MAX && earliest <= self.clock.now_ns()
+    }
+
+    /// Nanoseconds until the earliest deadline (0 if expired), -1 if none
+    /// is armed or the clock is disabled (`timerlist_deadline_ns`).
+    pub(crate) fn deadline_ns(&self) -> i64 {
+        let earliest = self.earliest.load(Ordering::Acquire);
+        if earliest == i64::MAX || !self.clock.is_enabled() {
+            return -1;
+        }
+        earliest.saturating_sub(self.clock.now_ns()).max(0)
+    }
+
+    /// Runs the expired timers (`timerlist_run_timers`). Returns whether any
+    /// ran. The caller is the thread that runs this list.
+    pub(crate) fn run_expired(&self) -> bool {
+        let earliest = self.earliest.load(Ordering::Acquire);
+        if earliest == i64::MAX || !self.clock.is_enabled() {
+            return false;
+        }
+        let now = self.clock.now_ns();
+        earliest <= now && self.run(now)
+    }
+
+    /// Runs the timers due at `now`, one at a time, with the lock released
+    /// around each callback.
+    ///
+    /// `running` and the clock's `enabled` flag form a Dekker pair with
+    /// `qemu_clock_enable(false)`: this thread stores `running` and then
+    /// loads `enabled` before each callback; the disabler stores `enabled`
+    /// and then loads `running` (all `SeqCst`). So either no further
+    /// callback starts here, or the disabler sees us and waits.
+    fn run(&self, now: i64) -> bool {
+        // A callback may poll this context again (nested run): restore the
+        // outer value rather than clearing it.
+        let outer = self.running.swap(thread::thread_token(), Ordering::SeqCst);
+        let mut ran = false;
+        while self.clock.is_enabled() {
+            let timer = {
+                let mut heap = self.heap.lock();
+                let Some(timer) = heap.pop_expired(now) else {
+                    break;
+                };
+                self.publish(&heap);
+                timer
+            };
+            // SAFETY: it was armed, so it is alive (C contract) at least
+            // until its callback may free it; nothing of it is used after.
+            let (cb, opaque) = unsafe { &*timer }.callback();
+            // SAFETY: the C caller registered `cb` for `opaque`; no lock or
+            // borrow is held.
+            unsafe { cb(opaque) };
+            ran = true;
+        }
+        self.running.store(outer, Ordering::SeqCst);
+        ran
+    }
+
+    /// Disarms whatever is still armed (marking those timers orphaned) and
+    /// unregisters.
+    fn teardown(&self) {
+        {
+            let mut heap = self.heap.lock();
+            heap.drain(|timer| {
+                // SAFETY: armed timers are alive (C contract).
+                unsafe { &*timer }
+                    .magic
+                    .store(TIMER_MAGIC_ORPHANED, Ordering::Release);
+            });
+            self.publish(&heap);
+        }
+        if self.registered.load(Ordering::Acquire) {
+            let mut registry = REGISTRY.lock();
+            registry.retain(|r| !ptr::eq(r.0, self));
+            self.registered.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// A context's timers, one list per clock.
+pub(crate) struct TimerLists {
+    lists: [TimerList; super::CLOCK_COUNT],
+}
+
+impl Default for TimerLists {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TimerLists {
+    pub(crate) fn new() -> Self {
+        TimerLists {
+            lists: ClockType::ALL.map(|clock| TimerList::new(clock, None, false)),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn list(&self, clock: ClockType) -> &TimerList {
+        &self.lists[clock.index()]
+    }
+
+    /// The four lists as `QEMUTimerListGroup` pointers, in clock order.
+    pub(crate) fn group_pointers(&self) -> [*mut c_void; super::CLOCK_COUNT] {
+        ClockType::ALL.map(|clock| ptr::from_ref(self.list(clock)).cast_mut().cast())
+    }
+
+    /// Binds the lists to `ctx`, which contains them: their timers run in
+    /// its loop. Called once, when the context is created.
+    pub(crate) fn bind(&self, ctx: *const Context) {
+        for list in &self.lists {
+            list.owner.store(ctx.cast_mut(), Ordering::Release);
+        }
+    }
+
+    /// Whether any clock has an armed timer: the loop's per-iteration fast
+    /// path (four loads, no clock read).
+    #[inline]
+    fn any_armed(&self) -> bool {
+        self.lists
+            .iter()
+            .any(|l| l.earliest.load(Ordering::Relaxed) != i64::MAX)
+    }
+
+    /// Nanoseconds until the earliest deadline of an enabled clock (0 if one
+    /// has expired), or -1 when no timer is armed.
+    pub(crate) fn deadline_ns(&self) -> i64 {
+        if !self.any_armed() {
+            return -1;
+        }
+        self.lists.iter().fold(-1, |deadline, list| {
+            soonest_timeout(deadline, list.deadline_ns())
+        })
+    }
+
+    /// Runs the expired timers of every enabled clock, in deadline order,
+    /// with no lock held during callbacks. Returns whether any ran.
+    pub(crate) fn run_expired(&self, _ctx: &Context) -> bool {
+        if !self.any_armed() {
+            return false;
+        }
+        let mut progress = false;
+        for list in &self.lists {
+            progress |= list.run_expired();
+        }
+        progress
+    }
+
+    /// Context teardown: disarm whatever is still armed (marking those
+    /// timers orphaned) and unregister.
+    pub(crate) fn teardown(&self) {
+        for list in &self.lists {
+            list.teardown();
+        }
+    }
+}
+
+/// After an arming moved `ctx`'s earliest deadline of `clock` earlier: make
+/// its poller recompute its timeout.
+#[inline]
+fn wake_owner(ctx: &Context, clock: ClockType) {
+    // The thread bound to ctx, when not armed to sleep, is running and will
+    // compute a fresh timeout before it next blocks: nothing to do.
+    let own_running_loop = ptr::eq(thread::bound_context(), ctx) && !ctx.notify.is_armed();
+    if !own_running_loop {
+        ctx.notify();
+    }
+    // Timers of the main context are QEMU's main-loop timers, whose lists
+    // call `init_clocks`' callback.
+    if ptr::eq(thread::main_context(), ctx) {
+        notify_clock_listener(clock);
+    }
+}
+
+fn notify_clock_listener(clock: ClockType) {
+    let cb = CLOCK_NOTIFY_CB.load(Ordering::Acquire);
+    if cb.is_null() {
+        return;
+    }
+    // SAFETY: stored by `init_clocks` from a `ClockNotifyFn`.
+    let cb = unsafe { std::mem::transmute::<*mut c_void, ClockNotifyFn>(cb) };
+    // SAFETY: the C caller registered it; no lock is held.
+    unsafe { cb(ptr::null_mut(), clock.index() as c_int) };
+}
+
+/// `qemu_init_clocks` / `init_clocks`: the clocks need no setup; remembers
+/// the callback (NULL: none). Idempotent; a later call replaces it.
+pub(crate) fn init_clocks(notify: Option<ClockNotifyFn>) {
+    let cb = notify.map_or(ptr::null_mut(), |f| f as *mut c_void);
+    CLOCK_NOTIFY_CB.store(cb, Ordering::Release);
+}
+
+/// Calls `f` on every registered list of `clock`, registry lock held (so
+/// `f` must not call back into C).
+fn for_each_list(clock: ClockType, mut f: impl FnMut(&TimerList)) {
+    let registry = REGISTRY.lock();
+    for r in registry.iter() {
+        // SAFETY: registered lists are alive (see `Registered`).
+        let list = unsafe { &*r.0 };
+        if list.clock == clock {
+            f(list);
+        }
+    }
+}
+
+/// `qemu_clock_deadline_ns_all`: the soonest deadline of `clock` over
+/// every list (-1: none).
+pub(crate) fn clock_deadline_ns_all(clock: ClockType) -> i64 {
+    let mut deadline = -1;
+    for_each_list(clock, |list| {
+        deadline = soonest_timeout(deadline, list.deadline_ns())
+    });
+    deadline
+}
+
+/// Wakes the contexts that have armed timers on `clock`, then the
+/// `qemu_init_clocks` listener. Standalone lists' callbacks are not called
+/// (they are told about earlier deadlines only, as in QEMU's
+/// `timerlist_notify` from arming).
+fn wake_all(clock: ClockType) {
+    for_each_list(clock, |list| {
+        let owner = list.owner.load(Ordering::Acquire);
+        if !owner.is_null() && list.has_timers() {
+            // SAFETY: the owner outlives its lists' registration.
+            unsafe { &*owner }.notify();
+        }
+    });
+    notify_clock_listener(clock);
+}
+
+/// `qemu_clock_notify`: every context with timers on `clock` and the
+/// `qemu_init_clocks` listener recompute their deadlines.
+pub(crate) fn clock_notify(clock: ClockType) {
+    wake_all(clock);
+}
+
+/// `qemu_clock_enable`.
+pub(crate) fn clock_enable(clock: ClockType, enabled: bool) {
+    if !clock::set_enabled(clock, enabled) {
+        return;
+    }
+    if enabled {
+        wake_all(clock);
+    } else {
+        wait_for_callbacks(clock);
+    }
+}
+
+/// Returns once no other thread runs callbacks of `clock` (QEMU waits on
+/// each list's `timers_done_ev`). The calling thread's own running
+/// callbacks (this may be called from one) are not waited for.
+fn wait_for_callbacks(clock: ClockType) {
+    let me = thread::thread_token();
+    let mut spins = 0u32;
+    loop {
+        let mut busy = false;
+        for_each_list(clock, |list| {
+            let running = list.running.load(Ordering::SeqCst);
+            busy |= !running.is_null() && running != me;
+        });
+        if !busy {
+            return;
+        }
+        spins += 1;
+        if spins < 100 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+}
