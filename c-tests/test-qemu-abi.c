@@ -40,6 +40,8 @@ _Static_assert(offsetof(EventNotifier, rfd) == 0, "EventNotifier.rfd");
 _Static_assert(offsetof(EventNotifier, wfd) == 4, "EventNotifier.wfd");
 _Static_assert(offsetof(EventNotifier, initialized) == 8, "EventNotifier.initialized");
 ASSERT_LAYOUT(QemuMutex, 48, 8);
+ASSERT_LAYOUT(QemuRecMutex, 48, 8);
+ASSERT_LAYOUT(QemuThread, 8, 8);
 ASSERT_LAYOUT(QemuCond, 56, 8);
 ASSERT_LAYOUT(QemuSemaphore, 112, 8);
 ASSERT_LAYOUT(QemuEvent, 8, 4);

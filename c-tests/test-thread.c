@@ -41,7 +41,6 @@ _Static_assert(offsetof(QemuMutex, lock) == 0, "QemuMutex.lock");
 _Static_assert(offsetof(QemuMutex, initialized) == sizeof(pthread_mutex_t),
                "QemuMutex.initialized");
 _Static_assert(offsetof(QemuRecMutex, m) == 0, "QemuRecMutex.m");
-_Static_assert(offsetof(QemuRecMutex, depth) == sizeof(QemuMutex), "QemuRecMutex.depth");
 _Static_assert(offsetof(QemuCond, cond) == 0, "QemuCond.cond");
 _Static_assert(offsetof(QemuCond, initialized) == sizeof(pthread_cond_t),
                "QemuCond.initialized");
@@ -53,10 +52,10 @@ _Static_assert(sizeof(QemuEvent) == 8, "QemuEvent size");
 _Static_assert(offsetof(QemuThread, thread) == 0, "QemuThread.thread");
 #if defined(__x86_64__) && defined(__GLIBC__)
 _Static_assert(sizeof(QemuMutex) == 48 && _Alignof(QemuMutex) == 8, "QemuMutex");
-_Static_assert(sizeof(QemuRecMutex) == 56, "QemuRecMutex");
+_Static_assert(sizeof(QemuRecMutex) == 48 && _Alignof(QemuRecMutex) == 8, "QemuRecMutex");
 _Static_assert(sizeof(QemuCond) == 56 && _Alignof(QemuCond) == 8, "QemuCond");
 _Static_assert(sizeof(QemuSemaphore) == 112, "QemuSemaphore");
-_Static_assert(sizeof(QemuThread) == 16, "QemuThread");
+_Static_assert(sizeof(QemuThread) == 8 && _Alignof(QemuThread) == 8, "QemuThread");
 #endif
 _Static_assert(QEMU_THREAD_JOINABLE == 0 && QEMU_THREAD_DETACHED == 1,
                "QEMU's thread modes");

@@ -364,18 +364,17 @@ typedef struct QemuMutex {
 /**
  * A recursive mutex (`qemu_rec_mutex_*`): the thread holding it may lock
  * it again and must unlock it as many times.
+ *
+ * QEMU's layout: only a `QemuMutex`. The lock depth and holder are kept by
+ * the recursive pthread mutex itself; unlocking by a thread that does not
+ * hold it is caught by pthread's `EPERM`, destroying a locked one by its
+ * `EBUSY`. (`m.owner` stays 0: the non-recursive owner checks do not apply.)
  */
 typedef struct QemuRecMutex {
   /**
-   * The mutex, initialized as a recursive pthread mutex; its `owner` is
-   * the holder, as for a `QemuMutex`.
+   * The mutex, initialized as a recursive pthread mutex.
    */
   struct QemuMutex m;
-  /**
-   * How many times the holder has locked it (0 when unlocked). aioctx
-   * addition: with `m.owner` it catches misuse before pthread sees it.
-   */
-  unsigned int depth;
 } QemuRecMutex;
 
 /**
@@ -430,19 +429,14 @@ typedef struct QemuEvent {
 
 /**
  * A thread handle (`qemu_thread_*`), filled in by `qemu_thread_create` or
- * `qemu_thread_get_self`.
+ * `qemu_thread_get_self`. QEMU's layout: only the pthread handle. Whether
+ * the thread is joinable is kept out of line (a table in the library).
  */
 typedef struct QemuThread {
   /**
    * The pthread handle.
    */
   pthread_t thread;
-  /**
-   * `QEMU_THREAD_JOINABLE` or `QEMU_THREAD_DETACHED` as created, -1 once
-   * joined. aioctx addition, so that joining a detached thread or joining
-   * twice aborts instead of being undefined.
-   */
-  int mode;
 } QemuThread;
 
 /**
