@@ -845,6 +845,8 @@ typedef enum {
     DEATH_JOIN_DETACHED,
     DEATH_JOIN_TWICE,
     DEATH_JOIN_SELF,
+    DEATH_JOIN_FOREIGN,
+    DEATH_JOIN_ZEROED,
     DEATH_CREATE_BAD_MODE,
     DEATH_CREATE_NULL_ROUTINE,
     DEATH_FUTEX_MISALIGNED,
@@ -885,6 +887,10 @@ static const DeathTest death_tests[] = {
       "*aioctx: qemu_thread_join: *already joined*" },
     { "/thread/death/thread/join-self", DEATH_JOIN_SELF,
       "*aioctx: qemu_thread_join: *itself*" },
+    { "/thread/death/thread/join-foreign", DEATH_JOIN_FOREIGN,
+      "*aioctx: qemu_thread_join: *not started by qemu_thread_create*" },
+    { "/thread/death/thread/join-zeroed", DEATH_JOIN_ZEROED,
+      "*aioctx: qemu_thread_join: *not filled in*" },
     { "/thread/death/thread/create-bad-mode", DEATH_CREATE_BAD_MODE,
       "*aioctx: qemu_thread_create: *mode 7*" },
     { "/thread/death/thread/create-null-routine", DEATH_CREATE_NULL_ROUTINE,
@@ -904,8 +910,16 @@ static void *idle_thread(void *opaque)
     return opaque;
 }
 
+/* A thread not started by qemu_thread_create hands out its own handle. */
+static void *foreign_get_self(void *opaque)
+{
+    qemu_thread_get_self(opaque);
+    return NULL;
+}
+
 static void run_death_case(int which)
 {
+    pthread_t foreign;
     QemuMutex m;
     QemuRecMutex rm;
     QemuCond c;
@@ -987,6 +1001,16 @@ static void run_death_case(int which)
         break;
     case DEATH_JOIN_SELF:
         qemu_thread_get_self(&t);
+        qemu_thread_join(&t);
+        break;
+    case DEATH_JOIN_FOREIGN:
+        g_assert_cmpint(pthread_create(&foreign, NULL, foreign_get_self, &t), ==, 0);
+        g_assert_cmpint(pthread_join(foreign, NULL), ==, 0);
+        g_assert_true(pthread_equal(t.thread, foreign));
+        qemu_thread_join(&t);
+        break;
+    case DEATH_JOIN_ZEROED:
+        memset(&t, 0, sizeof(t));
         qemu_thread_join(&t);
         break;
     case DEATH_CREATE_BAD_MODE:

@@ -903,7 +903,7 @@ impl QemuThread {
                 }
                 None => {
                     return Err(Misuse::new(
-                        "thread was already joined (or was not started by qemu_thread_create)",
+                        "thread is not joinable: not started by qemu_thread_create, or already joined",
                     ));
                 }
             }
@@ -939,4 +939,58 @@ pub(crate) fn exit_thread(retval: *mut c_void) -> ! {
     // SAFETY: ends only the calling thread; `retval` is handed to the joiner
     // untouched.
     unsafe { libc::pthread_exit(retval) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    extern "C" fn return_arg(arg: *mut c_void) -> *mut c_void {
+        arg
+    }
+
+    fn in_table(handle: libc::pthread_t) -> bool {
+        thread_modes().iter().any(|&(h, _)| h == handle)
+    }
+
+    fn new_thread() -> QemuThread {
+        QemuThread {
+            thread: UnsafeCell::new(0),
+        }
+    }
+
+    #[test]
+    fn joined_thread_leaves_the_mode_table() {
+        let t = new_thread();
+        t.create(None, return_arg, 7 as *mut c_void, QEMU_THREAD_JOINABLE)
+            .unwrap();
+        assert!(in_table(t.handle()));
+        assert_eq!(t.join().unwrap(), 7 as *mut c_void);
+        assert!(!in_table(t.handle()));
+        assert!(t.join().is_err(), "a second join must be refused");
+    }
+
+    #[test]
+    fn detached_thread_leaves_the_mode_table_at_exit() {
+        let threads: Vec<QemuThread> = (0..8).map(|_| new_thread()).collect();
+        for t in &threads {
+            t.create(None, return_arg, ptr::null_mut(), QEMU_THREAD_DETACHED)
+                .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // A handle may be reused by a later thread of another test, which
+        // would put it back: wait until each one was seen absent once.
+        let mut gone = vec![false; threads.len()];
+        while !gone.iter().all(|&g| g) {
+            for (t, g) in threads.iter().zip(gone.iter_mut()) {
+                *g |= !in_table(t.handle());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "detached entries were not removed"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
