@@ -52,6 +52,8 @@ void bdrv_aio_cancel(BlockAIOCB *acb);
 void bdrv_aio_cancel_async(BlockAIOCB *acb);
 /** QEMU's error location; defined by qemu/error-report.h (include/compat/). */
 typedef struct Location Location;
+/** QEMU's notifier (qemu/notify.h, include/compat/): `{ void (*notify)(Notifier *, void *); QLIST_ENTRY(Notifier) node; }`. */
+typedef struct Notifier Notifier;
 
 
 /**
@@ -1651,6 +1653,34 @@ bool qemu_thread_is_self(struct QemuThread *thread);
  * returns). Does not return.
  */
 void qemu_thread_exit(void *retval) __attribute__((noreturn));
+
+/**
+ * Adds `notifier` to the calling thread's exit list: when this thread ends
+ * (a thread of `qemu_thread_create` whose routine returns or that calls
+ * `qemu_thread_exit`), it calls `notifier->notify(notifier, NULL)`, newest
+ * notifier first. The notifier stays the caller's and must stay alive
+ * until it ran or was removed. Other threads never run their list.
+ */
+void qemu_thread_atexit_add(Notifier *notifier);
+
+/**
+ * Takes `notifier` off the calling thread's exit list (it must be on it;
+ * a callback may remove its own notifier).
+ */
+void qemu_thread_atexit_remove(Notifier *notifier);
+
+/**
+ * Restricts `thread` to the CPUs set among the first `nbits` bits of the
+ * bitmap `host_cpus`. 0 or -errno (`-EINVAL` when no usable CPU is set).
+ */
+int qemu_thread_set_affinity(struct QemuThread *thread, unsigned long *host_cpus, unsigned long nbits);
+
+/**
+ * Stores `thread`'s CPU set in `*host_cpus` (a bitmap allocated with
+ * `g_new0`; the caller frees it with `g_free`) and its size in bits in
+ * `*nbits`. 0 or -errno (then the out-parameters are untouched).
+ */
+int qemu_thread_get_affinity(struct QemuThread *thread, unsigned long **host_cpus, unsigned long *nbits);
 
 /**
  * Sleeps while the 32-bit word at `f` equals `val`: returns at once if it

@@ -24,7 +24,7 @@
 //! change the wording of the report, never turn misuse into success.
 
 use std::cell::{Cell, UnsafeCell};
-use std::ffi::{CStr, CString, c_int, c_uint, c_void};
+use std::ffi::{CStr, CString, c_int, c_uint, c_ulong, c_void};
 use std::io;
 use std::mem::MaybeUninit;
 use std::ptr;
@@ -756,6 +756,9 @@ impl Drop for DetachedEntry {
 }
 
 thread_local! {
+    /// Whether `qemu_thread_create` started this thread (only those run
+    /// their thread-exit notifiers, as in QEMU).
+    static CREATED: Cell<bool> = const { Cell::new(false) };
     static DETACHED_ENTRY: Cell<Option<DetachedEntry>> = const { Cell::new(None) };
 }
 
@@ -787,10 +790,14 @@ extern "C" fn thread_start(opaque: *mut c_void) -> *mut c_void {
         let me = unsafe { libc::pthread_self() };
         DETACHED_ENTRY.with(|e| e.set(Some(DetachedEntry(me))));
     }
+    CREATED.with(|c| c.set(true));
     let (routine, arg) = (args.routine, args.arg);
     drop(args);
     // SAFETY: the caller of `qemu_thread_create` passed `routine` for `arg`.
-    unsafe { routine(arg) }
+    let result = unsafe { routine(arg) };
+    // QEMU's pthread_cleanup_pop(1) of qemu_thread_atexit_notify.
+    crate::thread_exit::notify_all();
+    result
 }
 
 /// The first 15 bytes of `name` (what Linux keeps), if any.
@@ -929,6 +936,83 @@ impl QemuThread {
         // SAFETY: pthread_equal compares two handles.
         unsafe { libc::pthread_equal(self.handle(), libc::pthread_self()) != 0 }
     }
+
+    /// The handle, which must have been filled in (by `create` or
+    /// `get_self`).
+    fn filled_handle(&self) -> MisuseResult<libc::pthread_t> {
+        match self.handle() {
+            0 => Err(Misuse::new(
+                "QemuThread was not filled in by qemu_thread_create or qemu_thread_get_self",
+            )),
+            handle => Ok(handle),
+        }
+    }
+
+    /// `qemu_thread_set_affinity`: restricts the thread to the CPUs whose
+    /// bits are set among the first `nbits` bits of `host_cpus` (QEMU's
+    /// bitmap: bit `i` is bit `i % BITS` of word `i / BITS`, which is also
+    /// `cpu_set_t`'s layout). 0 or -errno (`-EINVAL`: no usable CPU set).
+    pub(crate) fn set_affinity(&self, host_cpus: &[c_ulong], nbits: usize) -> MisuseResult<c_int> {
+        let handle = self.filled_handle()?;
+        if nbits > AFFINITY_MAX_BITS {
+            return Ok(-libc::EINVAL);
+        }
+        // At least one word, so that an empty set is passed as one (EINVAL).
+        let mut set = vec![0 as c_ulong; bitmap_words(nbits).max(1)];
+        set[..host_cpus.len()].copy_from_slice(host_cpus);
+        if nbits % ULONG_BITS != 0 {
+            // Bits past `nbits` are not the caller's.
+            set[nbits / ULONG_BITS] &= (1 << (nbits % ULONG_BITS)) - 1;
+        }
+        // SAFETY: `set` is an initialized buffer of the size passed; the
+        // kernel reads it as a cpu_set_t of that size. `handle` is a thread
+        // the caller vouches for (filled in, not yet joined).
+        let rc = unsafe {
+            libc::pthread_setaffinity_np(
+                handle,
+                std::mem::size_of_val(set.as_slice()),
+                set.as_ptr().cast(),
+            )
+        };
+        Ok(-rc)
+    }
+
+    /// `qemu_thread_get_affinity`: the thread's CPU set as a bitmap of
+    /// `nbits` bits (a multiple of the word size, at least `CPU_SETSIZE`),
+    /// or -errno.
+    pub(crate) fn get_affinity(&self) -> MisuseResult<Result<(Vec<c_ulong>, usize), c_int>> {
+        let handle = self.filled_handle()?;
+        let mut nbits = libc::CPU_SETSIZE as usize;
+        loop {
+            let mut set = vec![0 as c_ulong; bitmap_words(nbits)];
+            // SAFETY: `set` is a writable buffer of the size passed; as in
+            // `set_affinity` for `handle`.
+            let rc = unsafe {
+                libc::pthread_getaffinity_np(
+                    handle,
+                    std::mem::size_of_val(set.as_slice()),
+                    set.as_mut_ptr().cast(),
+                )
+            };
+            match rc {
+                0 => return Ok(Ok((set, nbits))),
+                // The kernel has more CPUs than the buffer holds.
+                libc::EINVAL if nbits < AFFINITY_MAX_BITS => nbits *= 2,
+                rc => return Ok(Err(-rc)),
+            }
+        }
+    }
+}
+
+/// Bits in a bitmap word (`unsigned long`).
+const ULONG_BITS: usize = c_ulong::BITS as usize;
+/// The largest CPU bitmap the affinity functions handle (far above Linux's
+/// `NR_CPUS` limit of 8192).
+const AFFINITY_MAX_BITS: usize = 1 << 20;
+
+/// Words of a bitmap of `nbits` bits (QEMU's `BITS_TO_LONGS`).
+pub(crate) fn bitmap_words(nbits: usize) -> usize {
+    nbits.div_ceil(ULONG_BITS)
 }
 
 /// `qemu_thread_exit`: ends the calling thread with result `retval`.
@@ -936,6 +1020,11 @@ impl QemuThread {
 /// pthread_exit unwinds the thread's stack (a forced unwind): the caller
 /// must not hold a panic boundary or values with destructors.
 pub(crate) fn exit_thread(retval: *mut c_void) -> ! {
+    // QEMU runs the thread-exit notifiers from a cleanup handler of the
+    // threads it creates; here, before the unwind starts.
+    if CREATED.with(Cell::get) {
+        crate::thread_exit::notify_all();
+    }
     // SAFETY: ends only the calling thread; `retval` is handed to the joiner
     // untouched.
     unsafe { libc::pthread_exit(retval) }
