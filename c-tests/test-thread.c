@@ -1015,6 +1015,8 @@ static void test_affinity_errors(void)
     /* Only a CPU far past any this machine has. */
     far[G_N_ELEMENTS(far) - 1] = 1UL << (ULONG_BITS - 1);
     g_assert_cmpint(qemu_thread_set_affinity(&t, far, CPU_SETSIZE * 4), ==, -EINVAL);
+    /* A bitmap larger than any Linux supports (not read). */
+    g_assert_cmpint(qemu_thread_set_affinity(&t, far, ~0UL), ==, -EINVAL);
 
     g_assert_cmpint(qemu_thread_get_affinity(&t, &got, &nbits), ==, 0);
     for (unsigned long cpu = 0; cpu < CPU_SETSIZE; cpu++) {

@@ -954,7 +954,7 @@ impl QemuThread {
     /// `cpu_set_t`'s layout). 0 or -errno (`-EINVAL`: no usable CPU set).
     pub(crate) fn set_affinity(&self, host_cpus: &[c_ulong], nbits: usize) -> MisuseResult<c_int> {
         let handle = self.filled_handle()?;
-        if nbits > AFFINITY_MAX_BITS {
+        if nbits > AFFINITY_MAX_BITS || host_cpus.len() != bitmap_words(nbits) {
             return Ok(-libc::EINVAL);
         }
         // At least one word, so that an empty set is passed as one (EINVAL).
@@ -1008,7 +1008,7 @@ impl QemuThread {
 const ULONG_BITS: usize = c_ulong::BITS as usize;
 /// The largest CPU bitmap the affinity functions handle (far above Linux's
 /// `NR_CPUS` limit of 8192).
-const AFFINITY_MAX_BITS: usize = 1 << 20;
+pub(crate) const AFFINITY_MAX_BITS: usize = 1 << 20;
 
 /// Words of a bitmap of `nbits` bits (QEMU's `BITS_TO_LONGS`).
 pub(crate) fn bitmap_words(nbits: usize) -> usize {

@@ -524,6 +524,10 @@ pub extern "C" fn qemu_thread_set_affinity(
     ffi_call("qemu_thread_set_affinity", || {
         let thread = self::thread(thread)?;
         let nbits = nbits as usize;
+        if nbits > core::AFFINITY_MAX_BITS {
+            // Before making a slice of it: no such bitmap is valid.
+            return Ok(-libc::EINVAL);
+        }
         let words = core::bitmap_words(nbits);
         let cpus: &[c_ulong] = if words == 0 {
             &[]
