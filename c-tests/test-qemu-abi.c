@@ -24,6 +24,7 @@
 #include "qemu/coroutine.h"
 #include "qemu/event_notifier.h"
 #include "qemu/lockable.h"
+#include "qemu/notify.h"
 
 #include "test-util.h"
 
@@ -49,6 +50,13 @@ _Static_assert(offsetof(QEMUTimer, scale) == 44, "QEMUTimer.scale");
 ASSERT_LAYOUT(QEMUTimerListGroup, 32, 8);
 _Static_assert(offsetof(QEMUTimerListGroup, tl) == 0, "QEMUTimerListGroup.tl");
 ASSERT_LAYOUT(QemuMutex, 48, 8);
+ASSERT_LAYOUT(QemuRecMutex, 48, 8);
+ASSERT_LAYOUT(QemuThread, 8, 8);
+ASSERT_LAYOUT(Notifier, 24, 8);
+_Static_assert(offsetof(Notifier, notify) == 0, "Notifier.notify");
+_Static_assert(offsetof(Notifier, node.le_next) == 8, "Notifier.node.le_next");
+_Static_assert(offsetof(Notifier, node.le_prev) == 16, "Notifier.node.le_prev");
+ASSERT_LAYOUT(NotifierList, 8, 8);
 ASSERT_LAYOUT(QemuCond, 56, 8);
 ASSERT_LAYOUT(QemuSemaphore, 112, 8);
 ASSERT_LAYOUT(QemuEvent, 8, 4);
@@ -108,6 +116,12 @@ void aio_add_sqe(void (*prep_sqe)(struct io_uring_sqe *sqe, void *opaque),
 typedef void CleanupFunc(void *opaque);
 int coroutine_fn qemu_co_timeout(CoroutineEntry *entry, void *opaque,
                                  uint64_t timeout_ns, CleanupFunc clean);
+void qemu_thread_atexit_add(struct Notifier *notifier);
+void qemu_thread_atexit_remove(struct Notifier *notifier);
+int qemu_thread_set_affinity(QemuThread *thread, unsigned long *host_cpus,
+                             unsigned long nbits);
+int qemu_thread_get_affinity(QemuThread *thread, unsigned long **host_cpus,
+                             unsigned long *nbits);
 
 static AioctxContextPublic *pub(AioContext *ctx)
 {

@@ -13,13 +13,17 @@
  * clean under TSan even against a library built without it.
  */
 
+#define _GNU_SOURCE /* sched_getaffinity, CPU_* */
+
 #include "aioctx.h"
 #include "qemu/thread.h"
+#include "qemu/notify.h"
 #include "test-util.h"
 
 #include <errno.h>
 #include <glib.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -41,7 +45,6 @@ _Static_assert(offsetof(QemuMutex, lock) == 0, "QemuMutex.lock");
 _Static_assert(offsetof(QemuMutex, initialized) == sizeof(pthread_mutex_t),
                "QemuMutex.initialized");
 _Static_assert(offsetof(QemuRecMutex, m) == 0, "QemuRecMutex.m");
-_Static_assert(offsetof(QemuRecMutex, depth) == sizeof(QemuMutex), "QemuRecMutex.depth");
 _Static_assert(offsetof(QemuCond, cond) == 0, "QemuCond.cond");
 _Static_assert(offsetof(QemuCond, initialized) == sizeof(pthread_cond_t),
                "QemuCond.initialized");
@@ -53,10 +56,10 @@ _Static_assert(sizeof(QemuEvent) == 8, "QemuEvent size");
 _Static_assert(offsetof(QemuThread, thread) == 0, "QemuThread.thread");
 #if defined(__x86_64__) && defined(__GLIBC__)
 _Static_assert(sizeof(QemuMutex) == 48 && _Alignof(QemuMutex) == 8, "QemuMutex");
-_Static_assert(sizeof(QemuRecMutex) == 56, "QemuRecMutex");
+_Static_assert(sizeof(QemuRecMutex) == 48 && _Alignof(QemuRecMutex) == 8, "QemuRecMutex");
 _Static_assert(sizeof(QemuCond) == 56 && _Alignof(QemuCond) == 8, "QemuCond");
 _Static_assert(sizeof(QemuSemaphore) == 112, "QemuSemaphore");
-_Static_assert(sizeof(QemuThread) == 16, "QemuThread");
+_Static_assert(sizeof(QemuThread) == 8 && _Alignof(QemuThread) == 8, "QemuThread");
 #endif
 _Static_assert(QEMU_THREAD_JOINABLE == 0 && QEMU_THREAD_DETACHED == 1,
                "QEMU's thread modes");
@@ -826,6 +829,207 @@ static void test_futex_wait_wake(void)
 }
 
 /* ------------------------------------------------------------------------ */
+/* ------------------------------------------------------------------------ */
+/* Thread-exit notifiers (qemu_thread_atexit_*). */
+
+typedef struct {
+    Notifier n;
+    pthread_t ran_in;      /* the thread that called it */
+    int order;             /* 1 + how many ran before it; 0: did not run */
+    void *data;            /* what it was called with */
+    bool remove_self;      /* the callback removes its own notifier */
+} ExitRecord;
+
+static atomic_int exit_runs;
+
+static void record_exit(Notifier *n, void *data)
+{
+    ExitRecord *r = container_of(n, ExitRecord, n);
+
+    r->ran_in = pthread_self();
+    r->order = atomic_fetch_add(&exit_runs, 1) + 1;
+    r->data = data;
+    if (r->remove_self) {
+        qemu_thread_atexit_remove(n);
+    }
+}
+
+typedef struct {
+    ExitRecord rec[3];
+    pthread_t self;
+    bool call_exit;        /* end with qemu_thread_exit instead of return */
+} ExitTest;
+
+static void *atexit_thread(void *opaque)
+{
+    ExitTest *t = opaque;
+
+    t->self = pthread_self();
+    for (int i = 0; i < 3; i++) {
+        t->rec[i].n.notify = record_exit;
+        qemu_thread_atexit_add(&t->rec[i].n);
+    }
+    /* rec[1] is removed: it must not run. */
+    qemu_thread_atexit_remove(&t->rec[1].n);
+    /* Nothing ran yet: notifiers run only when the thread ends. */
+    g_assert_cmpint(atomic_load(&exit_runs), ==, 0);
+    if (t->call_exit) {
+        qemu_thread_exit(t);
+    }
+    return t;
+}
+
+static void check_atexit(bool call_exit)
+{
+    QemuThread thread;
+    ExitTest t;
+
+    memset(&t, 0, sizeof(t));
+    t.call_exit = call_exit;
+    t.rec[2].remove_self = true;
+    atomic_store(&exit_runs, 0);
+    qemu_thread_create(&thread, "atexit", atexit_thread, &t, QEMU_THREAD_JOINABLE);
+    g_assert_true(qemu_thread_join(&thread) == &t);
+
+    g_assert_cmpint(atomic_load(&exit_runs), ==, 2);
+    /* Newest first, in the exiting thread, with data NULL (QEMU's order). */
+    g_assert_cmpint(t.rec[2].order, ==, 1);
+    g_assert_cmpint(t.rec[0].order, ==, 2);
+    g_assert_cmpint(t.rec[1].order, ==, 0);
+    for (int i = 0; i < 3; i += 2) {
+        g_assert_true(pthread_equal(t.rec[i].ran_in, t.self));
+        g_assert_null(t.rec[i].data);
+    }
+    /* The one that removed itself is off the list (QEMU's QLIST_REMOVE). */
+    g_assert_null(t.rec[2].n.node.le_prev);
+}
+
+static void test_atexit_return(void)
+{
+    check_atexit(false);
+}
+
+static void test_atexit_thread_exit(void)
+{
+    check_atexit(true);
+}
+
+/* The main thread's list is its own: a thread's notifiers never run it. */
+static void test_atexit_per_thread(void)
+{
+    QemuThread thread;
+    ExitTest t;
+    ExitRecord mine = { .n.notify = record_exit };
+
+    qemu_thread_atexit_add(&mine.n);
+    memset(&t, 0, sizeof(t));
+    atomic_store(&exit_runs, 0);
+    qemu_thread_create(&thread, "atexit2", atexit_thread, &t, QEMU_THREAD_JOINABLE);
+    qemu_thread_join(&thread);
+    g_assert_cmpint(atomic_load(&exit_runs), ==, 2);
+    g_assert_cmpint(mine.order, ==, 0);
+    qemu_thread_atexit_remove(&mine.n);
+    g_assert_null(mine.n.node.le_prev);
+}
+
+/* ------------------------------------------------------------------------ */
+/* CPU affinity (qemu_thread_set/get_affinity). */
+
+#define ULONG_BITS (8 * sizeof(unsigned long))
+
+static void *affinity_thread(void *opaque)
+{
+    qemu_sem_wait(opaque);
+    return NULL;
+}
+
+static void test_affinity_round_trip(void)
+{
+    QemuThread t;
+    QemuSemaphore done;
+    unsigned long cpu0 = 1, *got = NULL, nbits = 0;
+    cpu_set_t mine;
+
+    g_assert_cmpint(sched_getaffinity(0, sizeof(mine), &mine), ==, 0);
+    if (!CPU_ISSET(0, &mine)) {
+        g_test_skip("CPU 0 is not available to this process");
+        return;
+    }
+    qemu_sem_init(&done, 0);
+    qemu_thread_create(&t, "affinity", affinity_thread, &done, QEMU_THREAD_JOINABLE);
+
+    g_assert_cmpint(qemu_thread_set_affinity(&t, &cpu0, 1), ==, 0);
+    g_assert_cmpint(qemu_thread_get_affinity(&t, &got, &nbits), ==, 0);
+    g_assert_nonnull(got);
+    g_assert_cmpuint(nbits, >=, CPU_SETSIZE);
+    g_assert_cmpuint(nbits % ULONG_BITS, ==, 0);
+    g_assert_cmpuint(got[0], ==, 1);                 /* CPU 0 only */
+    for (unsigned long i = 1; i < nbits / ULONG_BITS; i++) {
+        g_assert_cmpuint(got[i], ==, 0);
+    }
+    g_free(got);
+
+    /* Bits past nbits are ignored: only bit 0 of 0x3 counts. */
+    cpu0 = 3;
+    g_assert_cmpint(qemu_thread_set_affinity(&t, &cpu0, 1), ==, 0);
+    g_assert_cmpint(qemu_thread_get_affinity(&t, &got, &nbits), ==, 0);
+    g_assert_cmpuint(got[0], ==, 1);
+    g_free(got);
+
+    /* The calling thread's handle works too, and is left unchanged. */
+    {
+        QemuThread self;
+        cpu_set_t after;
+
+        qemu_thread_get_self(&self);
+        g_assert_cmpint(qemu_thread_get_affinity(&self, &got, &nbits), ==, 0);
+        for (unsigned long cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+            g_assert_cmpint(!!(got[cpu / ULONG_BITS] & (1UL << (cpu % ULONG_BITS))), ==,
+                            !!CPU_ISSET(cpu, &mine));
+        }
+        g_free(got);
+        g_assert_cmpint(sched_getaffinity(0, sizeof(after), &after), ==, 0);
+        g_assert_true(CPU_EQUAL(&mine, &after));
+    }
+
+    qemu_sem_post(&done);
+    qemu_thread_join(&t);
+    qemu_sem_destroy(&done);
+}
+
+/* No usable CPU in the set: EINVAL, and the affinity is unchanged. */
+static void test_affinity_errors(void)
+{
+    QemuThread t;
+    QemuSemaphore done;
+    unsigned long none = 0, *got = NULL, nbits = 0;
+    unsigned long far[(CPU_SETSIZE * 4) / ULONG_BITS] = { 0 };
+    cpu_set_t mine;
+
+    g_assert_cmpint(sched_getaffinity(0, sizeof(mine), &mine), ==, 0);
+    qemu_sem_init(&done, 0);
+    qemu_thread_create(&t, "affinity", affinity_thread, &done, QEMU_THREAD_JOINABLE);
+
+    g_assert_cmpint(qemu_thread_set_affinity(&t, &none, 1), ==, EINVAL);
+    g_assert_cmpint(qemu_thread_set_affinity(&t, NULL, 0), ==, EINVAL);
+    /* Only a CPU far past any this machine has. */
+    far[G_N_ELEMENTS(far) - 1] = 1UL << (ULONG_BITS - 1);
+    g_assert_cmpint(qemu_thread_set_affinity(&t, far, CPU_SETSIZE * 4), ==, EINVAL);
+    /* A bitmap larger than any Linux supports (not read). */
+    g_assert_cmpint(qemu_thread_set_affinity(&t, far, ~0UL), ==, EINVAL);
+
+    g_assert_cmpint(qemu_thread_get_affinity(&t, &got, &nbits), ==, 0);
+    for (unsigned long cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        g_assert_cmpint(!!(got[cpu / ULONG_BITS] & (1UL << (cpu % ULONG_BITS))), ==,
+                        !!CPU_ISSET(cpu, &mine));
+    }
+    g_free(got);
+
+    qemu_sem_post(&done);
+    qemu_thread_join(&t);
+    qemu_sem_destroy(&done);
+}
+
 /* Misuse: each case runs in a subprocess that must abort with the message. */
 
 typedef enum {
@@ -846,6 +1050,13 @@ typedef enum {
     DEATH_JOIN_DETACHED,
     DEATH_JOIN_TWICE,
     DEATH_JOIN_SELF,
+    DEATH_JOIN_FOREIGN,
+    DEATH_JOIN_ZEROED,
+    DEATH_AFFINITY_ZEROED,
+    DEATH_GET_AFFINITY_ZEROED,
+    DEATH_AFFINITY_NULL_THREAD,
+    DEATH_ATEXIT_REMOVE_UNLISTED,
+    DEATH_ATEXIT_ADD_NULL_NOTIFY,
     DEATH_CREATE_BAD_MODE,
     DEATH_CREATE_NULL_ROUTINE,
     DEATH_FUTEX_MISALIGNED,
@@ -886,6 +1097,20 @@ static const DeathTest death_tests[] = {
       "*aioctx: qemu_thread_join: *already joined*" },
     { "/thread/death/thread/join-self", DEATH_JOIN_SELF,
       "*aioctx: qemu_thread_join: *itself*" },
+    { "/thread/death/thread/join-foreign", DEATH_JOIN_FOREIGN,
+      "*aioctx: qemu_thread_join: *not started by qemu_thread_create*" },
+    { "/thread/death/thread/join-zeroed", DEATH_JOIN_ZEROED,
+      "*aioctx: qemu_thread_join: *not filled in*" },
+    { "/thread/death/thread/set-affinity-zeroed", DEATH_AFFINITY_ZEROED,
+      "*aioctx: qemu_thread_set_affinity: *not filled in*" },
+    { "/thread/death/thread/get-affinity-zeroed", DEATH_GET_AFFINITY_ZEROED,
+      "*aioctx: qemu_thread_get_affinity: *not filled in*" },
+    { "/thread/death/thread/set-affinity-null", DEATH_AFFINITY_NULL_THREAD,
+      "*aioctx: qemu_thread_set_affinity: *QemuThread is NULL*" },
+    { "/thread/death/thread/atexit-remove-unlisted", DEATH_ATEXIT_REMOVE_UNLISTED,
+      "*aioctx: qemu_thread_atexit_remove: *not on a thread-exit list*" },
+    { "/thread/death/thread/atexit-add-null-notify", DEATH_ATEXIT_ADD_NULL_NOTIFY,
+      "*aioctx: qemu_thread_atexit_add: *NULL*" },
     { "/thread/death/thread/create-bad-mode", DEATH_CREATE_BAD_MODE,
       "*aioctx: qemu_thread_create: *mode 7*" },
     { "/thread/death/thread/create-null-routine", DEATH_CREATE_NULL_ROUTINE,
@@ -905,8 +1130,18 @@ static void *idle_thread(void *opaque)
     return opaque;
 }
 
+/* A thread not started by qemu_thread_create hands out its own handle. */
+static void *foreign_get_self(void *opaque)
+{
+    qemu_thread_get_self(opaque);
+    return NULL;
+}
+
 static void run_death_case(int which)
 {
+    pthread_t foreign;
+    Notifier n;
+    unsigned long one_cpu = 1, *bitmap = NULL, nbits = 0;
     QemuMutex m;
     QemuRecMutex rm;
     QemuCond c;
@@ -989,6 +1224,36 @@ static void run_death_case(int which)
     case DEATH_JOIN_SELF:
         qemu_thread_get_self(&t);
         qemu_thread_join(&t);
+        break;
+    case DEATH_JOIN_FOREIGN:
+        g_assert_cmpint(pthread_create(&foreign, NULL, foreign_get_self, &t), ==, 0);
+        g_assert_cmpint(pthread_join(foreign, NULL), ==, 0);
+        g_assert_true(pthread_equal(t.thread, foreign));
+        qemu_thread_join(&t);
+        break;
+    case DEATH_JOIN_ZEROED:
+        memset(&t, 0, sizeof(t));
+        qemu_thread_join(&t);
+        break;
+    case DEATH_AFFINITY_ZEROED:
+        memset(&t, 0, sizeof(t));
+        qemu_thread_set_affinity(&t, &one_cpu, 1);
+        break;
+    case DEATH_GET_AFFINITY_ZEROED:
+        memset(&t, 0, sizeof(t));
+        qemu_thread_get_affinity(&t, &bitmap, &nbits);
+        break;
+    case DEATH_AFFINITY_NULL_THREAD:
+        qemu_thread_set_affinity(NULL, &one_cpu, 1);
+        break;
+    case DEATH_ATEXIT_REMOVE_UNLISTED:
+        memset(&n, 0, sizeof(n));
+        n.notify = record_exit;
+        qemu_thread_atexit_remove(&n);
+        break;
+    case DEATH_ATEXIT_ADD_NULL_NOTIFY:
+        memset(&n, 0, sizeof(n));
+        qemu_thread_atexit_add(&n);
         break;
     case DEATH_CREATE_BAD_MODE:
         qemu_thread_create(&t, "bad-mode", idle_thread, NULL, 7);
@@ -1168,6 +1433,11 @@ static const struct {
     { "/thread/thread/is-self", test_thread_is_self },
     { "/thread/thread/exit", test_thread_exit },
     { "/thread/thread/signal-mask", test_thread_signal_mask },
+    { "/thread/atexit/return", test_atexit_return },
+    { "/thread/atexit/thread-exit", test_atexit_thread_exit },
+    { "/thread/atexit/per-thread", test_atexit_per_thread },
+    { "/thread/affinity/round-trip", test_affinity_round_trip },
+    { "/thread/affinity/errors", test_affinity_errors },
     { "/thread/futex/wait-wake", test_futex_wait_wake },
     { "/thread/lock-hooks/default", test_lock_hooks_default },
     { "/thread/lock-hooks/swapped", test_lock_hooks_swapped },

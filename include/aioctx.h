@@ -52,6 +52,8 @@ void bdrv_aio_cancel(BlockAIOCB *acb);
 void bdrv_aio_cancel_async(BlockAIOCB *acb);
 /** QEMU's error location; defined by qemu/error-report.h (include/compat/). */
 typedef struct Location Location;
+/** QEMU's notifier (qemu/notify.h, include/compat/): `{ void (*notify)(Notifier *, void *); QLIST_ENTRY(Notifier) node; }`. */
+typedef struct Notifier Notifier;
 
 
 /**
@@ -376,18 +378,17 @@ typedef struct QemuMutex {
 /**
  * A recursive mutex (`qemu_rec_mutex_*`): the thread holding it may lock
  * it again and must unlock it as many times.
+ *
+ * QEMU's layout: only a `QemuMutex`. The lock depth and holder are kept by
+ * the recursive pthread mutex itself; unlocking by a thread that does not
+ * hold it is caught by pthread's `EPERM`, destroying a locked one by its
+ * `EBUSY`. (`m.owner` stays 0: the non-recursive owner checks do not apply.)
  */
 typedef struct QemuRecMutex {
   /**
-   * The mutex, initialized as a recursive pthread mutex; its `owner` is
-   * the holder, as for a `QemuMutex`.
+   * The mutex, initialized as a recursive pthread mutex.
    */
   struct QemuMutex m;
-  /**
-   * How many times the holder has locked it (0 when unlocked). aioctx
-   * addition: with `m.owner` it catches misuse before pthread sees it.
-   */
-  unsigned int depth;
 } QemuRecMutex;
 
 /**
@@ -442,19 +443,14 @@ typedef struct QemuEvent {
 
 /**
  * A thread handle (`qemu_thread_*`), filled in by `qemu_thread_create` or
- * `qemu_thread_get_self`.
+ * `qemu_thread_get_self`. QEMU's layout: only the pthread handle. Whether
+ * the thread is joinable is kept out of line (a table in the library).
  */
 typedef struct QemuThread {
   /**
    * The pthread handle.
    */
   pthread_t thread;
-  /**
-   * `QEMU_THREAD_JOINABLE` or `QEMU_THREAD_DETACHED` as created, -1 once
-   * joined. aioctx addition, so that joining a detached thread or joining
-   * twice aborts instead of being undefined.
-   */
-  int mode;
 } QemuThread;
 
 /**
@@ -1839,6 +1835,36 @@ bool qemu_thread_is_self(struct QemuThread *thread);
  * returns). Does not return.
  */
 void qemu_thread_exit(void *retval) __attribute__((noreturn));
+
+/**
+ * Adds `notifier` to the calling thread's exit list: when this thread ends
+ * (a thread of `qemu_thread_create` whose routine returns or that calls
+ * `qemu_thread_exit`), it calls `notifier->notify(notifier, NULL)`, newest
+ * notifier first. The notifier stays the caller's and must stay alive
+ * until it ran or was removed. Other threads never run their list.
+ */
+void qemu_thread_atexit_add(Notifier *notifier);
+
+/**
+ * Takes `notifier` off the calling thread's exit list (it must be on it;
+ * a callback may remove its own notifier).
+ */
+void qemu_thread_atexit_remove(Notifier *notifier);
+
+/**
+ * Restricts `thread` to the CPUs set among the first `nbits` bits of the
+ * bitmap `host_cpus`. 0, or an errno value, positive
+ * as QEMU returns pthread's (`EINVAL` when no usable CPU is set).
+ */
+int qemu_thread_set_affinity(struct QemuThread *thread, unsigned long *host_cpus, unsigned long nbits);
+
+/**
+ * Stores `thread`'s CPU set in `*host_cpus` (a bitmap allocated with
+ * `g_new0`; the caller frees it with `g_free`) and its size in bits in
+ * `*nbits`. 0, or a positive errno value as in QEMU (then the
+ * out-parameters are untouched).
+ */
+int qemu_thread_get_affinity(struct QemuThread *thread, unsigned long **host_cpus, unsigned long *nbits);
 
 /**
  * Sleeps while the 32-bit word at `f` equals `val`: returns at once if it

@@ -32,6 +32,7 @@ mod notifier;
 mod notify;
 mod sync;
 mod thread;
+mod thread_exit;
 mod thread_pool;
 mod timer;
 mod wait;

@@ -5,7 +5,7 @@
 //!
 //! The structs are caller-owned and embedded by value in C structs, so they
 //! are `#[repr(C)]` with QEMU's fields, plus what misuse detection needs
-//! (`QemuMutex::owner`, `QemuThread::mode`). Several threads use one object
+//! (`QemuMutex::owner`; `QemuThread`'s mode is kept out of line). Several threads use one object
 //! at the same time, so every field is an `UnsafeCell`: Rust only ever holds
 //! shared references and reads or writes fields through atomic views or raw
 //! pointers, never through `&mut`.
@@ -24,7 +24,7 @@
 //! change the wording of the report, never turn misuse into success.
 
 use std::cell::{Cell, UnsafeCell};
-use std::ffi::{CStr, CString, c_int, c_uint, c_void};
+use std::ffi::{CStr, CString, c_int, c_uint, c_ulong, c_void};
 use std::io;
 use std::mem::MaybeUninit;
 use std::ptr;
@@ -38,9 +38,6 @@ use crate::fatal::{Misuse, MisuseResult};
 thread_local! {
     /// This thread's kernel id (`gettid`), 0 until first asked.
     static TID: Cell<c_int> = const { Cell::new(0) };
-    /// Whether this thread was started by `qemu_thread_create` in detached
-    /// mode, for `qemu_thread_get_self`.
-    static CREATED_DETACHED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The calling thread's kernel thread id; never 0, so 0 can mean "nobody".
@@ -175,23 +172,24 @@ const _: () = {
 
 /// A recursive mutex (`qemu_rec_mutex_*`): the thread holding it may lock
 /// it again and must unlock it as many times.
+///
+/// QEMU's layout: only a `QemuMutex`. The lock depth and holder are kept by
+/// the recursive pthread mutex itself; unlocking by a thread that does not
+/// hold it is caught by pthread's `EPERM`, destroying a locked one by its
+/// `EBUSY`. (`m.owner` stays 0: the non-recursive owner checks do not apply.)
 #[repr(C)]
 pub struct QemuRecMutex {
-    /// The mutex, initialized as a recursive pthread mutex; its `owner` is
-    /// the holder, as for a `QemuMutex`.
+    /// The mutex, initialized as a recursive pthread mutex.
     pub m: QemuMutex,
-    /// How many times the holder has locked it (0 when unlocked). aioctx
-    /// addition: with `m.owner` it catches misuse before pthread sees it.
-    pub depth: UnsafeCell<c_uint>,
 }
 
 const _: () = {
     use std::mem::{align_of, offset_of, size_of};
     assert!(offset_of!(QemuRecMutex, m) == 0);
-    assert!(offset_of!(QemuRecMutex, depth) == size_of::<QemuMutex>());
+    assert!(size_of::<QemuRecMutex>() == size_of::<QemuMutex>());
     assert!(align_of::<QemuRecMutex>() == align_of::<QemuMutex>());
     #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
-    assert!(size_of::<QemuRecMutex>() == 56);
+    assert!(size_of::<QemuRecMutex>() == 48);
 };
 
 impl QemuMutex {
@@ -318,37 +316,14 @@ impl QemuMutex {
 }
 
 impl QemuRecMutex {
-    /// The lock count; only the holder touches it.
-    fn depth(&self) -> *mut c_uint {
-        self.depth.get()
-    }
-
     /// `qemu_rec_mutex_init`. The caller may pass uninitialized memory.
     pub(crate) fn init(&self) -> MisuseResult<()> {
-        self.m.init(true)?;
-        // SAFETY: nobody else may use the mutex during init.
-        unsafe { *self.depth() = 0 };
-        Ok(())
+        self.m.init(true)
     }
 
-    /// `qemu_rec_mutex_destroy`: aborts if it is locked.
+    /// `qemu_rec_mutex_destroy`: aborts if it is locked (pthread's `EBUSY`).
     pub(crate) fn destroy(&self) -> MisuseResult<()> {
         self.m.destroy()
-    }
-
-    /// Records one more lock by the calling thread, which holds the mutex.
-    fn note_locked(&self) {
-        let me = current_tid();
-        let depth = self.depth();
-        // SAFETY: this thread holds the mutex, so it alone touches `depth`.
-        unsafe {
-            if self.m.owner().load(Ordering::Relaxed) == me {
-                *depth += 1;
-            } else {
-                self.m.owner().store(me, Ordering::Relaxed);
-                *depth = 1;
-            }
-        }
     }
 
     /// `qemu_rec_mutex_lock`.
@@ -356,9 +331,7 @@ impl QemuRecMutex {
         self.m.check_initialized()?;
         // SAFETY: the mutex is initialized.
         let rc = unsafe { libc::pthread_mutex_lock(self.m.lock.get()) };
-        pthread_result("pthread_mutex_lock", rc)?;
-        self.note_locked();
-        Ok(())
+        pthread_result("pthread_mutex_lock", rc)
     }
 
     /// `qemu_rec_mutex_trylock`: 0 if locked now (or once more), else
@@ -367,29 +340,24 @@ impl QemuRecMutex {
         self.m.check_initialized()?;
         // SAFETY: the mutex is initialized.
         match unsafe { libc::pthread_mutex_trylock(self.m.lock.get()) } {
-            0 => {
-                self.note_locked();
-                Ok(0)
-            }
+            0 => Ok(0),
             libc::EBUSY => Ok(-libc::EBUSY),
             rc => pthread_result("pthread_mutex_trylock", rc).map(|()| 0),
         }
     }
 
-    /// `qemu_rec_mutex_unlock`: undoes one lock; only by the holder.
+    /// `qemu_rec_mutex_unlock`: undoes one lock; only by the holder. A
+    /// recursive pthread mutex checks the holder and answers `EPERM`
+    /// otherwise (not locked, or locked by another thread).
     pub(crate) fn unlock(&self) -> MisuseResult<()> {
         self.m.check_initialized()?;
-        self.m.check_held()?;
-        // SAFETY: this thread holds the mutex, so it alone touches `depth`.
-        unsafe {
-            *self.depth() -= 1;
-            if *self.depth() == 0 {
-                self.m.owner().store(0, Ordering::Relaxed);
-            }
+        // SAFETY: the mutex is initialized.
+        match unsafe { libc::pthread_mutex_unlock(self.m.lock.get()) } {
+            libc::EPERM => Err(Misuse::new(
+                "recursive mutex is not locked by the calling thread",
+            )),
+            rc => pthread_result("pthread_mutex_unlock", rc),
         }
-        // SAFETY: the mutex is initialized and held by this thread.
-        let rc = unsafe { libc::pthread_mutex_unlock(self.m.lock.get()) };
-        pthread_result("pthread_mutex_unlock", rc)
     }
 }
 
@@ -731,31 +699,68 @@ pub const QEMU_THREAD_JOINABLE: c_int = 0;
 /// `qemu_thread_create` mode: the thread's resources are freed when it
 /// exits; it cannot be joined.
 pub const QEMU_THREAD_DETACHED: c_int = 1;
-/// `QemuThread::mode` after a successful join.
-const THREAD_JOINED: c_int = -1;
-
 /// The longest name Linux keeps for a thread (`comm`, without the NUL).
 const THREAD_NAME_MAX: usize = 15;
 
 /// A thread handle (`qemu_thread_*`), filled in by `qemu_thread_create` or
-/// `qemu_thread_get_self`.
+/// `qemu_thread_get_self`. QEMU's layout: only the pthread handle. Whether
+/// the thread is joinable is kept out of line (a table in the library).
 #[repr(C)]
 pub struct QemuThread {
     /// The pthread handle.
     pub thread: UnsafeCell<libc::pthread_t>,
-    /// `QEMU_THREAD_JOINABLE` or `QEMU_THREAD_DETACHED` as created, -1 once
-    /// joined. aioctx addition, so that joining a detached thread or joining
-    /// twice aborts instead of being undefined.
-    pub mode: UnsafeCell<c_int>,
 }
 
 const _: () = {
     use std::mem::{align_of, offset_of, size_of};
     assert!(offset_of!(QemuThread, thread) == 0);
-    assert!(offset_of!(QemuThread, mode) == size_of::<libc::pthread_t>());
+    assert!(size_of::<QemuThread>() == size_of::<libc::pthread_t>());
     #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
-    assert!(size_of::<QemuThread>() == 16 && align_of::<QemuThread>() == 8);
+    assert!(size_of::<QemuThread>() == 8 && align_of::<QemuThread>() == 8);
 };
+
+/// The mode of every live thread `qemu_thread_create` started, by pthread
+/// handle, so that joining a detached thread or joining twice aborts
+/// instead of being undefined. A joinable thread's entry is removed when it
+/// is joined (its handle cannot be reused before); a detached thread's entry
+/// is inserted by its creator under this lock and removed by the thread
+/// itself at exit (TLS destructor), before its handle can be reused. A
+/// handle not in the table was already joined, or belongs to a thread
+/// `qemu_thread_create` did not start.
+static THREAD_MODES: std::sync::Mutex<Vec<(libc::pthread_t, c_int)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn thread_modes() -> std::sync::MutexGuard<'static, Vec<(libc::pthread_t, c_int)>> {
+    THREAD_MODES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Removes `handle`'s entry; returns its mode if there was one.
+fn take_thread_mode(
+    modes: &mut Vec<(libc::pthread_t, c_int)>,
+    handle: libc::pthread_t,
+) -> Option<c_int> {
+    let i = modes.iter().position(|&(h, _)| h == handle)?;
+    Some(modes.swap_remove(i).1)
+}
+
+/// Owned by a detached thread: its drop (at thread exit, also after
+/// `qemu_thread_exit`) removes the thread's entry from [`THREAD_MODES`].
+struct DetachedEntry(libc::pthread_t);
+
+impl Drop for DetachedEntry {
+    fn drop(&mut self) {
+        take_thread_mode(&mut thread_modes(), self.0);
+    }
+}
+
+thread_local! {
+    /// Whether `qemu_thread_create` started this thread (only those run
+    /// their thread-exit notifiers, as in QEMU).
+    static CREATED: Cell<bool> = const { Cell::new(false) };
+    static DETACHED_ENTRY: Cell<Option<DetachedEntry>> = const { Cell::new(None) };
+}
 
 /// A thread's start routine, as C declares it: `void *(*)(void *)`.
 pub(crate) type StartRoutine = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
@@ -780,11 +785,19 @@ extern "C" fn thread_start(opaque: *mut c_void) -> *mut c_void {
         // SAFETY: `name` is a NUL-terminated string of at most 15 bytes.
         unsafe { libc::pthread_setname_np(libc::pthread_self(), name.as_ptr()) };
     }
-    CREATED_DETACHED.with(|d| d.set(args.detached));
+    if args.detached {
+        // SAFETY: pthread_self always succeeds.
+        let me = unsafe { libc::pthread_self() };
+        DETACHED_ENTRY.with(|e| e.set(Some(DetachedEntry(me))));
+    }
+    CREATED.with(|c| c.set(true));
     let (routine, arg) = (args.routine, args.arg);
     drop(args);
     // SAFETY: the caller of `qemu_thread_create` passed `routine` for `arg`.
-    unsafe { routine(arg) }
+    let result = unsafe { routine(arg) };
+    // QEMU's pthread_cleanup_pop(1) of qemu_thread_atexit_notify.
+    crate::thread_exit::notify_all();
+    result
 }
 
 /// The first 15 bytes of `name` (what Linux keeps), if any.
@@ -799,16 +812,6 @@ impl QemuThread {
         // SAFETY: plain read of the caller's handle; the contract forbids
         // writing it concurrently.
         unsafe { *self.thread.get() }
-    }
-
-    fn mode(&self) -> c_int {
-        // SAFETY: as in `handle`.
-        unsafe { *self.mode.get() }
-    }
-
-    fn set_mode(&self, mode: c_int) {
-        // SAFETY: as in `handle`.
-        unsafe { *self.mode.get() = mode };
     }
 
     /// `qemu_thread_create`: starts `routine(arg)` in a new thread named
@@ -837,7 +840,6 @@ impl QemuThread {
             name: thread_name(name),
             detached,
         });
-        self.set_mode(mode);
 
         let mut attr = MaybeUninit::<libc::pthread_attr_t>::uninit();
         let mut blocked = MaybeUninit::<libc::sigset_t>::uninit();
@@ -861,8 +863,17 @@ impl QemuThread {
             }
             libc::pthread_sigmask(libc::SIG_SETMASK, blocked.as_ptr(), old_mask.as_mut_ptr());
             let args = Box::into_raw(args);
+            // Held across pthread_create so that a detached thread's exit
+            // cannot remove its entry before it is inserted.
+            let mut modes = thread_modes();
             let rc =
                 libc::pthread_create(self.thread.get(), attr.as_ptr(), thread_start, args.cast());
+            if rc == 0 {
+                let handle = *self.thread.get();
+                take_thread_mode(&mut modes, handle);
+                modes.push((handle, mode));
+            }
+            drop(modes);
             libc::pthread_sigmask(libc::SIG_SETMASK, old_mask.as_ptr(), ptr::null_mut());
             libc::pthread_attr_destroy(attr.as_mut_ptr());
             if rc != 0 {
@@ -875,20 +886,6 @@ impl QemuThread {
     /// `qemu_thread_join`: waits for a joinable thread to end and returns
     /// its result.
     pub(crate) fn join(&self) -> MisuseResult<*mut c_void> {
-        match self.mode() {
-            QEMU_THREAD_JOINABLE => {}
-            QEMU_THREAD_DETACHED => {
-                return Err(Misuse::new(
-                    "thread was created with QEMU_THREAD_DETACHED and cannot be joined",
-                ));
-            }
-            THREAD_JOINED => return Err(Misuse::new("thread was already joined")),
-            _ => {
-                return Err(Misuse::new(
-                    "QemuThread was not filled in by qemu_thread_create",
-                ));
-            }
-        }
         let handle = self.handle();
         if handle == 0 {
             return Err(Misuse::new(
@@ -899,27 +896,39 @@ impl QemuThread {
         if unsafe { libc::pthread_equal(handle, libc::pthread_self()) } != 0 {
             return Err(Misuse::new("a thread cannot join itself"));
         }
+        {
+            let mut modes = thread_modes();
+            match modes.iter().find(|&&(h, _)| h == handle).map(|&(_, m)| m) {
+                Some(QEMU_THREAD_JOINABLE) => {
+                    // Taken now: a second join (even a concurrent one) aborts.
+                    take_thread_mode(&mut modes, handle);
+                }
+                Some(_) => {
+                    return Err(Misuse::new(
+                        "thread was created with QEMU_THREAD_DETACHED and cannot be joined",
+                    ));
+                }
+                None => {
+                    return Err(Misuse::new(
+                        "thread is not joinable: not started by qemu_thread_create, or already joined",
+                    ));
+                }
+            }
+        }
         let mut result = ptr::null_mut();
-        // SAFETY: `handle` is a joinable thread not joined before (as far as
-        // this struct knows); `result` is a live out-parameter.
+        // SAFETY: `handle` is a joinable thread that nobody joined before
+        // (its entry was in the table and is now taken); `result` is a live
+        // out-parameter.
         let rc = unsafe { libc::pthread_join(handle, &mut result) };
         pthread_result("pthread_join", rc)?;
-        self.set_mode(THREAD_JOINED);
         Ok(result)
     }
 
-    /// `qemu_thread_get_self`: a handle for the calling thread. Its mode is
-    /// detached only for threads `create` started detached.
+    /// `qemu_thread_get_self`: a handle for the calling thread.
     pub(crate) fn get_self(&self) {
-        let detached = CREATED_DETACHED.with(Cell::get);
         // SAFETY: writes the caller's struct, which no other thread may use
         // meanwhile.
         unsafe { *self.thread.get() = libc::pthread_self() };
-        self.set_mode(if detached {
-            QEMU_THREAD_DETACHED
-        } else {
-            QEMU_THREAD_JOINABLE
-        });
     }
 
     /// `qemu_thread_is_self`.
@@ -927,6 +936,84 @@ impl QemuThread {
         // SAFETY: pthread_equal compares two handles.
         unsafe { libc::pthread_equal(self.handle(), libc::pthread_self()) != 0 }
     }
+
+    /// The handle, which must have been filled in (by `create` or
+    /// `get_self`).
+    fn filled_handle(&self) -> MisuseResult<libc::pthread_t> {
+        match self.handle() {
+            0 => Err(Misuse::new(
+                "QemuThread was not filled in by qemu_thread_create or qemu_thread_get_self",
+            )),
+            handle => Ok(handle),
+        }
+    }
+
+    /// `qemu_thread_set_affinity`: restricts the thread to the CPUs whose
+    /// bits are set among the first `nbits` bits of `host_cpus` (QEMU's
+    /// bitmap: bit `i` is bit `i % BITS` of word `i / BITS`, which is also
+    /// `cpu_set_t`'s layout). 0 or an errno value, positive as pthread's (QEMU's convention;
+    /// `EINVAL`: no usable CPU set).
+    pub(crate) fn set_affinity(&self, host_cpus: &[c_ulong], nbits: usize) -> MisuseResult<c_int> {
+        let handle = self.filled_handle()?;
+        if nbits > AFFINITY_MAX_BITS || host_cpus.len() != bitmap_words(nbits) {
+            return Ok(libc::EINVAL);
+        }
+        // At least one word, so that an empty set is passed as one (EINVAL).
+        let mut set = vec![0 as c_ulong; bitmap_words(nbits).max(1)];
+        set[..host_cpus.len()].copy_from_slice(host_cpus);
+        if nbits % ULONG_BITS != 0 {
+            // Bits past `nbits` are not the caller's.
+            set[nbits / ULONG_BITS] &= (1 << (nbits % ULONG_BITS)) - 1;
+        }
+        // SAFETY: `set` is an initialized buffer of the size passed; the
+        // kernel reads it as a cpu_set_t of that size. `handle` is a thread
+        // the caller vouches for (filled in, not yet joined).
+        let rc = unsafe {
+            libc::pthread_setaffinity_np(
+                handle,
+                std::mem::size_of_val(set.as_slice()),
+                set.as_ptr().cast(),
+            )
+        };
+        Ok(rc)
+    }
+
+    /// `qemu_thread_get_affinity`: the thread's CPU set as a bitmap of
+    /// `nbits` bits (a multiple of the word size, at least `CPU_SETSIZE`),
+    /// or the (positive) errno value.
+    pub(crate) fn get_affinity(&self) -> MisuseResult<Result<(Vec<c_ulong>, usize), c_int>> {
+        let handle = self.filled_handle()?;
+        let mut nbits = libc::CPU_SETSIZE as usize;
+        loop {
+            let mut set = vec![0 as c_ulong; bitmap_words(nbits)];
+            // SAFETY: `set` is a writable buffer of the size passed; as in
+            // `set_affinity` for `handle`.
+            let rc = unsafe {
+                libc::pthread_getaffinity_np(
+                    handle,
+                    std::mem::size_of_val(set.as_slice()),
+                    set.as_mut_ptr().cast(),
+                )
+            };
+            match rc {
+                0 => return Ok(Ok((set, nbits))),
+                // The kernel has more CPUs than the buffer holds.
+                libc::EINVAL if nbits < AFFINITY_MAX_BITS => nbits *= 2,
+                rc => return Ok(Err(rc)),
+            }
+        }
+    }
+}
+
+/// Bits in a bitmap word (`unsigned long`).
+const ULONG_BITS: usize = c_ulong::BITS as usize;
+/// The largest CPU bitmap the affinity functions handle (far above Linux's
+/// `NR_CPUS` limit of 8192).
+pub(crate) const AFFINITY_MAX_BITS: usize = 1 << 20;
+
+/// Words of a bitmap of `nbits` bits (QEMU's `BITS_TO_LONGS`).
+pub(crate) fn bitmap_words(nbits: usize) -> usize {
+    nbits.div_ceil(ULONG_BITS)
 }
 
 /// `qemu_thread_exit`: ends the calling thread with result `retval`.
@@ -934,7 +1021,66 @@ impl QemuThread {
 /// pthread_exit unwinds the thread's stack (a forced unwind): the caller
 /// must not hold a panic boundary or values with destructors.
 pub(crate) fn exit_thread(retval: *mut c_void) -> ! {
+    // QEMU runs the thread-exit notifiers from a cleanup handler of the
+    // threads it creates; here, before the unwind starts.
+    if CREATED.with(Cell::get) {
+        crate::thread_exit::notify_all();
+    }
     // SAFETY: ends only the calling thread; `retval` is handed to the joiner
     // untouched.
     unsafe { libc::pthread_exit(retval) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    extern "C" fn return_arg(arg: *mut c_void) -> *mut c_void {
+        arg
+    }
+
+    fn in_table(handle: libc::pthread_t) -> bool {
+        thread_modes().iter().any(|&(h, _)| h == handle)
+    }
+
+    fn new_thread() -> QemuThread {
+        QemuThread {
+            thread: UnsafeCell::new(0),
+        }
+    }
+
+    #[test]
+    fn joined_thread_leaves_the_mode_table() {
+        let t = new_thread();
+        t.create(None, return_arg, 7 as *mut c_void, QEMU_THREAD_JOINABLE)
+            .unwrap();
+        assert!(in_table(t.handle()));
+        assert_eq!(t.join().unwrap(), 7 as *mut c_void);
+        assert!(!in_table(t.handle()));
+        assert!(t.join().is_err(), "a second join must be refused");
+    }
+
+    #[test]
+    fn detached_thread_leaves_the_mode_table_at_exit() {
+        let threads: Vec<QemuThread> = (0..8).map(|_| new_thread()).collect();
+        for t in &threads {
+            t.create(None, return_arg, ptr::null_mut(), QEMU_THREAD_DETACHED)
+                .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // A handle may be reused by a later thread of another test, which
+        // would put it back: wait until each one was seen absent once.
+        let mut gone = vec![false; threads.len()];
+        while !gone.iter().all(|&g| g) {
+            for (t, g) in threads.iter().zip(gone.iter_mut()) {
+                *g |= !in_table(t.handle());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "detached entries were not removed"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }

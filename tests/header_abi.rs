@@ -77,11 +77,11 @@ fn rust_layouts() -> Vec<RustLayout> {
         },
         QEMUTimerListGroup => aioctx::ffi::timer::QEMUTimerListGroup { tl },
         QemuMutex => aioctx::ffi::sync::QemuMutex { lock, initialized, owner },
-        QemuRecMutex => aioctx::ffi::sync::QemuRecMutex { m, depth },
+        QemuRecMutex => aioctx::ffi::sync::QemuRecMutex { m },
         QemuCond => aioctx::ffi::sync::QemuCond { cond, initialized },
         QemuSemaphore => aioctx::ffi::sync::QemuSemaphore { mutex, cond, count },
         QemuEvent => aioctx::ffi::sync::QemuEvent { value, initialized },
-        QemuThread => aioctx::ffi::sync::QemuThread { thread, mode },
+        QemuThread => aioctx::ffi::sync::QemuThread { thread },
         QemuLockCnt => aioctx::ffi::lockcnt::QemuLockCnt { count },
         CoMutex => aioctx::ffi::coroutine::CoMutex {
             locked, wait_lock, ctx, waiters_head, waiters_tail, handoff, reserved, holder,

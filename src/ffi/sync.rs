@@ -8,12 +8,14 @@
 //! object, except that a mutex is unlocked by the thread that locked it.
 //! None of these functions is tied to an AioContext or the BQL.
 
-use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
+use std::ffi::{CStr, c_char, c_int, c_uint, c_ulong, c_void};
 use std::sync::atomic::AtomicU32;
 
 use super::boundary::ffi_call;
 use crate::fatal::{Misuse, MisuseResult};
 use crate::sync::{self as core, StartRoutine};
+
+pub use crate::thread_exit::{Notifier, NotifierLink, NotifierList, NotifyFn};
 
 pub use crate::sync::{
     QEMU_THREAD_DETACHED, QEMU_THREAD_JOINABLE, QemuCond, QemuEvent, QemuMutex, QemuRecMutex,
@@ -482,6 +484,94 @@ pub extern "C" fn qemu_thread_exit(retval: *mut c_void) -> ! {
     ffi_call("qemu_thread_exit", || Ok(()));
     // Outside `ffi_call`: the forced unwind must not meet a panic boundary.
     core::exit_thread(retval)
+}
+
+/// Adds `notifier` to the calling thread's exit list: when this thread ends
+/// (a thread of `qemu_thread_create` whose routine returns or that calls
+/// `qemu_thread_exit`), it calls `notifier->notify(notifier, NULL)`, newest
+/// notifier first. The notifier stays the caller's and must stay alive
+/// until it ran or was removed. Other threads never run their list.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_thread_atexit_add(notifier: *mut Notifier) {
+    ffi_call("qemu_thread_atexit_add", || {
+        check_ptr(notifier, "Notifier")?;
+        // SAFETY: checked non-null and aligned; the caller keeps it alive
+        // while listed (contract above).
+        unsafe { crate::thread_exit::add(notifier) }
+    })
+}
+
+/// Takes `notifier` off the calling thread's exit list (it must be on it;
+/// a callback may remove its own notifier).
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_thread_atexit_remove(notifier: *mut Notifier) {
+    ffi_call("qemu_thread_atexit_remove", || {
+        check_ptr(notifier, "Notifier")?;
+        // SAFETY: checked non-null and aligned; C's contract: it was added
+        // by this thread, or its links are NULL (refused).
+        unsafe { crate::thread_exit::remove(notifier) }
+    })
+}
+
+/// Restricts `thread` to the CPUs set among the first `nbits` bits of the
+/// bitmap `host_cpus`. 0, or an errno value, positive
+/// as QEMU returns pthread's (`EINVAL` when no usable CPU is set).
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_thread_set_affinity(
+    thread: *mut QemuThread,
+    host_cpus: *mut c_ulong,
+    nbits: c_ulong,
+) -> c_int {
+    ffi_call("qemu_thread_set_affinity", || {
+        let thread = self::thread(thread)?;
+        let nbits = nbits as usize;
+        if nbits > core::AFFINITY_MAX_BITS {
+            // Before making a slice of it: no such bitmap is valid.
+            return Ok(libc::EINVAL);
+        }
+        let words = core::bitmap_words(nbits);
+        let cpus: &[c_ulong] = if words == 0 {
+            &[]
+        } else {
+            check_ptr(host_cpus, "host_cpus")?;
+            // SAFETY: non-null and aligned; C's contract: a bitmap of
+            // `nbits` bits, i.e. `words` readable words.
+            unsafe { std::slice::from_raw_parts(host_cpus, words) }
+        };
+        thread.set_affinity(cpus, nbits)
+    })
+}
+
+/// Stores `thread`'s CPU set in `*host_cpus` (a bitmap allocated with
+/// `g_new0`; the caller frees it with `g_free`) and its size in bits in
+/// `*nbits`. 0, or a positive errno value as in QEMU (then the
+/// out-parameters are untouched).
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_thread_get_affinity(
+    thread: *mut QemuThread,
+    host_cpus: *mut *mut c_ulong,
+    nbits: *mut c_ulong,
+) -> c_int {
+    ffi_call("qemu_thread_get_affinity", || {
+        let thread = self::thread(thread)?;
+        check_ptr(host_cpus, "host_cpus")?;
+        check_ptr(nbits, "nbits")?;
+        let (set, bits) = match thread.get_affinity()? {
+            Ok(got) => got,
+            Err(errno) => return Ok(errno),
+        };
+        // SAFETY: g_malloc0_n returns a zeroed block of `set.len()` words
+        // (it aborts rather than return NULL); it is filled from `set`,
+        // which does not overlap it. The out-pointers were checked.
+        unsafe {
+            let bitmap =
+                glib_sys::g_malloc0_n(set.len(), std::mem::size_of::<c_ulong>()).cast::<c_ulong>();
+            bitmap.copy_from_nonoverlapping(set.as_ptr(), set.len());
+            *host_cpus = bitmap;
+            *nbits = bits as c_ulong;
+        }
+        Ok(0)
+    })
 }
 
 // ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include "aioctx.h"
 #include "qemu/atomic.h"
+#include "qemu/notify.h"
 #include "qemu/queue.h"
 #include "qemu/typedefs.h"
 
@@ -49,10 +50,8 @@ struct rcu_reader_data {
     unsigned depth;
     /* Registry link (QEMU's; unused by aioctx, kept for the layout). */
     QLIST_ENTRY(rcu_reader_data) node;
-    /* QEMU's NotifierList force_rcu (a QLIST_HEAD of Notifier); unused. */
-    struct {
-        QLIST_HEAD(, Notifier) notifiers;
-    } force_rcu;
+    /* QEMU's force_rcu notifier list; unused by aioctx. */
+    NotifierList force_rcu;
 };
 
 /* The grace-period counter: starts at 1, +2 per grace period. */
