@@ -614,13 +614,14 @@ impl Context {
         self.bh_timeout(guard) >= 0
     }
 
-    /// Blocks until the wakeup eventfd is written or `timeout_ns` (-1:
-    /// forever) passes, and consumes the wakeup.
+    /// Blocks until the wakeup eventfd is written, `timeout_ns` (-1:
+    /// forever) passes or a signal arrives, and consumes the wakeup.
     pub(crate) fn wait_for_wakeup(&self, timeout_ns: i64) {
         if timeout_ns < 0 {
             // The only fd to watch: one blocking read() both waits and
-            // clears (as cheap as a raw eventfd hand-off).
-            self.wakeup.test_and_clear();
+            // clears (as cheap as a raw eventfd hand-off). A signal ends
+            // the wait (EINTR is not retried), as it ends ppoll below.
+            self.wakeup.wait_and_clear();
             return;
         }
         let mut pfd = libc::pollfd {
