@@ -620,6 +620,77 @@ static void test_unbound_context_any_thread(void)
     aio_context_unref(ctx);
 }
 
+/*
+ * A thread bound to a context exits: the binding is cleared, so the context
+ * is bound to no thread again. (Thread tokens are never reused: a new
+ * thread, which glibc may give the dead thread's TLS block, is not taken
+ * for the dead one.)
+ */
+typedef struct {
+    AioContext *ctx;
+    WhereRan *w;
+    bool home_before;
+    bool home_after;
+} BindPoll;
+
+static void *bind_and_poll_thread(void *opaque)
+{
+    BindPoll *b = opaque;
+
+    b->home_before = in_aio_context_home_thread(b->ctx);
+    qemu_set_current_aio_context(b->ctx);
+    b->home_after = in_aio_context_home_thread(b->ctx);
+    if (b->w) {
+        aio_bh_schedule_oneshot(b->ctx, where_cb, b->w);
+        g_assert_true(aio_poll(b->ctx, false));
+    }
+    return NULL;
+}
+
+/* Thread A binds and polls, exits; thread B can bind the context again. */
+static void test_exited_home_rebind(void)
+{
+    AioContext *ctx = new_context();
+    WhereRan w = { .ctx = ctx };
+    pthread_t tid;
+
+    for (int round = 0; round < 3; round++) {
+        BindPoll b = { .ctx = ctx, .w = &w };
+
+        g_assert_cmpint(pthread_create(&tid, NULL, bind_and_poll_thread, &b), ==, 0);
+        g_assert_cmpint(pthread_join(tid, NULL), ==, 0);
+        g_assert_false(b.home_before);
+        g_assert_true(b.home_after);
+        g_assert_cmpint(w.runs, ==, round + 1);
+        g_assert_true(pthread_equal(w.thread, tid));
+        g_assert_true(w.current == ctx);
+        g_assert_true(w.in_home);
+    }
+    aio_context_unref(ctx);
+}
+
+/* Thread A binds and polls, exits; the context is unbound: any one thread
+ * (here the main thread) may poll it, and it is nobody's home otherwise. */
+static void test_exited_home_unbound(void)
+{
+    AioContext *ctx = new_context();
+    WhereRan w = { .ctx = ctx };
+    BindPoll b = { .ctx = ctx, .w = &w };
+
+    run_in_thread(bind_and_poll_thread, &b);
+    g_assert_cmpint(w.runs, ==, 1);
+    g_assert_false(in_aio_context_home_thread(ctx));
+
+    aio_bh_schedule_oneshot(ctx, where_cb, &w);
+    g_assert_true(aio_poll(ctx, false));
+    g_assert_cmpint(w.runs, ==, 2);
+    g_assert_true(pthread_equal(w.thread, pthread_self()));
+    g_assert_true(w.current == ctx);
+    g_assert_true(w.in_home);
+    g_assert_false(in_aio_context_home_thread(ctx));
+    aio_context_unref(ctx);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Misuse                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -632,6 +703,7 @@ typedef enum {
     DEATH_SET_CURRENT_NULL,
     DEATH_HOME_NULL,
     DEATH_POLL_OTHER_HOME,
+    DEATH_POLL_REBOUND_HOME,
     DEATH_BH_POLL_OTHER_HOME,
     DEATH_COMPUTE_TIMEOUT_OTHER_HOME,
     DEATH_POLL_MAIN_NO_BQL,
@@ -656,6 +728,8 @@ static const DeathTest death_tests[] = {
     { "/aio/home-thread/death/in-home-null", DEATH_HOME_NULL,
       "*aioctx: in_aio_context_home_thread: *NULL*" },
     { "/aio/home-thread/death/poll-other-home", DEATH_POLL_OTHER_HOME,
+      "*aioctx: aio_poll: *home thread*" },
+    { "/aio/home-thread/death/poll-rebound-home", DEATH_POLL_REBOUND_HOME,
       "*aioctx: aio_poll: *home thread*" },
     { "/aio/home-thread/death/bh-poll-other-home", DEATH_BH_POLL_OTHER_HOME,
       "*aioctx: aio_bh_poll: *home thread*" },
@@ -768,6 +842,14 @@ static void run_death_case(int which)
         start_parked(&parked, ctx);
         aio_poll(ctx, false);
         break;
+    case DEATH_POLL_REBOUND_HOME: {
+        /* Its first home thread exited; a live thread bound it again. */
+        BindPoll b = { .ctx = ctx };
+        run_in_thread(bind_and_poll_thread, &b);
+        start_parked(&parked, ctx);
+        aio_poll(ctx, false);
+        break;
+    }
     case DEATH_BH_POLL_OTHER_HOME:
         start_parked(&parked, ctx);
         aio_bh_poll(ctx);
@@ -819,6 +901,8 @@ int main(int argc, char **argv)
     g_test_add_func("/aio/home-thread/thread/unbound", test_unbound_thread);
     g_test_add_func("/aio/home-thread/thread/bound", test_bound_thread);
     g_test_add_func("/aio/home-thread/thread/bound-many", test_bound_threads_many);
+    g_test_add_func("/aio/home-thread/thread/exited-home-rebind", test_exited_home_rebind);
+    g_test_add_func("/aio/home-thread/thread/exited-home-unbound", test_exited_home_unbound);
     g_test_add_func("/aio/home-thread/bql/per-thread", test_bql_per_thread);
     g_test_add_func("/aio/home-thread/bql/mutual-exclusion", test_bql_mutual_exclusion);
     g_test_add_func("/aio/home-thread/bql/poll-main", test_bql_poll_main);
