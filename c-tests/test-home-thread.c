@@ -13,6 +13,7 @@
  * $(pkg-config --libs glib-2.0) -lpthread -ldl -lm -lgcc_s -rdynamic
  */
 
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "aioctx.h"
 #include "test-util.h"
 
@@ -691,6 +692,46 @@ static void test_exited_home_unbound(void)
     aio_context_unref(ctx);
 }
 
+/*
+ * Ending the process with exit() while a thread holds the BQL is fine (QEMU
+ * does it): only a thread that exits alone with it is reported.
+ */
+static void *bql_then_exit_thread(void *opaque)
+{
+    (void)opaque;
+    bql_lock();
+    fflush(stdout);
+    exit(0);
+}
+
+static void test_bql_held_at_process_exit(void)
+{
+    if (g_test_subprocess()) {
+        run_in_thread(bql_then_exit_thread, NULL);
+        g_assert_not_reached();
+    }
+    g_test_trap_subprocess(NULL, 10 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+    g_assert_false(g_test_trap_reached_timeout());
+    g_test_trap_assert_passed();
+    g_test_trap_assert_stderr_unmatched("*aioctx*");
+}
+
+/* A thread that locks and unlocks the BQL exits quietly; the BQL is free. */
+static void *bql_lock_unlock_thread(void *opaque)
+{
+    (void)opaque;
+    bql_lock();
+    bql_unlock();
+    return NULL;
+}
+
+static void test_bql_thread_exit_unlocked(void)
+{
+    run_in_thread(bql_lock_unlock_thread, NULL);
+    run_in_thread(bql_lock_unlock_thread, NULL);
+    g_assert_false(bql_locked());
+}
+
 /* ------------------------------------------------------------------------ */
 /* Misuse                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -712,6 +753,8 @@ typedef enum {
     DEATH_OLD_UNLOCK_UNLOCKED,
     DEATH_BQL_UNLOCK_OTHER_THREAD,
     DEATH_UNREF_MAIN,
+    DEATH_BQL_THREAD_EXIT,
+    DEATH_BQL_THREAD_EXIT_UNNAMED,
 } DeathCase;
 
 static const DeathTest death_tests[] = {
@@ -747,7 +790,21 @@ static const DeathTest death_tests[] = {
       "*aioctx: bql_unlock: *" },
     { "/aio/home-thread/death/unref-main-context", DEATH_UNREF_MAIN,
       "*aioctx: aio_context_unref: *main*" },
+    { "/aio/home-thread/death/bql-thread-exit", DEATH_BQL_THREAD_EXIT,
+      "*aioctx: bql_lock: thread \"bql-holder\" (tid *) exited holding the BQL\n" },
+    { "/aio/home-thread/death/bql-thread-exit-unnamed", DEATH_BQL_THREAD_EXIT_UNNAMED,
+      "*aioctx: bql_lock: thread * exited holding the BQL\n" },
 };
+
+/* Locks the BQL and exits without unlocking it (named if opaque is). */
+static void *bql_exit_thread(void *opaque)
+{
+    if (opaque) {
+        pthread_setname_np(pthread_self(), opaque);
+    }
+    bql_lock();
+    return NULL;
+}
 
 /* A thread bound to ctx that stays alive (parked) until the process dies. */
 typedef struct {
@@ -875,6 +932,12 @@ static void run_death_case(int which)
         start_parked(&parked, NULL);     /* that thread holds the BQL */
         bql_unlock();
         break;
+    case DEATH_BQL_THREAD_EXIT:
+        run_in_thread(bql_exit_thread, (void *)"bql-holder");
+        break;
+    case DEATH_BQL_THREAD_EXIT_UNNAMED:
+        run_in_thread(bql_exit_thread, NULL);
+        break;
     case DEATH_UNREF_MAIN:
         /* Drops the reference qemu_init_main_loop keeps: never freed. */
         aio_context_unref(qemu_get_aio_context());
@@ -906,6 +969,8 @@ int main(int argc, char **argv)
     g_test_add_func("/aio/home-thread/bql/per-thread", test_bql_per_thread);
     g_test_add_func("/aio/home-thread/bql/mutual-exclusion", test_bql_mutual_exclusion);
     g_test_add_func("/aio/home-thread/bql/poll-main", test_bql_poll_main);
+    g_test_add_func("/aio/home-thread/bql/held-at-process-exit", test_bql_held_at_process_exit);
+    g_test_add_func("/aio/home-thread/bql/thread-exit-unlocked", test_bql_thread_exit_unlocked);
     g_test_add_func("/aio/home-thread/unbound-context/any-thread",
                     test_unbound_context_any_thread);
     add_death_tests(death_tests, G_N_ELEMENTS(death_tests), run_death_case);

@@ -15,7 +15,10 @@
 //! - A context bound to no thread may be polled by any one thread at a time;
 //!   while that thread polls it, it is that thread's current context.
 //! - The BQL is one process-wide, non-recursive mutex; `bql_locked()` says
-//!   whether *this* thread holds it.
+//!   whether *this* thread holds it. A thread that exits holding it is a
+//!   fatal error (`aioctx: bql_lock: thread ... exited holding the BQL`),
+//!   not a silent deadlock of the next `bql_lock`; `exit()` with the BQL
+//!   held is fine.
 //! - When a thread bound to contexts exits (`pthread_exit` or returning from
 //!   its start routine), its bindings are cleared: each such context is
 //!   bound to no thread again, so any one thread may poll it or bind to it
@@ -88,7 +91,7 @@ pub(crate) fn register_home(ctx: &Context) {
         token: thread_token(),
         ctx: ptr::from_ref(ctx),
     });
-    arm_exit_hook();
+    arm_exit_hook("qemu_set_current_aio_context");
 }
 
 /// Drops `ctx` from the bindings list (it is being destroyed).
@@ -103,8 +106,9 @@ pub(crate) fn forget_home(ctx: &Context) {
 static EXIT_KEY: AtomicUsize = AtomicUsize::new(0);
 static EXIT_KEY_INIT: Once = Once::new();
 
-/// Makes sure [`thread_exit_hook`] runs when the calling thread exits.
-fn arm_exit_hook() {
+/// Makes sure [`thread_exit_hook`] runs when the calling thread exits
+/// (`func`: the exported function to name if that cannot be arranged).
+fn arm_exit_hook(func: &str) {
     if EXIT_HOOK_ARMED.with(Cell::get) {
         return;
     }
@@ -114,10 +118,7 @@ fn arm_exit_hook() {
         // `extern "C" fn(*mut c_void)` that lives for the whole process.
         let rc = unsafe { libc::pthread_key_create(&raw mut key, Some(thread_exit_hook)) };
         if rc != 0 {
-            crate::fatal::die(
-                "qemu_set_current_aio_context",
-                &format!("pthread_key_create failed (error {rc})"),
-            );
+            crate::fatal::die(func, &format!("pthread_key_create failed (error {rc})"));
         }
         EXIT_KEY.store(key as usize, Ordering::Release);
     });
@@ -128,9 +129,16 @@ fn arm_exit_hook() {
     EXIT_HOOK_ARMED.with(|a| a.set(true));
 }
 
-/// Runs when a thread that armed it exits: clears the home binding of every
-/// context still bound to it.
+/// Runs when a thread that armed it exits: a thread that still holds the
+/// BQL is fatal (the next `bql_lock` would deadlock); otherwise clears the
+/// home binding of every context still bound to it.
 extern "C" fn thread_exit_hook(_: *mut c_void) {
+    if holds_bql() {
+        crate::fatal::die(
+            "bql_lock",
+            &format!("thread {} exited holding the BQL", thread_name()),
+        );
+    }
     let me = thread_token();
     HOMES.lock().retain(|h| {
         if h.token != me {
@@ -232,12 +240,34 @@ pub(crate) fn set_main_context(ctx: *const Context) -> bool {
         .is_ok()
 }
 
+/// The calling thread for messages: `"name" (tid N)`, or `tid N` unnamed.
+fn thread_name() -> String {
+    let mut buf = [0 as libc::c_char; 64];
+    // SAFETY: pthread_self is always valid; the buffer is writable for its
+    // length, and glibc NUL-terminates what it writes on success.
+    let rc = unsafe { libc::pthread_getname_np(libc::pthread_self(), buf.as_mut_ptr(), buf.len()) };
+    // SAFETY: gettid takes no arguments.
+    let tid = unsafe { libc::gettid() };
+    if rc == 0 && buf[0] != 0 {
+        // SAFETY: NUL-terminated by pthread_getname_np (rc == 0).
+        let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+        format!("\"{}\" (tid {tid})", name.to_string_lossy())
+    } else {
+        format!("tid {tid}")
+    }
+}
+
+/// Locks the BQL. A thread that exits while holding it is reported (and
+/// the process aborted) by its exit hook rather than leaving the next
+/// `bql_lock` to deadlock; a thread that ends the process (`exit()`) while
+/// holding it is fine.
 pub(crate) fn bql_lock() -> MisuseResult<()> {
     if holds_bql() {
         return Err(Misuse::new(
             "this thread already holds the BQL (it is not recursive)",
         ));
     }
+    arm_exit_hook("bql_lock");
     BQL.lock();
     HOLDS_BQL.with(|h| h.set(true));
     Ok(())
