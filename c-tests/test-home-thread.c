@@ -13,6 +13,7 @@
  * $(pkg-config --libs glib-2.0) -lpthread -ldl -lm -lgcc_s -rdynamic
  */
 
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "aioctx.h"
 #include "test-util.h"
 
@@ -620,6 +621,117 @@ static void test_unbound_context_any_thread(void)
     aio_context_unref(ctx);
 }
 
+/*
+ * A thread bound to a context exits: the binding is cleared, so the context
+ * is bound to no thread again. (Thread tokens are never reused: a new
+ * thread, which glibc may give the dead thread's TLS block, is not taken
+ * for the dead one.)
+ */
+typedef struct {
+    AioContext *ctx;
+    WhereRan *w;
+    bool home_before;
+    bool home_after;
+} BindPoll;
+
+static void *bind_and_poll_thread(void *opaque)
+{
+    BindPoll *b = opaque;
+
+    b->home_before = in_aio_context_home_thread(b->ctx);
+    qemu_set_current_aio_context(b->ctx);
+    b->home_after = in_aio_context_home_thread(b->ctx);
+    if (b->w) {
+        aio_bh_schedule_oneshot(b->ctx, where_cb, b->w);
+        g_assert_true(aio_poll(b->ctx, false));
+    }
+    return NULL;
+}
+
+/* Thread A binds and polls, exits; thread B can bind the context again. */
+static void test_exited_home_rebind(void)
+{
+    AioContext *ctx = new_context();
+    WhereRan w = { .ctx = ctx };
+    pthread_t tid;
+
+    for (int round = 0; round < 3; round++) {
+        BindPoll b = { .ctx = ctx, .w = &w };
+
+        g_assert_cmpint(pthread_create(&tid, NULL, bind_and_poll_thread, &b), ==, 0);
+        g_assert_cmpint(pthread_join(tid, NULL), ==, 0);
+        g_assert_false(b.home_before);
+        g_assert_true(b.home_after);
+        g_assert_cmpint(w.runs, ==, round + 1);
+        g_assert_true(pthread_equal(w.thread, tid));
+        g_assert_true(w.current == ctx);
+        g_assert_true(w.in_home);
+    }
+    aio_context_unref(ctx);
+}
+
+/* Thread A binds and polls, exits; the context is unbound: any one thread
+ * (here the main thread) may poll it, and it is nobody's home otherwise. */
+static void test_exited_home_unbound(void)
+{
+    AioContext *ctx = new_context();
+    WhereRan w = { .ctx = ctx };
+    BindPoll b = { .ctx = ctx, .w = &w };
+
+    run_in_thread(bind_and_poll_thread, &b);
+    g_assert_cmpint(w.runs, ==, 1);
+    g_assert_false(in_aio_context_home_thread(ctx));
+
+    aio_bh_schedule_oneshot(ctx, where_cb, &w);
+    g_assert_true(aio_poll(ctx, false));
+    g_assert_cmpint(w.runs, ==, 2);
+    g_assert_true(pthread_equal(w.thread, pthread_self()));
+    g_assert_true(w.current == ctx);
+    g_assert_true(w.in_home);
+    g_assert_false(in_aio_context_home_thread(ctx));
+    aio_context_unref(ctx);
+}
+
+/*
+ * Ending the process with exit() while a thread holds the BQL is fine (QEMU
+ * does it): only a thread that exits alone with it is reported.
+ */
+static void *bql_then_exit_thread(void *opaque)
+{
+    (void)opaque;
+    bql_lock();
+    fflush(stdout);
+    exit(0);
+}
+
+static void test_bql_held_at_process_exit(void)
+{
+    if (g_test_subprocess()) {
+        run_in_thread(bql_then_exit_thread, NULL);
+        g_assert_not_reached();
+    }
+    g_test_trap_subprocess(NULL, 10 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+    g_assert_false(g_test_trap_reached_timeout());
+    g_test_trap_assert_passed();
+    g_test_trap_assert_stderr_unmatched("*aioctx*");
+}
+
+/* A thread that locks and unlocks the BQL exits quietly; the BQL is free. */
+static void *bql_lock_unlock_thread(void *opaque)
+{
+    (void)opaque;
+    bql_lock();
+    bql_unlock();
+    return NULL;
+}
+
+static void test_bql_thread_exit_unlocked(void)
+{
+    run_in_thread(bql_lock_unlock_thread, NULL);
+    run_in_thread(bql_lock_unlock_thread, NULL);
+    g_assert_false(bql_locked());
+}
+
 /* ------------------------------------------------------------------------ */
 /* Misuse                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -632,6 +744,7 @@ typedef enum {
     DEATH_SET_CURRENT_NULL,
     DEATH_HOME_NULL,
     DEATH_POLL_OTHER_HOME,
+    DEATH_POLL_REBOUND_HOME,
     DEATH_BH_POLL_OTHER_HOME,
     DEATH_COMPUTE_TIMEOUT_OTHER_HOME,
     DEATH_POLL_MAIN_NO_BQL,
@@ -640,6 +753,8 @@ typedef enum {
     DEATH_OLD_UNLOCK_UNLOCKED,
     DEATH_BQL_UNLOCK_OTHER_THREAD,
     DEATH_UNREF_MAIN,
+    DEATH_BQL_THREAD_EXIT,
+    DEATH_BQL_THREAD_EXIT_UNNAMED,
 } DeathCase;
 
 static const DeathTest death_tests[] = {
@@ -657,6 +772,8 @@ static const DeathTest death_tests[] = {
       "*aioctx: in_aio_context_home_thread: *NULL*" },
     { "/aio/home-thread/death/poll-other-home", DEATH_POLL_OTHER_HOME,
       "*aioctx: aio_poll: *home thread*" },
+    { "/aio/home-thread/death/poll-rebound-home", DEATH_POLL_REBOUND_HOME,
+      "*aioctx: aio_poll: *home thread*" },
     { "/aio/home-thread/death/bh-poll-other-home", DEATH_BH_POLL_OTHER_HOME,
       "*aioctx: aio_bh_poll: *home thread*" },
     { "/aio/home-thread/death/compute-timeout-other-home", DEATH_COMPUTE_TIMEOUT_OTHER_HOME,
@@ -673,7 +790,21 @@ static const DeathTest death_tests[] = {
       "*aioctx: bql_unlock: *" },
     { "/aio/home-thread/death/unref-main-context", DEATH_UNREF_MAIN,
       "*aioctx: aio_context_unref: *main*" },
+    { "/aio/home-thread/death/bql-thread-exit", DEATH_BQL_THREAD_EXIT,
+      "*aioctx: bql_lock: thread \"bql-holder\" (tid *) exited holding the BQL\n" },
+    { "/aio/home-thread/death/bql-thread-exit-unnamed", DEATH_BQL_THREAD_EXIT_UNNAMED,
+      "*aioctx: bql_lock: thread * exited holding the BQL\n" },
 };
+
+/* Locks the BQL and exits without unlocking it (named if opaque is). */
+static void *bql_exit_thread(void *opaque)
+{
+    if (opaque) {
+        pthread_setname_np(pthread_self(), opaque);
+    }
+    bql_lock();
+    return NULL;
+}
 
 /* A thread bound to ctx that stays alive (parked) until the process dies. */
 typedef struct {
@@ -768,6 +899,14 @@ static void run_death_case(int which)
         start_parked(&parked, ctx);
         aio_poll(ctx, false);
         break;
+    case DEATH_POLL_REBOUND_HOME: {
+        /* Its first home thread exited; a live thread bound it again. */
+        BindPoll b = { .ctx = ctx };
+        run_in_thread(bind_and_poll_thread, &b);
+        start_parked(&parked, ctx);
+        aio_poll(ctx, false);
+        break;
+    }
     case DEATH_BH_POLL_OTHER_HOME:
         start_parked(&parked, ctx);
         aio_bh_poll(ctx);
@@ -792,6 +931,12 @@ static void run_death_case(int which)
     case DEATH_BQL_UNLOCK_OTHER_THREAD:
         start_parked(&parked, NULL);     /* that thread holds the BQL */
         bql_unlock();
+        break;
+    case DEATH_BQL_THREAD_EXIT:
+        run_in_thread(bql_exit_thread, (void *)"bql-holder");
+        break;
+    case DEATH_BQL_THREAD_EXIT_UNNAMED:
+        run_in_thread(bql_exit_thread, NULL);
         break;
     case DEATH_UNREF_MAIN:
         /* Drops the reference qemu_init_main_loop keeps: never freed. */
@@ -819,9 +964,13 @@ int main(int argc, char **argv)
     g_test_add_func("/aio/home-thread/thread/unbound", test_unbound_thread);
     g_test_add_func("/aio/home-thread/thread/bound", test_bound_thread);
     g_test_add_func("/aio/home-thread/thread/bound-many", test_bound_threads_many);
+    g_test_add_func("/aio/home-thread/thread/exited-home-rebind", test_exited_home_rebind);
+    g_test_add_func("/aio/home-thread/thread/exited-home-unbound", test_exited_home_unbound);
     g_test_add_func("/aio/home-thread/bql/per-thread", test_bql_per_thread);
     g_test_add_func("/aio/home-thread/bql/mutual-exclusion", test_bql_mutual_exclusion);
     g_test_add_func("/aio/home-thread/bql/poll-main", test_bql_poll_main);
+    g_test_add_func("/aio/home-thread/bql/held-at-process-exit", test_bql_held_at_process_exit);
+    g_test_add_func("/aio/home-thread/bql/thread-exit-unlocked", test_bql_thread_exit_unlocked);
     g_test_add_func("/aio/home-thread/unbound-context/any-thread",
                     test_unbound_context_any_thread);
     add_death_tests(death_tests, G_N_ELEMENTS(death_tests), run_death_case);

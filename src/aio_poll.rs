@@ -10,7 +10,10 @@
 //! BH queue, timers); only if there is none does it sleep. See `notify.rs`
 //! for the handshake that makes this race-free. A context that watches no fd
 //! sleeps in one `read(2)` of its eventfd (or `ppoll` with a timeout); a
-//! non-blocking poll of such a context makes no syscall at all.
+//! non-blocking poll of such a context makes no syscall at all. A signal
+//! whose handler was installed without `SA_RESTART` ends the wait on every
+//! path (eventfd read, `ppoll`, each fd monitor): the poll then returns,
+//! false if nothing ran, so `while (!quit) aio_poll(ctx, true)` sees `quit`.
 //!
 //! Threading: home thread only (`Context::enter_loop`). Callbacks run with
 //! no lock and no `RefCell` borrow held: they may schedule, delete, add or

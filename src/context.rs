@@ -11,7 +11,8 @@
 //! `aio_compute_timeout`) belong to the context's home thread: the thread
 //! bound to it with `qemu_set_current_aio_context` (for the main context,
 //! also any thread holding the BQL). A context bound to no thread may be
-//! polled by any one thread at a time.
+//! polled by any one thread at a time. When the bound thread exits, the
+//! context is bound to no thread again (`thread.rs`).
 //!
 //! Teardown follows QEMU: a BH still scheduled is a fatal error naming the
 //! BH; a BH allocated but never deleted is reported with one warning line and
@@ -65,8 +66,8 @@ const CTX_MAGIC_LIVE: u32 = 0x4143_5458; // "ACTX"
 const CTX_MAGIC_DEAD: u32 = 0x4445_4144; // "DEAD"
 
 /// `poller` value while a non-polling thread applies handler changes
-/// (never a thread token: those are addresses of thread-locals).
-const TRANSIENT_CLAIM: *mut u8 = ptr::dangling_mut();
+/// (never a thread token: those count up from 1, see `thread::thread_token`).
+const TRANSIENT_CLAIM: *mut u8 = ptr::without_provenance_mut(usize::MAX);
 
 /// How long a blocked loop may leave an idle BH waiting (QEMU: 10 ms).
 pub(crate) const IDLE_BH_TIMEOUT_NS: i64 = 10_000_000;
@@ -339,11 +340,22 @@ impl Context {
     }
 
     /// Binds the context to the thread `token` (`qemu_set_current_aio_context`).
+    /// The calling thread must be `token`: the binding is cleared when it
+    /// exits (`thread::register_home`).
     pub(crate) fn claim_home_thread(&self, token: *mut u8) -> MisuseResult<()> {
         self.home
             .compare_exchange(ptr::null_mut(), token, Ordering::AcqRel, Ordering::Acquire)
-            .map(|_| ())
-            .map_err(|_| Misuse::new("this context is already bound to another thread"))
+            .map_err(|_| Misuse::new("this context is already bound to another thread"))?;
+        thread::register_home(self);
+        Ok(())
+    }
+
+    /// Unbinds the context from the thread `token`, which is exiting: the
+    /// context is bound to no thread again.
+    pub(crate) fn release_home_thread(&self, token: *mut u8) {
+        let _ =
+            self.home
+                .compare_exchange(token, ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed);
     }
 
     /// Enters loop-thread-only code (`aio_poll`, `aio_bh_poll`, ...), after
@@ -620,13 +632,14 @@ impl Context {
         self.bh_timeout(guard) >= 0
     }
 
-    /// Blocks until the wakeup eventfd is written or `timeout_ns` (-1:
-    /// forever) passes, and consumes the wakeup.
+    /// Blocks until the wakeup eventfd is written, `timeout_ns` (-1:
+    /// forever) passes or a signal arrives, and consumes the wakeup.
     pub(crate) fn wait_for_wakeup(&self, timeout_ns: i64) {
         if timeout_ns < 0 {
             // The only fd to watch: one blocking read() both waits and
-            // clears (as cheap as a raw eventfd hand-off).
-            self.wakeup.test_and_clear();
+            // clears (as cheap as a raw eventfd hand-off). A signal ends
+            // the wait (EINTR is not retried), as it ends ppoll below.
+            self.wakeup.wait_and_clear();
             return;
         }
         let mut pfd = libc::pollfd {
@@ -671,6 +684,8 @@ impl Context {
         if ptr::eq(thread::main_context(), ctx) {
             fatal::die(FUNC, "the main context cannot be freed");
         }
+        // Before any memory goes: a bound thread exiting now must not see it.
+        thread::forget_home(r);
         // SAFETY: the context is still whole; the hook (a no-op unless the
         // program has a block layer) unlinks it before it goes away.
         unsafe { block_hooks::unregister_aiocontext(ctx.cast()) };

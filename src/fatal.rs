@@ -4,9 +4,20 @@
 //! Domain code returns [`Misuse`] for contract violations; the FFI boundary
 //! (`ffi::boundary`) turns it into a report naming the exported function the
 //! C caller used. Warnings use the same prefix and do not abort.
+//!
+//! Only the first fatal report of the process is printed: a thread that
+//! detects misuse while another one is already reporting waits for the
+//! abort silently, so the output is one line even when several threads fail
+//! at once. A report never allocates (the line is formatted on the stack),
+//! so it works when memory is exhausted: the global allocator ([`Alloc`])
+//! reports a failed allocation as `aioctx: alloc: out of memory (N bytes)`
+//! instead of Rust's own message. (Fallible allocations such as
+//! `Vec::try_reserve` therefore abort too; the library uses none.)
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::borrow::Cow;
-use std::fmt;
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// A contract violation by the C caller, described in a few words.
 #[derive(Debug)]
@@ -41,15 +52,139 @@ fn write_stderr_line(line: &str) {
     }
 }
 
+/// A line formatted on the stack: reports must not allocate. Longer text
+/// is cut, ending in "..."; the line always ends in a newline.
+struct LineBuf {
+    buf: [u8; 1024],
+    len: usize,
+    truncated: bool,
+}
+
+impl LineBuf {
+    fn new() -> Self {
+        LineBuf {
+            buf: [0; 1024],
+            len: 0,
+            truncated: false,
+        }
+    }
+
+    /// The text and a newline (room for "...\n" is kept in reserve).
+    fn finish(&mut self) -> &str {
+        let tail: &[u8] = if self.truncated { b"...\n" } else { b"\n" };
+        self.buf[self.len..self.len + tail.len()].copy_from_slice(tail);
+        self.len += tail.len();
+        // Cut at a char boundary by `write_str`, so still UTF-8.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("aioctx: (unprintable report)\n")
+    }
+}
+
+impl fmt::Write for LineBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.buf.len() - 4 - self.len;
+        let mut n = s.len().min(room);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        if n < s.len() {
+            self.truncated = true;
+        }
+        Ok(())
+    }
+}
+
+/// The kernel thread id of the thread printing the fatal report, or 0.
+static DYING: AtomicI32 = AtomicI32::new(0);
+
 /// Reports `problem` for the exported function `func` and aborts.
 #[cold]
 pub(crate) fn die(func: &str, problem: &str) -> ! {
-    write_stderr_line(&format!("aioctx: {func}: {problem}\n"));
+    die_args(func, format_args!("{problem}"))
+}
+
+/// [`die`] with a formatted problem (formatted without allocating).
+#[cold]
+pub(crate) fn die_args(func: &str, problem: fmt::Arguments<'_>) -> ! {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let me = unsafe { libc::gettid() };
+    match DYING.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {}
+        // A report of this same thread failed midway (e.g. in a Display
+        // impl): abort without a second line.
+        Err(t) if t == me => std::process::abort(),
+        // Another thread is reporting and will abort the process.
+        Err(_) => loop {
+            // SAFETY: pause takes no arguments; it returns after a signal
+            // handler ran, hence the loop.
+            unsafe { libc::pause() };
+        },
+    }
+    let mut line = LineBuf::new();
+    let _ = write!(line, "aioctx: {func}: {problem}");
+    write_stderr_line(line.finish());
     std::process::abort()
 }
 
 /// Reports a non-fatal problem with the same prefix as [`die`].
 #[cold]
 pub(crate) fn warn(func: &str, problem: &str) {
-    write_stderr_line(&format!("aioctx: {func}: warning: {problem}\n"));
+    let mut line = LineBuf::new();
+    let _ = write!(line, "aioctx: {func}: warning: {problem}");
+    write_stderr_line(line.finish());
+}
+
+/// The global allocator: the system allocator, with a failed allocation
+/// reported by [`die_args`] (one `aioctx:` line) rather than by Rust's
+/// default handler.
+pub(crate) struct Alloc;
+
+#[global_allocator]
+static GLOBAL: Alloc = Alloc;
+
+#[cold]
+fn out_of_memory(size: usize) -> ! {
+    die_args("alloc", format_args!("out of memory ({size} bytes)"))
+}
+
+// SAFETY: every method forwards to `System` with the same arguments and
+// returns its result unchanged (a null result never returns at all).
+unsafe impl GlobalAlloc for Alloc {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract for `alloc` is System's.
+        let p = unsafe { System.alloc(layout) };
+        if p.is_null() {
+            out_of_memory(layout.size());
+        }
+        p
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as for `alloc`.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if p.is_null() {
+            out_of_memory(layout.size());
+        }
+        p
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from this allocator, i.e. from System.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `ptr` came from System with `layout`; the caller's
+        // contract for `realloc` is System's.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if p.is_null() {
+            out_of_memory(new_size);
+        }
+        p
+    }
 }

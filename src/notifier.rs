@@ -91,8 +91,20 @@ impl EventNotifier {
         }
     }
 
+    /// Blocks until the counter is set (blocking eventfd) and resets it, or
+    /// until a signal interrupts the wait; returns whether it was set. Not
+    /// retried on `EINTR`: a blocking `aio_poll` must return to its caller
+    /// when a signal arrives (QEMU's `while (!quit) aio_poll(ctx, true)`).
+    pub(crate) fn wait_and_clear(&self) -> bool {
+        let mut value: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live u64.
+        let n = unsafe { libc::read(self.rfd, (&raw mut value).cast(), 8) };
+        n == 8 && value != 0
+    }
+
     /// Reads and resets the counter; returns whether it was set. On a
-    /// blocking eventfd this blocks until it is set.
+    /// blocking eventfd this blocks until it is set (retrying `EINTR`: use
+    /// it when the counter is known to be set or about to be).
     pub(crate) fn test_and_clear(&self) -> bool {
         let mut value: u64 = 0;
         loop {

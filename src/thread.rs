@@ -15,11 +15,22 @@
 //! - A context bound to no thread may be polled by any one thread at a time;
 //!   while that thread polls it, it is that thread's current context.
 //! - The BQL is one process-wide, non-recursive mutex; `bql_locked()` says
-//!   whether *this* thread holds it.
+//!   whether *this* thread holds it. A thread that exits holding it is a
+//!   fatal error (`aioctx: bql_lock: thread ... exited holding the BQL`),
+//!   not a silent deadlock of the next `bql_lock`; `exit()` with the BQL
+//!   held is fine.
+//! - When a thread bound to contexts exits (`pthread_exit` or returning from
+//!   its start routine), its bindings are cleared: each such context is
+//!   bound to no thread again, so any one thread may poll it or bind to it
+//!   with `qemu_set_current_aio_context`. While the bound thread lives,
+//!   polling from another thread is still fatal. (Thread tokens are never
+//!   reused, so a new thread is never mistaken for the dead one.)
 
 use std::cell::Cell;
+use std::ffi::c_void;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Once;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use parking_lot::lock_api::RawMutex as _;
 
@@ -32,18 +43,112 @@ thread_local! {
     /// An unbound context this thread is polling right now: for the time of
     /// that poll it is the thread's current context (see `enter_polling`).
     static POLLING: Cell<*const Context> = const { Cell::new(ptr::null()) };
-    /// Its address identifies the thread (see [`thread_token`]).
-    static TOKEN: u8 = const { 0 };
+    /// This thread's token (see [`thread_token`]); 0 until first asked.
+    static TOKEN: Cell<usize> = const { Cell::new(0) };
+    /// Whether this thread's exit hook is armed (see [`arm_exit_hook`]).
+    static EXIT_HOOK_ARMED: Cell<bool> = const { Cell::new(false) };
 }
 
 static MAIN_CONTEXT: AtomicPtr<Context> = AtomicPtr::new(ptr::null_mut());
 static BQL: parking_lot::RawMutex = parking_lot::RawMutex::INIT;
 
-/// A cheap identity for the calling thread: the address of a thread-local.
-/// Distinct for all live threads (an exited thread's may be reused).
+/// The next thread token. Starts at 1 (0 is "none"); never reaches
+/// `usize::MAX`, which `context.rs` uses as a marker.
+static NEXT_TOKEN: AtomicUsize = AtomicUsize::new(1);
+
+/// A cheap identity for the calling thread, as an opaque non-null pointer:
+/// a number taken from a global counter the first time the thread asks, so
+/// it is never reused by another thread, even after this one exits.
 #[inline]
 pub(crate) fn thread_token() -> *mut u8 {
-    TOKEN.with(|t| ptr::from_ref(t).cast_mut())
+    TOKEN.with(|t| {
+        let mut token = t.get();
+        if token == 0 {
+            token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+            t.set(token);
+        }
+        ptr::without_provenance_mut(token)
+    })
+}
+
+/// Contexts bound to a live thread, with the thread's token: the thread's
+/// exit hook unbinds them. A context leaves the list when it is destroyed
+/// ([`forget_home`]), under the same lock, so every context in it is alive.
+static HOMES: parking_lot::Mutex<Vec<Home>> = parking_lot::Mutex::new(Vec::new());
+
+struct Home {
+    token: *mut u8,
+    ctx: *const Context,
+}
+// SAFETY: `ctx` is only dereferenced with the HOMES lock held, while the
+// context is alive (see `HOMES`); `token` is never dereferenced.
+unsafe impl Send for Home {}
+
+/// Records that `ctx` was just bound to the calling thread, and arms the
+/// thread's exit hook.
+pub(crate) fn register_home(ctx: &Context) {
+    HOMES.lock().push(Home {
+        token: thread_token(),
+        ctx: ptr::from_ref(ctx),
+    });
+    arm_exit_hook("qemu_set_current_aio_context");
+}
+
+/// Drops `ctx` from the bindings list (it is being destroyed).
+pub(crate) fn forget_home(ctx: &Context) {
+    HOMES.lock().retain(|h| !ptr::eq(h.ctx, ctx));
+}
+
+/// The pthread key whose destructor is the exit hook. A pthread key rather
+/// than a Rust thread-local with `Drop`: its destructor runs when a thread
+/// exits, but not when the process exits (glibc's `exit()` runs Rust's TLS
+/// destructors of the calling thread).
+static EXIT_KEY: AtomicUsize = AtomicUsize::new(0);
+static EXIT_KEY_INIT: Once = Once::new();
+
+/// Makes sure [`thread_exit_hook`] runs when the calling thread exits
+/// (`func`: the exported function to name if that cannot be arranged).
+fn arm_exit_hook(func: &str) {
+    if EXIT_HOOK_ARMED.with(Cell::get) {
+        return;
+    }
+    EXIT_KEY_INIT.call_once(|| {
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: `key` is a valid out-pointer; the destructor is an
+        // `extern "C" fn(*mut c_void)` that lives for the whole process.
+        let rc = unsafe { libc::pthread_key_create(&raw mut key, Some(thread_exit_hook)) };
+        if rc != 0 {
+            crate::fatal::die(func, &format!("pthread_key_create failed (error {rc})"));
+        }
+        EXIT_KEY.store(key as usize, Ordering::Release);
+    });
+    let key = EXIT_KEY.load(Ordering::Acquire) as libc::pthread_key_t;
+    // The value only has to be non-null for the destructor to run.
+    // SAFETY: `key` was created above; the value is never dereferenced.
+    unsafe { libc::pthread_setspecific(key, ptr::dangling::<u8>().cast()) };
+    EXIT_HOOK_ARMED.with(|a| a.set(true));
+}
+
+/// Runs when a thread that armed it exits: a thread that still holds the
+/// BQL is fatal (the next `bql_lock` would deadlock); otherwise clears the
+/// home binding of every context still bound to it.
+extern "C" fn thread_exit_hook(_: *mut c_void) {
+    if holds_bql() {
+        crate::fatal::die(
+            "bql_lock",
+            &format!("thread {} exited holding the BQL", thread_name()),
+        );
+    }
+    let me = thread_token();
+    HOMES.lock().retain(|h| {
+        if h.token != me {
+            return true;
+        }
+        // SAFETY: contexts in HOMES are alive (see `HOMES`); the lock is
+        // held, so destroy's `forget_home` cannot free it meanwhile.
+        unsafe { &*h.ctx }.release_home_thread(me);
+        false
+    });
 }
 
 /// The context bound to this thread, or null.
@@ -135,12 +240,34 @@ pub(crate) fn set_main_context(ctx: *const Context) -> bool {
         .is_ok()
 }
 
+/// The calling thread for messages: `"name" (tid N)`, or `tid N` unnamed.
+fn thread_name() -> String {
+    let mut buf = [0 as libc::c_char; 64];
+    // SAFETY: pthread_self is always valid; the buffer is writable for its
+    // length, and glibc NUL-terminates what it writes on success.
+    let rc = unsafe { libc::pthread_getname_np(libc::pthread_self(), buf.as_mut_ptr(), buf.len()) };
+    // SAFETY: gettid takes no arguments.
+    let tid = unsafe { libc::gettid() };
+    if rc == 0 && buf[0] != 0 {
+        // SAFETY: NUL-terminated by pthread_getname_np (rc == 0).
+        let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+        format!("\"{}\" (tid {tid})", name.to_string_lossy())
+    } else {
+        format!("tid {tid}")
+    }
+}
+
+/// Locks the BQL. A thread that exits while holding it is reported (and
+/// the process aborted) by its exit hook rather than leaving the next
+/// `bql_lock` to deadlock; a thread that ends the process (`exit()`) while
+/// holding it is fine.
 pub(crate) fn bql_lock() -> MisuseResult<()> {
     if holds_bql() {
         return Err(Misuse::new(
             "this thread already holds the BQL (it is not recursive)",
         ));
     }
+    arm_exit_hook("bql_lock");
     BQL.lock();
     HOLDS_BQL.with(|h| h.set(true));
     Ok(())
