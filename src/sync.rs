@@ -910,7 +910,7 @@ impl QemuThread {
                 }
                 None => {
                     return Err(Misuse::new(
-                        "thread is not joinable: not started by qemu_thread_create, or already joined",
+                        "thread is not joinable: not started by qemu_thread_create, already joined, or a QEMU_THREAD_DETACHED thread that has ended",
                     ));
                 }
             }
