@@ -19,7 +19,6 @@
 //! freed.
 
 use std::cell::{Cell, RefCell, RefMut};
-use std::collections::VecDeque;
 use std::ffi::{c_char, c_void};
 use std::io;
 use std::ptr;
@@ -40,6 +39,7 @@ use crate::gsource;
 use crate::handlers::{Callbacks, Handler, Handlers, HandlersLocal};
 use crate::notifier::EventNotifier;
 use crate::notify::NotifyState;
+use crate::quarantine::Quarantine;
 use crate::thread;
 use crate::timer::TimerLists;
 
@@ -73,14 +73,8 @@ const TRANSIENT_CLAIM: *mut u8 = ptr::without_provenance_mut(usize::MAX);
 pub(crate) const IDLE_BH_TIMEOUT_NS: i64 = 10_000_000;
 
 /// Dead contexts whose memory is kept (magic = DEAD) so that a stale handle
-/// is reported instead of silently reusing freed memory. Bounded.
-const QUARANTINE_LEN: usize = 64;
-
-struct Quarantined(*mut Context);
-// SAFETY: a quarantined context is dead; only its (atomic) magic is ever
-// read through stale handles, and it is freed by whoever evicts it.
-unsafe impl Send for Quarantined {}
-static QUARANTINE: Mutex<VecDeque<Quarantined>> = Mutex::new(VecDeque::new());
+/// is reported instead of silently reusing freed memory.
+static QUARANTINE: Quarantine<Context> = Quarantine::new();
 
 /// The BHs allocated with `aio_bh_new*` and not freed yet, so that teardown
 /// can report and free the ones never deleted. Each BH knows its slot.
@@ -752,18 +746,7 @@ impl Context {
         r.magic.store(CTX_MAGIC_DEAD, Ordering::Release);
 
         // Keep the dead shell for a while so stale handles are reported.
-        let evicted = {
-            let mut q = QUARANTINE.lock();
-            q.push_back(Quarantined(ctx));
-            if q.len() > QUARANTINE_LEN {
-                q.pop_front()
-            } else {
-                None
-            }
-        };
-        if let Some(Quarantined(old)) = evicted {
-            // SAFETY: evicted shells are dead and referenced by nothing valid.
-            drop(unsafe { Box::from_raw(old) });
-        }
+        // SAFETY: `ctx` is a dead box (`Context::new`) given up here.
+        unsafe { QUARANTINE.keep(ctx) };
     }
 }

@@ -30,6 +30,7 @@ mod lockcnt;
 mod main_loop;
 mod notifier;
 mod notify;
+mod quarantine;
 mod sync;
 mod thread;
 mod thread_exit;

@@ -15,7 +15,6 @@
 //! reach all lists of a clock. A list leaves the registry before its memory
 //! goes (context teardown, `timerlist_free`).
 
-use std::collections::VecDeque;
 use std::ffi::{c_int, c_void};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU32, Ordering};
@@ -28,6 +27,7 @@ use super::{ClockNotifyFn, ClockType, TIMER_MAGIC_ORPHANED, clock};
 use crate::aio_poll::soonest_timeout;
 use crate::context::Context;
 use crate::fatal::{Misuse, MisuseResult};
+use crate::quarantine::Quarantine;
 use crate::thread;
 
 /// The armed timers of one clock, of a context or standalone.
@@ -70,8 +70,7 @@ unsafe impl Send for Registered {}
 static REGISTRY: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
 
 /// Freed standalone lists, kept (dead) for a while; see `free_standalone`.
-static QUARANTINE: Mutex<VecDeque<Registered>> = Mutex::new(VecDeque::new());
-const QUARANTINE_LEN: usize = 64;
+static QUARANTINE: Quarantine<TimerList> = Quarantine::new();
 
 /// `qemu_init_clocks`' callback, as a pointer (null: none).
 static CLOCK_NOTIFY_CB: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
@@ -129,20 +128,9 @@ impl TimerList {
         l.magic.store(LIST_MAGIC_DEAD, Ordering::Release);
         // Timers initialized on the list still point at it: keep the dead
         // shell a while so that using one is reported, not a use after free.
-        let evicted = {
-            let mut q = QUARANTINE.lock();
-            q.push_back(Registered(list));
-            if q.len() > QUARANTINE_LEN {
-                q.pop_front()
-            } else {
-                None
-            }
-        };
-        if let Some(Registered(old)) = evicted {
-            // SAFETY: evicted shells are dead, unregistered and owned by
-            // the quarantine alone.
-            drop(unsafe { Box::from_raw(old.cast_mut()) });
-        }
+        // SAFETY: `list` is a dead, unregistered box (`new_standalone`)
+        // given up here.
+        unsafe { QUARANTINE.keep(list) };
         Ok(())
     }
 
