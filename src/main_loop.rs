@@ -235,9 +235,10 @@ pub(crate) fn wait(nonblocking: bool) {
 /// # Safety
 /// `pollfds` is a valid `GArray` of `GPollFD`.
 unsafe fn poll_glib(pollfds: *mut glib_sys::GArray, timeout: c_int, nonblocking: bool) -> bool {
-    // GLib's default main context.
-    let ctx = ptr::null_mut();
-    // SAFETY: `ctx` NULL is the default context, owned by this thread
+    // SAFETY: no precondition; GLib's default main context (not NULL: the
+    // prepare/query/check functions do not take NULL for it).
+    let ctx = unsafe { glib_sys::g_main_context_default() };
+    // SAFETY: `ctx` is the default context, owned by this thread
     // between acquire and release; `pollfds` is valid and its elements are
     // GPollFDs; `data` is re-read after every resize.
     unsafe {
