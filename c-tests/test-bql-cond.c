@@ -420,6 +420,37 @@ static void test_poll_notifier_with_glib_sources(void)
     qemu_bh_delete(bh);
 }
 
+/* A caller holding the BQL releases it while main_loop_wait sleeps, and
+ * has it again on return (QEMU's os_host_main_loop_wait). */
+static void *take_bql_and_notify(void *opaque)
+{
+    atomic_int *took = opaque;
+
+    bql_lock();
+    atomic_store(took, 1);
+    bql_unlock();
+    qemu_notify_event();
+    return NULL;
+}
+
+static void test_main_loop_wait_releases_bql(void)
+{
+    atomic_int took = 0;
+    pthread_t th;
+    Watchdog wd;
+
+    watchdog_start(&wd, "main_loop_wait releases the BQL", 30);
+    bql_lock();
+    g_assert_cmpint(pthread_create(&th, NULL, take_bql_and_notify, &took), ==, 0);
+    while (!atomic_load(&took)) {
+        main_loop_wait(false);
+        g_assert_true(bql_locked());
+    }
+    bql_unlock();
+    pthread_join(th, NULL);
+    watchdog_stop(&wd);
+}
+
 /* ---- death tests -------------------------------------------------------- */
 
 typedef enum {
@@ -507,6 +538,7 @@ int main(int argc, char **argv)
                     test_poll_notifier_order_and_removal);
     g_test_add_func("/main-loop/poll-notifier/err", test_poll_notifier_err);
     g_test_add_func("/main-loop/poll-notifier/glib-sources", test_poll_notifier_with_glib_sources);
+    g_test_add_func("/main-loop/wait-releases-bql", test_main_loop_wait_releases_bql);
     add_death_tests(death_tests, G_N_ELEMENTS(death_tests), run_death_case);
     return g_test_run();
 }

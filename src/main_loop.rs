@@ -19,7 +19,8 @@
 //! together with the smaller timeout (the context's poll function, `g_poll`
 //! by default); GLib checks and dispatches its sources, and the notifiers
 //! run again in state `MAIN_LOOP_POLL_OK` (or `_ERR` if the poll failed)
-//! with every `revents` filled in. Notifiers run newest first; one may
+//! with every `revents` filled in. A caller holding the BQL releases it for
+//! the poll only (QEMU's `os_host_main_loop_wait`). Notifiers run newest first; one may
 //! remove itself or others (those no longer run in this pass) or add new
 //! ones (which first run in the next pass). No lock is held while they run.
 
@@ -272,7 +273,16 @@ unsafe fn poll_glib(pollfds: *mut glib_sys::GArray, timeout: c_int, nonblocking:
         glib_sys::g_array_set_size(pollfds, extra + n as c_uint);
         let timeout = min_timeout(timeout, glib_timeout);
         let poll = glib_sys::g_main_context_get_poll_func(ctx).unwrap_or(glib_sys::g_poll);
+        // As QEMU: a caller holding the BQL lets others have it while the
+        // loop sleeps, and has it again for dispatch and the notifiers.
+        let had_bql = thread::holds_bql();
+        if had_bql {
+            thread::bql_unlock().expect("held: checked just before");
+        }
         let ret = poll(fds(pollfds), (*pollfds).len, timeout);
+        if had_bql {
+            thread::bql_lock().expect("not held: released just before");
+        }
         let glib_fds = fds(pollfds).add(extra as usize);
         if glib_sys::g_main_context_check(ctx, max_priority, glib_fds, n) != glib_sys::GFALSE {
             glib_sys::g_main_context_dispatch(ctx);
