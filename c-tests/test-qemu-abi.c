@@ -56,6 +56,12 @@ ASSERT_LAYOUT(Notifier, 24, 8);
 _Static_assert(offsetof(Notifier, notify) == 0, "Notifier.notify");
 _Static_assert(offsetof(Notifier, node.le_next) == 8, "Notifier.node.le_next");
 _Static_assert(offsetof(Notifier, node.le_prev) == 16, "Notifier.node.le_prev");
+_Static_assert(sizeof(MainLoopPoll) == 24, "sizeof(MainLoopPoll)");
+_Static_assert(offsetof(MainLoopPoll, state) == 0, "MainLoopPoll.state");
+_Static_assert(offsetof(MainLoopPoll, pollfds) == 8, "MainLoopPoll.pollfds");
+_Static_assert(offsetof(MainLoopPoll, timeout) == 16, "MainLoopPoll.timeout");
+_Static_assert(MAIN_LOOP_POLL_FILL == 0 && MAIN_LOOP_POLL_ERR == 1 && MAIN_LOOP_POLL_OK == 2,
+               "MAIN_LOOP_POLL_*");
 ASSERT_LAYOUT(NotifierList, 8, 8);
 ASSERT_LAYOUT(QemuCond, 56, 8);
 ASSERT_LAYOUT(QemuSemaphore, 112, 8);
@@ -118,6 +124,10 @@ int coroutine_fn qemu_co_timeout(CoroutineEntry *entry, void *opaque,
                                  uint64_t timeout_ns, CleanupFunc clean);
 void qemu_thread_atexit_add(struct Notifier *notifier);
 void qemu_thread_atexit_remove(struct Notifier *notifier);
+void qemu_cond_wait_bql(QemuCond *cond);
+bool qemu_cond_timedwait_bql(QemuCond *cond, int ms);
+void main_loop_poll_add_notifier(Notifier *notify);
+void main_loop_poll_remove_notifier(Notifier *notify);
 int qemu_thread_set_affinity(QemuThread *thread, unsigned long *host_cpus,
                              unsigned long nbits);
 int qemu_thread_get_affinity(QemuThread *thread, unsigned long **host_cpus,

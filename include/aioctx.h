@@ -354,6 +354,21 @@ typedef struct QemuLockCnt {
 } QemuLockCnt;
 
 /**
+ * A condition variable (`qemu_cond_*`), used with a `QemuMutex`.
+ * Timed waits measure `CLOCK_MONOTONIC`.
+ */
+typedef struct QemuCond {
+  /**
+   * The pthread condition variable (`CLOCK_MONOTONIC`).
+   */
+  pthread_cond_t cond;
+  /**
+   * True between init and destroy.
+   */
+  bool initialized;
+} QemuCond;
+
+/**
  * A mutex (`qemu_mutex_*`), embedded by value in caller structs.
  *
  * Not recursive: locking it again in the thread that holds it aborts.
@@ -390,21 +405,6 @@ typedef struct QemuRecMutex {
    */
   struct QemuMutex m;
 } QemuRecMutex;
-
-/**
- * A condition variable (`qemu_cond_*`), used with a `QemuMutex`.
- * Timed waits measure `CLOCK_MONOTONIC`.
- */
-typedef struct QemuCond {
-  /**
-   * The pthread condition variable (`CLOCK_MONOTONIC`).
-   */
-  pthread_cond_t cond;
-  /**
-   * True between init and destroy.
-   */
-  bool initialized;
-} QemuCond;
 
 /**
  * A counting semaphore (`qemu_sem_*`): a mutex, a condition variable and
@@ -1612,6 +1612,39 @@ void qemu_set_fd_handler(int32_t fd, IOHandler *fd_read, IOHandler *fd_write, vo
  * Wakes the main loop.
  */
 void qemu_notify_event(void);
+
+/**
+ * Waits on `cond` with the big QEMU lock (QEMU's
+ * `qemu_cond_wait(cond, &bql)`): atomically releases the BQL, which the
+ * calling thread must hold (aborts otherwise), sleeps until `cond` is
+ * signalled, and takes the BQL again before returning. Wakeups may be
+ * spurious: re-check the condition.
+ */
+void qemu_cond_wait_bql(struct QemuCond *cond);
+
+/**
+ * Like `qemu_cond_wait_bql`, but waits at most `ms` milliseconds. Returns
+ * false if the time ran out, true otherwise; the BQL is held again either
+ * way.
+ */
+bool qemu_cond_timedwait_bql(struct QemuCond *cond, int ms);
+
+/**
+ * Registers `notify` to be called around every poll of `main_loop_wait`
+ * with a `MainLoopPoll *` (QEMU's `qemu/main-loop.h`): in state
+ * `MAIN_LOOP_POLL_FILL` before the poll (it may append `GPollFD`s to
+ * `pollfds` and lower `timeout`), then `MAIN_LOOP_POLL_OK` or `_ERR` with
+ * the `revents` filled in. Newest first. `notify` stays registered, alive
+ * and in place until `main_loop_poll_remove_notifier`; adding it twice, or
+ * one whose `notify` is NULL, aborts.
+ */
+void main_loop_poll_add_notifier(Notifier *notify);
+
+/**
+ * Unregisters a notifier of `main_loop_poll_add_notifier` (aborts if it is
+ * not registered). It may be called from the notifier itself.
+ */
+void main_loop_poll_remove_notifier(Notifier *notify);
 
 /**
  * Initializes a (non-recursive) mutex in caller-owned memory, unlocked.

@@ -458,16 +458,51 @@ impl QemuCond {
         mutex.check_initialized()?;
         let me = mutex.check_held()?;
         mutex.owner().store(0, Ordering::Relaxed);
-        // SAFETY: both objects are initialized and this thread holds the
-        // mutex; `deadline` is a live timespec.
-        let rc = unsafe {
-            match deadline {
-                None => libc::pthread_cond_wait(self.cond.get(), mutex.lock.get()),
-                Some(ts) => libc::pthread_cond_timedwait(self.cond.get(), mutex.lock.get(), ts),
-            }
-        };
+        // SAFETY: the condition variable is initialized and this thread
+        // holds the mutex; `deadline` is a live timespec.
+        let rc = unsafe { self.wait_pthread(mutex.lock.get(), deadline) };
         // The mutex is held again, whatever rc says.
         mutex.owner().store(me, Ordering::Relaxed);
+        match rc {
+            libc::ETIMEDOUT => Ok(false),
+            rc => pthread_result("pthread_cond_wait", rc).map(|()| true),
+        }
+    }
+
+    /// `pthread_cond_wait`/`_timedwait` on `mutex`; returns pthread's code.
+    ///
+    /// # Safety
+    /// The condition variable is initialized; `mutex` is a live pthread
+    /// mutex that the calling thread holds.
+    unsafe fn wait_pthread(
+        &self,
+        mutex: *mut libc::pthread_mutex_t,
+        deadline: Option<&libc::timespec>,
+    ) -> c_int {
+        // SAFETY: per the contract; `deadline` is a live timespec.
+        unsafe {
+            match deadline {
+                None => libc::pthread_cond_wait(self.cond.get(), mutex),
+                Some(ts) => libc::pthread_cond_timedwait(self.cond.get(), mutex, ts),
+            }
+        }
+    }
+
+    /// Waits on this condition variable with a pthread mutex that is not a
+    /// `QemuMutex` (the BQL): at most `ms` milliseconds if given. Returns
+    /// false on timeout, true otherwise; `mutex` is held again either way.
+    ///
+    /// # Safety
+    /// `mutex` is a live pthread mutex that the calling thread holds.
+    pub(crate) unsafe fn wait_raw(
+        &self,
+        mutex: *mut libc::pthread_mutex_t,
+        ms: Option<c_int>,
+    ) -> MisuseResult<bool> {
+        self.check_initialized()?;
+        let deadline = ms.map(deadline_after_ms);
+        // SAFETY: initialized (checked above); `mutex` per the contract.
+        let rc = unsafe { self.wait_pthread(mutex, deadline.as_ref()) };
         match rc {
             libc::ETIMEDOUT => Ok(false),
             rc => pthread_result("pthread_cond_wait", rc).map(|()| true),

@@ -14,8 +14,10 @@
 //!   the main context and this thread holds the BQL.
 //! - A context bound to no thread may be polled by any one thread at a time;
 //!   while that thread polls it, it is that thread's current context.
-//! - The BQL is one process-wide, non-recursive mutex; `bql_locked()` says
-//!   whether *this* thread holds it. A thread that exits holding it is a
+//! - The BQL is one process-wide, non-recursive pthread mutex;
+//!   `bql_locked()` says whether *this* thread holds it.
+//!   `qemu_cond_wait_bql`/`qemu_cond_timedwait_bql` wait on a `QemuCond`
+//!   with it (`pthread_cond_wait`), releasing it atomically. A thread that exits holding it is a
 //!   fatal error (`aioctx: bql_lock: thread ... exited holding the BQL`),
 //!   not a silent deadlock of the next `bql_lock`; `exit()` with the BQL
 //!   held is fine.
@@ -26,16 +28,15 @@
 //!   polling from another thread is still fatal. (Thread tokens are never
 //!   reused, so a new thread is never mistaken for the dead one.)
 
-use std::cell::Cell;
-use std::ffi::c_void;
+use std::cell::{Cell, UnsafeCell};
+use std::ffi::{c_int, c_void};
 use std::ptr;
 use std::sync::Once;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-use parking_lot::lock_api::RawMutex as _;
-
 use crate::context::Context;
 use crate::fatal::{Misuse, MisuseResult};
+use crate::sync::QemuCond;
 
 thread_local! {
     static CURRENT: Cell<*const Context> = const { Cell::new(ptr::null()) };
@@ -50,7 +51,15 @@ thread_local! {
 }
 
 static MAIN_CONTEXT: AtomicPtr<Context> = AtomicPtr::new(ptr::null_mut());
-static BQL: parking_lot::RawMutex = parking_lot::RawMutex::INIT;
+/// The BQL: a plain (non-recursive, default-kind) pthread mutex, so that
+/// `qemu_cond_wait_bql` can hand it to `pthread_cond_wait` and release it
+/// atomically with going to sleep, as QEMU's `qemu_cond_wait(cond, &bql)`.
+static BQL: BqlMutex = BqlMutex(UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER));
+
+struct BqlMutex(UnsafeCell<libc::pthread_mutex_t>);
+// SAFETY: a pthread mutex is made to be shared between threads; it is only
+// ever touched through pthread_mutex_* / pthread_cond_*wait, never moved.
+unsafe impl Sync for BqlMutex {}
 
 /// The next thread token. Starts at 1 (0 is "none"); never reaches
 /// `usize::MAX`, which `context.rs` uses as a marker.
@@ -268,7 +277,14 @@ pub(crate) fn bql_lock() -> MisuseResult<()> {
         ));
     }
     arm_exit_hook("bql_lock");
-    BQL.lock();
+    // SAFETY: the static mutex is initialized (PTHREAD_MUTEX_INITIALIZER)
+    // and never moved; this thread does not hold it (checked above).
+    let rc = unsafe { libc::pthread_mutex_lock(BQL.0.get()) };
+    if rc != 0 {
+        return Err(Misuse::new(format!(
+            "pthread_mutex_lock failed (error {rc})"
+        )));
+    }
     HOLDS_BQL.with(|h| h.set(true));
     Ok(())
 }
@@ -279,7 +295,31 @@ pub(crate) fn bql_unlock() -> MisuseResult<()> {
     }
     HOLDS_BQL.with(|h| h.set(false));
     // SAFETY: this thread holds the lock (checked above via HOLDS_BQL, which
-    // is set only after `lock()` returned in this same thread).
-    unsafe { BQL.unlock() };
+    // is set only after pthread_mutex_lock returned in this same thread).
+    let rc = unsafe { libc::pthread_mutex_unlock(BQL.0.get()) };
+    if rc != 0 {
+        return Err(Misuse::new(format!(
+            "pthread_mutex_unlock failed (error {rc})"
+        )));
+    }
     Ok(())
+}
+
+/// `qemu_cond_wait_bql` (`ms` None) and `qemu_cond_timedwait_bql`:
+/// atomically releases the BQL, which the calling thread must hold, sleeps
+/// on `cond`, and takes the BQL again before returning. Returns false if
+/// `ms` milliseconds passed without a signal, true otherwise (signalled, or
+/// woken spuriously). While the thread sleeps, `bql_locked()` is false in
+/// it; it is true again on return, whatever the outcome.
+pub(crate) fn cond_wait_bql(cond: &QemuCond, ms: Option<c_int>) -> MisuseResult<bool> {
+    if !holds_bql() {
+        return Err(Misuse::new("this thread does not hold the BQL"));
+    }
+    HOLDS_BQL.with(|h| h.set(false));
+    // SAFETY: this thread holds the BQL (checked above), the static mutex
+    // lives and stays in place for the whole process.
+    let woken = unsafe { cond.wait_raw(BQL.0.get(), ms) };
+    // pthread_cond_*wait returns with the mutex held, whatever it returns.
+    HOLDS_BQL.with(|h| h.set(true));
+    woken
 }

@@ -239,3 +239,55 @@ pub extern "C" fn qemu_notify_event() {
         Ok(())
     })
 }
+
+/// Waits on `cond` with the big QEMU lock (QEMU's
+/// `qemu_cond_wait(cond, &bql)`): atomically releases the BQL, which the
+/// calling thread must hold (aborts otherwise), sleeps until `cond` is
+/// signalled, and takes the BQL again before returning. Wakeups may be
+/// spurious: re-check the condition.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_cond_wait_bql(cond: *mut super::sync::QemuCond) {
+    ffi_call("qemu_cond_wait_bql", || {
+        thread::cond_wait_bql(super::sync::cond_object(cond)?, None).map(drop)
+    })
+}
+
+/// Like `qemu_cond_wait_bql`, but waits at most `ms` milliseconds. Returns
+/// false if the time ran out, true otherwise; the BQL is held again either
+/// way.
+#[unsafe(no_mangle)]
+pub extern "C" fn qemu_cond_timedwait_bql(
+    cond: *mut super::sync::QemuCond,
+    ms: std::ffi::c_int,
+) -> bool {
+    ffi_call("qemu_cond_timedwait_bql", || {
+        thread::cond_wait_bql(super::sync::cond_object(cond)?, Some(ms))
+    })
+}
+
+/// Registers `notify` to be called around every poll of `main_loop_wait`
+/// with a `MainLoopPoll *` (QEMU's `qemu/main-loop.h`): in state
+/// `MAIN_LOOP_POLL_FILL` before the poll (it may append `GPollFD`s to
+/// `pollfds` and lower `timeout`), then `MAIN_LOOP_POLL_OK` or `_ERR` with
+/// the `revents` filled in. Newest first. `notify` stays registered, alive
+/// and in place until `main_loop_poll_remove_notifier`; adding it twice, or
+/// one whose `notify` is NULL, aborts.
+#[unsafe(no_mangle)]
+pub extern "C" fn main_loop_poll_add_notifier(notify: *mut super::sync::Notifier) {
+    ffi_call("main_loop_poll_add_notifier", || {
+        super::sync::notifier_object(notify)?;
+        // SAFETY: a valid, aligned notifier (checked above) that the caller
+        // keeps alive until it removes it (the documented contract).
+        unsafe { main_loop::poll_add_notifier(notify) }
+    })
+}
+
+/// Unregisters a notifier of `main_loop_poll_add_notifier` (aborts if it is
+/// not registered). It may be called from the notifier itself.
+#[unsafe(no_mangle)]
+pub extern "C" fn main_loop_poll_remove_notifier(notify: *mut super::sync::Notifier) {
+    ffi_call("main_loop_poll_remove_notifier", || {
+        super::sync::notifier_object(notify)?;
+        main_loop::poll_remove_notifier(notify)
+    })
+}

@@ -55,6 +55,16 @@ fn cond<'a>(c: *mut QemuCond) -> MisuseResult<&'a QemuCond> {
     object(c, "QemuCond")
 }
 
+/// Checks a `Notifier *` argument: non-null and aligned.
+pub(crate) fn notifier_object(n: *mut Notifier) -> MisuseResult<()> {
+    check_ptr(n, "Notifier")
+}
+
+/// Validates a `QemuCond *` argument (for `qemu_cond_wait_bql` & co.).
+pub(crate) fn cond_object<'a>(c: *mut QemuCond) -> MisuseResult<&'a QemuCond> {
+    cond(c)
+}
+
 fn sem<'a>(s: *mut QemuSemaphore) -> MisuseResult<&'a QemuSemaphore> {
     object(s, "QemuSemaphore")
 }

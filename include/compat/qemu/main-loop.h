@@ -4,7 +4,8 @@
  * Functions are the library's (aioctx.h). Added here: QEMU's naming macros
  * qemu_bh_new / qemu_bh_new_guarded, BQL guards (BQL_LOCK_GUARD,
  * WITH_BQL_LOCK_GUARD), qemu_in_main_thread and the GLOBAL_STATE_CODE /
- * IO_CODE assertion markers.
+ * IO_CODE assertion markers, and QEMU's MainLoopPoll, the data that
+ * main_loop_poll_add_notifier() notifiers receive.
  */
 #ifndef AIOCTX_COMPAT_QEMU_MAIN_LOOP_H
 #define AIOCTX_COMPAT_QEMU_MAIN_LOOP_H
@@ -14,6 +15,26 @@
 #include <stdint.h>
 #include "qemu/compiler.h"
 #include "block/aio.h"
+#include "qemu/notify.h"
+
+/*
+ * What a main-loop poll notifier (main_loop_poll_add_notifier) gets as
+ * `data`: in state MAIN_LOOP_POLL_FILL before main_loop_wait polls (append
+ * GPollFDs to `pollfds`, lower `timeout`: milliseconds, read as unsigned,
+ * UINT32_MAX = infinite), then MAIN_LOOP_POLL_OK (revents filled in) or
+ * MAIN_LOOP_POLL_ERR after. QEMU 10.2's layout (24 bytes).
+ */
+enum {
+    MAIN_LOOP_POLL_FILL,
+    MAIN_LOOP_POLL_ERR,
+    MAIN_LOOP_POLL_OK,
+};
+
+typedef struct MainLoopPoll {
+    int state;
+    GArray *pollfds;
+    int timeout;
+} MainLoopPoll;
 
 #define qemu_bh_new_guarded(cb, opaque, guard) \
     qemu_bh_new_full((cb), (opaque), (stringify(cb)), guard)
