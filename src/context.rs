@@ -159,6 +159,9 @@ unsafe impl Sync for Context {}
 unsafe impl Send for Context {}
 
 /// Marks the calling thread as inside a poll of the context; undone on drop.
+/// Live guards are also counted per thread (`thread::loop_entered`): a
+/// thread that ends inside a callback (`pthread_exit` unwinds past the
+/// guard without dropping it) is reported by the thread-exit hook.
 pub(crate) struct LoopGuard<'a> {
     ctx: &'a Context,
     /// Set when this guard claimed an unbound context for the thread: the
@@ -170,6 +173,7 @@ impl Drop for LoopGuard<'_> {
     fn drop(&mut self) {
         let depth = self.ctx.local.depth.get() - 1;
         self.ctx.local.depth.set(depth);
+        thread::loop_left();
         if let Some(prev) = self.claimed_poller {
             thread::leave_polling(prev);
             self.ctx.poller.store(ptr::null_mut(), Ordering::Release);
@@ -402,6 +406,7 @@ impl Context {
             }
         }
         self.local.depth.set(self.local.depth.get() + 1);
+        thread::loop_entered();
         Ok(LoopGuard {
             ctx: self,
             claimed_poller,
@@ -450,6 +455,7 @@ impl Context {
             return;
         }
         self.local.depth.set(self.local.depth.get() + 1);
+        thread::loop_entered();
         let guard = LoopGuard {
             ctx: self,
             claimed_poller: None,
