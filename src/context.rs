@@ -115,6 +115,8 @@ struct LoopLocal {
 pub(crate) struct Context {
     public: AioContextPublic,
     magic: AtomicU32,
+    /// The fork generation it was created in (`fork.rs`).
+    fork_gen: u32,
     refcount: AtomicUsize,
     pub(crate) notify: NotifyState,
     pub(crate) bh_queue: BhQueue<Bh>,
@@ -189,6 +191,7 @@ impl Context {
         let ctx = Box::new(Context {
             public: AioContextPublic::new(),
             magic: AtomicU32::new(CTX_MAGIC_LIVE),
+            fork_gen: crate::fork::generation(),
             refcount: AtomicUsize::new(1),
             notify: NotifyState::new(),
             bh_queue: BhQueue::new(),
@@ -239,12 +242,26 @@ impl Context {
         // stay allocated in the quarantine for a while.
         let r = unsafe { &*ctx };
         match r.magic.load(Ordering::Acquire) {
-            CTX_MAGIC_LIVE => Ok(r),
+            CTX_MAGIC_LIVE => r.check_fork().map(|()| r),
             CTX_MAGIC_DEAD => Err(Misuse::new(
                 "AioContext was already freed (its last reference is gone)",
             )),
             _ => Err(Misuse::new("AioContext is not a valid context")),
         }
+    }
+
+    /// Fails in a child process if the context was created before its
+    /// `fork()` (`fork.rs`).
+    #[inline]
+    pub(crate) fn check_fork(&self) -> MisuseResult<()> {
+        self.check_fork_as("AioContext")
+    }
+
+    /// [`Context::check_fork`] for an object of the context (`what`, e.g.
+    /// its thread pool) named in the message.
+    #[inline]
+    pub(crate) fn check_fork_as(&self, what: &'static str) -> MisuseResult<()> {
+        crate::fork::check(self.fork_gen, what)
     }
 
     pub(crate) fn wakeup_fd(&self) -> i32 {
@@ -367,6 +384,9 @@ impl Context {
     /// context is unbound and no other thread is polling it.
     #[inline]
     pub(crate) fn enter_loop(&self) -> MisuseResult<LoopGuard<'_>> {
+        // Also here, not only in `from_handle`: the current context (a
+        // thread-local copied by fork) reaches the loop without a handle.
+        self.check_fork()?;
         let mut claimed_poller = None;
         if !thread::in_home_thread(self) {
             let home = self.home.load(Ordering::Acquire);

@@ -38,6 +38,9 @@ const IOTHREAD_POLL_SHRINK: i64 = 2;
 
 pub(crate) struct IoThread {
     ctx: *const Context,
+    /// The fork generation it was created in (`fork.rs`): in a child the
+    /// thread does not exist.
+    fork_gen: u32,
     stop: AtomicBool,
     handle: Option<JoinHandle<()>>,
 }
@@ -127,6 +130,7 @@ impl IoThread {
             .expect("constants are non-negative");
         let io = Box::into_raw(Box::new(IoThread {
             ctx,
+            fork_gen: crate::fork::generation(),
             stop: AtomicBool::new(false),
             handle: None,
         }));
@@ -179,7 +183,9 @@ impl IoThread {
     /// `io` is null or was returned by [`IoThread::spawn`] and not joined.
     pub(crate) unsafe fn from_handle<'a>(io: *mut IoThread) -> MisuseResult<&'a IoThread> {
         // SAFETY: per the caller.
-        unsafe { io.as_ref() }.ok_or_else(|| Misuse::new("AioctxIOThread is NULL"))
+        let io = unsafe { io.as_ref() }.ok_or_else(|| Misuse::new("AioctxIOThread is NULL"))?;
+        crate::fork::check(io.fork_gen, "AioctxIOThread")?;
+        Ok(io)
     }
 
     pub(crate) fn context(&self) -> *const Context {
