@@ -22,6 +22,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                  */
@@ -755,6 +756,9 @@ typedef enum {
     DEATH_UNREF_MAIN,
     DEATH_BQL_THREAD_EXIT,
     DEATH_BQL_THREAD_EXIT_UNNAMED,
+    DEATH_EXIT_IN_BH,
+    DEATH_EXIT_IN_FD_HANDLER,
+    DEATH_QEMU_EXIT_IN_BH,
 } DeathCase;
 
 static const DeathTest death_tests[] = {
@@ -794,7 +798,65 @@ static const DeathTest death_tests[] = {
       "*aioctx: bql_lock: thread \"bql-holder\" (tid *) exited holding the BQL\n" },
     { "/aio/home-thread/death/bql-thread-exit-unnamed", DEATH_BQL_THREAD_EXIT_UNNAMED,
       "*aioctx: bql_lock: thread * exited holding the BQL\n" },
+    /* Issue 15.2: a thread ending inside a callback leaves a poll running. */
+    { "/aio/home-thread/death/pthread-exit-in-bh", DEATH_EXIT_IN_BH,
+      "*aioctx: aio_poll: thread \"bh-exiter\" (tid *) exited "
+      "(pthread_exit/qemu_thread_exit) inside a callback of aio_poll\n" },
+    { "/aio/home-thread/death/pthread-exit-in-fd-handler", DEATH_EXIT_IN_FD_HANDLER,
+      "*aioctx: aio_poll: thread \"fd-exiter\" (tid *) exited "
+      "(pthread_exit/qemu_thread_exit) inside a callback of aio_poll\n" },
+    { "/aio/home-thread/death/qemu-thread-exit-in-bh", DEATH_QEMU_EXIT_IN_BH,
+      "*aioctx: aio_poll: thread \"qemu-exiter\" (tid *) exited "
+      "(pthread_exit/qemu_thread_exit) inside a callback of aio_poll\n" },
 };
+
+/* Callbacks that end their thread. */
+static void pthread_exit_cb(void *opaque)
+{
+    (void)opaque;
+    pthread_exit(NULL);
+}
+
+static void qemu_thread_exit_cb(void *opaque)
+{
+    (void)opaque;
+    qemu_thread_exit(NULL);
+}
+
+/* Polls ctx (unbound) once with a BH whose callback ends the thread. */
+static void *exit_in_bh_thread(void *opaque)
+{
+    AioContext *ctx = opaque;
+
+    pthread_setname_np(pthread_self(), "bh-exiter");
+    aio_bh_schedule_oneshot(ctx, pthread_exit_cb, NULL);
+    aio_poll(ctx, true);
+    return NULL;               /* not reached */
+}
+
+static void *qemu_exit_in_bh_thread(void *opaque)
+{
+    AioContext *ctx = opaque;
+
+    aio_bh_schedule_oneshot(ctx, qemu_thread_exit_cb, NULL);
+    aio_poll(ctx, true);
+    return NULL;               /* not reached */
+}
+
+/* Binds ctx, then polls it with a readable fd whose handler ends the thread. */
+static void *exit_in_fd_handler_thread(void *opaque)
+{
+    AioContext *ctx = opaque;
+    int fds[2];
+
+    pthread_setname_np(pthread_self(), "fd-exiter");
+    qemu_set_current_aio_context(ctx);
+    g_assert_cmpint(pipe(fds), ==, 0);
+    g_assert_cmpint(write(fds[1], "x", 1), ==, 1);
+    aio_set_fd_handler(ctx, fds[0], pthread_exit_cb, NULL, NULL, NULL, NULL);
+    aio_poll(ctx, true);
+    return NULL;               /* not reached */
+}
 
 /* Locks the BQL and exits without unlocking it (named if opaque is). */
 static void *bql_exit_thread(void *opaque)
@@ -938,6 +1000,24 @@ static void run_death_case(int which)
     case DEATH_BQL_THREAD_EXIT_UNNAMED:
         run_in_thread(bql_exit_thread, NULL);
         break;
+    case DEATH_EXIT_IN_BH:
+        run_in_thread(exit_in_bh_thread, ctx);
+        /* Without the exit hook: the context looks polled forever. */
+        aio_context_unref(ctx);
+        break;
+    case DEATH_EXIT_IN_FD_HANDLER:
+        run_in_thread(exit_in_fd_handler_thread, ctx);
+        aio_poll(ctx, false);
+        break;
+    case DEATH_QEMU_EXIT_IN_BH: {
+        QemuThread t;
+
+        qemu_thread_create(&t, "qemu-exiter", qemu_exit_in_bh_thread, ctx,
+                           QEMU_THREAD_JOINABLE);
+        qemu_thread_join(&t);
+        aio_context_unref(ctx);
+        break;
+    }
     case DEATH_UNREF_MAIN:
         /* Drops the reference qemu_init_main_loop keeps: never freed. */
         aio_context_unref(qemu_get_aio_context());

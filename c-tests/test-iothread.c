@@ -935,6 +935,108 @@ static void test_lib_iothread_timer(void)
 }
 
 /* Two library IOThreads and a hand-written one side by side. */
+/*
+ * Issue 15.1: an IOThread started with almost no free fd reports an Error
+ * through errp instead of killing the process (GLib aborts with "Creating
+ * pipes for GWakeup" when g_main_context_new() meets EMFILE). Run in a
+ * subprocess: it lowers RLIMIT_NOFILE and fills every fd below it but
+ * `free_fds`, so the attempt sees exactly that many free fds.
+ */
+#include <dirent.h>
+#include <sys/resource.h>
+
+typedef struct {
+    struct rlimit saved;
+    int fills[256];
+    int n_fills;
+} FdSqueeze;
+
+static int highest_open_fd(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int max = 2;
+
+    g_assert_nonnull(d);
+    while ((e = readdir(d))) {
+        int fd = atoi(e->d_name);
+        max = MAX(max, fd);
+    }
+    closedir(d);
+    return max;
+}
+
+/* Leaves exactly `free_fds` fd numbers usable. */
+static void fd_squeeze(FdSqueeze *s, int free_fds)
+{
+    struct rlimit lim;
+    int fd;
+
+    g_assert_cmpint(getrlimit(RLIMIT_NOFILE, &s->saved), ==, 0);
+    lim = s->saved;
+    lim.rlim_cur = highest_open_fd() + 1 + 8;
+    g_assert_cmpuint(lim.rlim_cur, <=, s->saved.rlim_cur);
+    g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &lim), ==, 0);
+    s->n_fills = 0;
+    while ((fd = dup(2)) >= 0) {
+        g_assert_cmpint(s->n_fills, <, (int)G_N_ELEMENTS(s->fills));
+        s->fills[s->n_fills++] = fd;
+    }
+    g_assert_cmpint(errno, ==, EMFILE);
+    g_assert_cmpint(s->n_fills, >=, free_fds);
+    for (int i = 0; i < free_fds; i++) {
+        close(s->fills[--s->n_fills]);
+    }
+}
+
+static void fd_unsqueeze(FdSqueeze *s)
+{
+    while (s->n_fills > 0) {
+        close(s->fills[--s->n_fills]);
+    }
+    g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &s->saved), ==, 0);
+}
+
+static void test_lib_iothread_out_of_fds(void)
+{
+    if (g_test_subprocess()) {
+        for (int free_fds = 0; free_fds <= 3; free_fds++) {
+            FdSqueeze s;
+            Error *err = NULL;
+            AioctxIOThread *t;
+
+            fd_squeeze(&s, free_fds);
+            t = aioctx_iothread_new("io-nofd", &err);
+            fd_unsqueeze(&s);
+            if (t) {
+                g_assert_null(err);
+                printf("free %d: started\n", free_fds);
+                Probe p;
+
+                probe_init(&p, aioctx_iothread_get_aio_context(t));
+                aio_wait_bh_oneshot(p.ctx, probe_sync_bh, &p);
+                assert_probe_in_thread(&p, 0);
+                qemu_event_destroy(&p.done);
+                aioctx_iothread_join(t);
+            } else {
+                g_assert_nonnull(err);
+                printf("free %d: error: %s\n", free_fds, error_get_pretty(err));
+                error_free(err);
+            }
+            fflush(stdout);
+        }
+        return;
+    }
+    g_test_trap_subprocess(NULL, 20 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+    g_assert_false(g_test_trap_reached_timeout());
+    g_test_trap_assert_passed();
+    /* No fd at all: the context's own eventfd fails. One fd: the context
+     * gets it, the thread's GMainContext cannot have its wakeup fd. */
+    g_test_trap_assert_stdout("*free 0: error: *free 1: error: *GMainContext*"
+                              "free 2: *free 3: started*");
+    g_test_trap_assert_stderr_unmatched("*GLib-ERROR*");
+}
+
 static void test_mixed_iothreads(void)
 {
     AioctxIOThread *a = aioctx_iothread_new("io-a", &error_abort);
@@ -1002,6 +1104,7 @@ int main(int argc, char **argv)
     g_test_add_func("/iothread/lib/poll-params",
                     test_lib_iothread_poll_params);
     g_test_add_func("/iothread/lib/timer", test_lib_iothread_timer);
+    g_test_add_func("/iothread/lib/out-of-fds", test_lib_iothread_out_of_fds);
     g_test_add_func("/iothread/mixed", test_mixed_iothreads);
 
     return g_test_run();

@@ -1388,7 +1388,8 @@ void aio_dispatch(struct AioContext *ctx);
  * as its current context, attaches the context's GSource to its own
  * `GMainContext`, and loops on `aio_poll(ctx, true)`, with busy polling at
  * QEMU's iothread defaults (32768 ns max, grow 2, shrink 2). Returns once the thread
- * runs; NULL with an error through `errp` on failure. Stop it with
+ * runs; NULL with an error through `errp` on failure (e.g. no free fd for
+ * the context's or the thread's `GMainContext` wakeup). Stop it with
  * `aioctx_iothread_join`.
  */
 struct AioctxIOThread *aioctx_iothread_new(const char *name, struct Error **errp);

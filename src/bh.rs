@@ -137,7 +137,7 @@ impl Bh {
         // SAFETY: non-null, and the caller vouches it was a BH.
         let r = unsafe { &*bh };
         match r.magic.load(Ordering::Relaxed) {
-            BH_MAGIC_LIVE => Ok(r),
+            BH_MAGIC_LIVE => r.context().check_fork().map(|()| r),
             BH_MAGIC_DEAD => Err(Misuse::new("QEMUBH was already deleted and freed")),
             _ => Err(Misuse::new("QEMUBH is not a valid bottom half")),
         }

@@ -109,6 +109,8 @@ struct LoopLocal {
 pub(crate) struct Context {
     public: AioContextPublic,
     magic: AtomicU32,
+    /// The fork generation it was created in (`fork.rs`).
+    fork_gen: u32,
     refcount: AtomicUsize,
     pub(crate) notify: NotifyState,
     pub(crate) bh_queue: BhQueue<Bh>,
@@ -153,6 +155,9 @@ unsafe impl Sync for Context {}
 unsafe impl Send for Context {}
 
 /// Marks the calling thread as inside a poll of the context; undone on drop.
+/// Live guards are also counted per thread (`thread::loop_entered`): a
+/// thread that ends inside a callback (`pthread_exit` unwinds past the
+/// guard without dropping it) is reported by the thread-exit hook.
 pub(crate) struct LoopGuard<'a> {
     ctx: &'a Context,
     /// Set when this guard claimed an unbound context for the thread: the
@@ -164,6 +169,7 @@ impl Drop for LoopGuard<'_> {
     fn drop(&mut self) {
         let depth = self.ctx.local.depth.get() - 1;
         self.ctx.local.depth.set(depth);
+        thread::loop_left();
         if let Some(prev) = self.claimed_poller {
             thread::leave_polling(prev);
             self.ctx.poller.store(ptr::null_mut(), Ordering::Release);
@@ -179,6 +185,7 @@ impl Context {
         let ctx = Box::new(Context {
             public: AioContextPublic::new(),
             magic: AtomicU32::new(CTX_MAGIC_LIVE),
+            fork_gen: crate::fork::generation(),
             refcount: AtomicUsize::new(1),
             notify: NotifyState::new(),
             bh_queue: BhQueue::new(),
@@ -229,12 +236,26 @@ impl Context {
         // stay allocated in the quarantine for a while.
         let r = unsafe { &*ctx };
         match r.magic.load(Ordering::Acquire) {
-            CTX_MAGIC_LIVE => Ok(r),
+            CTX_MAGIC_LIVE => r.check_fork().map(|()| r),
             CTX_MAGIC_DEAD => Err(Misuse::new(
                 "AioContext was already freed (its last reference is gone)",
             )),
             _ => Err(Misuse::new("AioContext is not a valid context")),
         }
+    }
+
+    /// Fails in a child process if the context was created before its
+    /// `fork()` (`fork.rs`).
+    #[inline]
+    pub(crate) fn check_fork(&self) -> MisuseResult<()> {
+        self.check_fork_as("AioContext")
+    }
+
+    /// [`Context::check_fork`] for an object of the context (`what`, e.g.
+    /// its thread pool) named in the message.
+    #[inline]
+    pub(crate) fn check_fork_as(&self, what: &'static str) -> MisuseResult<()> {
+        crate::fork::check(self.fork_gen, what)
     }
 
     pub(crate) fn wakeup_fd(&self) -> i32 {
@@ -357,6 +378,9 @@ impl Context {
     /// context is unbound and no other thread is polling it.
     #[inline]
     pub(crate) fn enter_loop(&self) -> MisuseResult<LoopGuard<'_>> {
+        // Also here, not only in `from_handle`: the current context (a
+        // thread-local copied by fork) reaches the loop without a handle.
+        self.check_fork()?;
         let mut claimed_poller = None;
         if !thread::in_home_thread(self) {
             let home = self.home.load(Ordering::Acquire);
@@ -396,6 +420,7 @@ impl Context {
             }
         }
         self.local.depth.set(self.local.depth.get() + 1);
+        thread::loop_entered();
         Ok(LoopGuard {
             ctx: self,
             claimed_poller,
@@ -444,6 +469,7 @@ impl Context {
             return;
         }
         self.local.depth.set(self.local.depth.get() + 1);
+        thread::loop_entered();
         let guard = LoopGuard {
             ctx: self,
             claimed_poller: None,

@@ -12,6 +12,14 @@
 //! scheduling order, everything scheduled before it runs first, and the
 //! thread drains whatever is still scheduled before it exits.
 //!
+//! The thread's `GMainContext` is created by the thread calling `spawn`,
+//! not by the new thread: GLib aborts the process (`Creating pipes for
+//! GWakeup`) when `g_main_context_new` finds no free fd, so `spawn` first
+//! checks that one is free (an eventfd it closes again) and reports
+//! "out of fds" as an error instead. (Another thread taking the last fd
+//! between the check and GLib's own eventfd would still hit GLib's abort;
+//! fd exhaustion is checked, not reserved.)
+//!
 //! The library deliberately does not define `iothread_new` & co.: QEMU-style
 //! programs define their own.
 
@@ -30,6 +38,9 @@ const IOTHREAD_POLL_SHRINK: i64 = 2;
 
 pub(crate) struct IoThread {
     ctx: *const Context,
+    /// The fork generation it was created in (`fork.rs`): in a child the
+    /// thread does not exist.
+    fork_gen: u32,
     stop: AtomicBool,
     handle: Option<JoinHandle<()>>,
 }
@@ -45,10 +56,37 @@ unsafe extern "C" fn stop_bh(opaque: *mut c_void) {
     io.stop.store(true, Ordering::Release);
 }
 
-fn run(ctx: &Context, io: &IoThread, ready: mpsc::Sender<Result<(), String>>) {
+/// A new `GMainContext`, or an error if there is no fd for its wakeup
+/// (where GLib itself would abort the process).
+fn new_gmain_context() -> Result<*mut glib_sys::GMainContext, String> {
+    // GLib's GWakeup is an eventfd (a pipe if that fails): check that one
+    // can be had, then give it back for GLib to take.
+    // SAFETY: eventfd has no memory arguments.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(format!(
+            "cannot create the thread's GMainContext (no fd for its wakeup): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: `fd` was just opened here and is not used elsewhere.
+    unsafe { libc::close(fd) };
     // SAFETY: creating a GMainContext has no preconditions.
-    let gctx = unsafe { glib_sys::g_main_context_new() };
-    // SAFETY: valid, new context owned by this thread.
+    Ok(unsafe { glib_sys::g_main_context_new() })
+}
+
+struct SendGCtx(*mut glib_sys::GMainContext);
+// SAFETY: a GMainContext is thread-safe (GLib locks it); the reference is
+// handed to the new thread, which owns it from then on.
+unsafe impl Send for SendGCtx {}
+
+fn run(
+    ctx: &Context,
+    io: &IoThread,
+    gctx: *mut glib_sys::GMainContext,
+    ready: mpsc::Sender<Result<(), String>>,
+) {
+    // SAFETY: valid context, whose reference this thread owns.
     unsafe { glib_sys::g_main_context_push_thread_default(gctx) };
     let source = ctx.g_source();
     // SAFETY: valid source and context; the context keeps a reference.
@@ -92,24 +130,38 @@ impl IoThread {
             .expect("constants are non-negative");
         let io = Box::into_raw(Box::new(IoThread {
             ctx,
+            fork_gen: crate::fork::generation(),
             stop: AtomicBool::new(false),
             handle: None,
         }));
+        let gctx = match new_gmain_context() {
+            Ok(g) => SendGCtx(g),
+            Err(e) => {
+                // SAFETY: nothing else has seen either; we own both.
+                unsafe {
+                    drop(Box::from_raw(io));
+                    Context::unref(ctx);
+                }
+                return Err(e);
+            }
+        };
+        let gctx_raw = gctx.0;
         let (tx, rx) = mpsc::channel();
         let (ctx_p, io_p) = (SendPtr(ctx), SendPtr(io.cast_const()));
         let spawned = std::thread::Builder::new()
             .name(name.chars().take(15).collect())
             .spawn(move || {
-                let (ctx_p, io_p) = (ctx_p, io_p);
+                let (ctx_p, io_p, gctx) = (ctx_p, io_p, gctx);
                 // SAFETY: both outlive the thread (see SendPtr).
                 let (ctx, io) = unsafe { (&*ctx_p.0, &*io_p.0) };
-                run(ctx, io, tx);
+                run(ctx, io, gctx.0, tx);
             });
         let handle = match spawned {
             Ok(h) => h,
             Err(e) => {
-                // SAFETY: the thread never started; we own both.
+                // SAFETY: the thread never started; we own all three.
                 unsafe {
+                    glib_sys::g_main_context_unref(gctx_raw);
                     drop(Box::from_raw(io));
                     Context::unref(ctx);
                 }
@@ -131,7 +183,9 @@ impl IoThread {
     /// `io` is null or was returned by [`IoThread::spawn`] and not joined.
     pub(crate) unsafe fn from_handle<'a>(io: *mut IoThread) -> MisuseResult<&'a IoThread> {
         // SAFETY: per the caller.
-        unsafe { io.as_ref() }.ok_or_else(|| Misuse::new("AioctxIOThread is NULL"))
+        let io = unsafe { io.as_ref() }.ok_or_else(|| Misuse::new("AioctxIOThread is NULL"))?;
+        crate::fork::check(io.fork_gen, "AioctxIOThread")?;
+        Ok(io)
     }
 
     pub(crate) fn context(&self) -> *const Context {

@@ -23,6 +23,7 @@ mod coroutine;
 mod error;
 mod fatal;
 mod fdmon;
+mod fork;
 mod gsource;
 mod handlers;
 mod iothread;

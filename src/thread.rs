@@ -27,6 +27,14 @@
 //!   with `qemu_set_current_aio_context`. While the bound thread lives,
 //!   polling from another thread is still fatal. (Thread tokens are never
 //!   reused, so a new thread is never mistaken for the dead one.)
+//! - A thread that ends (`pthread_exit`, `qemu_thread_exit`) inside a
+//!   callback of `aio_poll` (or `aio_bh_poll` & co.) is a fatal error
+//!   (`aioctx: aio_poll: thread ... exited (pthread_exit/qemu_thread_exit)
+//!   inside a callback of aio_poll`): the forced unwind skips the loop's
+//!   cleanup, so the context would stay marked as being polled. The exit
+//!   hook sees the thread's count of live loop guards. (A coroutine that
+//!   yields from inside a nested `aio_poll` and resumes in another thread
+//!   would confuse the count; that is unsupported anyway.)
 
 use std::cell::{Cell, UnsafeCell};
 use std::ffi::{c_int, c_void};
@@ -46,6 +54,9 @@ thread_local! {
     static POLLING: Cell<*const Context> = const { Cell::new(ptr::null()) };
     /// This thread's token (see [`thread_token`]); 0 until first asked.
     static TOKEN: Cell<usize> = const { Cell::new(0) };
+    /// Live `LoopGuard`s of this thread (polls of any context in progress),
+    /// see [`loop_entered`].
+    static ACTIVE_LOOPS: Cell<u32> = const { Cell::new(0) };
     /// Whether this thread's exit hook is armed (see [`arm_exit_hook`]).
     static EXIT_HOOK_ARMED: Cell<bool> = const { Cell::new(false) };
 }
@@ -138,10 +149,38 @@ fn arm_exit_hook(func: &str) {
     EXIT_HOOK_ARMED.with(|a| a.set(true));
 }
 
-/// Runs when a thread that armed it exits: a thread that still holds the
-/// BQL is fatal (the next `bql_lock` would deadlock); otherwise clears the
-/// home binding of every context still bound to it.
+/// A `LoopGuard` was created in this thread (a poll of some context
+/// starts); arms the exit hook for the outermost one.
+#[inline]
+pub(crate) fn loop_entered() {
+    let n = ACTIVE_LOOPS.with(Cell::get);
+    if n == 0 {
+        arm_exit_hook("aio_poll");
+    }
+    ACTIVE_LOOPS.with(|a| a.set(n + 1));
+}
+
+/// A `LoopGuard` of this thread was dropped.
+#[inline]
+pub(crate) fn loop_left() {
+    ACTIVE_LOOPS.with(|a| a.set(a.get().saturating_sub(1)));
+}
+
+/// Runs when a thread that armed it exits: a thread that ends inside a
+/// callback of a poll (a live loop guard) is fatal (the context would stay
+/// "being polled"), and so is one that still holds the BQL (the next
+/// `bql_lock` would deadlock); otherwise clears the home binding of every
+/// context still bound to it.
 extern "C" fn thread_exit_hook(_: *mut c_void) {
+    if ACTIVE_LOOPS.with(Cell::get) != 0 {
+        crate::fatal::die(
+            "aio_poll",
+            &format!(
+                "thread {} exited (pthread_exit/qemu_thread_exit) inside a callback of aio_poll",
+                thread_name()
+            ),
+        );
+    }
     if holds_bql() {
         crate::fatal::die(
             "bql_lock",

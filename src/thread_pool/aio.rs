@@ -301,7 +301,7 @@ impl AioPool {
         // SAFETY: non-null, and the caller vouches it was a pool.
         let r = unsafe { &*pool };
         match r.magic.load(Ordering::Relaxed) {
-            POOL_MAGIC_LIVE => Ok(r),
+            POOL_MAGIC_LIVE => r.context().check_fork_as("ThreadPoolAio").map(|()| r),
             POOL_MAGIC_DEAD => Err(Misuse::new("ThreadPoolAio was already freed")),
             _ => Err(Misuse::new("ThreadPoolAio is not a valid pool")),
         }
@@ -526,6 +526,7 @@ pub(crate) fn submit_aio(
              run qemu_init_main_loop, or hold the BQL)",
         ));
     };
+    ctx.check_fork_as("the current AioContext (and its thread pool)")?;
     ctx.thread_pool
         .get_or_create(ctx)
         .submit(func, arg, cb, opaque)

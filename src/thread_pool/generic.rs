@@ -73,6 +73,8 @@ impl JobQueue for GenericQueue {
 /// `ThreadPool`.
 pub(crate) struct GenericPool {
     magic: AtomicU32,
+    /// The fork generation it was created in (`fork.rs`).
+    fork_gen: u32,
     workers: Arc<Workers<GenericQueue>>,
 }
 
@@ -80,6 +82,7 @@ impl GenericPool {
     pub(crate) fn new() -> *mut GenericPool {
         Box::into_raw(Box::new(GenericPool {
             magic: AtomicU32::new(MAGIC_LIVE),
+            fork_gen: crate::fork::generation(),
             workers: Workers::new(GenericQueue::default(), (), 0, 0, None),
         }))
     }
@@ -96,7 +99,7 @@ impl GenericPool {
         // SAFETY: non-null, and the caller vouches it was a pool.
         let r = unsafe { &*pool };
         match r.magic.load(Ordering::Relaxed) {
-            MAGIC_LIVE => Ok(r),
+            MAGIC_LIVE => crate::fork::check(r.fork_gen, "ThreadPool").map(|()| r),
             MAGIC_DEAD => Err(Misuse::new("ThreadPool was already freed")),
             _ => Err(Misuse::new("ThreadPool is not a valid pool")),
         }
