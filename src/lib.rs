@@ -30,6 +30,7 @@ mod lockcnt;
 mod main_loop;
 mod notifier;
 mod notify;
+mod rcu;
 mod sync;
 mod thread;
 mod thread_exit;
