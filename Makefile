@@ -72,7 +72,7 @@ ASAN_EXCLUDE ?=
 # Coroutine stack switches (corosensei) are not announced to TSan with
 # __tsan_switch_to_fiber, so TSan misreads every switch as a race or crashes:
 # the coroutine programs run under ASan+UBSan only.
-TSAN_EXCLUDE ?= test-coroutine test-co-multithread test-rcu
+TSAN_EXCLUDE ?= test-coroutine test-co-multithread
 without = $(foreach t,$(1),$(if $(filter $(basename $(notdir $(t))),$(2)),,$(t)))
 ASAN_TESTS ?= $(call without,$(C_TESTS),$(ASAN_EXCLUDE))
 TSAN_TESTS ?= $(call without,$(C_TESTS),$(TSAN_EXCLUDE))
