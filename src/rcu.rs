@@ -1,6 +1,14 @@
 //! RCU (`qemu/rcu.h`): grace periods and deferred callbacks, on QEMU's
 //! protocol so that QEMU's inline read side (compiled into callers from the
-//! compat header) interoperates with the writers here.
+//! compat header) interoperates with the writers here. (Ported from the
+//! former `src/c/rcu.c`; same symbols, same behaviour.)
+//!
+//! QEMU API: `rcu_read_lock`/`rcu_read_unlock` (inline in the header, using
+//! `get_ptr_rcu_reader`, `rcu_gp_ctr`, `rcu_gp_event`), `rcu_read_locked`,
+//! `synchronize_rcu`, `call_rcu1` (behind the `call_rcu`/`g_free_rcu`
+//! macros), `drain_call_rcu`, `rcu_register_thread`,
+//! `rcu_unregister_thread`, `rcu_enable_atfork`/`rcu_disable_atfork`
+//! (no-ops).
 //!
 //! The algorithm is QEMU's (liburcu's "memory barrier" flavour):
 //!
@@ -25,17 +33,30 @@
 //! event. One of the two always sees the other's store, so no wakeup is
 //! lost.
 //!
-//! The reader record is a thread-local, registered in a global list on
-//! first use (or by [`register_thread`]) and removed when the thread exits
-//! (or by [`unregister_thread`]).
+//! Threading rules:
+//!
+//! - The reader record is a thread-local without a destructor (so it stays
+//!   usable during thread exit), registered in a global list on first use
+//!   (or by [`register_thread`]) and removed by [`unregister_thread`] or,
+//!   at thread exit, by a pthread key destructor (which also wakes a writer
+//!   if the thread exits inside a section). Other threads touch only its
+//!   atomics `ctr` and `waiting`, and only under the registry lock; `depth`
+//!   is owner-only.
+//! - Writers are serialized (one grace period at a time); a writer drops
+//!   the registry lock while it sleeps, so threads may (un)register during
+//!   a grace period.
+//! - `synchronize_rcu` inside a read-side section, a second
+//!   `rcu_register_thread`, or `rcu_unregister_thread` inside a section or
+//!   unregistered are misuse (one-line report, abort).
+//! - Readers never block; every full barrier of the protocol is a SeqCst
+//!   fence (QEMU's `smp_mb()`).
 //!
 //! [`call_rcu`] queues callbacks for a helper thread (started on first use)
 //! that waits one grace period per batch and runs the batch with the BQL
 //! held, as QEMU does. [`drain_call_rcu`] queues a marker and waits for it.
 //!
-//! The data objects QEMU's inline code names (`rcu_gp_ctr`, `rcu_gp_event`)
-//! are `#[unsafe(no_mangle)]` statics here because the core owns them; the
-//! functions are exported from `ffi::rcu`.
+//! The exported functions and the data objects QEMU's inline code names
+//! (`rcu_gp_ctr`, `rcu_gp_event`, both statics) are in `ffi::rcu`.
 
 use std::cell::{Cell, UnsafeCell};
 use std::collections::VecDeque;
@@ -45,11 +66,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 use crate::fatal::{self, Misuse, MisuseResult};
+use crate::ffi::rcu::{rcu_gp_ctr, rcu_gp_event};
 use crate::sync::QemuEvent;
 use crate::thread;
 
 /// `ctr` of a reader inside a section in the first period.
-const RCU_GP_LOCKED: usize = 1;
+pub(crate) const RCU_GP_LOCKED: usize = 1;
 /// The counter's step per grace period.
 const RCU_GP_CTR: usize = 2;
 
@@ -79,31 +101,6 @@ const _: () = {
     assert!(offset_of!(RcuReaderData, force_rcu) == 32);
     assert!(size_of::<RcuReaderData>() == 40 && align_of::<RcuReaderData>() == 8);
 };
-
-/// `rcu_gp_event`'s type: a [`QemuEvent`] that may live in a static.
-#[repr(transparent)]
-pub struct GpEvent(pub QemuEvent);
-
-// SAFETY: QemuEvent's fields are only accessed atomically (value) or
-// written at init/destroy (initialized), which nobody calls on this one;
-// qemu_event_* are thread-safe.
-unsafe impl Sync for GpEvent {}
-
-/// The grace-period counter (`unsigned long`, exported for QEMU's inline
-/// `rcu_read_lock()`): starts at 1, +2 per grace period.
-#[unsafe(no_mangle)]
-#[allow(non_upper_case_globals)]
-pub static rcu_gp_ctr: AtomicUsize = AtomicUsize::new(RCU_GP_LOCKED);
-
-/// Set by a reader that leaves a section a writer waits for (exported for
-/// QEMU's inline `rcu_read_unlock()`). Statically initialized set, as QEMU
-/// initializes it, so it is usable before any constructor runs.
-#[unsafe(no_mangle)]
-#[allow(non_upper_case_globals)]
-pub static rcu_gp_event: GpEvent = GpEvent(QemuEvent {
-    value: UnsafeCell::new(0),
-    initialized: UnsafeCell::new(true),
-});
 
 fn gp_event() -> &'static QemuEvent {
     &rcu_gp_event.0
