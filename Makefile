@@ -193,7 +193,7 @@ sanitize-tsan: tsan-lib
 
 # ---------------------------------------------------------------------------
 miri: | deps
-	$(CARGO) $(NIGHTLY) miri test --lib bh_queue
+	$(CARGO) $(NIGHTLY) miri test --lib -- bh_queue rcu::
 
 loom: | deps
 	@test -f tests/loom_notify.rs || { \
@@ -289,7 +289,7 @@ help:
 	@echo 'make run-examples   run every examples/*.c program'
 	@echo 'make test           cargo test + C tests (C_TESTS=..., FDMON_TESTS=...)'
 	@echo 'make sanitize       C tests under ASan+UBSan and TSan (ASAN_TESTS, TSAN_TESTS)'
-	@echo 'make miri           BH queue unit tests under Miri (nightly)'
+	@echo 'make miri           BH queue and RCU unit tests under Miri (nightly)'
 	@echo 'make loom           loom model test tests/loom_notify.rs'
 	@echo 'make header         regenerate include/aioctx.h'
 	@echo 'make check-header   fail if include/aioctx.h is not what build.rs generates'
