@@ -72,7 +72,7 @@ ASAN_EXCLUDE ?=
 # Coroutine stack switches (corosensei) are not announced to TSan with
 # __tsan_switch_to_fiber, so TSan misreads every switch as a race or crashes:
 # the coroutine programs run under ASan+UBSan only.
-TSAN_EXCLUDE ?= test-coroutine test-co-multithread test-rcu
+TSAN_EXCLUDE ?= test-coroutine test-co-multithread
 without = $(foreach t,$(1),$(if $(filter $(basename $(notdir $(t))),$(2)),,$(t)))
 ASAN_TESTS ?= $(call without,$(C_TESTS),$(ASAN_EXCLUDE))
 TSAN_TESTS ?= $(call without,$(C_TESTS),$(TSAN_EXCLUDE))
@@ -193,7 +193,7 @@ sanitize-tsan: tsan-lib
 
 # ---------------------------------------------------------------------------
 miri: | deps
-	$(CARGO) $(NIGHTLY) miri test --lib bh_queue
+	$(CARGO) $(NIGHTLY) miri test --lib -- bh_queue rcu::
 
 loom: | deps
 	@test -f tests/loom_notify.rs || { \
@@ -289,7 +289,7 @@ help:
 	@echo 'make run-examples   run every examples/*.c program'
 	@echo 'make test           cargo test + C tests (C_TESTS=..., FDMON_TESTS=...)'
 	@echo 'make sanitize       C tests under ASan+UBSan and TSan (ASAN_TESTS, TSAN_TESTS)'
-	@echo 'make miri           BH queue unit tests under Miri (nightly)'
+	@echo 'make miri           BH queue and RCU unit tests under Miri (nightly)'
 	@echo 'make loom           loom model test tests/loom_notify.rs'
 	@echo 'make header         regenerate include/aioctx.h'
 	@echo 'make check-header   fail if include/aioctx.h is not what build.rs generates'

@@ -39,7 +39,7 @@ fn main() {
 }
 
 /// The C files compiled into the library, relative to the crate root.
-const C_SOURCES: &[&str] = &["src/c/variadic.c", "src/c/rcu.c", "src/c/block_hooks.c"];
+const C_SOURCES: &[&str] = &["src/c/variadic.c", "src/c/block_hooks.c"];
 
 fn build_c_sources(crate_dir: &std::path::Path) {
     println!("cargo:rerun-if-changed=include/compat");

@@ -15,6 +15,9 @@
  *  - call_rcu/drain_call_rcu run every callback;
  *  - a thread that never registers still protects its sections;
  *  - the Q*_RCU macros, single-threaded and with concurrent QLIST readers.
+ *
+ * The test's own flags between threads are acquire/release atomics, so the
+ * program is TSan-clean (it runs under `make sanitize-tsan`).
  */
 #include "qemu/osdep.h"
 #include "qemu/rcu.h"
@@ -104,10 +107,10 @@ static void *blocking_reader(void *opaque)
     rcu_read_lock();
     qatomic_store_release(&s->reader, get_ptr_rcu_reader());
     qatomic_store_release(&s->entered, 1);
-    while (!qatomic_read(&s->release)) {
+    while (!qatomic_load_acquire(&s->release)) {
         g_usleep(1000);
     }
-    qatomic_set(&s->released, 1);
+    qatomic_store_release(&s->released, 1);
     rcu_read_unlock();
     rcu_unregister_thread();
     return NULL;
@@ -117,10 +120,11 @@ static void *blocked_writer(void *opaque)
 {
     BlockState *s = opaque;
 
-    qatomic_set(&s->writer_started, 1);
+    qatomic_store_release(&s->writer_started, 1);
     synchronize_rcu();
-    qatomic_set(&s->released_seen_by_writer, qatomic_read(&s->released));
-    qatomic_set(&s->writer_done, 1);
+    qatomic_store_release(&s->released_seen_by_writer,
+                          qatomic_load_acquire(&s->released));
+    qatomic_store_release(&s->writer_done, 1);
     return NULL;
 }
 
@@ -164,13 +168,13 @@ static void test_reader_blocks_writer(void)
     g_assert_true(waiting);
     g_assert_cmpuint(qatomic_read(&rcu_gp_ctr), ==, reader_ctr + 2);
     g_usleep(20 * 1000);
-    g_assert_cmpint(qatomic_read(&s.writer_done), ==, 0);
+    g_assert_cmpint(qatomic_load_acquire(&s.writer_done), ==, 0);
 
-    qatomic_set(&s.release, 1);
+    qatomic_store_release(&s.release, 1);
     qemu_thread_join(&w);
-    g_assert_cmpint(qatomic_read(&s.writer_done), ==, 1);
+    g_assert_cmpint(qatomic_load_acquire(&s.writer_done), ==, 1);
     /* The writer returned only after the reader's unlock. */
-    g_assert_cmpint(qatomic_read(&s.released_seen_by_writer), ==, 1);
+    g_assert_cmpint(qatomic_load_acquire(&s.released_seen_by_writer), ==, 1);
     qemu_thread_join(&r);
     watchdog_stop(&wd);
 }
@@ -220,7 +224,7 @@ static void *stress_reader(void *opaque)
     if (a->registered) {
         rcu_register_thread();
     }
-    while (!qatomic_read(&stress_stop)) {
+    while (!qatomic_load_acquire(&stress_stop)) {
         rcu_read_lock();
         Obj *o = qatomic_rcu_read(&shared_obj);
         g_assert_cmpuint(o->magic, ==, MAGIC);
@@ -234,7 +238,7 @@ static void *stress_reader(void *opaque)
         sched_yield();
         g_assert_cmpuint(o->magic, ==, MAGIC);
         rcu_read_unlock();
-        qatomic_set(&a->reads, qatomic_read(&a->reads) + 1);
+        qatomic_store_release(&a->reads, qatomic_read(&a->reads) + 1);
     }
     if (a->registered) {
         rcu_unregister_thread();
@@ -253,7 +257,7 @@ static void test_readers_and_writer(void)
     Obj *first = g_new0(Obj, 1);
     first->magic = MAGIC;
     qatomic_rcu_set(&shared_obj, first);
-    qatomic_set(&stress_stop, 0);
+    qatomic_store_release(&stress_stop, 0);
     for (int i = 0; i < N_READERS; i++) {
         /* One reader never registers: auto-registration protects it. */
         args[i] = (ReaderArg){ .registered = i != 0 };
@@ -275,11 +279,11 @@ static void test_readers_and_writer(void)
         }
     }
     for (int i = 0; i < N_READERS; i++) {
-        while (!qatomic_read(&args[i].reads)) {
+        while (!qatomic_load_acquire(&args[i].reads)) {
             g_usleep(1000);        /* every reader reads at least once */
         }
     }
-    qatomic_set(&stress_stop, 1);
+    qatomic_store_release(&stress_stop, 1);
     for (int i = 0; i < N_READERS; i++) {
         qemu_thread_join(&t[i]);
         g_assert_cmpuint(args[i].reads, >, 0);
@@ -463,14 +467,14 @@ static void *list_reader(void *opaque)
     unsigned long *walks = opaque;
 
     rcu_register_thread();
-    while (!qatomic_read(&list_stop)) {
+    while (!qatomic_load_acquire(&list_stop)) {
         Elem *e;
         WITH_RCU_READ_LOCK_GUARD() {
             QLIST_FOREACH_RCU(e, &live_list, le) {
                 g_assert_cmpuint(e->magic, ==, MAGIC);
             }
         }
-        qatomic_set(walks, qatomic_read(walks) + 1);
+        qatomic_store_release(walks, qatomic_read(walks) + 1);
     }
     rcu_unregister_thread();
     return NULL;
@@ -484,7 +488,7 @@ static void test_queue_concurrent(void)
     Watchdog wd;
 
     watchdog_start(&wd, "rcu_queue concurrent", 120);
-    qatomic_set(&list_stop, 0);
+    qatomic_store_release(&list_stop, 0);
     for (int i = 0; i < N_READERS; i++) {
         qemu_thread_create(&t[i], "list-reader", list_reader, &walks[i],
                            QEMU_THREAD_JOINABLE);
@@ -505,11 +509,11 @@ static void test_queue_concurrent(void)
         }
     }
     for (int i = 0; i < N_READERS; i++) {
-        while (!qatomic_read(&walks[i])) {
+        while (!qatomic_load_acquire(&walks[i])) {
             g_usleep(1000);        /* every reader walks at least once */
         }
     }
-    qatomic_set(&list_stop, 1);
+    qatomic_store_release(&list_stop, 1);
     for (int i = 0; i < N_READERS; i++) {
         qemu_thread_join(&t[i]);
         g_assert_cmpuint(walks[i], >, 0);

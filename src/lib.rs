@@ -32,6 +32,7 @@ mod main_loop;
 mod notifier;
 mod notify;
 mod quarantine;
+mod rcu;
 mod sync;
 mod thread;
 mod thread_exit;

@@ -30,6 +30,7 @@ pub mod iothread;
 pub mod location;
 pub mod lockcnt;
 pub mod main_loop;
+pub mod rcu;
 pub mod sync;
 pub mod thread_pool;
 pub mod timer;
