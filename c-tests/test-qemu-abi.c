@@ -102,6 +102,8 @@ _Static_assert(offsetof(CqeHandler, cqe.user_data) == 16, "CqeHandler.cqe.user_d
 _Static_assert(offsetof(CqeHandler, cqe.res) == 24, "CqeHandler.cqe.res");
 _Static_assert(offsetof(CqeHandler, cqe.flags) == 28, "CqeHandler.cqe.flags");
 ASSERT_LAYOUT(AioctxContextPublic, 608, 8);
+_Static_assert(offsetof(AioctxContextPublic, source) == 0, "AioContext.source");
+_Static_assert(sizeof(GSource) == 96, "GSource");
 _Static_assert(offsetof(AioctxContextPublic, bdrv_graph) == 144, "AioContext.bdrv_graph");
 _Static_assert(offsetof(AioctxContextPublic, tlg) == 496, "AioContext.tlg");
 _Static_assert(offsetof(AioctxContextPublic, aio_max_batch) == 560, "AioContext.aio_max_batch");
@@ -733,6 +735,43 @@ static void test_timerlist_standalone(void)
     g_assert_cmpint(r.runs, ==, 0);
 }
 
+/* ---- ctx->source ---- */
+
+static void count_bh(void *opaque)
+{
+    (*(int *)opaque)++;
+}
+
+/*
+ * QEMU's context is its GSource: aio_get_g_source returns &ctx->source
+ * (a new reference). Attached to a GMainContext it runs the context; the
+ * caller's reference may outlive the context.
+ */
+static void test_gsource_is_ctx_source(void)
+{
+    AioContext *ctx = aio_context_new(&error_abort);
+    GMainContext *gctx = g_main_context_new();
+    GSource *src = aio_get_g_source(ctx);
+    GSource *again = aio_get_g_source(ctx);
+    int runs = 0;
+
+    g_assert_true(src == &pub(ctx)->source);
+    g_assert_true(again == src);
+    g_source_unref(again);
+    g_source_attach(src, gctx);
+    aio_bh_schedule_oneshot(ctx, count_bh, &runs);
+    while (g_main_context_iteration(gctx, false)) {
+    }
+    g_assert_cmpint(runs, ==, 1);
+
+    /* The context goes first: the source is detached, the memory kept. */
+    aio_context_unref(ctx);
+    g_assert_true(g_source_is_destroyed(src));
+    g_assert_false(g_main_context_iteration(gctx, false));
+    g_source_unref(src);
+    g_main_context_unref(gctx);
+}
+
 /* ---- misuse ---- */
 
 static void run_death_case(int which)
@@ -808,6 +847,7 @@ int main(int argc, char **argv)
     g_test_add_func("/abi/co-timeout/expires", test_co_timeout_expires);
     g_test_add_func("/abi/qemu-clock/queries", test_qemu_clock_queries);
     g_test_add_func("/abi/timer/ctx-tlg", test_timer_on_ctx_tlg);
+    g_test_add_func("/abi/gsource/is-ctx-source", test_gsource_is_ctx_source);
     g_test_add_func("/abi/timer/main-loop-tlg", test_timer_on_main_loop_tlg);
     g_test_add_func("/abi/timer/timerlistgroup-standalone", test_timerlistgroup_standalone);
     g_test_add_func("/abi/timer/timerlist-standalone", test_timerlist_standalone);

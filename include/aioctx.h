@@ -1361,7 +1361,10 @@ int qemu_poll_ns(GPollFD *fds, unsigned int nfds, int64_t timeout);
  * A new reference to `ctx`'s GSource: attached to a `GMainContext`, it runs
  * `ctx`'s BHs, fd handlers and timers from `g_main_context_iteration`, with
  * the same semantics as `aio_poll` (it must then be iterated in `ctx`'s
- * home thread). Release it with `g_source_unref`. Any thread.
+ * home thread). As in QEMU, the source is the context's own first bytes
+ * (`&ctx->source`, so the result is `ctx` itself); the reference may
+ * outlive the context (it is then destroyed: detached, never dispatched).
+ * Release it with `g_source_unref`. Any thread.
  */
 GSource *aio_get_g_source(struct AioContext *ctx);
 

@@ -74,7 +74,7 @@ pub(crate) const IDLE_BH_TIMEOUT_NS: i64 = 10_000_000;
 
 /// Dead contexts whose memory is kept (magic = DEAD) so that a stale handle
 /// is reported instead of silently reusing freed memory.
-static QUARANTINE: Quarantine<Context> = Quarantine::new();
+static QUARANTINE: Quarantine<Context> = Quarantine::new(Context::release_shell);
 
 /// The BHs allocated with `aio_bh_new*` and not freed yet, so that teardown
 /// can report and free the ones never deleted. Each BH knows its slot.
@@ -129,8 +129,6 @@ pub(crate) struct Context {
     /// Eventfd writes so far: lets a poller that skipped its wait notice a
     /// wakeup written meanwhile and consume it (no spurious wakeup later).
     kicks: AtomicU32,
-    /// The context's GLib source, created by the first `aio_get_g_source`.
-    gsource: Mutex<SourcePtr>,
     /// The context's thread pool (created on first use) and its limits.
     pub(crate) thread_pool: crate::thread_pool::ContextPool,
 }
@@ -140,12 +138,6 @@ pub(crate) type DispatchBuffers<'a> = (
     &'a RefCell<Vec<(Arc<Handler>, u32)>>,
     &'a RefCell<Vec<Arc<Handler>>>,
 );
-
-/// The context's own reference to its GSource (null until created).
-struct SourcePtr(*mut glib_sys::GSource);
-// SAFETY: GSource reference counting is thread-safe; the pointer is only
-// dereferenced by GLib functions.
-unsafe impl Send for SourcePtr {}
 
 // SAFETY: shared state is atomic or behind a mutex; `local` is only touched
 // by the single thread allowed to poll (enforced by `enter_loop`), and
@@ -182,7 +174,7 @@ impl Context {
     pub(crate) fn new() -> io::Result<*const Context> {
         let mut wakeup = EventNotifier::uninit();
         wakeup.init(false, false)?;
-        let ctx = Box::new(Context {
+        let value = Context {
             public: AioContextPublic::new(),
             magic: AtomicU32::new(CTX_MAGIC_LIVE),
             fork_gen: crate::fork::generation(),
@@ -207,10 +199,9 @@ impl Context {
             handlers: Handlers::default(),
             poll_params: PollParams::default(),
             kicks: AtomicU32::new(0),
-            gsource: Mutex::new(SourcePtr(ptr::null_mut())),
             thread_pool: crate::thread_pool::ContextPool::default(),
-        });
-        let ctx = Box::into_raw(ctx);
+        };
+        let ctx = Self::move_into_gsource(value);
         {
             // SAFETY: just allocated; not shared yet.
             let c = unsafe { &*ctx };
@@ -326,11 +317,49 @@ impl Context {
     /// `aio_get_g_source`: a new reference to the context's GSource. Any
     /// thread.
     pub(crate) fn g_source(&self) -> *mut glib_sys::GSource {
-        let mut source = self.gsource.lock();
-        if source.0.is_null() {
-            source.0 = gsource::new_source(self);
+        gsource::source_ref(self.source_ptr())
+    }
+
+    /// The context's GSource: the context's own first bytes.
+    fn source_ptr(&self) -> *mut glib_sys::GSource {
+        ptr::from_ref(self).cast_mut().cast()
+    }
+
+    /// Moves a new context into memory from `g_source_new` (its first 96
+    /// bytes, QEMU's `ctx->source`, stay GLib's GSource).
+    fn move_into_gsource(value: Context) -> *mut Context {
+        const GSOURCE: usize = std::mem::size_of::<glib_sys::GSource>();
+        let block = gsource::alloc_context(std::mem::size_of::<Context>());
+        assert!(block.cast::<Context>().is_aligned());
+        let value = std::mem::ManuallyDrop::new(value);
+        // SAFETY: `block` has room for a Context and is aligned for it; a
+        // Rust move is a byte copy, so copying every byte but the GSource
+        // (which `value` holds as unused zeroes) moves `value` there, and
+        // `value` is not dropped.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                ptr::from_ref(&*value).cast::<u8>().add(GSOURCE),
+                block.add(GSOURCE),
+                std::mem::size_of::<Context>() - GSOURCE,
+            );
         }
-        gsource::source_ref(source.0)
+        block.cast()
+    }
+
+    /// Frees a dead context evicted from the quarantine: drops its Rust
+    /// state and releases the library's GSource reference (GLib frees the
+    /// memory when the caller's references are gone too).
+    ///
+    /// # Safety
+    /// `ctx` is a dead context (torn down by [`Context::destroy`]) that
+    /// nothing but GLib references.
+    unsafe fn release_shell(ctx: *mut Context) {
+        // SAFETY: per the contract; the GSource bytes are plain bytes to
+        // Rust, so dropping leaves them to GLib.
+        unsafe {
+            ptr::drop_in_place(ctx);
+            gsource::release(ctx.cast());
+        }
     }
 
     pub(crate) fn as_ptr(&self) -> *const Context {
@@ -762,17 +791,14 @@ impl Context {
         }
         *r.local.handlers.get_mut() = HandlersLocal::default();
         r.local.watches_fds.set(false);
-        let source = std::mem::replace(&mut r.gsource.get_mut().0, ptr::null_mut());
-        if !source.is_null() {
-            gsource::destroy_and_unref(source);
-        }
+        gsource::detach(r.source_ptr());
         r.timers.teardown();
         thread::unbind_if_current(r);
         r.wakeup.cleanup();
         r.magic.store(CTX_MAGIC_DEAD, Ordering::Release);
 
         // Keep the dead shell for a while so stale handles are reported.
-        // SAFETY: `ctx` is a dead box (`Context::new`) given up here.
+        // SAFETY: `ctx` is dead and given up here; `release_shell` frees it.
         unsafe { QUARANTINE.keep(ctx) };
     }
 }

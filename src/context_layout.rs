@@ -9,12 +9,14 @@
 //! binds timers to this context); the library also uses `aio_max_batch`
 //! and `fdmon_ops`; `bdrv_graph` is a slot owned by the program's block
 //! layer (its `register_aiocontext` hook stores a pointer there), and the
-//! GSource bytes are reserved at their offset.
+//! first 96 bytes are the context's `GSource` (the context is allocated by
+//! `g_source_new`, `gsource.rs`).
 //!
-//! Threading: `bdrv_graph` belongs to the hooks' caller; `tlg` is written
+//! Threading: the GSource bytes are GLib's (its own locking); `bdrv_graph` belongs to the hooks' caller; `tlg` is written
 //! once, before the context is shared; `aio_max_batch` and `fdmon_ops` are
 //! atomics (any thread reads them; the context writes them).
 
+use std::cell::UnsafeCell;
 use std::ffi::c_void;
 use std::ptr;
 use std::sync::atomic::{AtomicI64, AtomicPtr, Ordering};
@@ -25,10 +27,12 @@ use crate::ffi::types::FDMonOps;
 /// The first 608 bytes of every context, at QEMU's offsets.
 #[repr(C)]
 pub(crate) struct AioContextPublic {
-    /// QEMU's `GSource source` (offset 0, 96 bytes) and the private members
-    /// up to `bdrv_graph`. Reserved: `aio_get_g_source` returns a separate
-    /// GSource.
-    _source_and_private: [u8; 144],
+    /// QEMU's `GSource source` (offset 0, 96 bytes): the context's memory
+    /// comes from `g_source_new` (`gsource::alloc_context`), so these bytes
+    /// are GLib's, written by GLib from any thread; Rust never reads them.
+    source: UnsafeCell<[u8; 96]>,
+    /// QEMU's private members up to `bdrv_graph`.
+    _private0: [u8; 144 - 96],
     /// `BdrvGraphRWlock *bdrv_graph` (offset 144): never touched by aioctx.
     bdrv_graph: AtomicPtr<c_void>,
     _private1: [u8; 496 - 152],
@@ -47,6 +51,8 @@ pub(crate) struct AioContextPublic {
 const _: () = {
     use std::mem::{align_of, offset_of, size_of};
     assert!(size_of::<AioContextPublic>() == 608);
+    assert!(size_of::<glib_sys::GSource>() == 96);
+    assert!(offset_of!(AioContextPublic, source) == 0);
     assert!(align_of::<AioContextPublic>() == 8);
     assert!(offset_of!(AioContextPublic, bdrv_graph) == 144);
     assert!(offset_of!(AioContextPublic, tlg) == 496);
@@ -57,7 +63,8 @@ const _: () = {
 impl AioContextPublic {
     pub(crate) fn new() -> Self {
         AioContextPublic {
-            _source_and_private: [0; 144],
+            source: UnsafeCell::new([0; 96]),
+            _private0: [0; 144 - 96],
             bdrv_graph: AtomicPtr::new(ptr::null_mut()),
             _private1: [0; 496 - 152],
             tlg: [const { AtomicPtr::new(ptr::null_mut()) }; 4],

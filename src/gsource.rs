@@ -13,29 +13,28 @@
 //!   drains it as with QEMU.
 //! - dispatch: BHs, then `io_poll_ready` hits, fd handlers, timers.
 //!
-//! Ownership: the context owns one strong reference to its source, created on
-//! the first `aio_get_g_source`, which returns a new reference each time. On
-//! context teardown the source is destroyed (detached) and released. The
-//! source does not own the context: destroying a context while its source is
-//! being dispatched is a caller bug, as in QEMU.
+//! Ownership: as in QEMU, the context *is* its source: the context's memory
+//! is a block from `g_source_new` (`alloc_context`), so `aio_get_g_source`
+//! returns the context's own address (QEMU's `&ctx->source`, offset 0) with
+//! a new reference each time. The library holds one reference; on context
+//! teardown the source is destroyed (detached, GLib calls it no more), and
+//! when the dead context leaves the quarantine its Rust state is dropped
+//! and that reference released: GLib frees the memory once a caller's
+//! references are gone too. A callback reaching a dead context (a caller
+//! re-attached a source it kept) is the usual "already freed" line.
+//! Destroying a context while its source is being dispatched is a caller
+//! bug, as in QEMU.
 //!
 //! Threading: prepare/check/dispatch run in whichever thread iterates the
 //! `GMainContext`; that must be the context's home thread (or any one thread
 //! for an unbound context), exactly like `aio_poll`.
 
 use std::ffi::{c_int, c_uint};
-use std::ptr;
 
 use glib_sys::{GSource, GSourceFunc, GSourceFuncs, gboolean, gpointer};
 
 use crate::context::Context;
 use crate::fatal;
-
-#[repr(C)]
-struct AioSource {
-    source: GSource,
-    ctx: *const Context,
-}
 
 static mut AIO_SOURCE_FUNCS: GSourceFuncs = GSourceFuncs {
     prepare: Some(aio_source_prepare),
@@ -55,13 +54,17 @@ pub(crate) fn timeout_ns_to_ms(ns: i64) -> c_int {
     ms.min(i64::from(c_int::MAX)) as c_int
 }
 
-/// The context a source callback was invoked for.
+/// The context a source callback was invoked for: the source *is* the
+/// context (its first 96 bytes, QEMU's `ctx->source`).
 ///
 /// # Safety
-/// `source` is an [`AioSource`] made by [`new_source`].
-unsafe fn source_context<'a>(source: *mut GSource) -> &'a Context {
-    // SAFETY: per the caller; the context outlives its attached source.
-    unsafe { &*(*source.cast::<AioSource>()).ctx }
+/// `source` is a context's GSource ([`alloc_context`]).
+unsafe fn source_context<'a>(source: *mut GSource, func: &str) -> &'a Context {
+    // SAFETY: per the caller; a torn-down context stays allocated (dead) in
+    // the quarantine while GLib may still hold a reference, and its magic
+    // says so.
+    unsafe { Context::from_handle(source.cast()) }
+        .unwrap_or_else(|m| fatal::die(func, &m.to_string()))
 }
 
 fn enter_or_die<'a>(ctx: &'a Context, func: &str) -> crate::context::LoopGuard<'a> {
@@ -70,8 +73,8 @@ fn enter_or_die<'a>(ctx: &'a Context, func: &str) -> crate::context::LoopGuard<'
 }
 
 unsafe extern "C" fn aio_source_prepare(source: *mut GSource, timeout: *mut c_int) -> gboolean {
-    // SAFETY: GLib calls this only for sources made by `new_source`.
-    let ctx = unsafe { source_context(source) };
+    // SAFETY: GLib calls this only for contexts' sources.
+    let ctx = unsafe { source_context(source, "aio_ctx_prepare") };
     let guard = enter_or_die(ctx, "aio_ctx_prepare");
     ctx.notify.arm_gsource();
     ctx.sync_gsource(&guard, source);
@@ -88,7 +91,7 @@ unsafe extern "C" fn aio_source_prepare(source: *mut GSource, timeout: *mut c_in
 
 unsafe extern "C" fn aio_source_check(source: *mut GSource) -> gboolean {
     // SAFETY: as in prepare.
-    let ctx = unsafe { source_context(source) };
+    let ctx = unsafe { source_context(source, "aio_ctx_check") };
     let guard = enter_or_die(ctx, "aio_ctx_check");
     ctx.notify.disarm_gsource();
     gboolean::from(ctx.gsource_check(&guard))
@@ -100,7 +103,7 @@ unsafe extern "C" fn aio_source_dispatch(
     _user_data: gpointer,
 ) -> gboolean {
     // SAFETY: as in prepare.
-    let ctx = unsafe { source_context(source) };
+    let ctx = unsafe { source_context(source, "aio_ctx_dispatch") };
     let guard = enter_or_die(ctx, "aio_ctx_dispatch");
     // prepare may have found work and GLib then skips check.
     ctx.notify.disarm_gsource();
@@ -108,17 +111,19 @@ unsafe extern "C" fn aio_source_dispatch(
     glib_sys::GTRUE
 }
 
-/// A new source for `ctx` (one reference, owned by the caller).
-pub(crate) fn new_source(ctx: &Context) -> *mut GSource {
-    let size = std::mem::size_of::<AioSource>() as c_uint;
+/// A zeroed block of `size` bytes whose first bytes are a new GSource (one
+/// reference, owned by the caller): the memory of a context, so that
+/// `aio_get_g_source(ctx) == &ctx->source` as in QEMU (qemu-abi.md §2).
+/// GLib frees it when the last reference goes ([`release`]).
+pub(crate) fn alloc_context(size: usize) -> *mut u8 {
+    assert!(size >= std::mem::size_of::<GSource>());
+    let size = c_uint::try_from(size).expect("a context is smaller than 4 GiB");
     // SAFETY: the funcs table is static and never written after init; the
-    // struct size covers our extension of GSource.
+    // size covers the context, whose first bytes are the GSource.
     let source = unsafe { glib_sys::g_source_new(&raw mut AIO_SOURCE_FUNCS, size) };
-    // SAFETY: g_source_new returned a zeroed AioSource-sized block.
-    unsafe { (*source.cast::<AioSource>()).ctx = ptr::from_ref(ctx) };
     // SAFETY: valid source and NUL-terminated name.
     unsafe { glib_sys::g_source_set_name(source, c"aioctx AioContext".as_ptr()) };
-    source
+    source.cast()
 }
 
 /// Watches `fd` for `interest` (poll bits) on `source`; returns the tag.
@@ -151,13 +156,22 @@ pub(crate) fn source_ref(source: *mut GSource) -> *mut GSource {
     unsafe { glib_sys::g_source_ref(source) }
 }
 
-/// Detaches and releases the context's own reference (teardown).
-pub(crate) fn destroy_and_unref(source: *mut GSource) {
-    // SAFETY: valid source owned (one reference) by the dying context.
-    unsafe {
-        glib_sys::g_source_destroy(source);
-        glib_sys::g_source_unref(source);
-    }
+/// Detaches the context's source from its `GMainContext`, if attached
+/// (teardown): GLib calls it no more.
+pub(crate) fn detach(source: *mut GSource) {
+    // SAFETY: valid source (the dying context's).
+    unsafe { glib_sys::g_source_destroy(source) };
+}
+
+/// Drops the context's own reference to its source; GLib frees the
+/// context's memory when no other reference is left.
+///
+/// # Safety
+/// `source` is a context's source whose Rust state was dropped; nothing
+/// but GLib's references touch it from now on.
+pub(crate) unsafe fn release(source: *mut GSource) {
+    // SAFETY: per the contract; the reference was the context's.
+    unsafe { glib_sys::g_source_unref(source) };
 }
 
 #[cfg(test)]

@@ -20,12 +20,25 @@ unsafe impl<T> Send for Shell<T> {}
 
 pub(crate) struct Quarantine<T> {
     shells: Mutex<VecDeque<Shell<T>>>,
+    /// Frees an evicted shell (it came from the owner's allocator).
+    release: unsafe fn(*mut T),
+}
+
+/// Releases a shell that came from `Box::into_raw`.
+///
+/// # Safety
+/// `shell` is a dead box owned by the caller.
+pub(crate) unsafe fn release_box<T>(shell: *mut T) {
+    // SAFETY: per the contract.
+    drop(unsafe { Box::from_raw(shell) });
 }
 
 impl<T> Quarantine<T> {
-    pub(crate) const fn new() -> Self {
+    /// A quarantine whose evicted shells are freed by `release`.
+    pub(crate) const fn new(release: unsafe fn(*mut T)) -> Self {
         Quarantine {
             shells: Mutex::new(VecDeque::new()),
+            release,
         }
     }
 
@@ -33,8 +46,9 @@ impl<T> Quarantine<T> {
     /// kept.
     ///
     /// # Safety
-    /// `shell` came from `Box::into_raw`, is dead (its owner marked it so
-    /// and tore it down) and from now on belongs to the quarantine.
+    /// `shell` can be freed by this quarantine's `release`, is dead (its
+    /// owner marked it so and tore it down) and from now on belongs to the
+    /// quarantine.
     pub(crate) unsafe fn keep(&self, shell: *mut T) {
         let evicted = {
             let mut q = self.shells.lock();
@@ -46,9 +60,9 @@ impl<T> Quarantine<T> {
             }
         };
         if let Some(Shell(old)) = evicted {
-            // SAFETY: per `keep`'s contract, evicted shells are dead boxes
-            // owned by the quarantine alone.
-            drop(unsafe { Box::from_raw(old) });
+            // SAFETY: per `keep`'s contract, evicted shells are dead, owned
+            // by the quarantine alone and freed by `release`.
+            unsafe { (self.release)(old) };
         }
     }
 }

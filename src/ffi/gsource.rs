@@ -7,7 +7,10 @@ use super::types::{AioContext, GSource};
 /// A new reference to `ctx`'s GSource: attached to a `GMainContext`, it runs
 /// `ctx`'s BHs, fd handlers and timers from `g_main_context_iteration`, with
 /// the same semantics as `aio_poll` (it must then be iterated in `ctx`'s
-/// home thread). Release it with `g_source_unref`. Any thread.
+/// home thread). As in QEMU, the source is the context's own first bytes
+/// (`&ctx->source`, so the result is `ctx` itself); the reference may
+/// outlive the context (it is then destroyed: detached, never dispatched).
+/// Release it with `g_source_unref`. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_get_g_source(ctx: *mut AioContext) -> *mut GSource {
     ffi_call("aio_get_g_source", || Ok(context(ctx)?.g_source().cast()))

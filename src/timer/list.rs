@@ -27,7 +27,7 @@ use super::{ClockNotifyFn, ClockType, TIMER_MAGIC_ORPHANED, clock};
 use crate::aio_poll::soonest_timeout;
 use crate::context::Context;
 use crate::fatal::{Misuse, MisuseResult};
-use crate::quarantine::Quarantine;
+use crate::quarantine::{Quarantine, release_box};
 use crate::thread;
 
 /// The armed timers of one clock, of a context or standalone.
@@ -70,7 +70,7 @@ unsafe impl Send for Registered {}
 static REGISTRY: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
 
 /// Freed standalone lists, kept (dead) for a while; see `free_standalone`.
-static QUARANTINE: Quarantine<TimerList> = Quarantine::new();
+static QUARANTINE: Quarantine<TimerList> = Quarantine::new(release_box);
 
 /// `qemu_init_clocks`' callback, as a pointer (null: none).
 static CLOCK_NOTIFY_CB: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());

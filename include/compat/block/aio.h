@@ -35,7 +35,8 @@
  * read, at QEMU 10.2's offsets (the rest of the 608 bytes is private).
  */
 typedef struct AioctxContextPublic {
-    unsigned char source_and_private[144];
+    GSource source; /* aio_get_g_source(ctx) == &ctx->source, as in QEMU */
+    unsigned char private0[144 - sizeof(GSource)];
     void *bdrv_graph;
     unsigned char private1[496 - 152];
     QEMUTimerListGroup tlg;
