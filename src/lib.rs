@@ -31,6 +31,7 @@ mod lockcnt;
 mod main_loop;
 mod notifier;
 mod notify;
+mod qemu_thread;
 mod quarantine;
 mod rcu;
 mod sync;

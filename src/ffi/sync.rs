@@ -13,14 +13,13 @@ use std::sync::atomic::AtomicU32;
 
 use super::boundary::ffi_call;
 use crate::fatal::{Misuse, MisuseResult};
-use crate::sync::{self as core, StartRoutine};
+use crate::qemu_thread::{self, StartRoutine};
+use crate::sync as core;
 
 pub use crate::thread_exit::{Notifier, NotifierLink, NotifierList, NotifyFn};
 
-pub use crate::sync::{
-    QEMU_THREAD_DETACHED, QEMU_THREAD_JOINABLE, QemuCond, QemuEvent, QemuMutex, QemuRecMutex,
-    QemuSemaphore, QemuThread,
-};
+pub use crate::qemu_thread::{QEMU_THREAD_DETACHED, QEMU_THREAD_JOINABLE, QemuThread};
+pub use crate::sync::{QemuCond, QemuEvent, QemuMutex, QemuRecMutex, QemuSemaphore};
 
 /// Checks a caller-owned object pointer: non-null and aligned.
 fn check_ptr<T>(p: *const T, what: &'static str) -> MisuseResult<()> {
@@ -493,7 +492,7 @@ pub extern "C" fn qemu_thread_is_self(thread: *mut QemuThread) -> bool {
 pub extern "C" fn qemu_thread_exit(retval: *mut c_void) -> ! {
     ffi_call("qemu_thread_exit", || Ok(()));
     // Outside `ffi_call`: the forced unwind must not meet a panic boundary.
-    core::exit_thread(retval)
+    qemu_thread::exit_thread(retval)
 }
 
 /// Adds `notifier` to the calling thread's exit list: when this thread ends
@@ -535,11 +534,11 @@ pub extern "C" fn qemu_thread_set_affinity(
     ffi_call("qemu_thread_set_affinity", || {
         let thread = self::thread(thread)?;
         let nbits = nbits as usize;
-        if nbits > core::AFFINITY_MAX_BITS {
+        if nbits > qemu_thread::AFFINITY_MAX_BITS {
             // Before making a slice of it: no such bitmap is valid.
             return Ok(libc::EINVAL);
         }
-        let words = core::bitmap_words(nbits);
+        let words = qemu_thread::bitmap_words(nbits);
         let cpus: &[c_ulong] = if words == 0 {
             &[]
         } else {
