@@ -544,26 +544,6 @@ typedef struct QEMUTimer {
 } QEMUTimer;
 
 /**
- * QEMU's fd-monitor operations table (`FDMonOps`, 64 bytes). Only its size
- * and `add_sqe` (offset 56) matter to callers: inline `aio_has_io_uring()`
- * tests `ctx->fdmon_ops->add_sqe`, and QEMU code compares `ctx->fdmon_ops`
- * with `&fdmon_poll_ops`. aioctx's monitors are Rust objects, so the other
- * slots are NULL.
- */
-typedef struct FDMonOps {
-  /**
-   * `update`, `wait`, `need_wait`, `dispatch`, `gsource_prepare`,
-   * `gsource_check`, `gsource_dispatch`: not used through this table.
-   */
-  void (*internal[7])(void);
-  /**
-   * `aio_add_sqe` support: NULL, since aioctx does not submit io_uring
-   * requests for callers (see `aio_add_sqe`).
-   */
-  void (*add_sqe)(void);
-} FDMonOps;
-
-/**
  * `void (*)(QemuMutex *, const char *file, int line)`.
  */
 typedef void (*QemuMutexLockFunc)(struct QemuMutex*, const char*, int);
@@ -594,6 +574,26 @@ typedef void (*QemuCondWaitFunc)(struct QemuCond*, struct QemuMutex*, const char
 typedef bool (*QemuCondTimedWaitFunc)(struct QemuCond*, struct QemuMutex*, int, const char*, int);
 
 /**
+ * QEMU's fd-monitor operations table (`FDMonOps`, 64 bytes). Only its size
+ * and `add_sqe` (offset 56) matter to callers: inline `aio_has_io_uring()`
+ * tests `ctx->fdmon_ops->add_sqe`, and QEMU code compares `ctx->fdmon_ops`
+ * with `&fdmon_poll_ops`. aioctx's monitors are Rust objects, so the other
+ * slots are NULL.
+ */
+typedef struct FDMonOps {
+  /**
+   * `update`, `wait`, `need_wait`, `dispatch`, `gsource_prepare`,
+   * `gsource_check`, `gsource_dispatch`: not used through this table.
+   */
+  void (*internal[7])(void);
+  /**
+   * `aio_add_sqe` support: NULL, since aioctx does not submit io_uring
+   * requests for callers (see `aio_add_sqe`).
+   */
+  void (*add_sqe)(void);
+} FDMonOps;
+
+/**
  * The number of threads inside `AIO_WAIT_WHILE` (or `aioctx_wait_while`).
  * Updated atomically only.
  */
@@ -607,21 +607,6 @@ typedef struct AioWait {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
-
-/**
- * `ctx->fdmon_ops` while the context uses the poll backend (or no fd yet).
- */
-extern const struct FDMonOps fdmon_poll_ops;
-
-/**
- * Pass `&error_abort` as `errp` to abort (with the message) on error.
- */
-extern struct Error *error_abort;
-
-/**
- * Pass `&error_fatal` as `errp` to print the message and `exit(1)` on error.
- */
-extern struct Error *error_fatal;
 
 /**
  * When true, `error_report` & co. start each line with the time (UTC,
@@ -684,6 +669,21 @@ extern QemuCondTimedWaitFunc qemu_cond_timedwait_func;
  * and `timer_init_full` with a NULL group, use it. Read-only for callers.
  */
 extern struct QEMUTimerListGroup main_loop_tlg;
+
+/**
+ * Pass `&error_abort` as `errp` to abort (with the message) on error.
+ */
+extern struct Error *error_abort;
+
+/**
+ * Pass `&error_fatal` as `errp` to print the message and `exit(1)` on error.
+ */
+extern struct Error *error_fatal;
+
+/**
+ * `ctx->fdmon_ops` while the context uses the poll backend (or no fd yet).
+ */
+extern const struct FDMonOps fdmon_poll_ops;
 
 /**
  * The process-wide wait counter used by `AIO_WAIT_WHILE` and

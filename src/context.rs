@@ -261,7 +261,7 @@ impl Context {
             let mut local = self.local_handlers(guard);
             local.sync(&self.handlers, self.wakeup_fd());
             self.local.watches_fds.set(local.watches_fds());
-            let ops = crate::ffi::context::fdmon_ops_for(local.backend_name());
+            let ops = crate::fdmon::ops::fdmon_ops_for(local.backend_name());
             self.public
                 .fdmon_ops
                 .store(ops.cast_mut(), Ordering::Release);

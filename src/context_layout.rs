@@ -1,6 +1,6 @@
 //! The bytes of an `AioContext` that code compiled against QEMU 10.2's own
 //! headers reaches into (`../shared/spec/qemu-abi.md` §2), and the
-//! pointer to the `FDMonOps` object (`ffi/context.rs`) `ctx->fdmon_ops` holds.
+//! pointer to the `FDMonOps` object (`fdmon/ops.rs`) `ctx->fdmon_ops` holds.
 //!
 //! A context handle is the address of a [`crate::context::Context`], whose
 //! first field is an [`AioContextPublic`]: 608 bytes with QEMU's members at
@@ -21,8 +21,7 @@ use std::ffi::c_void;
 use std::ptr;
 use std::sync::atomic::{AtomicI64, AtomicPtr, Ordering};
 
-use crate::ffi::context::fdmon_poll_ops;
-use crate::ffi::types::FDMonOps;
+use crate::fdmon::ops::{FDMonOps, fdmon_poll_ops};
 
 /// The first 608 bytes of every context, at QEMU's offsets.
 #[repr(C)]

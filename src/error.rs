@@ -11,7 +11,16 @@ use std::ffi::{CStr, CString, c_int};
 use std::ptr;
 
 use crate::fatal;
-use crate::ffi::error::{error_abort, error_fatal};
+
+/// Pass `&error_abort` as `errp` to abort (with the message) on error.
+#[unsafe(no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static mut error_abort: *mut Error = ptr::null_mut();
+
+/// Pass `&error_fatal` as `errp` to print the message and `exit(1)` on error.
+#[unsafe(no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static mut error_fatal: *mut Error = ptr::null_mut();
 
 /// An error message and its QAPI class (`ErrorClass`: 0 is
 /// `ERROR_CLASS_GENERIC_ERROR`). Opaque to C.

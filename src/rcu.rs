@@ -55,8 +55,9 @@
 //! that waits one grace period per batch and runs the batch with the BQL
 //! held, as QEMU does. [`drain_call_rcu`] queues a marker and waits for it.
 //!
-//! The exported functions and the data objects QEMU's inline code names
-//! (`rcu_gp_ctr`, `rcu_gp_event`, both statics) are in `ffi::rcu`.
+//! The exported functions are in `ffi::rcu`; the data objects QEMU's inline
+//! code names (`rcu_gp_ctr`, `rcu_gp_event`) are defined here, since the
+//! writer side reads them.
 
 use std::cell::{Cell, UnsafeCell};
 use std::collections::VecDeque;
@@ -66,7 +67,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 use crate::fatal::{self, Misuse, MisuseResult};
-use crate::ffi::rcu::{rcu_gp_ctr, rcu_gp_event};
 use crate::sync::QemuEvent;
 use crate::thread;
 
@@ -74,6 +74,31 @@ use crate::thread;
 pub(crate) const RCU_GP_LOCKED: u64 = 1;
 /// The counter's step per grace period.
 const RCU_GP_CTR: u64 = 2;
+
+/// `rcu_gp_event`'s type: a [`QemuEvent`] that may live in a static.
+#[repr(transparent)]
+pub struct GpEvent(pub QemuEvent);
+
+// SAFETY: QemuEvent's fields are only accessed atomically (value) or
+// written at init/destroy (initialized), which nobody calls on this one;
+// qemu_event_* are thread-safe.
+unsafe impl Sync for GpEvent {}
+
+/// The grace-period counter (`unsigned long`, exported for QEMU's inline
+/// `rcu_read_lock()`): starts at 1, +2 per grace period.
+#[unsafe(no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static rcu_gp_ctr: AtomicU64 = AtomicU64::new(RCU_GP_LOCKED);
+
+/// Set by a reader that leaves a section a writer waits for (exported for
+/// QEMU's inline `rcu_read_unlock()`). Statically initialized set, as QEMU
+/// initializes it, so it is usable before any constructor runs.
+#[unsafe(no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static rcu_gp_event: GpEvent = GpEvent(QemuEvent {
+    value: UnsafeCell::new(0), // set (QEMU's EV_SET)
+    initialized: UnsafeCell::new(true),
+});
 
 /// The per-thread reader record, at QEMU 10.2's layout (40 bytes): QEMU's
 /// inline `rcu_read_lock()`/`rcu_read_unlock()` touch `ctr`, `waiting` and

@@ -16,7 +16,7 @@
 //! poll neither ctx nor the main context (an unbound thread without the
 //! BQL) sleep on a futex instead.
 
-use std::ffi::c_void;
+use std::ffi::{c_uint, c_void};
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering, fence};
 
@@ -25,12 +25,27 @@ use crate::context::Context;
 use crate::fatal::{Misuse, MisuseResult};
 use crate::thread;
 
+/// The number of threads inside `AIO_WAIT_WHILE` (or `aioctx_wait_while`).
+/// Updated atomically only.
+#[repr(C)]
+#[derive(Debug)]
+pub struct AioWait {
+    /// Threads currently waiting; `aio_wait_kick` does nothing when 0.
+    pub num_waiters: c_uint,
+}
+
+/// The process-wide wait counter used by `AIO_WAIT_WHILE` and
+/// `aio_wait_kick`.
+#[unsafe(no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static mut global_aio_wait: AioWait = AioWait { num_waiters: 0 };
+
 /// `global_aio_wait.num_waiters` as an atomic.
 fn num_waiters() -> &'static AtomicU32 {
     // SAFETY: the exported static lives forever, is suitably aligned for a
     // u32, and is only accessed atomically (by us and by the C macros, which
     // use qatomic_* on it).
-    unsafe { AtomicU32::from_ptr(&raw mut crate::ffi::wait::global_aio_wait.num_waiters) }
+    unsafe { AtomicU32::from_ptr(&raw mut global_aio_wait.num_waiters) }
 }
 
 /// Counts the caller as a waiter for as long as it lives.

@@ -4,11 +4,12 @@
 //! bindgen (libclang) reads the header as a C compiler does and turns it into
 //! Rust declarations; `syn` parses those and the crate's own sources. Then:
 //!
-//! - every `#[unsafe(no_mangle)] extern "C" fn` and exported `static` in
-//!   `src/ffi/` is declared in the header with the same parameter count,
-//!   parameter types, return type and mutability, and every function the
-//!   header declares is defined (in `src/ffi/`, or in a C source under
-//!   `src/`); no other module exports a symbol;
+//! - every `#[unsafe(no_mangle)] extern "C" fn` (in `src/ffi/`) and
+//!   exported `static` (in the core module that owns the data object) is
+//!   declared in the header with the same parameter count, parameter types,
+//!   return type and mutability, and every function the header declares is
+//!   defined (in `src/ffi/`, or in a C source under `src/`); no other module
+//!   exports a function;
 //! - types are compared by ABI shape: C `int` and Rust `c_int`/`i32` are
 //!   both `i32`, `T *` / `const T *` must match `*mut T` / `*const T`, and
 //!   QEMU's function-type typedefs (`typedef void QEMUBHFunc(void *);` used
@@ -580,9 +581,11 @@ fn collect_items(items: &[Item], path: &Path, in_ffi: bool, m: &mut RustModel) {
                 let Some(name) = export_name(&s.attrs, &s.ident) else {
                     continue;
                 };
-                if !in_ffi {
+                // Exported data objects may live in the core module that
+                // owns them (the core reads them; it never imports `ffi`).
+                if !matches!(s.vis, syn::Visibility::Public(_)) {
                     m.problems.push(format!(
-                        "{}: exports static {name}; exported symbols belong in src/ffi/",
+                        "{}: exported static {name} is not `pub` (cbindgen skips it)",
                         rel.display()
                     ));
                 }

@@ -54,6 +54,7 @@ fn cvt<T: Copy + PartialEq + From<i8>>(res: T) -> io::Result<T> {
 
 pub(crate) mod epoll;
 pub(crate) mod io_uring;
+pub(crate) mod ops;
 pub(crate) mod poll;
 
 /// A non-negative nanosecond duration (or absolute time) as a `timespec`.

@@ -4,7 +4,7 @@ use std::ffi::c_void;
 use std::ptr;
 
 use super::boundary::{context, context_handle, ffi_call};
-use super::types::{AioContext, CqeHandler, Error, FDMonOps, io_uring_sqe};
+use super::types::{AioContext, CqeHandler, Error, io_uring_sqe};
 use crate::context::Context;
 use crate::error::propagate;
 use crate::fatal::{Misuse, MisuseResult};
@@ -148,32 +148,4 @@ pub extern "C" fn aio_add_sqe(
             "io_uring submission is not supported (fdmon_ops->add_sqe is NULL: check aio_has_io_uring() first)",
         ))
     })
-}
-
-/// `ctx->fdmon_ops` while the context uses the poll backend (or no fd yet).
-#[unsafe(no_mangle)]
-pub static fdmon_poll_ops: FDMonOps = FDMonOps {
-    internal: [None; 7],
-    add_sqe: None,
-};
-
-/// `ctx->fdmon_ops` while the context uses epoll.
-static FDMON_EPOLL_OPS: FDMonOps = FDMonOps {
-    internal: [None; 7],
-    add_sqe: None,
-};
-
-/// `ctx->fdmon_ops` while the context uses io_uring.
-static FDMON_IO_URING_OPS: FDMonOps = FDMonOps {
-    internal: [None; 7],
-    add_sqe: None,
-};
-
-/// The operations table that stands for the monitor called `backend`.
-pub(crate) fn fdmon_ops_for(backend: &str) -> *const FDMonOps {
-    match backend {
-        "epoll" => &FDMON_EPOLL_OPS,
-        "io_uring" => &FDMON_IO_URING_OPS,
-        _ => &fdmon_poll_ops,
-    }
 }

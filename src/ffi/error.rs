@@ -1,19 +1,12 @@
 //! `Error` objects (`qapi/error.h`): the parts that are not variadic.
 
 use std::ffi::c_char;
-use std::ptr;
 
 use super::boundary::ffi_call;
 use super::types::Error;
 use crate::fatal::Misuse;
 
-/// Pass `&error_abort` as `errp` to abort (with the message) on error.
-#[unsafe(no_mangle)]
-pub static mut error_abort: *mut Error = ptr::null_mut();
-
-/// Pass `&error_fatal` as `errp` to print the message and `exit(1)` on error.
-#[unsafe(no_mangle)]
-pub static mut error_fatal: *mut Error = ptr::null_mut();
+pub use crate::error::{error_abort, error_fatal};
 
 /// Frees `err` (NULL is allowed).
 #[unsafe(no_mangle)]

@@ -1,40 +1,11 @@
 //! RCU (`qemu/rcu.h`, declared there rather than in `aioctx.h`, see
-//! cbindgen.toml): the writer side, thread registration, and the data
-//! objects QEMU's inline read side (compiled into callers) names:
-//! `rcu_gp_ctr` and `rcu_gp_event`. The logic is in `crate::rcu`.
-
-use std::cell::UnsafeCell;
-use std::sync::atomic::AtomicU64;
+//! cbindgen.toml): the writer side and thread registration. The logic, and
+//! the data objects QEMU's inline read side names (`rcu_gp_ctr`,
+//! `rcu_gp_event`), are in `crate::rcu`.
 
 use super::boundary::ffi_call;
 use crate::fatal::Misuse;
-use crate::rcu::{self, RCU_GP_LOCKED, RcuFunc, RcuHead, RcuReaderData};
-use crate::sync::QemuEvent;
-
-/// `rcu_gp_event`'s type: a [`QemuEvent`] that may live in a static.
-#[repr(transparent)]
-pub struct GpEvent(pub QemuEvent);
-
-// SAFETY: QemuEvent's fields are only accessed atomically (value) or
-// written at init/destroy (initialized), which nobody calls on this one;
-// qemu_event_* are thread-safe.
-unsafe impl Sync for GpEvent {}
-
-/// The grace-period counter (`unsigned long`, exported for QEMU's inline
-/// `rcu_read_lock()`): starts at 1, +2 per grace period.
-#[unsafe(no_mangle)]
-#[allow(non_upper_case_globals)]
-pub static rcu_gp_ctr: AtomicU64 = AtomicU64::new(RCU_GP_LOCKED);
-
-/// Set by a reader that leaves a section a writer waits for (exported for
-/// QEMU's inline `rcu_read_unlock()`). Statically initialized set, as QEMU
-/// initializes it, so it is usable before any constructor runs.
-#[unsafe(no_mangle)]
-#[allow(non_upper_case_globals)]
-pub static rcu_gp_event: GpEvent = GpEvent(QemuEvent {
-    value: UnsafeCell::new(0), // set (QEMU's EV_SET)
-    initialized: UnsafeCell::new(true),
-});
+use crate::rcu::{self, RcuFunc, RcuHead, RcuReaderData};
 
 /// The calling thread's reader record (QEMU's layout), registering the
 /// thread on first use. QEMU's inline `rcu_read_lock()` calls it.

@@ -49,26 +49,7 @@ pub use crate::bh::MemReentrancyGuard;
 pub use crate::error::Error;
 pub use crate::notifier::EventNotifier;
 
-/// QEMU's fd-monitor operations table (`FDMonOps`, 64 bytes). Only its size
-/// and `add_sqe` (offset 56) matter to callers: inline `aio_has_io_uring()`
-/// tests `ctx->fdmon_ops->add_sqe`, and QEMU code compares `ctx->fdmon_ops`
-/// with `&fdmon_poll_ops`. aioctx's monitors are Rust objects, so the other
-/// slots are NULL.
-#[repr(C)]
-pub struct FDMonOps {
-    /// `update`, `wait`, `need_wait`, `dispatch`, `gsource_prepare`,
-    /// `gsource_check`, `gsource_dispatch`: not used through this table.
-    pub internal: [Option<unsafe extern "C" fn()>; 7],
-    /// `aio_add_sqe` support: NULL, since aioctx does not submit io_uring
-    /// requests for callers (see `aio_add_sqe`).
-    pub add_sqe: Option<unsafe extern "C" fn()>,
-}
-
-const _: () = {
-    use std::mem::{align_of, offset_of, size_of};
-    assert!(size_of::<FDMonOps>() == 64 && align_of::<FDMonOps>() == 8);
-    assert!(offset_of!(FDMonOps, add_sqe) == 56);
-};
+pub use crate::fdmon::ops::FDMonOps;
 
 /// An io_uring completion as `CqeHandler` carries it (the first 16 bytes
 /// of the kernel's `struct io_uring_cqe`).

@@ -1,25 +1,13 @@
 //! Waiting across contexts (`qemu/aio-wait.h`).
 
-use std::ffi::{c_uint, c_void};
+use std::ffi::c_void;
 
 use super::boundary::{bh_func, context, ffi_call};
 use super::types::{AioContext, QEMUBHFunc};
 use crate::fatal::Misuse;
 use crate::wait;
 
-/// The number of threads inside `AIO_WAIT_WHILE` (or `aioctx_wait_while`).
-/// Updated atomically only.
-#[repr(C)]
-#[derive(Debug)]
-pub struct AioWait {
-    /// Threads currently waiting; `aio_wait_kick` does nothing when 0.
-    pub num_waiters: c_uint,
-}
-
-/// The process-wide wait counter used by `AIO_WAIT_WHILE` and
-/// `aio_wait_kick`.
-#[unsafe(no_mangle)]
-pub static mut global_aio_wait: AioWait = AioWait { num_waiters: 0 };
+pub use crate::wait::{AioWait, global_aio_wait};
 
 /// Call after changing a condition that someone may be waiting on with
 /// `AIO_WAIT_WHILE`: if anyone waits, wakes the main loop so that it
