@@ -2,7 +2,8 @@
 #
 #   make          build the library (release staticlib + cdylib) and the
 #                 examples, then run the demo examples/hello-bh.c
-#   make test     cargo test, then every c-tests/test-*.c program (TAP)
+#   make test     cargo test, doc checks, every c-tests/test-*.c program (TAP),
+#                 install + pkg-config/CMake/Meson consumers
 #   make help     list the targets
 #
 # Missing Debian packages are installed with apt-get (see `deps`).
@@ -164,7 +165,7 @@ run-examples: examples
 		echo "==== $$e"; timeout 60 $$e </dev/null; done
 
 # ---------------------------------------------------------------------------
-test: cargo-test check-doc-comments c-tests install-test test-consumers check-qemu-symbols
+test: cargo-test check-doc-comments doc c-tests install-test test-consumers check-qemu-symbols
 
 cargo-test: | deps
 	$(CARGO) test
@@ -223,6 +224,8 @@ check-header: | deps
 # from the Rust sources) grouped like QEMU's headers, with warnings as
 # errors. docs/Doxyfile, docs/groups.dox (groups, entry page) and
 # docs/doc-groups.txt (name -> group, applied by scripts/doc-groups.pl).
+# Fast (under a second), so `make test` runs it: an undocumented struct
+# member or a broken @ref fails the test run.
 DOC_DIR := $(BUILD)/doc/html
 doc: | deps-doc
 	@rm -rf $(DOC_DIR)
