@@ -81,8 +81,10 @@ for my $i (0 .. $#lines) {
         if ($l =~ m{\*/}) { $in_comment = 0; $comment_end = $i; }
         next;
     }
-    if ($depth == 0 && $l =~ m{^\s*/\*\*}) {
-        $comment_start = $i;
+    # Comments (of members too) never count braces; only a doc comment
+    # at top level is a declaration's.
+    if ($l =~ m{^\s*/\*}) {
+        $comment_start = ($depth == 0 && $l =~ m{^\s*/\*\*}) ? $i : -1;
         if ($l =~ m{\*/}) { $comment_end = $i; } else { $in_comment = 1; }
         next;
     }
