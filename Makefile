@@ -2,7 +2,8 @@
 #
 #   make          build the library (release staticlib + cdylib) and the
 #                 examples, then run the demo examples/hello-bh.c
-#   make test     cargo test, then every c-tests/test-*.c program (TAP)
+#   make test     cargo test, doc checks, every c-tests/test-*.c program (TAP),
+#                 install + pkg-config/CMake/Meson consumers
 #   make help     list the targets
 #
 # Missing Debian packages are installed with apt-get (see `deps`).
@@ -40,6 +41,9 @@ LINK_FLAGS := -Iinclude $(RELEASE_LIB) $(NATIVE_LIBS)
 DEB_PACKAGES := pkg-config libglib2.0-dev libclang-dev
 DEB_BENCH_PACKAGES := libuv1-dev
 DEB_CALLGRIND_PACKAGES := valgrind
+# The build systems of tests/consumers/ (test-consumers) and the API reference (doc).
+DEB_CONSUMER_PACKAGES := cmake meson ninja-build
+DEB_DOC_PACKAGES := doxygen
 
 # ---------------------------------------------------------------------------
 # C tests (scripts/run-c-tests.sh builds, runs and counts them).
@@ -113,7 +117,8 @@ RUN_C_TESTS = scripts/run-c-tests.sh \
 	--libs "$(C_TEST_LIBS)" \
 	$(foreach s,$(C_TEST_SUPPORT),--extra-src $(s))
 
-.PHONY: all lib examples demo run-examples deps deps-bench deps-callgrind test cargo-test \
+.PHONY: all lib examples demo run-examples deps deps-bench deps-callgrind deps-consumers deps-doc \
+	test cargo-test test-consumers doc check-doc-comments \
 	c-tests sanitize sanitize-asan sanitize-tsan tsan-lib miri loom header \
 	check-header check-link-flags check-qemu-symbols print-link-flags bench bench-callgrind stress install-test \
 	install clean help FORCE
@@ -129,6 +134,12 @@ deps-bench: deps
 
 deps-callgrind: deps-bench
 	@scripts/ensure-deb-packages.sh $(DEB_CALLGRIND_PACKAGES)
+
+deps-consumers: deps
+	@scripts/ensure-deb-packages.sh $(DEB_CONSUMER_PACKAGES)
+
+deps-doc:
+	@scripts/ensure-deb-packages.sh $(DEB_DOC_PACKAGES)
 
 # Cargo decides what is stale; the .a is only rewritten when it changes.
 lib: $(RELEASE_LIB)
@@ -154,7 +165,7 @@ run-examples: examples
 		echo "==== $$e"; timeout 60 $$e </dev/null; done
 
 # ---------------------------------------------------------------------------
-test: cargo-test c-tests install-test check-qemu-symbols
+test: cargo-test check-doc-comments doc c-tests install-test test-consumers check-qemu-symbols
 
 cargo-test: | deps
 	$(CARGO) test
@@ -209,6 +220,23 @@ header: | deps
 check-header: | deps
 	@CARGO="$(CARGO)" scripts/check-header.sh $(HEADER)
 
+# API reference: Doxygen renders include/aioctx.h (its doc comments come
+# from the Rust sources) grouped like QEMU's headers, with warnings as
+# errors. docs/Doxyfile, docs/groups.dox (groups, entry page) and
+# docs/doc-groups.txt (name -> group, applied by scripts/doc-groups.pl).
+# Fast (under a second), so `make test` runs it: an undocumented struct
+# member or a broken @ref fails the test run.
+DOC_DIR := $(BUILD)/doc/html
+doc: | deps-doc
+	@rm -rf $(DOC_DIR)
+	AIOCTX_VERSION=$(VERSION) doxygen docs/Doxyfile
+	@echo "doc: open $(DOC_DIR)/index.html"
+
+# Fails when an exported function of the header has no doc comment or a
+# documented name has no group (part of `make test`; needs only perl).
+check-doc-comments:
+	perl scripts/doc-groups.pl --check $(HEADER)
+
 check-link-flags: | deps
 	@actual=$$($(CARGO) rustc --release --lib --crate-type staticlib -- \
 		--print native-static-libs 2>&1 | sed -n 's/^note: native-static-libs: //p'); \
@@ -238,7 +266,13 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+VERSION_MAJOR := $(word 1,$(subst ., ,$(VERSION)))
+VERSION_MINOR := $(word 2,$(subst ., ,$(VERSION)))
 SHARED_DIR := $(BUILD)/shared
+# NATIVE_LIBS as a CMake list (gobject-2.0;glib-2.0;...) for aioctxConfig.cmake.
+empty :=
+space := $(empty) $(empty)
+NATIVE_LIBS_CMAKE := $(subst $(space),;,$(strip $(patsubst -l%,%,$(NATIVE_LIBS))))
 SHARED_LIB := $(SHARED_DIR)/libaioctx.so.$(VERSION)
 
 # The installed shared library is linked from the static one (see the
@@ -247,7 +281,9 @@ $(SHARED_LIB): $(RELEASE_LIB) scripts/build-shared-lib.sh
 	scripts/build-shared-lib.sh $(RELEASE_LIB) $(SHARED_DIR) $(VERSION) "$(GLIB_LIBS) $(NATIVE_LIBS)"
 
 # libaioctx.a, libaioctx.so (SONAME libaioctx.so.0), include/aioctx.h, the
-# compat tree under include/aioctx/compat/, and aioctx.pc for pkg-config.
+# compat tree under include/aioctx/compat/, aioctx.pc (shared) and
+# aioctx-static.pc (names libaioctx.a) for pkg-config and Meson, and the
+# CMake package lib/cmake/aioctx/ (targets aioctx::aioctx, aioctx::aioctx_static).
 install: $(RELEASE_LIB) $(SHARED_LIB)
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/aioctx
 	install -m 644 $(RELEASE_LIB) $(DESTDIR)$(PREFIX)/lib/
@@ -258,6 +294,14 @@ install: $(RELEASE_LIB) $(SHARED_LIB)
 	cp -R include/compat $(DESTDIR)$(PREFIX)/include/aioctx/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
 		-e 's|@LIBS_PRIVATE@|$(NATIVE_LIBS)|' aioctx.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/aioctx.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+		-e 's|@NATIVE_LIBS@|$(NATIVE_LIBS)|' aioctx-static.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/aioctx-static.pc
+	install -d $(DESTDIR)$(PREFIX)/lib/cmake/aioctx
+	for f in aioctxConfig aioctxConfigVersion; do \
+		sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(VERSION_MAJOR)|g' \
+			-e 's|@MINOR@|$(VERSION_MINOR)|g' -e 's|@NATIVE_LIBS_CMAKE@|$(NATIVE_LIBS_CMAKE)|g' \
+			cmake/$$f.cmake.in > $(DESTDIR)$(PREFIX)/lib/cmake/aioctx/$$f.cmake || exit 1; \
+	done
 
 # Installs into a temporary prefix and builds programs with pkg-config only.
 # Every link-level name of QEMU 10.2's event loop (tests/data/qemu-abi-symbols.txt)
@@ -267,6 +311,11 @@ check-qemu-symbols: $(RELEASE_LIB)
 
 install-test: $(RELEASE_LIB) | deps
 	scripts/test-install.sh
+
+# Installs into a temp prefix and builds tests/consumers/consumer.c with
+# pkg-config, CMake (find_package) and Meson (dependency()), shared and static.
+test-consumers: $(RELEASE_LIB) | deps-consumers
+	scripts/test-consumers.sh
 
 # Long stress and model runs (the short versions run in `make test`):
 # 8 threads x 1M cross-thread schedules, and 100k random API sequences per
@@ -292,6 +341,8 @@ help:
 	@echo 'make miri           BH queue and RCU unit tests under Miri (nightly)'
 	@echo 'make loom           loom model test tests/loom_notify.rs'
 	@echo 'make header         regenerate include/aioctx.h'
+	@echo 'make doc            API reference with Doxygen: $(DOC_DIR)/index.html'
+	@echo 'make check-doc-comments  fail if an exported function has no doc comment or group'
 	@echo 'make check-header   fail if include/aioctx.h is not what build.rs generates'
 	@echo 'make check-link-flags  fail if NATIVE_LIBS no longer matches rustc'
 	@echo 'make print-link-flags  flags to link a C program against the library'
@@ -299,9 +350,10 @@ help:
 	@echo 'make stress         long stress test and model-based test runs'
 	@echo 'make bench-callgrind  bench programs under callgrind (instruction counts)'
 	@echo 'make deps           install missing Debian packages ($(DEB_PACKAGES))'
-	@echo 'make install        PREFIX=$(PREFIX): libaioctx.a/.so, headers, compat tree, aioctx.pc'
+	@echo 'make install        PREFIX=$(PREFIX): libaioctx.a/.so, headers, compat tree, .pc files, CMake package'
 	@echo 'make check-qemu-symbols  nm the archive for every QEMU 10.2 event-loop name'
 	@echo 'make install-test   install into a temp prefix, build examples with pkg-config'
+	@echo 'make test-consumers install into a temp prefix, build a consumer with pkg-config, CMake, Meson'
 	@echo 'make clean          remove build/ and target/'
 
 FORCE:

@@ -337,8 +337,17 @@ typedef struct CoRwlock {
  * before `event_notifier_init` and after `event_notifier_cleanup`.
  */
 typedef struct EventNotifier {
+  /**
+   * The fd to poll and read (the eventfd).
+   */
   int rfd;
+  /**
+   * The fd `event_notifier_set` writes (the same eventfd as `rfd`).
+   */
   int wfd;
+  /**
+   * True between `event_notifier_init` and `event_notifier_cleanup`.
+   */
   bool initialized;
 } EventNotifier;
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs into a temporary prefix and builds examples/hello-bh.c with
 # nothing but `pkg-config aioctx`: against the shared library, and against
-# the static one with `pkg-config --static`. Then builds a compat-style
+# the static one with `pkg-config --static aioctx-static`. Then builds a compat-style
 # program that includes "qemu/aio.h" from the installed compat tree.
 set -euo pipefail
 prefix=$(mktemp -d)
@@ -21,11 +21,8 @@ shared() {
         ldd "$prefix/hello-shared" | grep "libaioctx.so.0 => $prefix/lib/" >/dev/null
 }
 static() {
-    local libdir
-    libdir=$(pkg-config --variable=libdir aioctx)
     $cc -std=gnu11 -Wall -Wextra -Werror examples/hello-bh.c -o "$prefix/hello-static" \
-        $(pkg-config --cflags aioctx) "$libdir/libaioctx.a" \
-        $(pkg-config --static --libs aioctx | sed 's/-laioctx//') &&
+        $(pkg-config --cflags --libs --static aioctx-static) &&
         "$prefix/hello-static" >/dev/null && ! ldd "$prefix/hello-static" | grep libaioctx >/dev/null
 }
 compat() {
@@ -40,7 +37,7 @@ compat() {
             $(pkg-config --cflags --libs aioctx) -Wl,-rpath,"$prefix/lib" && "$prefix/compat"
 }
 check "install: hello-bh with pkg-config (shared)" shared
-check "install: hello-bh with pkg-config --static" static
+check "install: hello-bh with pkg-config --static aioctx-static" static
 check "install: QEMU-style program against the installed compat headers" compat
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -17,8 +17,11 @@ use std::os::raw::c_int;
 #[repr(C)]
 #[derive(Debug)]
 pub struct EventNotifier {
+    /// The fd to poll and read (the eventfd).
     pub rfd: c_int,
+    /// The fd `event_notifier_set` writes (the same eventfd as `rfd`).
     pub wfd: c_int,
+    /// True between `event_notifier_init` and `event_notifier_cleanup`.
     pub initialized: bool,
 }
 
