@@ -11,16 +11,9 @@
 #include "qemu/osdep.h"
 #include "qemu/error-report.h"
 #include "qapi/error.h"
+#include "internal.h"
 
 /* ---------------------------------------------------------------- reports */
-
-/*
- * The library's fatal report (src/ffi/error_c.rs): "aioctx: FUNC: PROBLEM"
- * through the Rust path, so that only the first fatal report of the
- * process prints, then abort().
- */
-void aioctx_c_fatal(const char *func, const char *problem)
-    __attribute__((noreturn));
 
 /* aioctx_c_fatal() with a printf-style problem. */
 static void G_GNUC_PRINTF(2, 3) __attribute__((noreturn))

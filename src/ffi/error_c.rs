@@ -62,7 +62,7 @@ fn new_with_class(msg: *const c_char, class: c_int) -> MisuseResult<*mut Error> 
 /// The fatal report of the library's C code (`src/c/*.c`): prints
 /// `aioctx: <func>: <problem>` through the same path as Rust's reports
 /// (only the first fatal report of the process prints) and aborts. Not for
-/// programs: excluded from `aioctx.h`, declared in `src/c/variadic.c`.
+/// programs: excluded from `aioctx.h`, declared in `src/c/internal.h`.
 #[unsafe(no_mangle)]
 pub extern "C" fn aioctx_c_fatal(func: *const c_char, problem: *const c_char) -> ! {
     fn text(p: *const c_char) -> std::borrow::Cow<'static, str> {
