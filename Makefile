@@ -120,7 +120,7 @@ RUN_C_TESTS = scripts/run-c-tests.sh \
 .PHONY: all lib examples demo run-examples deps deps-bench deps-callgrind deps-consumers deps-doc \
 	test cargo-test test-consumers doc check-doc-comments \
 	c-tests sanitize sanitize-asan sanitize-tsan tsan-lib miri loom header \
-	check-header check-link-flags check-qemu-symbols print-link-flags bench bench-callgrind stress install-test \
+	check-header check-link-flags check-qemu-symbols print-link-flags bench bench-callgrind stress fault-walk install-test \
 	install clean help FORCE
 
 # ---------------------------------------------------------------------------
@@ -317,6 +317,12 @@ install-test: $(RELEASE_LIB) | deps
 test-consumers: $(RELEASE_LIB) | deps-consumers
 	scripts/test-consumers.sh
 
+# Fault injection (scripts/fault-walk.sh): the workload c-tests/fault/workload.c
+# rerun with each eventfd/epoll_create1/pipe/pthread_create/big-mmap call
+# failing in turn (LD_PRELOAD shim c-tests/fault/fault-inject.c).
+fault-walk: $(RELEASE_LIB) | deps
+	scripts/fault-walk.sh $(RELEASE_LIB) $(BUILD)/fault-walk "$(C_TEST_CFLAGS)" "$(C_TEST_LIBS)"
+
 # Long stress and model runs (the short versions run in `make test`):
 # 8 threads x 1M cross-thread schedules, and 100k random API sequences per
 # fd backend checked against the reference model in tests/model.rs.
@@ -348,6 +354,7 @@ help:
 	@echo 'make print-link-flags  flags to link a C program against the library'
 	@echo 'make bench          run bench/*.c, write $(BENCH_RESULTS)'
 	@echo 'make stress         long stress test and model-based test runs'
+	@echo 'make fault-walk     fault injection: each resource call of a workload fails in turn'
 	@echo 'make bench-callgrind  bench programs under callgrind (instruction counts)'
 	@echo 'make deps           install missing Debian packages ($(DEB_PACKAGES))'
 	@echo 'make install        PREFIX=$(PREFIX): libaioctx.a/.so, headers, compat tree, .pc files, CMake package'

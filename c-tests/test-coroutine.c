@@ -722,6 +722,72 @@ static void test_death_enter_terminated(void)
         "*aioctx: qemu_coroutine_enter: coroutine 'nothing' has terminated*");
 }
 
+/* Garbage, misaligned and freed handles: one line naming what is wrong
+ * (the object's magic number is checked; it lies past QEMU's 88 bytes). */
+static void test_death_garbage_handle(void)
+{
+    if (g_test_subprocess()) {
+        void *garbage = g_malloc(512);
+        memset(garbage, 0x5a, 512);
+        qemu_coroutine_enter(garbage);
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, 0);
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr(
+        "*aioctx: qemu_coroutine_enter: Coroutine 0x* is not a valid coroutine (no coroutine magic*\n");
+    g_test_trap_assert_stderr_unmatched("*aioctx:*aioctx:*");
+}
+
+static void test_death_misaligned_handle(void)
+{
+    if (g_test_subprocess()) {
+        Coroutine *co = qemu_coroutine_create(nothing, NULL);
+        qemu_coroutine_entered((Coroutine *)((char *)co + 1));
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, 0);
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr(
+        "*aioctx: qemu_coroutine_entered: Coroutine 0x* is not a valid coroutine (misaligned pointer)\n");
+}
+
+#define FREED_COUNT 300
+static Coroutine *freed_cos[FREED_COUNT];
+
+/* Creates and terminates FREED_COUNT coroutines; at exit this thread's
+ * pool moves to the shared one. */
+static void *terminate_many(void *opaque)
+{
+    (void)opaque;
+    for (int i = 0; i < FREED_COUNT; i++) {
+        freed_cos[i] = qemu_coroutine_create(nothing, NULL);
+    }
+    for (int i = 0; i < FREED_COUNT; i++) {
+        qemu_coroutine_enter(freed_cos[i]);
+    }
+    return NULL;
+}
+
+static void test_death_freed_handle(void)
+{
+    if (g_test_subprocess()) {
+        QemuThread t;
+
+        qemu_thread_create(&t, "terminator", terminate_many, NULL, QEMU_THREAD_JOINABLE);
+        qemu_thread_join(&t);
+        /* The shared pool shrinks to its floor (128): the coroutines beyond
+         * it are freed, the last one (freed last) is still quarantined. */
+        qemu_coroutine_dec_pool_size(UINT_MAX);
+        qemu_coroutine_enter(freed_cos[FREED_COUNT - 1]);
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, 0);
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr(
+        "*aioctx: qemu_coroutine_enter: Coroutine 0x* was already freed (it terminated and its pool was trimmed)\n");
+}
+
 static void test_death_schedule_twice(void)
 {
     if (g_test_subprocess()) {
@@ -819,6 +885,9 @@ int main(int argc, char **argv)
     g_test_add_func("/coroutine/death/enter-running", test_death_enter_running);
     g_test_add_func("/coroutine/death/enter-terminated", test_death_enter_terminated);
     g_test_add_func("/coroutine/death/schedule-twice", test_death_schedule_twice);
+    g_test_add_func("/coroutine/death/garbage-handle", test_death_garbage_handle);
+    g_test_add_func("/coroutine/death/misaligned-handle", test_death_misaligned_handle);
+    g_test_add_func("/coroutine/death/freed-handle", test_death_freed_handle);
     g_test_add_func("/coroutine/death/enter-scheduled", test_death_enter_scheduled);
     g_test_add_func("/coroutine/death/unlock-not-held", test_death_unlock_not_held);
     g_test_add_func("/coroutine/death/stack-overflow", test_death_stack_overflow);

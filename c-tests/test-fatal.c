@@ -3,10 +3,14 @@
  * <problem>` on stderr, then abort, even when several threads detect
  * misuse at the same moment; and a failed allocation inside the library is
  * reported the same way (`aioctx: alloc: out of memory (N bytes)`), not
- * with Rust's "memory allocation of N bytes failed".
+ * with Rust's "memory allocation of N bytes failed"; a worker thread that
+ * cannot be started names the API function that wanted it; the reports of
+ * the library's C code (src/c/variadic.c) share the once-guard.
  */
 #include "aioctx.h"
 #include "test-util.h"
+
+#include "qapi/error.h"
 
 #include <glib.h>
 #include <pthread.h>
@@ -58,6 +62,61 @@ static void test_concurrent_misuse_one_line(void)
         g_test_trap_assert_stderr("*aioctx: bql_unlock: *BQL*\n");
         g_test_trap_assert_stderr_unmatched("*aioctx:*aioctx:*");
     }
+}
+
+/* The C side's reports (error_free_or_abort with no error) racing with
+ * Rust's (bql_unlock without the BQL): still one line. */
+static void *c_misuse_thread(void *opaque)
+{
+    Error *none = NULL;
+
+    (void)opaque;
+    pthread_barrier_wait(&start_line);
+    error_free_or_abort(&none); /* fatal: no error */
+    return NULL;
+}
+
+static void mixed_misuse_child(void)
+{
+    pthread_t tids[RACERS];
+
+    pthread_barrier_init(&start_line, NULL, RACERS + 1);
+    for (int i = 0; i < RACERS; i++) {
+        void *(*fn)(void *) = i % 2 ? misuse_thread : c_misuse_thread;
+        g_assert_cmpint(pthread_create(&tids[i], NULL, fn, NULL), ==, 0);
+    }
+    pthread_barrier_wait(&start_line);
+    for (int i = 0; i < RACERS; i++) {
+        pthread_join(tids[i], NULL);
+    }
+}
+
+static void test_c_and_rust_misuse_one_line(void)
+{
+    if (g_test_subprocess()) {
+        mixed_misuse_child();
+        return; /* not reached: the parent then fails */
+    }
+    for (int run = 0; run < 20; run++) {
+        g_test_trap_subprocess(NULL, 10 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+        g_assert_false(g_test_trap_reached_timeout());
+        g_test_trap_assert_failed();
+        g_test_trap_assert_stderr("*aioctx: *\n");
+        g_test_trap_assert_stderr_unmatched("*aioctx:*aioctx:*");
+    }
+}
+
+/* A C-side report alone: the line of the Rust path. */
+static void test_c_report_format(void)
+{
+    if (g_test_subprocess()) {
+        Error *none = NULL;
+        error_free_or_abort(&none);
+        return;
+    }
+    g_test_trap_subprocess(NULL, 10 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("aioctx: error_free_or_abort: no error\n");
 }
 
 /* ---- out of memory ---- */
@@ -113,10 +172,68 @@ static void test_out_of_memory(void)
     g_test_trap_assert_stderr_unmatched("*aioctx:*aioctx:*");
 }
 
+/* ---- a worker thread cannot be started ---- */
+
+static int noop_job(void *opaque)
+{
+    (void)opaque;
+    return 0;
+}
+
+/* Leaves too little address space for a thread stack (2 MiB), enough for
+ * small allocations. */
+static void limit_address_space(void)
+{
+    struct rlimit rl;
+
+    rl.rlim_cur = rl.rlim_max = address_space_bytes() + 1024 * 1024;
+    g_assert_cmpint(setrlimit(RLIMIT_AS, &rl), ==, 0);
+}
+
+static void test_worker_spawn_failure(gconstpointer which)
+{
+    bool aio = GPOINTER_TO_INT(which);
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    g_test_skip("not under a sanitizer (RLIMIT_AS)");
+    return;
+#endif
+    if (g_test_subprocess()) {
+        if (aio) {
+            qemu_init_main_loop(&error_abort);
+            limit_address_space();
+            thread_pool_submit_aio(noop_job, NULL, NULL, NULL);
+        } else {
+            ThreadPool *pool = thread_pool_new();
+            thread_pool_set_max_threads(pool, 4);
+            limit_address_space();
+            thread_pool_submit(pool, noop_job, NULL, NULL);
+        }
+        return; /* not reached: the parent then fails */
+    }
+    g_test_trap_subprocess(NULL, 10 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+    g_assert_false(g_test_trap_reached_timeout());
+    g_test_trap_assert_failed();
+    if (aio) {
+        g_test_trap_assert_stderr(
+            "aioctx: thread_pool_submit_aio: cannot start a worker thread: *\n");
+    } else {
+        g_test_trap_assert_stderr(
+            "aioctx: thread_pool_submit: cannot start a worker thread: *\n");
+    }
+    g_test_trap_assert_stderr_unmatched("*aioctx:*aioctx:*");
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/fatal/concurrent-misuse-one-line", test_concurrent_misuse_one_line);
     g_test_add_func("/fatal/out-of-memory", test_out_of_memory);
+    g_test_add_func("/fatal/c-and-rust-misuse-one-line", test_c_and_rust_misuse_one_line);
+    g_test_add_func("/fatal/c-report-format", test_c_report_format);
+    g_test_add_data_func("/fatal/worker-spawn-failure/generic", GINT_TO_POINTER(0),
+                         test_worker_spawn_failure);
+    g_test_add_data_func("/fatal/worker-spawn-failure/aio", GINT_TO_POINTER(1),
+                         test_worker_spawn_failure);
     return g_test_run();
 }

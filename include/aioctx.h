@@ -2007,7 +2007,9 @@ struct ThreadPoolAio *aio_get_thread_pool(struct AioContext *ctx);
  * `thread-pool-min`/`thread-pool-max`; defaults 0 and 64): at least `min`
  * workers are kept, at most `max` run; workers above `min` exit after 10 s
  * without work. Needs 0 <= min <= max, 1 <= max <= INT_MAX; otherwise
- * reports through `errp` and changes nothing. Any thread.
+ * reports through `errp` and changes nothing. A worker of a raised
+ * minimum that cannot be started is also reported through `errp` (the
+ * limits are set; fewer workers run). Any thread.
  */
 void aio_context_set_thread_pool_params(struct AioContext *ctx, int64_t min, int64_t max, struct Error **errp);
 

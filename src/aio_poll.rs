@@ -95,6 +95,9 @@ impl Context {
         if local.wait(timeout_ns, self.wakeup_fd()) {
             self.clear_wakeup();
         }
+        if local.take_backend_changed() {
+            self.publish_fdmon_ops(&local); // fell back after a failed wait
+        }
         local.take_ready(ready);
     }
 
@@ -151,6 +154,9 @@ impl Context {
             drop(local);
             self.clear_wakeup();
             local = self.local_handlers(guard);
+        }
+        if local.take_backend_changed() {
+            self.publish_fdmon_ops(&local); // fell back after a failed wait
         }
         local.has_fresh_ready() || !self.dispatch_buffers(guard).1.borrow().is_empty()
     }

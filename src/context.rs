@@ -261,12 +261,18 @@ impl Context {
             let mut local = self.local_handlers(guard);
             local.sync(&self.handlers, self.wakeup_fd());
             self.local.watches_fds.set(local.watches_fds());
-            let ops = crate::fdmon::ops::fdmon_ops_for(local.backend_name());
-            self.public
-                .fdmon_ops
-                .store(ops.cast_mut(), Ordering::Release);
+            local.take_backend_changed();
+            self.publish_fdmon_ops(&local);
         }
         self.local.watches_fds.get()
+    }
+
+    /// Points `ctx->fdmon_ops` at the table of the backend `local` uses.
+    pub(crate) fn publish_fdmon_ops(&self, local: &HandlersLocal) {
+        let ops = crate::fdmon::ops::fdmon_ops_for(local.backend_name());
+        self.public
+            .fdmon_ops
+            .store(ops.cast_mut(), Ordering::Release);
     }
 
     /// Consumes a wakeup the fd monitor reported (the eventfd is readable).

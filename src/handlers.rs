@@ -196,6 +196,8 @@ pub(crate) struct HandlersLocal {
     ready_fresh: bool,
     /// The GLib source's unix-fd tags, when the context runs as a GSource.
     gsource: Option<GSourceFds>,
+    /// The monitor was replaced since `take_backend_changed` last looked.
+    backend_changed: bool,
 }
 
 /// The fds a context's GSource watches, mirroring the registry.
@@ -231,6 +233,7 @@ impl Default for HandlersLocal {
             ready: Vec::new(),
             ready_fresh: false,
             gsource: None,
+            backend_changed: false,
         }
     }
 }
@@ -262,18 +265,58 @@ impl HandlersLocal {
         m
     }
 
-    /// Re-creates the monitor with `backend` and re-adds every fd.
+    /// Re-creates the monitor with `backend` (or the next one down, see
+    /// [`fdmon::open_with_fallback`]) and re-adds every fd. A registered fd
+    /// that epoll or io_uring refuses (a regular file: `EPERM`) makes it
+    /// poll, which takes any fd.
     fn switch_monitor(&mut self, backend: Backend, wakeup_fd: RawFd) {
         let mut m = self.open_monitor(backend, wakeup_fd);
         for (fd, h) in &self.mirror {
             let interest = h.cb.interest();
             if interest != 0 {
                 if let Err(e) = m.set(*fd, interest) {
+                    if m.name() != "poll" && e.raw_os_error() == Some(libc::EPERM) {
+                        return self.switch_monitor(Backend::Poll, wakeup_fd);
+                    }
                     die_monitor("watch", *fd, &e);
                 }
             }
         }
         self.monitor = Some(m);
+        self.backend_changed = true;
+    }
+
+    /// Whether the backend changed since the last call (so that
+    /// `ctx->fdmon_ops` is updated).
+    pub(crate) fn take_backend_changed(&mut self) -> bool {
+        std::mem::take(&mut self.backend_changed)
+    }
+
+    /// A wait of the current monitor failed with `e` (not `EINTR`, which
+    /// backends turn into an empty result): io_uring goes down to epoll,
+    /// epoll to poll, for this context and for good, with one warning line
+    /// per step; every registered fd is watched by the new monitor, so no
+    /// handler is lost. A failed wait of poll itself is fatal.
+    ///
+    /// This is how a sandbox that lets `io_uring_setup` through but denies
+    /// `io_uring_enter` (seccomp: `EPERM` or `ENOSYS`) is survived.
+    #[cold]
+    fn demote_after_failed_wait(&mut self, e: &std::io::Error, wakeup_fd: RawFd) {
+        let (syscall, next) = match self.backend_name() {
+            "io_uring" => ("io_uring_enter", Backend::Epoll),
+            "epoll" => ("epoll_wait", Backend::Poll),
+            _ => fatal::die("aio_poll", &format!("fd monitor wait failed: {e}")),
+        };
+        self.switch_monitor(next, wakeup_fd);
+        let now = self.backend_name();
+        // Never back up again: no automatic poll -> epoll switch either.
+        self.forced = [Backend::Poll, Backend::Epoll]
+            .into_iter()
+            .find(|b| b.name() == now);
+        fatal::warn(
+            "aio_poll",
+            &format!("{syscall} failed ({e}); falling back to {now}"),
+        );
     }
 
     /// Applies the changes made since the last sync.
@@ -372,13 +415,18 @@ impl HandlersLocal {
     /// whether the wakeup fd was among the ready ones. The ready list is
     /// kept for [`HandlersLocal::take_ready`].
     pub(crate) fn wait(&mut self, timeout_ns: i64, wakeup_fd: RawFd) -> bool {
-        self.ready.clear();
-        let monitor = self
-            .monitor
-            .as_mut()
-            .expect("watches_fds implies a monitor");
-        if let Err(e) = monitor.wait(timeout_ns, &mut self.ready) {
-            fatal::die("aio_poll", &format!("fd monitor wait failed: {e}"));
+        loop {
+            self.ready.clear();
+            let monitor = self
+                .monitor
+                .as_mut()
+                .expect("watches_fds implies a monitor");
+            match monitor.wait(timeout_ns, &mut self.ready) {
+                Ok(()) => break,
+                // Then the same wait on the new monitor: the failed one
+                // returned at once, so the timeout is (nearly) whole still.
+                Err(e) => self.demote_after_failed_wait(&e, wakeup_fd),
+            }
         }
         self.ready_fresh = true;
         let before = self.ready.len();

@@ -1245,8 +1245,9 @@ const INTERIOR_MUTABLE: &[&str] = &["GpEvent"];
 
 /// Compat headers that declare exported functions and data objects by hand
 /// instead of cbindgen (cbindgen.toml excludes them): RCU, whose inline read
-/// side needs QEMU's exact `struct rcu_reader_data`.
-const HAND_DECLARED: &[&str] = &["include/compat/qemu/rcu.h"];
+/// side needs QEMU's exact `struct rcu_reader_data`; and the library's
+/// internal entry points for its own C code.
+const HAND_DECLARED: &[&str] = &["include/compat/qemu/rcu.h", "src/c/internal.h"];
 
 fn glib_cflags() -> Vec<String> {
     let out = std::process::Command::new("pkg-config")

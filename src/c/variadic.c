@@ -11,8 +11,21 @@
 #include "qemu/osdep.h"
 #include "qemu/error-report.h"
 #include "qapi/error.h"
+#include "internal.h"
 
 /* ---------------------------------------------------------------- reports */
+
+/* aioctx_c_fatal() with a printf-style problem. */
+static void G_GNUC_PRINTF(2, 3) __attribute__((noreturn))
+c_fatal(const char *func, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    char *problem = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    aioctx_c_fatal(func, problem);
+}
 
 /* The report prefix: g_get_prgname() if set, else the executable's name. */
 static const char *report_progname(void)
@@ -382,13 +395,11 @@ void error_append_hint(Error *const *errp, const char *fmt, ...)
     }
     if (errp == &error_fatal) {
         /* QEMU asserts: the hint would be lost; use ERRP_GUARD(). */
-        fprintf(stderr, "aioctx: error_append_hint: errp is &error_fatal; "
-                "use ERRP_GUARD() to keep hints\n");
-        abort();
+        c_fatal("error_append_hint", "errp is &error_fatal; "
+                "use ERRP_GUARD() to keep hints");
     }
     if (!*errp) {
-        fprintf(stderr, "aioctx: error_append_hint: errp holds no error\n");
-        abort();
+        c_fatal("error_append_hint", "errp holds no error");
     }
     va_start(ap, fmt);
     g_autofree char *text = g_strdup_vprintf(fmt, ap);
@@ -443,10 +454,9 @@ static void error_setv(Error **errp, const char *src, int line,
     g_autofree char *msg = g_strdup_vprintf(fmt, ap);
     if (*errp && errp != &error_abort && errp != &error_fatal) {
         /* QEMU: assert(*errp == NULL). */
-        fprintf(stderr, "aioctx: error_setg: errp already holds an error "
-                "(\"%s\"); cannot also report \"%s\" (from %s() at %s:%d)\n",
+        c_fatal("error_setg", "errp already holds an error "
+                "(\"%s\"); cannot also report \"%s\" (from %s() at %s:%d)",
                 error_get_pretty(*errp), msg, func, src, line);
-        abort();
     }
     if (suffix) {
         char *with = g_strconcat(msg, ": ", suffix, NULL);
@@ -548,8 +558,7 @@ void error_propagate_prepend(Error **dst_errp, Error *local_err,
 void error_free_or_abort(Error **errp)
 {
     if (!errp || !*errp) {
-        fprintf(stderr, "aioctx: error_free_or_abort: no error\n");
-        abort();
+        c_fatal("error_free_or_abort", "no error");
     }
     error_free_with_hint(*errp);
     *errp = NULL;

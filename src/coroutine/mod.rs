@@ -58,6 +58,7 @@ pub(crate) use self::sleep::{SleepCore, co_sleep, co_sleep_ns_wakeable, co_sleep
 use crate::bh::describe_fn;
 use crate::context::Context;
 use crate::fatal::{self, Misuse, MisuseResult};
+use crate::quarantine::{Quarantine, release_box};
 use crate::thread;
 
 /// Usable stack of each coroutine (QEMU's default, `COROUTINE_STACK_SIZE`).
@@ -99,6 +100,17 @@ pub(crate) const VISIBLE_SIZE: usize = 88;
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<Visible>() == VISIBLE_SIZE);
 
+/// `CoPrivate::magic` of every coroutine object (created, pooled or a
+/// thread's leader): what tells a coroutine from garbage.
+const CO_MAGIC_LIVE: u32 = 0x434f_524f; // "CORO"
+/// `CoPrivate::magic` of a freed object (its stack unmapped when a pool was
+/// trimmed), kept in [`QUARANTINE`] for a while.
+const CO_MAGIC_DEAD: u32 = 0x4445_4144; // "DEAD"
+
+/// Freed coroutine objects (without their stacks), so that a stale handle
+/// is reported as freed rather than read from reused memory.
+static QUARANTINE: Quarantine<CoBox> = Quarantine::new(release_box);
+
 /// Life-cycle states of a coroutine object (`CoPrivate::state`).
 const STATE_FREE: u32 = 0; // in a pool (terminated), or the leader
 const STATE_CREATED: u32 = 1; // created, not terminated
@@ -124,6 +136,10 @@ impl Scheduler {
 /// atomics; the `Cell`s belong to whoever runs or owns the coroutine at the
 /// time (its resumer, or the holder of the lock of the list it is on).
 pub(crate) struct CoPrivate {
+    /// [`CO_MAGIC_LIVE`] or [`CO_MAGIC_DEAD`]. Never in the visible bytes:
+    /// QEMU's `struct Coroutine` has no such field, and its inline code and
+    /// macros read only the first [`VISIBLE_SIZE`] bytes.
+    magic: AtomicU32,
     coro: UnsafeCell<Option<Stackful>>,
     /// The trampoline's yielder, set when the stack first runs.
     yielder: Cell<*const Yielder<(), Action>>,
@@ -217,6 +233,7 @@ impl CoBox {
             // SAFETY: `Visible` is pointers and integers: all-zero is valid.
             visible: UnsafeCell::new(unsafe { std::mem::zeroed() }),
             p: CoPrivate {
+                magic: AtomicU32::new(CO_MAGIC_LIVE),
                 coro: UnsafeCell::new(None),
                 yielder: Cell::new(ptr::null()),
                 entry: Cell::new(None),
@@ -264,21 +281,25 @@ impl CoBox {
         co
     }
 
-    /// Frees an object that is not running (pool trimming).
+    /// Frees an object that is not running (pool trimming): its stack is
+    /// unmapped now, the object itself is marked dead and quarantined.
     ///
     /// # Safety
     /// `co` came from [`CoBox::allocate`], is switched out, and no one uses
     /// it again.
     unsafe fn free(co: *mut CoBox) {
         // SAFETY: exclusive per the caller.
-        let mut b = unsafe { Box::from_raw(co) };
-        if let Some(coro) = b.p.coro.get_mut().as_mut() {
+        let b = unsafe { &mut *co };
+        if let Some(mut coro) = b.p.coro.get_mut().take() {
             // SAFETY: the trampoline is suspended at `suspend` with only
             // `Copy` values live on its stack: nothing needs dropping, so
             // the stack may be discarded without unwinding.
             unsafe { coro.force_reset() };
+            drop(coro);
         }
-        drop(b);
+        b.p.magic.store(CO_MAGIC_DEAD, Ordering::Release);
+        // SAFETY: a box (from `allocate`), dead, owned by nobody else now.
+        unsafe { QUARANTINE.keep(co) };
     }
 
     /// The C handle.
@@ -286,17 +307,36 @@ impl CoBox {
         co.cast()
     }
 
-    /// Validates a C handle.
+    /// Validates a C handle: NULL, a misaligned pointer, memory without
+    /// the coroutine magic (garbage) and a freed object are each reported
+    /// as such.
     ///
     /// # Safety
-    /// `co` is null or was returned by `qemu_coroutine_create` or
-    /// `qemu_coroutine_self`.
+    /// `co` is null or points at readable memory of at least a `CoBox`
+    /// (any handle `qemu_coroutine_create` or `qemu_coroutine_self`
+    /// returned, even a stale one while its object is quarantined). A wild
+    /// pointer into unmapped memory still faults: no cheap check exists.
     pub(crate) unsafe fn from_handle<'a>(co: *mut c_void) -> MisuseResult<&'a CoBox> {
         if co.is_null() {
             return Err(Misuse::new("Coroutine is NULL"));
         }
-        // SAFETY: per the caller; pooled objects stay allocated.
-        Ok(unsafe { &*co.cast::<CoBox>() })
+        if !co.cast::<CoBox>().is_aligned() {
+            return Err(Misuse::new(format!(
+                "Coroutine {co:p} is not a valid coroutine (misaligned pointer)"
+            )));
+        }
+        // SAFETY: per the caller; pooled and freed objects stay allocated
+        // (the latter in the quarantine for a while).
+        let b = unsafe { &*co.cast::<CoBox>() };
+        match b.p.magic.load(Ordering::Acquire) {
+            CO_MAGIC_LIVE => Ok(b),
+            CO_MAGIC_DEAD => Err(Misuse::new(format!(
+                "Coroutine {co:p} was already freed (it terminated and its pool was trimmed)"
+            ))),
+            _ => Err(Misuse::new(format!(
+                "Coroutine {co:p} is not a valid coroutine (no coroutine magic: garbage or freed memory)"
+            ))),
+        }
     }
 
     pub(crate) fn as_ptr(&self) -> *mut CoBox {

@@ -58,3 +58,23 @@ fn new_with_class(msg: *const c_char, class: c_int) -> MisuseResult<*mut Error> 
     let msg = unsafe { CStr::from_ptr(msg) }.to_string_lossy();
     Ok(Box::into_raw(Error::with_class(&msg, class)))
 }
+
+/// The fatal report of the library's C code (`src/c/*.c`): prints
+/// `aioctx: <func>: <problem>` through the same path as Rust's reports
+/// (only the first fatal report of the process prints) and aborts. Not for
+/// programs: excluded from `aioctx.h`, declared in `src/c/internal.h`.
+#[unsafe(no_mangle)]
+pub extern "C" fn aioctx_c_fatal(func: *const c_char, problem: *const c_char) -> ! {
+    fn text(p: *const c_char) -> std::borrow::Cow<'static, str> {
+        if p.is_null() {
+            return "(null)".into();
+        }
+        // SAFETY: the library's C code passes NUL-terminated strings that
+        // stay valid until the abort.
+        unsafe { CStr::from_ptr(p) }
+            .to_string_lossy()
+            .into_owned()
+            .into()
+    }
+    crate::fatal::die(&text(func), &text(problem))
+}

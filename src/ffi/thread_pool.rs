@@ -155,7 +155,7 @@ pub extern "C" fn thread_pool_new_aio(ctx: *mut AioContext) -> *mut ThreadPoolAi
             context(ctx)?
         };
         let (min, max) = ctx.thread_pool.params();
-        Ok(AioPool::new(ctx, min, max).cast())
+        Ok(AioPool::new(ctx, min, max)?.cast())
     })
 }
 
@@ -188,8 +188,7 @@ pub extern "C" fn thread_pool_free_aio(pool: *mut ThreadPoolAio) {
 pub extern "C" fn thread_pool_update_params(pool: *mut ThreadPoolAio, ctx: *mut AioContext) {
     ffi_call("thread_pool_update_params", || {
         let (min, max) = context(ctx)?.thread_pool.params();
-        aio_pool(pool)?.set_limits(min, max);
-        Ok(())
+        aio_pool(pool)?.set_limits(min, max)
     })
 }
 
@@ -199,7 +198,7 @@ pub extern "C" fn thread_pool_update_params(pool: *mut ThreadPoolAio, ctx: *mut 
 pub extern "C" fn aio_get_thread_pool(ctx: *mut AioContext) -> *mut ThreadPoolAio {
     ffi_call("aio_get_thread_pool", || {
         let ctx = context(ctx)?;
-        Ok(ptr::from_ref(ctx.thread_pool.get_or_create(ctx))
+        Ok(ptr::from_ref(ctx.thread_pool.get_or_create(ctx)?)
             .cast_mut()
             .cast())
     })
@@ -209,7 +208,9 @@ pub extern "C" fn aio_get_thread_pool(ctx: *mut AioContext) -> *mut ThreadPoolAi
 /// `thread-pool-min`/`thread-pool-max`; defaults 0 and 64): at least `min`
 /// workers are kept, at most `max` run; workers above `min` exit after 10 s
 /// without work. Needs 0 <= min <= max, 1 <= max <= INT_MAX; otherwise
-/// reports through `errp` and changes nothing. Any thread.
+/// reports through `errp` and changes nothing. A worker of a raised
+/// minimum that cannot be started is also reported through `errp` (the
+/// limits are set; fewer workers run). Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_context_set_thread_pool_params(
     ctx: *mut AioContext,
@@ -261,7 +262,7 @@ pub extern "C" fn thread_pool_submit_co(func: *mut ThreadPoolFunc, arg: *mut c_v
 /// `thread_pool_submit_immediate` raised it. Free with `thread_pool_free`.
 #[unsafe(no_mangle)]
 pub extern "C" fn thread_pool_new() -> *mut ThreadPool {
-    ffi_call("thread_pool_new", || Ok(GenericPool::new().cast()))
+    ffi_call("thread_pool_new", || Ok(GenericPool::new()?.cast()))
 }
 
 /// Runs every job still queued, waits for all of them, then frees `pool`
@@ -291,8 +292,7 @@ pub extern "C" fn thread_pool_submit(
 ) {
     ffi_call("thread_pool_submit", || {
         let destroy: Option<DestroyFn> = opaque_destroy;
-        generic_pool(pool)?.submit(pool_func(func)?, opaque, destroy);
-        Ok(())
+        generic_pool(pool)?.submit(pool_func(func)?, opaque, destroy)
     })
 }
 

@@ -258,7 +258,8 @@ fn completion_fn(cb: *mut BlockCompletionFunc) -> Option<CompletionFn> {
 
 impl AioPool {
     /// A pool for `ctx` with the given thread limits, and its completion BH.
-    pub(crate) fn new(ctx: &Context, min: usize, max: usize) -> *mut AioPool {
+    /// Fails if one of the `min` workers cannot be started.
+    pub(crate) fn new(ctx: &Context, min: usize, max: usize) -> MisuseResult<*mut AioPool> {
         let shared = AioShared {
             done: BhQueue::new(),
             bh: AtomicPtr::new(ptr::null_mut()),
@@ -268,10 +269,13 @@ impl AioPool {
             tail: ptr::null_mut(),
             len: 0,
         };
+        // Idle workers started here never look at `shared.bh` (only a
+        // finished job does, and none can be queued before `new` returns).
+        let workers = Workers::new(queue, shared, min, max, Some(IDLE_TIMEOUT))?;
         let pool = Box::into_raw(Box::new(AioPool {
             magic: AtomicU32::new(POOL_MAGIC_LIVE),
             ctx: ptr::from_ref(ctx),
-            workers: Workers::new(queue, shared, min, max, Some(IDLE_TIMEOUT)),
+            workers,
             pending: RefCell::new(VecDeque::new()),
         }));
         let bh = ctx.bh_new(
@@ -286,7 +290,7 @@ impl AioPool {
             .shared
             .bh
             .store(bh, Ordering::Release);
-        pool
+        Ok(pool)
     }
 
     /// Validates a C handle.
@@ -313,8 +317,8 @@ impl AioPool {
     }
 
     /// `thread_pool_update_params`.
-    pub(crate) fn set_limits(&self, min: usize, max: usize) {
-        self.workers.set_limits(min, max);
+    pub(crate) fn set_limits(&self, min: usize, max: usize) -> MisuseResult<()> {
+        self.workers.set_limits(min, max)
     }
 
     /// Queues `func(arg)`; `cb(opaque, ret)` runs later from the BH.
@@ -344,7 +348,7 @@ impl AioPool {
             })
         };
         // SAFETY: a fresh request in no queue.
-        self.workers.submit(|q| unsafe { q.push_back(e) });
+        self.workers.submit(|q| unsafe { q.push_back(e) })?;
         Ok(acb)
     }
 
@@ -410,7 +414,9 @@ impl AioPool {
     pub(crate) unsafe fn free(pool: *mut AioPool) {
         // SAFETY: live and ours per the caller.
         let p = unsafe { &*pool };
-        p.workers.shutdown();
+        if let Err(m) = p.workers.shutdown() {
+            fatal::die("thread_pool_free_aio", &m.0);
+        }
         // SAFETY: no worker is left to schedule it.
         let bh = unsafe { &*p.workers.shared.bh.load(Ordering::Acquire) };
         if let Err(m) = bh.delete() {
@@ -453,18 +459,19 @@ impl Default for ContextPool {
 
 impl ContextPool {
     /// `aio_get_thread_pool`: the context's pool, created on first use.
-    pub(crate) fn get_or_create(&self, ctx: &Context) -> &AioPool {
+    /// Fails if the pool's minimum of workers cannot be started.
+    pub(crate) fn get_or_create(&self, ctx: &Context) -> MisuseResult<&AioPool> {
         let mut pool = self.pool.load(Ordering::Acquire);
         if pool.is_null() {
             let params = self.params.lock();
             pool = self.pool.load(Ordering::Acquire);
             if pool.is_null() {
-                pool = AioPool::new(ctx, params.0, params.1);
+                pool = AioPool::new(ctx, params.0, params.1)?;
                 self.pool.store(pool, Ordering::Release);
             }
         }
         // SAFETY: published pools live until the context's teardown.
-        unsafe { &*pool }
+        Ok(unsafe { &*pool })
     }
 
     /// Whether `pool` is this context's own pool.
@@ -495,7 +502,9 @@ impl ContextPool {
         let pool = self.pool.load(Ordering::Acquire);
         if !pool.is_null() {
             // SAFETY: published pools live until the context's teardown.
-            unsafe { &*pool }.set_limits(min as usize, max as usize);
+            if let Err(m) = unsafe { &*pool }.set_limits(min as usize, max as usize) {
+                return Err(m.0.into_owned());
+            }
         }
         Ok(())
     }
@@ -528,7 +537,7 @@ pub(crate) fn submit_aio(
     };
     ctx.check_fork_as("the current AioContext (and its thread pool)")?;
     ctx.thread_pool
-        .get_or_create(ctx)
+        .get_or_create(ctx)?
         .submit(func, arg, cb, opaque)
 }
 

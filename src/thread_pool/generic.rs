@@ -79,12 +79,14 @@ pub(crate) struct GenericPool {
 }
 
 impl GenericPool {
-    pub(crate) fn new() -> *mut GenericPool {
-        Box::into_raw(Box::new(GenericPool {
+    pub(crate) fn new() -> MisuseResult<*mut GenericPool> {
+        // No thread is started with the limits 0..0: this cannot fail.
+        let workers = Workers::new(GenericQueue::default(), (), 0, 0, None)?;
+        Ok(Box::into_raw(Box::new(GenericPool {
             magic: AtomicU32::new(MAGIC_LIVE),
             fork_gen: crate::fork::generation(),
-            workers: Workers::new(GenericQueue::default(), (), 0, 0, None),
-        }))
+            workers,
+        })))
     }
 
     /// Validates a C handle.
@@ -110,7 +112,7 @@ impl GenericPool {
         func: ThreadPoolFn,
         opaque: *mut c_void,
         destroy: Option<DestroyFn>,
-    ) {
+    ) -> MisuseResult<()> {
         self.workers.submit(|q| {
             q.cur_work += 1;
             q.jobs.push_back(Job {
@@ -118,7 +120,7 @@ impl GenericPool {
                 opaque,
                 destroy,
             });
-        });
+        })
     }
 
     pub(crate) fn submit_immediate(
@@ -127,7 +129,7 @@ impl GenericPool {
         opaque: *mut c_void,
         destroy: Option<DestroyFn>,
     ) -> MisuseResult<()> {
-        self.submit(func, opaque, destroy);
+        self.submit(func, opaque, destroy)?;
         self.adjust_max_threads_to_work().map(|_| ())
     }
 
@@ -152,7 +154,7 @@ impl GenericPool {
                 "max_threads must be at least 1 (got {max})"
             )));
         }
-        self.workers.set_limits(0, max as usize);
+        self.workers.set_limits(0, max as usize)?;
         Ok(true)
     }
 
@@ -174,7 +176,9 @@ impl GenericPool {
     pub(crate) unsafe fn free(pool: *mut GenericPool) {
         // SAFETY: live and ours per the caller.
         let p = unsafe { &*pool };
-        p.workers.shutdown();
+        if let Err(m) = p.workers.shutdown() {
+            crate::fatal::die("thread_pool_free", &m.0);
+        }
         p.magic.store(MAGIC_DEAD, Ordering::Relaxed);
         // SAFETY: ours; the workers have exited.
         drop(unsafe { Box::from_raw(pool) });

@@ -12,6 +12,11 @@
 //! Workers are named "worker" (as QEMU's) and start with every signal
 //! blocked (as `qemu_thread_create` does), so signals go to the
 //! application's threads.
+//!
+//! A worker that cannot be started (thread limit, memory) is not counted
+//! and the operation that wanted it returns a [`Misuse`] ("cannot start a
+//! worker thread: ..."), so that the report names the API function the C
+//! caller used (e.g. `aioctx: thread_pool_submit_aio: ...`).
 
 use std::ptr;
 use std::sync::Arc;
@@ -19,7 +24,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use crate::fatal;
+use crate::fatal::{Misuse, MisuseResult};
 
 /// The queue a pool keeps under the workers' lock, and what a worker does
 /// with a job.
@@ -79,7 +84,7 @@ impl<Q: JobQueue> Workers<Q> {
         min: usize,
         max: usize,
         idle_timeout: Option<Duration>,
-    ) -> Arc<Self> {
+    ) -> MisuseResult<Arc<Self>> {
         let w = Arc::new(Workers {
             state: Mutex::new(State {
                 queue,
@@ -95,8 +100,8 @@ impl<Q: JobQueue> Workers<Q> {
             shared,
             idle_timeout,
         });
-        w.set_limits(min, max);
-        w
+        w.set_limits(min, max)?;
+        Ok(w)
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State<Q>> {
@@ -104,9 +109,10 @@ impl<Q: JobQueue> Workers<Q> {
     }
 
     /// Adds a job with `push` (under the lock), then wakes or starts a
-    /// worker for it.
+    /// worker for it. Fails (the job stays queued) if a worker was needed
+    /// and could not be started.
     #[inline]
-    pub(crate) fn submit(self: &Arc<Self>, push: impl FnOnce(&mut Q)) {
+    pub(crate) fn submit(self: &Arc<Self>, push: impl FnOnce(&mut Q)) -> MisuseResult<()> {
         let mut st = self.state.lock();
         push(&mut st.queue);
         let wake = st.idle > 0;
@@ -119,24 +125,25 @@ impl<Q: JobQueue> Workers<Q> {
             self.work.notify_one();
         }
         if spawn {
-            self.spawn(1);
+            self.spawn(1)?;
         }
+        Ok(())
     }
 
     /// Makes enough workers available for what is queued now (the generic
     /// pool's "give each job its own thread").
-    pub(crate) fn start_for_queued(self: &Arc<Self>) {
+    pub(crate) fn start_for_queued(self: &Arc<Self>) -> MisuseResult<()> {
         let mut st = self.state.lock();
         let want = st.queue.queued().saturating_sub(st.idle);
         let n = want.min(st.max.saturating_sub(st.cur));
         st.cur += n;
         drop(st);
-        self.spawn(n);
+        self.spawn(n)
     }
 
     /// New thread limits: starts workers up to `min`, and wakes idle ones
     /// so that the surplus above `max` exits.
-    pub(crate) fn set_limits(self: &Arc<Self>, min: usize, max: usize) {
+    pub(crate) fn set_limits(self: &Arc<Self>, min: usize, max: usize) -> MisuseResult<()> {
         let mut st = self.state.lock();
         st.min = min;
         st.max = max;
@@ -147,12 +154,13 @@ impl<Q: JobQueue> Workers<Q> {
         if surplus {
             self.work.notify_all();
         }
-        self.spawn(n);
-        self.start_for_queued();
+        self.spawn(n)?;
+        self.start_for_queued()
     }
 
     /// Runs every queued job, then stops all workers and waits for them.
-    pub(crate) fn shutdown(self: &Arc<Self>) {
+    /// Fails if jobs are queued, no worker is left and none can be started.
+    pub(crate) fn shutdown(self: &Arc<Self>) -> MisuseResult<()> {
         let mut st = self.state.lock();
         st.draining = true;
         // A pool allowed no thread (the generic pool before
@@ -164,18 +172,21 @@ impl<Q: JobQueue> Workers<Q> {
         self.work.notify_all();
         drop(st);
         if spawn {
-            self.spawn(1);
+            self.spawn(1)?;
         }
         let mut st = self.state.lock();
         while st.cur > 0 {
             self.stopped.wait(&mut st);
         }
+        Ok(())
     }
 
-    /// Starts `n` workers already counted in `cur`.
-    fn spawn(self: &Arc<Self>, n: usize) {
+    /// Starts `n` workers already counted in `cur`. If one cannot be
+    /// started, those not started are uncounted again and the error says
+    /// why.
+    fn spawn(self: &Arc<Self>, n: usize) -> MisuseResult<()> {
         if n == 0 {
-            return;
+            return Ok(());
         }
         // Block every signal while the threads are created so that they
         // start with all signals blocked (as qemu_thread_create does).
@@ -188,17 +199,28 @@ impl<Q: JobQueue> Workers<Q> {
             libc::sigfillset(&mut all);
             libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
         }
-        for _ in 0..n {
+        let mut failed = None;
+        for started in 0..n {
             let w = Arc::clone(self);
             let res = std::thread::Builder::new()
                 .name("worker".into())
                 .spawn(move || w.worker_main());
             if let Err(e) = res {
-                fatal::die("thread pool", &format!("cannot start a worker thread: {e}"));
+                failed = Some((n - started, e));
+                break;
             }
         }
         // SAFETY: restores the caller's mask saved above.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut()) };
+        match failed {
+            None => Ok(()),
+            Some((missing, e)) => {
+                self.state.lock().cur -= missing;
+                // Whoever waits for the count to drop (shutdown) re-checks.
+                self.stopped.notify_all();
+                Err(Misuse::new(format!("cannot start a worker thread: {e}")))
+            }
+        }
     }
 
     fn worker_main(&self) {
