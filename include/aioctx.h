@@ -2245,14 +2245,6 @@ extern void register_aiocontext(struct AioContext *ctx);
  */
 extern void unregister_aiocontext(struct AioContext *ctx);
 
-extern void *__tsan_get_current_fiber(void);
-
-extern void *__tsan_create_fiber(unsigned int flags);
-
-extern void __tsan_destroy_fiber(void *fiber);
-
-extern void __tsan_switch_to_fiber(void *fiber, unsigned int flags);
-
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus
