@@ -73,10 +73,10 @@ C_TEST_LIBS = $(NATIVE_LIBS) $(GLIB_LIBS) -lpthread -rdynamic
 # Sanitizers. ASAN_TESTS / TSAN_TESTS default to C_TESTS less the names in
 # ASAN_EXCLUDE / TSAN_EXCLUDE (e.g. TSAN_EXCLUDE=test-coroutine). (override)
 ASAN_EXCLUDE ?=
-# Coroutine stack switches (corosensei) are not announced to TSan with
-# __tsan_switch_to_fiber, so TSan misreads every switch as a race or crashes:
-# the coroutine programs run under ASan+UBSan only.
-TSAN_EXCLUDE ?= test-coroutine test-co-multithread
+# Every C test program runs under TSan, the coroutine ones included: the
+# TSan library is built with --cfg aioctx_tsan, which announces coroutine
+# stack switches to TSan (src/coroutine/tsan.rs).
+TSAN_EXCLUDE ?=
 without = $(foreach t,$(1),$(if $(filter $(basename $(notdir $(t))),$(2)),,$(t)))
 ASAN_TESTS ?= $(call without,$(C_TESTS),$(ASAN_EXCLUDE))
 TSAN_TESTS ?= $(call without,$(C_TESTS),$(TSAN_EXCLUDE))
@@ -98,7 +98,9 @@ TSAN_TARGET := x86_64-unknown-linux-gnu
 TSAN_LIB := target/tsan/$(TSAN_TARGET)/release/libaioctx.a
 # Legacy symbol mangling: libtsan's symbolizer demangles it (as C++), so
 # reports name Rust functions readably (aioctx::sync::thread_start::h...).
-TSAN_RUSTFLAGS := -Zsanitizer=thread -Zunstable-options -Csymbol-mangling-version=legacy
+# --cfg aioctx_tsan: coroutine switches call __tsan_switch_to_fiber & co.
+TSAN_RUSTFLAGS := -Zsanitizer=thread -Zunstable-options -Csymbol-mangling-version=legacy \
+	--cfg aioctx_tsan
 # rustc's LLVM emits __tsan_memcpy & co., which GCC 12's libtsan lacks.
 TSAN_SHIM := scripts/tsan-memintrinsics.c
 

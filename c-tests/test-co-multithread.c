@@ -11,9 +11,8 @@
  * target/release/libaioctx.a $(pkg-config --libs glib-2.0) -lpthread -ldl
  * -lm -lgcc_s -rdynamic
  *
- * ThreadSanitizer: not supported for coroutine programs (the stack
- * switches are not annotated with __tsan_switch_to_fiber); exclude this
- * program from TSan runs. See test-coroutine.c.
+ * ThreadSanitizer: runs under make sanitize-tsan (the TSan library
+ * announces coroutine switches as fibers). See test-coroutine.c.
  */
 
 #include "qemu/osdep.h"

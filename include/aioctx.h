@@ -1037,7 +1037,7 @@ void qemu_coroutine_enter_if_inactive(struct Coroutine *co);
 
 /**
  * Like `qemu_coroutine_enter`, recording `ctx` as the coroutine's context
- * (call in ctx's home thread).
+ * (call in ctx's home thread; NULL records "no context", as in QEMU).
  */
 void qemu_aio_coroutine_enter(struct AioContext *ctx, struct Coroutine *co);
 
@@ -1088,15 +1088,20 @@ void qemu_coroutine_dec_pool_size(unsigned int removing_pool_size);
 void aio_co_schedule(struct AioContext *ctx, struct Coroutine *co);
 
 /**
- * `aio_co_enter` in the context `co` last ran in.
+ * `aio_co_enter` in the context `co` last ran in (NULL if it ran in a
+ * thread without a current context: then it is entered directly from such
+ * a thread, and waking it from a thread that has a context aborts).
  */
 void aio_co_wake(struct Coroutine *co);
 
 /**
- * Enters `co` in `ctx`: in ctx's home thread, immediately when called
- * outside a coroutine, or once the running coroutine yields or terminates
- * when called from one (no stack growth); from any other thread,
- * `aio_co_schedule`.
+ * Enters `co` in `ctx`: if `ctx` is the calling thread's current context,
+ * immediately when called outside a coroutine, or once the running
+ * coroutine yields or terminates when called from one (no stack growth);
+ * otherwise `aio_co_schedule`. `ctx` may be NULL, as in QEMU: it then
+ * matches a thread without a current context (a program that uses
+ * coroutines without any event loop); NULL from a thread that has a
+ * current context aborts (nowhere to schedule `co`).
  */
 void aio_co_enter(struct AioContext *ctx, struct Coroutine *co);
 

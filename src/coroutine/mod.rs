@@ -38,6 +38,7 @@ mod queue;
 mod rwlock;
 mod schedule;
 mod sleep;
+mod tsan;
 
 use std::cell::{Cell, UnsafeCell};
 use std::ffi::{CStr, c_char, c_void};
@@ -166,6 +167,8 @@ pub(crate) struct CoPrivate {
     wakeup_head: Cell<*mut CoBox>,
     wakeup_tail: Cell<*mut CoBox>,
     locks_held: Cell<usize>,
+    /// TSan builds: this object's fiber (see `tsan.rs`); null otherwise.
+    tsan_fiber: Cell<*mut c_void>,
 }
 
 /// One coroutine object; C's `Coroutine *` points at `visible`, which is at
@@ -250,6 +253,7 @@ impl CoBox {
                 wakeup_head: Cell::new(ptr::null_mut()),
                 wakeup_tail: Cell::new(ptr::null_mut()),
                 locks_held: Cell::new(0),
+                tsan_fiber: Cell::new(ptr::null_mut()),
             },
         }
     }
@@ -277,7 +281,10 @@ impl CoBox {
             }
         });
         // SAFETY: fresh object, not shared yet.
-        unsafe { *(*co).p.coro.get() = Some(coro) };
+        unsafe {
+            *(*co).p.coro.get() = Some(coro);
+            (*co).p.tsan_fiber.set(tsan::create_fiber());
+        }
         co
     }
 
@@ -297,6 +304,8 @@ impl CoBox {
             unsafe { coro.force_reset() };
             drop(coro);
         }
+        // SAFETY: switched out (per the caller) and never used again.
+        unsafe { tsan::destroy_fiber(b.p.tsan_fiber.get()) };
         b.p.magic.store(CO_MAGIC_DEAD, Ordering::Release);
         // SAFETY: a box (from `allocate`), dead, owned by nobody else now.
         unsafe { QUARANTINE.keep(co) };
@@ -408,16 +417,25 @@ impl CoBox {
                 .map_or(ptr::null_mut(), |f| f as *mut c_void)
         };
         self.p.scheduler_entry.store(entry, Ordering::Relaxed);
-        // SAFETY: live coroutine; the C-visible mirror of `scheduled`.
-        unsafe { (*self.vis()).scheduled = by.c_name().as_ptr() };
+        self.vis_scheduled()
+            .store(by.c_name().as_ptr().cast_mut(), Ordering::Relaxed);
         Ok(())
     }
 
     /// Undoes [`CoBox::mark_scheduled`] just before the entry it announced.
     pub(crate) fn clear_scheduled(&self) {
-        // SAFETY: live coroutine; C-visible mirror.
-        unsafe { (*self.vis()).scheduled = ptr::null() };
+        self.vis_scheduled()
+            .store(ptr::null_mut(), Ordering::Relaxed);
         self.p.scheduled_by.store(0, Ordering::Release);
+    }
+
+    /// The C-visible `scheduled` mirror, written atomically: any thread may
+    /// schedule a coroutine it got through a relaxed store (no
+    /// happens-before with `create`'s writes; TSan found this).
+    fn vis_scheduled(&self) -> &AtomicPtr<c_char> {
+        // SAFETY: the field is an aligned pointer inside the live object,
+        // only ever accessed atomically by the library.
+        unsafe { AtomicPtr::from_ptr(ptr::addr_of_mut!((*self.vis()).scheduled).cast()) }
     }
 
     fn scheduler_text(&self) -> String {
@@ -471,17 +489,21 @@ pub(crate) fn create(entry: EntryFn, arg: *mut c_void) -> *mut CoBox {
     b.p.ctx.store(ptr::null_mut(), Ordering::Relaxed);
     b.p.locks_held.set(0);
     b.p.state.store(STATE_CREATED, Ordering::Relaxed);
-    // SAFETY: handing the object out: the visible bytes are (re)initialized.
+    // SAFETY: handing the object out: the visible bytes are (re)initialized,
+    // each field on its own (`scheduled` atomically, see `vis_scheduled`).
     unsafe {
-        ptr::write(
-            b.vis(),
-            Visible {
-                entry: entry as *mut c_void,
-                entry_arg: arg,
-                ..std::mem::zeroed()
-            },
-        )
-    };
+        let v = b.vis();
+        (*v).entry = entry as *mut c_void;
+        (*v).entry_arg = arg;
+        (*v).caller = ptr::null_mut();
+        (*v).pool_next = ptr::null_mut();
+        (*v).locks_held = 0;
+        (*v).ctx = ptr::null_mut();
+        (*v).co_queue_next = ptr::null_mut();
+        (*v).co_queue_wakeup = [ptr::null_mut(); 2];
+        (*v).co_scheduled_next = ptr::null_mut();
+    }
+    b.vis_scheduled().store(ptr::null_mut(), Ordering::Relaxed);
     co
 }
 
@@ -547,9 +569,14 @@ pub(crate) fn enter(ctx: *const Context, co: &CoBox) -> MisuseResult<()> {
             (*to.vis()).ctx = ctx.cast_mut().cast();
         }
         set_current(to.as_ptr());
+        let resumer_fiber = tsan::current_fiber();
+        // SAFETY: the coroutine's fiber is live; the resume below switches.
+        unsafe { tsan::switch_to_fiber(to.p.tsan_fiber.get()) };
         // SAFETY: `running_on` makes this thread the coroutine's only
         // resumer; the Option is Some for non-leaders (checked above).
         let result = unsafe { (*to.p.coro.get()).as_mut().unwrap_unchecked() }.resume(());
+        // SAFETY: our own fiber is live (it is running this code).
+        unsafe { tsan::switch_to_fiber(resumer_fiber) };
         set_current(from);
         let action = match result {
             CoroutineResult::Yield(a) => a,

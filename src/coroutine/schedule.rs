@@ -111,11 +111,26 @@ fn push_scheduled(ctx: &Context, co: &CoBox) {
     unsafe { Context::unref(ctx.as_ptr()) };
 }
 
-/// `aio_co_enter`: in ctx's home thread, enter now (outside a coroutine)
-/// or once the running coroutine yields (inside one); else schedule.
-pub(crate) fn aio_co_enter(ctx: &Context, co: &CoBox) -> MisuseResult<()> {
-    if !ptr::eq(ctx, thread::current_context()) {
-        return aio_co_schedule(ctx, co);
+/// `aio_co_enter`: if `ctx` is the current context of this thread, enter
+/// now (outside a coroutine) or once the running coroutine yields or
+/// terminates (inside one); else schedule in `ctx`.
+///
+/// `ctx` may be null (QEMU's semantics): a coroutine that ran in a thread
+/// without a current context has none, and a thread without one is "its"
+/// thread, so the hand-off is direct there. From a thread that has a
+/// context there is nowhere to schedule it (QEMU would crash): a misuse.
+pub(crate) fn aio_co_enter(ctx: *const Context, co: &CoBox) -> MisuseResult<()> {
+    let here = thread::current_context();
+    if !ptr::eq(ctx, here) {
+        if ctx.is_null() {
+            return Err(Misuse::new(format!(
+                "coroutine '{}' has no AioContext (it was never entered, or ran in a thread without one) and is woken from a thread whose current context is {here:p}; there is no context to schedule it in",
+                co.describe()
+            )));
+        }
+        // SAFETY: non-null contexts given here are live (a coroutine's
+        // context outlives it, QEMU's rule; or a validated handle).
+        return aio_co_schedule(unsafe { &*ctx }, co);
     }
     let me = current();
     if me.is_null() {
@@ -132,17 +147,10 @@ pub(crate) fn aio_co_enter(ctx: &Context, co: &CoBox) -> MisuseResult<()> {
     Ok(())
 }
 
-/// `aio_co_wake`: `aio_co_enter` in the context the coroutine last ran in.
+/// `aio_co_wake`: `aio_co_enter` in the context the coroutine last ran in
+/// (null if it ran, or was created, in a thread without a context).
 pub(crate) fn aio_co_wake(co: &CoBox) -> MisuseResult<()> {
-    let ctx = co.context();
-    if ctx.is_null() {
-        return Err(Misuse::new(format!(
-            "coroutine '{}' was never entered, so it has no context to be woken in",
-            co.describe()
-        )));
-    }
-    // SAFETY: a coroutine's context outlives it (QEMU's rule).
-    aio_co_enter(unsafe { &*ctx }, co)
+    aio_co_enter(co.context(), co)
 }
 
 struct Reschedule {

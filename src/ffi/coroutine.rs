@@ -17,6 +17,7 @@ use std::mem::{align_of, offset_of, size_of};
 use super::boundary::{context, context_handle, ffi_call};
 use super::timer::QEMUClockType;
 use super::types::AioContext;
+use crate::context::Context;
 use crate::coroutine::{
     self, CoBox, CoMutexCore, CoQueueCore, CoRwlockCore, EntryFn, Lockable, QueueWaitFlags,
     SleepCore,
@@ -215,11 +216,11 @@ pub extern "C" fn qemu_coroutine_enter_if_inactive(co: *mut Coroutine) {
 }
 
 /// Like `qemu_coroutine_enter`, recording `ctx` as the coroutine's context
-/// (call in ctx's home thread).
+/// (call in ctx's home thread; NULL records "no context", as in QEMU).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_aio_coroutine_enter(ctx: *mut AioContext, co: *mut Coroutine) {
     ffi_call("qemu_aio_coroutine_enter", || {
-        coroutine::enter(context(ctx)?, self::co(co)?)
+        coroutine::enter(opt_context(ctx)?, self::co(co)?)
     })
 }
 
@@ -291,21 +292,35 @@ pub extern "C" fn aio_co_schedule(ctx: *mut AioContext, co: *mut Coroutine) {
     })
 }
 
-/// `aio_co_enter` in the context `co` last ran in.
+/// `aio_co_enter` in the context `co` last ran in (NULL if it ran in a
+/// thread without a current context: then it is entered directly from such
+/// a thread, and waking it from a thread that has a context aborts).
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_co_wake(co: *mut Coroutine) {
     ffi_call("aio_co_wake", || coroutine::aio_co_wake(self::co(co)?))
 }
 
-/// Enters `co` in `ctx`: in ctx's home thread, immediately when called
-/// outside a coroutine, or once the running coroutine yields or terminates
-/// when called from one (no stack growth); from any other thread,
-/// `aio_co_schedule`.
+/// Enters `co` in `ctx`: if `ctx` is the calling thread's current context,
+/// immediately when called outside a coroutine, or once the running
+/// coroutine yields or terminates when called from one (no stack growth);
+/// otherwise `aio_co_schedule`. `ctx` may be NULL, as in QEMU: it then
+/// matches a thread without a current context (a program that uses
+/// coroutines without any event loop); NULL from a thread that has a
+/// current context aborts (nowhere to schedule `co`).
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_co_enter(ctx: *mut AioContext, co: *mut Coroutine) {
     ffi_call("aio_co_enter", || {
-        coroutine::aio_co_enter(context(ctx)?, self::co(co)?)
+        coroutine::aio_co_enter(opt_context(ctx)?, self::co(co)?)
     })
+}
+
+/// NULL, or a validated context handle.
+fn opt_context(ctx: *mut AioContext) -> MisuseResult<*const Context> {
+    if ctx.is_null() {
+        Ok(std::ptr::null())
+    } else {
+        Ok(context(ctx)?.as_ptr())
+    }
 }
 
 /// Coroutine only: moves the running coroutine to `new_ctx` (returns
