@@ -33,6 +33,7 @@ mod notifier;
 mod notify;
 mod quarantine;
 mod rcu;
+mod stats;
 mod sync;
 mod thread;
 mod thread_exit;

@@ -48,6 +48,7 @@ pub struct GSource {
 pub use crate::bh::MemReentrancyGuard;
 pub use crate::error::Error;
 pub use crate::notifier::EventNotifier;
+pub use crate::stats::AioctxStats;
 
 /// QEMU's fd-monitor operations table (`FDMonOps`, 64 bytes). Only its size
 /// and `add_sqe` (offset 56) matter to callers: inline `aio_has_io_uring()`
