@@ -52,7 +52,7 @@ DEB_DOC_PACKAGES := doxygen
 C_TESTS ?= $(sort $(wildcard c-tests/test-*.c c-tests/test-*.cc))
 # Programs run once per fd-monitoring backend, with AIOCTX_FDMON set: those
 # of this list that exist. (override; FDMON_TESTS= runs each program once)
-FDMON_TESTS ?= $(foreach t,test-event test-fd test-timer test-poll test-signal,\
+FDMON_TESTS ?= $(foreach t,test-event test-fd test-timer test-poll test-signal test-stats,\
 	$(if $(wildcard c-tests/$(t).c),$(t)))
 FDMON_BACKENDS ?= poll epoll io_uring
 # Per program run, in seconds. (override)

@@ -378,6 +378,77 @@ typedef struct QemuCond {
 } QemuCond;
 
 /**
+ * `AioctxStats`: loop metrics of one context, filled by
+ * `aioctx_context_get_stats` (an aioctx extension, not a QEMU API).
+ *
+ * Versioned by its first member: set `size` to `sizeof(AioctxStats)`
+ * before the call (`AioctxStats s = { .size = sizeof s };`). The library
+ * fills the members that fit in `size` bytes and sets `size` to the number
+ * of bytes it filled, so a program built against an older, shorter struct
+ * keeps working when members are added (only ever at the end; none is ever
+ * removed or moved). All counters count from the context's creation and
+ * wrap at 2^64.
+ */
+typedef struct AioctxStats {
+  /**
+   * In: `sizeof(AioctxStats)` as the caller knows it. Out: bytes filled.
+   */
+  size_t size;
+  /**
+   * Loop iterations: `aio_poll` calls (nested ones included) and
+   * dispatches driven by the context's GSource or `aio_dispatch`.
+   */
+  uint64_t iterations;
+  /**
+   * Bottom-half callbacks run (oneshot and `aio_co_schedule` BHs too).
+   */
+  uint64_t bhs_run;
+  /**
+   * fd-handler callbacks run (`io_read`, `io_write`, `io_poll_ready` of
+   * handlers set with `aio_set_fd_handler` / `qemu_set_fd_handler`).
+   */
+  uint64_t fd_callbacks;
+  /**
+   * Event-notifier callbacks run (`aio_set_event_notifier` handlers).
+   */
+  uint64_t notifier_callbacks;
+  /**
+   * Timer callbacks the context's loop ran (its own timer lists; timers
+   * run with `timerlist_run_timers` or `qemu_clock_run_timers` directly
+   * are not counted).
+   */
+  uint64_t timers_fired;
+  /**
+   * `aio_notify` calls that wrote the wakeup eventfd (a poller was, or
+   * was about to be, blocked).
+   */
+  uint64_t notify_writes;
+  /**
+   * `aio_notify` calls that made no syscall (nobody blocked).
+   */
+  uint64_t notify_elided;
+  /**
+   * Nanoseconds `aio_poll` spent blocked in the fd monitor or the wakeup
+   * eventfd with a non-zero timeout (busy polling is not blocked time;
+   * waits inside a GLib main loop are GLib's and are not counted).
+   */
+  uint64_t blocked_ns;
+  /**
+   * Busy-poll windows that found work before running out.
+   */
+  uint64_t poll_hits;
+  /**
+   * Busy-poll windows that ran out, so the loop went on to block.
+   */
+  uint64_t poll_misses;
+  /**
+   * The current adaptive busy-poll window, in ns (0: not polling; the
+   * same value as `aioctx_context_get_poll_ns`).
+   */
+  int64_t poll_window_ns;
+} AioctxStats;
+
+/**
  * A mutex (`qemu_mutex_*`), embedded by value in caller structs.
  *
  * Not recursive: locking it again in the thread that holds it aborts.
@@ -1663,6 +1734,28 @@ void main_loop_poll_add_notifier(Notifier *notify);
  * not registered). It may be called from the notifier itself.
  */
 void main_loop_poll_remove_notifier(Notifier *notify);
+
+/**
+ * Fills `*out` with `ctx`'s loop metrics (an aioctx extension, not a QEMU
+ * API; libuv's `uv_metrics_info` analogue): loop iterations, BHs run, fd
+ * and event-notifier callbacks, timers fired, `aio_notify` eventfd writes
+ * made and elided, time blocked, busy-poll hits and misses, and the current
+ * adaptive poll window. See `AioctxStats` for each member.
+ *
+ * Set `out->size = sizeof(AioctxStats)` first
+ * (`AioctxStats s = { .size = sizeof s };`): the library fills the members
+ * that fit in `out->size` bytes and stores the number of bytes it filled
+ * there. A `size` smaller than the `size` member plus one counter is a
+ * fatal error (the struct was not initialized).
+ *
+ * Any thread, at any time (also from inside a callback of `ctx`). The
+ * counters are updated by the loop with plain stores, so each member is a
+ * recent value but the members are not one consistent snapshot while
+ * another thread polls `ctx`; read from the home thread between polls,
+ * they are exact. Counting is always on and costs no locked instruction on
+ * the loop's paths.
+ */
+void aioctx_context_get_stats(struct AioContext *ctx, struct AioctxStats *out);
 
 /**
  * Initializes a (non-recursive) mutex in caller-owned memory, unlocked.

@@ -24,18 +24,20 @@ use std::sync::Arc;
 use crate::busy_poll::now_ns;
 use crate::context::{Context, LoopGuard};
 use crate::fatal::MisuseResult;
-use crate::handlers::{Handler, dispatch_ready};
+use crate::handlers::{Handler, count_callback, dispatch_ready};
+use crate::stats::LoopCounters;
 
 impl Context {
     /// `aio_poll`: one iteration; returns whether a callback made progress.
     pub(crate) fn poll(&self, blocking: bool) -> MisuseResult<bool> {
         let guard = self.enter_loop()?;
+        self.loop_stats(&guard).iterations.incr();
         let watches_fds = self.sync_handlers(&guard);
         if !blocking && !watches_fds {
             // The common non-blocking case: nothing to wait for, no syscall.
             self.notify.accept();
             let progress = self.bh_poll(&guard);
-            return Ok(progress | self.timers.run_expired(self));
+            return Ok(progress | self.run_timers(&guard));
         }
         let (ready_cell, hits_cell) = self.dispatch_buffers(&guard);
         let mut ready = std::mem::take(&mut *ready_cell.borrow_mut());
@@ -54,11 +56,15 @@ impl Context {
                     self.compute_timeout(&guard)
                 };
                 if watches_fds {
+                    let t0 = (timeout != 0).then(now_ns);
                     self.wait_fds(&guard, timeout, &mut ready);
                     self.notify.disarm();
+                    self.count_blocked(&guard, t0);
                 } else if timeout != 0 {
+                    let t0 = Some(now_ns());
                     self.wait_for_wakeup(timeout);
                     self.notify.disarm();
+                    self.count_blocked(&guard, t0);
                 } else {
                     self.notify.disarm();
                     // Work was already there, but a notifier that saw us
@@ -81,6 +87,27 @@ impl Context {
         *ready_cell.borrow_mut() = ready;
         *hits_cell.borrow_mut() = hits;
         Ok(progress)
+    }
+
+    /// Adds the time since `t0` (when waiting began, if it was a real
+    /// wait) to the blocked-time counter.
+    #[inline]
+    fn count_blocked(&self, guard: &LoopGuard<'_>, t0: Option<i64>) {
+        if let Some(t0) = t0 {
+            let ns = u64::try_from(now_ns() - t0).unwrap_or(0);
+            self.loop_stats(guard).blocked_ns.add(ns);
+        }
+    }
+
+    /// Runs the expired timers of the context's lists, counting them.
+    #[inline]
+    fn run_timers(&self, guard: &LoopGuard<'_>) -> bool {
+        let n = self.timers.run_expired_count();
+        if n == 0 {
+            return false;
+        }
+        self.loop_stats(guard).timers_fired.add(n);
+        true
     }
 
     /// Asks the fd monitor (and so the wakeup eventfd, consumed if set) for
@@ -109,10 +136,11 @@ impl Context {
         ready: &mut Vec<(Arc<Handler>, u32)>,
         hits: &mut Vec<Arc<Handler>>,
     ) -> bool {
+        let stats = self.loop_stats(guard);
         let mut progress = self.bh_poll(guard);
-        progress |= dispatch_poll_ready(hits);
-        progress |= dispatch_ready(ready);
-        progress |= self.timers.run_expired(self);
+        progress |= dispatch_poll_ready(hits, stats);
+        progress |= dispatch_ready(ready, stats);
+        progress |= self.run_timers(guard);
         ready.clear();
         hits.clear();
         progress
@@ -174,6 +202,7 @@ impl Context {
 
     /// `aio_dispatch` (and GSource dispatch): runs whatever is ready now.
     pub(crate) fn dispatch(&self, guard: &LoopGuard<'_>) -> bool {
+        self.loop_stats(guard).iterations.incr();
         let (ready_cell, hits_cell) = self.dispatch_buffers(guard);
         let mut ready = std::mem::take(&mut *ready_cell.borrow_mut());
         let mut hits = std::mem::take(&mut *hits_cell.borrow_mut());
@@ -238,6 +267,12 @@ impl Context {
             // An event may have arrived between the last poll and io_poll_end.
             found = poll_once(hits);
         }
+        let stats = self.loop_stats(guard);
+        if found {
+            stats.poll_hits.incr();
+        } else {
+            stats.poll_misses.incr();
+        }
         found
     }
 
@@ -267,10 +302,11 @@ fn poll_handlers_once(pollers: &[Arc<Handler>], hits: &mut Vec<Arc<Handler>>) {
 }
 
 /// Calls `io_poll_ready` of the handlers whose `io_poll` found work.
-fn dispatch_poll_ready(hits: &[Arc<Handler>]) -> bool {
+fn dispatch_poll_ready(hits: &[Arc<Handler>], stats: &LoopCounters) -> bool {
     let mut progress = false;
     for h in hits {
         if let (Some(ready), true) = (h.cb.io_poll_ready, h.is_live()) {
+            count_callback(h, stats);
             // SAFETY: registered by the C caller for `opaque`; no borrow held.
             unsafe { ready(h.cb.opaque) };
             progress = true;

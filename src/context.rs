@@ -40,6 +40,7 @@ use crate::handlers::{Callbacks, Handler, Handlers, HandlersLocal};
 use crate::notifier::EventNotifier;
 use crate::notify::NotifyState;
 use crate::quarantine::Quarantine;
+use crate::stats::{AioctxStats, LoopCounters, NotifyCounters};
 use crate::thread;
 use crate::timer::TimerLists;
 
@@ -100,6 +101,8 @@ struct LoopLocal {
     /// Reused buffers: ready fd handlers, and busy-poll hits.
     ready_buf: RefCell<Vec<(Arc<Handler>, u32)>>,
     poll_buf: RefCell<Vec<Arc<Handler>>>,
+    /// Loop metrics (`stats.rs`): single-writer, readable from any thread.
+    stats: LoopCounters,
 }
 
 /// The context itself. Handles given to C are `*mut Context` cast to the
@@ -131,6 +134,9 @@ pub(crate) struct Context {
     kicks: AtomicU32,
     /// The context's thread pool (created on first use) and its limits.
     pub(crate) thread_pool: crate::thread_pool::ContextPool,
+    /// `aio_notify` outcomes (`stats.rs`): written by any thread, so on a
+    /// cache line of their own.
+    notify_counters: NotifyCounters,
 }
 
 /// Ready fd handlers (with their `revents`) and busy-poll hits.
@@ -140,7 +146,8 @@ pub(crate) type DispatchBuffers<'a> = (
 );
 
 // SAFETY: shared state is atomic or behind a mutex; `local` is only touched
-// by the single thread allowed to poll (enforced by `enter_loop`), and
+// by the single thread allowed to poll (enforced by `enter_loop`), except
+// its metrics (`local.stats`), atomics that other threads only load; and
 // `wakeup`'s fd is only read by that thread, written (eventfd write) by any.
 unsafe impl Sync for Context {}
 // SAFETY: as above; nothing is tied to the creating thread.
@@ -193,6 +200,7 @@ impl Context {
                 handlers: RefCell::new(HandlersLocal::default()),
                 ready_buf: RefCell::new(Vec::new()),
                 poll_buf: RefCell::new(Vec::new()),
+                stats: LoopCounters::default(),
             },
             timers: TimerLists::new(),
             scheduled_coroutines: crate::coroutine::ScheduledCoroutines::new(),
@@ -200,6 +208,7 @@ impl Context {
             poll_params: PollParams::default(),
             kicks: AtomicU32::new(0),
             thread_pool: crate::thread_pool::ContextPool::default(),
+            notify_counters: NotifyCounters::default(),
         };
         let ctx = Self::move_into_gsource(value);
         {
@@ -465,9 +474,26 @@ impl Context {
     /// `aio_notify`: make a blocked (or about to block) poll return.
     #[inline]
     pub(crate) fn notify(&self) {
-        if self.notify.notify() {
+        let wrote = self.notify.notify();
+        self.notify_counters.record(wrote);
+        if wrote {
             self.kick();
         }
+    }
+
+    /// The loop-thread counters (`stats.rs`); only the guard holder adds.
+    #[inline(always)]
+    pub(crate) fn loop_stats(&self, _guard: &LoopGuard<'_>) -> &LoopCounters {
+        &self.local.stats
+    }
+
+    /// `aioctx_context_get_stats`: any thread (see `stats.rs`).
+    pub(crate) fn stats(&self) -> AioctxStats {
+        crate::stats::collect(
+            &self.local.stats,
+            &self.notify_counters,
+            self.poll_params.window_ns(),
+        )
     }
 
     /// Writes the wakeup eventfd.
@@ -607,7 +633,7 @@ impl Context {
     /// `aio_bh_poll`: runs the BHs scheduled before this call, in scheduling
     /// order, after what outer (nesting) calls have not run yet. Returns
     /// whether a non-idle BH ran. The caller holds a [`LoopGuard`].
-    pub(crate) fn bh_poll(&self, _guard: &LoopGuard<'_>) -> bool {
+    pub(crate) fn bh_poll(&self, guard: &LoopGuard<'_>) -> bool {
         let (batch, batch_tail) = self.bh_queue.take_all_fifo_with_tail();
         if !batch.is_null() {
             let tail = self.local.run_tail.get();
@@ -636,6 +662,7 @@ impl Context {
                 if flags & BH_IDLE == 0 {
                     progress = true;
                 }
+                self.loop_stats(guard).bhs_run.incr();
                 // SAFETY: alive; no borrow of loop state is held here.
                 unsafe { Bh::call(bh) };
             }

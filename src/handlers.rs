@@ -27,6 +27,7 @@ use parking_lot::Mutex;
 use crate::fatal::{self, Misuse, MisuseResult};
 use crate::fdmon::{self, Backend, EPOLL_THRESHOLD, FdMonitor, Ready};
 use crate::gsource;
+use crate::stats::LoopCounters;
 
 /// A C `IOHandler` (or `EventNotifierHandler`, called with the notifier as
 /// its opaque), checked non-NULL.
@@ -49,6 +50,9 @@ pub(crate) struct Callbacks {
     pub(crate) io_poll_begin: Option<IoFn>,
     pub(crate) io_poll_end: Option<IoFn>,
     pub(crate) opaque: *mut c_void,
+    /// Registered with `aio_set_event_notifier` (counted apart in the
+    /// loop metrics).
+    pub(crate) notifier: bool,
 }
 
 impl Callbacks {
@@ -449,11 +453,12 @@ impl HandlersLocal {
 /// Runs the callbacks of ready fds: read before write for one fd; a
 /// handler removed meanwhile (by another handler, or by its own read
 /// callback) is not called. Returns whether any callback ran.
-pub(crate) fn dispatch_ready(ready: &[(Arc<Handler>, u32)]) -> bool {
+pub(crate) fn dispatch_ready(ready: &[(Arc<Handler>, u32)], stats: &LoopCounters) -> bool {
     let mut progress = false;
     for (h, revents) in ready {
         if revents & (POLLIN | POLLHUP | POLLERR) != 0 && h.is_live() {
             if let Some(read) = h.cb.io_read {
+                count_callback(h, stats);
                 // SAFETY: registered by the C caller for `opaque`; no lock
                 // or borrow is held.
                 unsafe { read(h.cb.opaque) };
@@ -462,6 +467,7 @@ pub(crate) fn dispatch_ready(ready: &[(Arc<Handler>, u32)]) -> bool {
         }
         if revents & (POLLOUT | POLLHUP | POLLERR) != 0 && h.is_live() {
             if let Some(write) = h.cb.io_write {
+                count_callback(h, stats);
                 // SAFETY: as above.
                 unsafe { write(h.cb.opaque) };
                 progress = true;
@@ -469,4 +475,14 @@ pub(crate) fn dispatch_ready(ready: &[(Arc<Handler>, u32)]) -> bool {
         }
     }
     progress
+}
+
+/// Counts one callback of `h` in the loop metrics, by handler kind.
+#[inline(always)]
+pub(crate) fn count_callback(h: &Handler, stats: &LoopCounters) {
+    if h.cb.notifier {
+        stats.notifier_callbacks.incr();
+    } else {
+        stats.fd_callbacks.incr();
+    }
 }

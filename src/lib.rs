@@ -34,6 +34,7 @@ mod notify;
 mod qemu_thread;
 mod quarantine;
 mod rcu;
+mod stats;
 mod sync;
 mod thread;
 mod thread_exit;

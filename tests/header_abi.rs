@@ -96,6 +96,10 @@ fn rust_layouts() -> Vec<RustLayout> {
         CqeHandler => aioctx::ffi::types::CqeHandler { cb, next, cqe },
         CqeHandlerEntry => aioctx::ffi::types::CqeHandlerEntry { sqe_next },
         AioctxCqe => aioctx::ffi::types::AioctxCqe { user_data, res, flags },
+        AioctxStats => aioctx::ffi::types::AioctxStats {
+            size, iterations, bhs_run, fd_callbacks, notifier_callbacks, timers_fired,
+            notify_writes, notify_elided, blocked_ns, poll_hits, poll_misses, poll_window_ns,
+        },
     }
 }
 

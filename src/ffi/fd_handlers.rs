@@ -72,6 +72,7 @@ pub extern "C" fn aio_set_fd_handler(
                 io_poll_begin: None,
                 io_poll_end: None,
                 opaque,
+                notifier: false,
             },
         )
     })
@@ -101,6 +102,7 @@ pub extern "C" fn aio_set_event_notifier(
                 io_poll_begin: None,
                 io_poll_end: None,
                 opaque: notifier.cast(),
+                notifier: true,
             },
         )
     })

@@ -211,6 +211,7 @@ pub extern "C" fn qemu_set_fd_handler(
                 io_poll_begin: None,
                 io_poll_end: None,
                 opaque,
+                notifier: false,
             },
         )
     })

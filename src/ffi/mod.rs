@@ -31,6 +31,7 @@ pub mod location;
 pub mod lockcnt;
 pub mod main_loop;
 pub mod rcu;
+pub mod stats;
 pub mod sync;
 pub mod thread_pool;
 pub mod timer;

@@ -48,6 +48,7 @@ pub struct GSource {
 pub use crate::bh::MemReentrancyGuard;
 pub use crate::error::Error;
 pub use crate::notifier::EventNotifier;
+pub use crate::stats::AioctxStats;
 
 pub use crate::fdmon::ops::FDMonOps;
 

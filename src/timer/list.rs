@@ -229,12 +229,17 @@ impl TimerList {
     /// Runs the expired timers (`timerlist_run_timers`). Returns whether any
     /// ran. The caller is the thread that runs this list.
     pub(crate) fn run_expired(&self) -> bool {
+        self.run_expired_count() > 0
+    }
+
+    /// [`TimerList::run_expired`], returning how many timers ran.
+    pub(crate) fn run_expired_count(&self) -> u64 {
         let earliest = self.earliest.load(Ordering::Acquire);
         if earliest == i64::MAX || !self.clock.is_enabled() {
-            return false;
+            return 0;
         }
         let now = self.clock.now_ns();
-        earliest <= now && self.run(now)
+        if earliest <= now { self.run(now) } else { 0 }
     }
 
     /// Runs the timers due at `now`, one at a time, with the lock released
@@ -245,11 +250,11 @@ impl TimerList {
     /// loads `enabled` before each callback; the disabler stores `enabled`
     /// and then loads `running` (all `SeqCst`). So either no further
     /// callback starts here, or the disabler sees us and waits.
-    fn run(&self, now: i64) -> bool {
+    fn run(&self, now: i64) -> u64 {
         // A callback may poll this context again (nested run): restore the
         // outer value rather than clearing it.
         let outer = self.running.swap(thread::thread_token(), Ordering::SeqCst);
-        let mut ran = false;
+        let mut ran = 0;
         while self.clock.is_enabled() {
             let timer = {
                 let mut heap = self.heap.lock();
@@ -265,7 +270,7 @@ impl TimerList {
             // SAFETY: the C caller registered `cb` for `opaque`; no lock or
             // borrow is held.
             unsafe { cb(opaque) };
-            ran = true;
+            ran += 1;
         }
         self.running.store(outer, Ordering::SeqCst);
         ran
@@ -350,15 +355,18 @@ impl TimerLists {
 
     /// Runs the expired timers of every enabled clock, in deadline order,
     /// with no lock held during callbacks. Returns whether any ran.
+    #[cfg(test)]
     pub(crate) fn run_expired(&self, _ctx: &Context) -> bool {
+        self.run_expired_count() > 0
+    }
+
+    /// [`TimerLists::run_expired`], returning how many timers ran.
+    #[inline]
+    pub(crate) fn run_expired_count(&self) -> u64 {
         if !self.any_armed() {
-            return false;
+            return 0;
         }
-        let mut progress = false;
-        for list in &self.lists {
-            progress |= list.run_expired();
-        }
-        progress
+        self.lists.iter().map(TimerList::run_expired_count).sum()
     }
 
     /// Context teardown: disarm whatever is still armed (marking those
