@@ -3,7 +3,7 @@
 //!
 //! Producers (any thread, even a signal handler) push with a CAS loop on the
 //! head; nothing is allocated and no lock is taken. A node is pushed only by
-//! whoever flipped its PENDING flag from 0 to 1 (see `bh.rs`), so it is in
+//! whoever flipped its PENDING flag from 0 to 1 (see `bh/mod.rs`), so it is in
 //! the queue at most once. The consumer (the context's polling thread) takes
 //! the whole stack with one `swap(null)` and reverses it, which yields the
 //! nodes in push order: BHs run FIFO.

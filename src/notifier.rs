@@ -2,7 +2,7 @@
 //!
 //! The struct is caller-owned and embedded in C structs, so it is `#[repr(C)]`
 //! with QEMU's fields (`rfd`, `wfd`, `initialized`); on Linux `rfd == wfd`.
-//! Every context also owns one for its own wakeups (`context.rs`).
+//! Every context also owns one for its own wakeups (`context/`).
 //!
 //! Threading: `set` may be called from any thread (it is one `write(2)`);
 //! `test_and_clear` is meant for the thread that polls the fd.

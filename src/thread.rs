@@ -73,7 +73,7 @@ struct BqlMutex(UnsafeCell<libc::pthread_mutex_t>);
 unsafe impl Sync for BqlMutex {}
 
 /// The next thread token. Starts at 1 (0 is "none"); never reaches
-/// `usize::MAX`, which `context.rs` uses as a marker.
+/// `usize::MAX`, which `context/home.rs` uses as a marker.
 static NEXT_TOKEN: AtomicUsize = AtomicUsize::new(1);
 
 /// A cheap identity for the calling thread, as an opaque non-null pointer:

@@ -27,6 +27,14 @@
 //! Memory: a BH is freed only by the loop thread (or by context teardown),
 //! never by `qemu_bh_delete` directly, so a callback may delete its own BH
 //! and a deleted BH stays valid until the loop has dequeued it.
+//!
+//! This file holds the BH object and its flag operations; the context's
+//! side (allocation, the run list, `aio_bh_poll`, teardown) is in
+//! `dispatch.rs`.
+
+mod dispatch;
+
+pub(crate) use dispatch::BhDispatch;
 
 use std::ffi::{CStr, c_char, c_void};
 use std::ptr;

@@ -1,0 +1,147 @@
+//! A context's home thread and its loop claim: binding to a thread
+//! (`qemu_set_current_aio_context`), the poller claim of an unbound context,
+//! and the [`LoopGuard`] that loop-thread-only code (`aio_poll`,
+//! `aio_bh_poll`, ...) holds.
+
+use std::ptr;
+use std::sync::atomic::Ordering;
+
+use super::Context;
+use crate::fatal::{Misuse, MisuseResult};
+use crate::thread;
+
+/// `poller` value while a non-polling thread applies handler changes
+/// (never a thread token: those count up from 1, see `thread::thread_token`).
+const TRANSIENT_CLAIM: *mut u8 = ptr::without_provenance_mut(usize::MAX);
+
+/// Marks the calling thread as inside a poll of the context; undone on drop.
+/// Live guards are also counted per thread (`thread::loop_entered`): a
+/// thread that ends inside a callback (`pthread_exit` unwinds past the
+/// guard without dropping it) is reported by the thread-exit hook.
+pub(crate) struct LoopGuard<'a> {
+    ctx: &'a Context,
+    /// Set when this guard claimed an unbound context for the thread: the
+    /// thread's previous polling context, restored on drop.
+    claimed_poller: Option<*const Context>,
+}
+
+impl Drop for LoopGuard<'_> {
+    fn drop(&mut self) {
+        let depth = self.ctx.local.depth.get() - 1;
+        self.ctx.local.depth.set(depth);
+        thread::loop_left();
+        if let Some(prev) = self.claimed_poller {
+            thread::leave_polling(prev);
+            self.ctx.poller.store(ptr::null_mut(), Ordering::Release);
+        }
+    }
+}
+
+impl Context {
+    /// Binds the context to the thread `token` (`qemu_set_current_aio_context`).
+    /// The calling thread must be `token`: the binding is cleared when it
+    /// exits (`thread::register_home`).
+    pub(crate) fn claim_home_thread(&self, token: *mut u8) -> MisuseResult<()> {
+        self.home
+            .compare_exchange(ptr::null_mut(), token, Ordering::AcqRel, Ordering::Acquire)
+            .map_err(|_| Misuse::new("this context is already bound to another thread"))?;
+        thread::register_home(self);
+        Ok(())
+    }
+
+    /// Unbinds the context from the thread `token`, which is exiting: the
+    /// context is bound to no thread again.
+    pub(crate) fn release_home_thread(&self, token: *mut u8) {
+        let _ =
+            self.home
+                .compare_exchange(token, ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// Enters loop-thread-only code (`aio_poll`, `aio_bh_poll`, ...), after
+    /// checking that the calling thread may: it is the home thread, or the
+    /// context is unbound and no other thread is polling it.
+    #[inline]
+    pub(crate) fn enter_loop(&self) -> MisuseResult<LoopGuard<'_>> {
+        // Also here, not only in `from_handle`: the current context (a
+        // thread-local copied by fork) reaches the loop without a handle.
+        self.check_fork()?;
+        let mut claimed_poller = None;
+        if !thread::in_home_thread(self) {
+            let home = self.home.load(Ordering::Acquire);
+            let me = thread::thread_token();
+            if home.is_null() {
+                loop {
+                    match self.poller.compare_exchange(
+                        ptr::null_mut(),
+                        me,
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => {
+                            claimed_poller = Some(thread::enter_polling(self));
+                            break;
+                        }
+                        // Re-entered from a nested poll of another context.
+                        Err(other) if other == me => break,
+                        // Another thread is applying a handler removal
+                        // (`sync_handlers_if_idle`): a few instructions.
+                        Err(other) if other == TRANSIENT_CLAIM => std::thread::yield_now(),
+                        Err(_) => {
+                            return Err(Misuse::new(
+                                "context bound to no thread is already being polled by another thread",
+                            ));
+                        }
+                    }
+                }
+            } else if home != me {
+                // `home == me` without being in_home_thread: a context bound
+                // to this thread that is not its current one (the main
+                // loop's iohandler context).
+                return Err(Misuse::new(
+                    "called outside the context's home thread (the thread bound to it with \
+                     qemu_set_current_aio_context, or a BQL holder for the main context)",
+                ));
+            }
+        }
+        self.local.depth.set(self.local.depth.get() + 1);
+        thread::loop_entered();
+        Ok(LoopGuard {
+            ctx: self,
+            claimed_poller,
+        })
+    }
+
+    /// Applies pending handler changes of an unbound context from a thread
+    /// that is not polling it, if no thread is: claims the poller slot with
+    /// a marker that a concurrent `enter_loop` waits out. If a thread is
+    /// polling, that poll applies them instead (it is woken).
+    pub(super) fn sync_handlers_if_idle(&self) {
+        if self
+            .poller
+            .compare_exchange(
+                ptr::null_mut(),
+                TRANSIENT_CLAIM,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            self.notify();
+            return;
+        }
+        self.local.depth.set(self.local.depth.get() + 1);
+        thread::loop_entered();
+        let guard = LoopGuard {
+            ctx: self,
+            claimed_poller: None,
+        };
+        self.sync_handlers(&guard);
+        drop(guard);
+        self.poller.store(ptr::null_mut(), Ordering::Release);
+    }
+
+    /// Whether no thread is bound to the context and none is polling it.
+    pub(crate) fn is_unbound_and_idle(&self) -> bool {
+        self.home.load(Ordering::Acquire).is_null() && self.poller.load(Ordering::Acquire).is_null()
+    }
+}
