@@ -11,7 +11,7 @@
  * The read side is QEMU 10.2's, inline (an object compiled against QEMU's
  * own qemu/rcu.h interoperates with the library's writers): see
  * struct rcu_reader_data, rcu_gp_ctr and rcu_gp_event below. The rest is
- * implemented in src/rcu.rs. Differences from QEMU: a thread that calls
+ * implemented in src/rcu/. Differences from QEMU: a thread that calls
  * rcu_read_lock() without rcu_register_thread() is registered on the spot
  * (and unregistered when it exits), so nothing is silently unprotected;
  * calling synchronize_rcu() inside a read-side critical section aborts with

@@ -54,21 +54,21 @@
 //! [`call_rcu`] queues callbacks for a helper thread (started on first use)
 //! that waits one grace period per batch and runs the batch with the BQL
 //! held, as QEMU does. [`drain_call_rcu`] queues a marker and waits for it.
+//! Both live in `call.rs`; this file has the reader records and
+//! `synchronize_rcu`.
 //!
 //! The exported functions are in `ffi::rcu`; the data objects QEMU's inline
 //! code names (`rcu_gp_ctr`, `rcu_gp_event`) are defined here, since the
 //! writer side reads them.
 
 use std::cell::{Cell, UnsafeCell};
-use std::collections::VecDeque;
 use std::ffi::{c_uint, c_void};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use crate::fatal::{self, Misuse, MisuseResult};
 use crate::sync::QemuEvent;
-use crate::thread;
 
 /// `ctr` of a reader inside a section in the first period.
 pub(crate) const RCU_GP_LOCKED: u64 = 1;
@@ -403,300 +403,10 @@ pub(crate) fn synchronize_rcu() -> MisuseResult<()> {
     Ok(())
 }
 
-// ---------------------------------------------------------------------------
-// call_rcu
+mod call;
 
-/// QEMU's `struct rcu_head`.
-#[repr(C)]
-pub struct RcuHead {
-    pub next: *mut RcuHead,
-    pub func: Option<RcuFunc>,
-}
-
-/// QEMU's `RCUCBFunc`: `void func(struct rcu_head *head)`.
-pub type RcuFunc = unsafe extern "C" fn(head: *mut RcuHead);
-
-/// A drain_call_rcu() waiter: done flag and its condition variable.
-type Marker = Arc<(Mutex<bool>, Condvar)>;
-
-enum Entry {
-    /// A caller's callback: `(*head).func(head)`.
-    Callback(*mut RcuHead),
-    /// drain_call_rcu(): set the flag.
-    Marker(Marker),
-}
-
-// SAFETY: the caller of call_rcu hands the rcu_head over to the RCU thread
-// until its callback runs.
-unsafe impl Send for Entry {}
-
-struct Queue {
-    entries: VecDeque<Entry>,
-    started: bool,
-}
-
-static QUEUE: Mutex<Queue> = Mutex::new(Queue {
-    entries: VecDeque::new(),
-    started: false,
-});
-static QUEUE_COND: Condvar = Condvar::new();
-
-fn rcu_thread_fail(e: Misuse) -> ! {
-    fatal::die("call_rcu thread", &e.0)
-}
-
-fn call_rcu_thread() {
-    register_thread().unwrap_or_else(|e| rcu_thread_fail(e));
-    loop {
-        let batch: Vec<Entry> = {
-            let mut q = lock(&QUEUE);
-            while q.entries.is_empty() {
-                q = QUEUE_COND.wait(q).unwrap_or_else(|e| e.into_inner());
-            }
-            q.entries.drain(..).collect()
-        };
-        synchronize_rcu().unwrap_or_else(|e| rcu_thread_fail(e));
-        thread::bql_lock().unwrap_or_else(|e| rcu_thread_fail(e));
-        for entry in batch {
-            match entry {
-                Entry::Callback(head) => {
-                    // SAFETY: call_rcu stored a valid func in the live head,
-                    // which its owner gave us until the callback runs.
-                    unsafe {
-                        if let Some(func) = (*head).func {
-                            func(head);
-                        }
-                    }
-                }
-                Entry::Marker(m) => {
-                    *lock(&m.0) = true;
-                    m.1.notify_all();
-                }
-            }
-        }
-        thread::bql_unlock().unwrap_or_else(|e| rcu_thread_fail(e));
-    }
-}
-
-/// Starts the RCU thread with every signal blocked (it must not take the
-/// program's signals).
-fn start_thread() -> MisuseResult<()> {
-    // SAFETY: sigset_t is plain data; sigfillset initializes it.
-    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: valid sigset pointers.
-    unsafe {
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-    }
-    let spawned = std::thread::Builder::new()
-        .name("call_rcu".into())
-        .spawn(call_rcu_thread);
-    // SAFETY: restores the mask saved above.
-    unsafe {
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut());
-    }
-    spawned
-        .map(drop)
-        .map_err(|_| Misuse::new("cannot start the RCU thread"))
-}
-
-fn enqueue(entry: Entry) -> MisuseResult<()> {
-    let mut q = lock(&QUEUE);
-    if !q.started {
-        start_thread()?;
-        q.started = true;
-    }
-    q.entries.push_back(entry);
-    QUEUE_COND.notify_one();
-    Ok(())
-}
-
-/// `call_rcu1`: run `func(head)` on the RCU thread, with the BQL held,
-/// after a grace period.
-///
-/// # Safety
-///
-/// `head` must stay valid (and untouched by the caller) until `func` runs.
-pub(crate) unsafe fn call_rcu(head: *mut RcuHead, func: RcuFunc) -> MisuseResult<()> {
-    // SAFETY: the caller guarantees head is valid.
-    unsafe {
-        (*head).func = Some(func);
-        (*head).next = ptr::null_mut();
-    }
-    enqueue(Entry::Callback(head))
-}
-
-/// `drain_call_rcu`: returns once every callback queued before the call has
-/// run. Releases the BQL meanwhile if this thread holds it.
-pub(crate) fn drain_call_rcu() -> MisuseResult<()> {
-    let had_bql = thread::holds_bql();
-    if had_bql {
-        thread::bql_unlock()?;
-    }
-    let marker: Marker = Arc::new((Mutex::new(false), Condvar::new()));
-    enqueue(Entry::Marker(Arc::clone(&marker)))?;
-    let mut done = lock(&marker.0);
-    while !*done {
-        done = marker.1.wait(done).unwrap_or_else(|e| e.into_inner());
-    }
-    drop(done);
-    if had_bql {
-        thread::bql_lock()?;
-    }
-    Ok(())
-}
+pub use call::{RcuFunc, RcuHead};
+pub(crate) use call::{call_rcu, drain_call_rcu};
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::AtomicU32;
-    use std::time::Duration;
-
-    /// The RCU state is process-global: a test that holds a section while
-    /// it waits for a writer would deadlock with another test's writer, so
-    /// the tests run one at a time.
-    static TEST_LOCK: Mutex<()> = Mutex::new(());
-
-    fn serial() -> MutexGuard<'static, ()> {
-        lock(&TEST_LOCK)
-    }
-
-    /// A reader inside its section blocks synchronize_rcu until it leaves;
-    /// a reader entering after the grace period began does not.
-    #[test]
-    fn rcu_grace_period_waits_for_old_reader() {
-        let _serial = serial();
-        // 0: start, 1: reader inside, 2: reader may leave, 3: reader left.
-        let stage = Arc::new(AtomicU32::new(0));
-        let writer_done = Arc::new(AtomicBool::new(false));
-
-        let s = Arc::clone(&stage);
-        let reader = std::thread::spawn(move || {
-            read_lock().unwrap();
-            read_lock().unwrap(); // nesting
-            s.store(1, Ordering::SeqCst);
-            while s.load(Ordering::SeqCst) != 2 {
-                std::thread::yield_now();
-            }
-            read_unlock().unwrap();
-            assert!(read_locked());
-            s.store(3, Ordering::SeqCst);
-            read_unlock().unwrap();
-            assert!(!read_locked());
-        });
-        while stage.load(Ordering::SeqCst) != 1 {
-            std::thread::yield_now();
-        }
-        let before = rcu_gp_ctr.load(Ordering::SeqCst);
-        let (s, d) = (Arc::clone(&stage), Arc::clone(&writer_done));
-        let writer = std::thread::spawn(move || {
-            synchronize_rcu().unwrap();
-            // The reader's outermost unlock (after stage 3) preceded this.
-            assert_eq!(s.load(Ordering::SeqCst), 3);
-            d.store(true, Ordering::SeqCst);
-        });
-        // The writer is blocked while the reader is inside.
-        while rcu_gp_ctr.load(Ordering::SeqCst) == before {
-            std::thread::yield_now();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        assert!(!writer_done.load(Ordering::SeqCst));
-        // A new section, entered during the grace period, does not block it.
-        read_lock().unwrap();
-        stage.store(2, Ordering::SeqCst);
-        writer.join().unwrap();
-        assert!(writer_done.load(Ordering::SeqCst));
-        read_unlock().unwrap();
-        reader.join().unwrap();
-        assert_eq!(rcu_gp_ctr.load(Ordering::SeqCst) % 2, 1);
-    }
-
-    /// No reader inside: synchronize_rcu returns at once, and a thread that
-    /// exited is no longer waited for.
-    #[test]
-    fn rcu_synchronize_without_readers() {
-        let _serial = serial();
-        std::thread::spawn(|| {
-            read_lock().unwrap();
-            read_unlock().unwrap();
-        })
-        .join()
-        .unwrap();
-        synchronize_rcu().unwrap();
-        read_lock().unwrap();
-        assert!(synchronize_rcu().is_err());
-        read_unlock().unwrap();
-        synchronize_rcu().unwrap();
-    }
-
-    #[test]
-    fn rcu_register_misuse() {
-        let _serial = serial();
-        std::thread::spawn(|| {
-            assert!(unregister_thread().is_err());
-            register_thread().unwrap();
-            assert!(register_thread().is_err());
-            read_lock().unwrap();
-            assert!(unregister_thread().is_err());
-            read_unlock().unwrap();
-            unregister_thread().unwrap();
-            assert!(read_unlock().is_err());
-        })
-        .join()
-        .unwrap();
-    }
-
-    /// A reader that exits inside its section (no unlock) is unregistered
-    /// by the key destructor, which wakes a writer waiting for it.
-    #[test]
-    fn rcu_reader_exit_inside_section_releases_writer() {
-        let _serial = serial();
-        let inside = Arc::new(AtomicBool::new(false));
-        let leave = Arc::new(AtomicBool::new(false));
-        let (i, l) = (Arc::clone(&inside), Arc::clone(&leave));
-        let reader = std::thread::spawn(move || {
-            read_lock().unwrap();
-            i.store(true, Ordering::SeqCst);
-            while !l.load(Ordering::SeqCst) {
-                std::thread::yield_now();
-            }
-            // Exits still inside the section.
-        });
-        while !inside.load(Ordering::SeqCst) {
-            std::thread::yield_now();
-        }
-        let writer = std::thread::spawn(synchronize_rcu);
-        std::thread::sleep(Duration::from_millis(10));
-        leave.store(true, Ordering::SeqCst);
-        reader.join().unwrap();
-        writer.join().unwrap().unwrap();
-    }
-
-    static CALLED: AtomicU32 = AtomicU32::new(0);
-
-    unsafe extern "C" fn count_cb(head: *mut RcuHead) {
-        CALLED.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: the test leaked the head for us; we own it now.
-        drop(unsafe { Box::from_raw(head) });
-    }
-
-    /// call_rcu callbacks run after a grace period, in order, with the BQL
-    /// held; drain_call_rcu waits for those queued before it.
-    #[test]
-    #[cfg_attr(miri, ignore = "signal masks and the BQL thread")]
-    fn rcu_call_and_drain() {
-        let _serial = serial();
-        for _ in 0..3 {
-            let head = Box::into_raw(Box::new(RcuHead {
-                next: ptr::null_mut(),
-                func: None,
-            }));
-            // SAFETY: head is a fresh allocation the callback frees.
-            unsafe { call_rcu(head, count_cb) }.unwrap();
-        }
-        drain_call_rcu().unwrap();
-        assert!(CALLED.load(Ordering::SeqCst) >= 3);
-    }
-}
+mod tests;
