@@ -378,6 +378,18 @@ typedef struct QemuCond {
 } QemuCond;
 
 /**
+ * A thread handle (`qemu_thread_*`), filled in by `qemu_thread_create` or
+ * `qemu_thread_get_self`. QEMU's layout: only the pthread handle. Whether
+ * the thread is joinable is kept out of line (a table in the library).
+ */
+typedef struct QemuThread {
+  /**
+   * The pthread handle.
+   */
+  pthread_t thread;
+} QemuThread;
+
+/**
  * `AioctxStats`: loop metrics of one context, filled by
  * `aioctx_context_get_stats` (an aioctx extension, not a QEMU API).
  *
@@ -520,18 +532,6 @@ typedef struct QemuEvent {
    */
   bool initialized;
 } QemuEvent;
-
-/**
- * A thread handle (`qemu_thread_*`), filled in by `qemu_thread_create` or
- * `qemu_thread_get_self`. QEMU's layout: only the pthread handle. Whether
- * the thread is joinable is kept out of line (a table in the library).
- */
-typedef struct QemuThread {
-  /**
-   * The pthread handle.
-   */
-  pthread_t thread;
-} QemuThread;
 
 /**
  * The head of an asynchronous request (QEMU's `BlockAIOCB`), embedded as
@@ -1736,6 +1736,69 @@ void main_loop_poll_add_notifier(Notifier *notify);
 void main_loop_poll_remove_notifier(Notifier *notify);
 
 /**
+ * Starts a thread running `start_routine(arg)` and fills in `thread`.
+ * `name` (may be NULL; copied) names the thread, truncated to 15 bytes.
+ * `mode` is `QEMU_THREAD_JOINABLE` (join it with `qemu_thread_join`) or
+ * `QEMU_THREAD_DETACHED`. As in QEMU, the new thread starts with all
+ * signals blocked except SIGSEGV, SIGFPE and SIGILL. Failure to create the
+ * thread aborts.
+ */
+void qemu_thread_create(struct QemuThread *thread, const char *name, void *(*start_routine)(void*), void *arg, int mode);
+
+/**
+ * Waits for a joinable thread to end and returns its result (the start
+ * routine's return value or `qemu_thread_exit`'s argument). Aborts for a
+ * detached thread, a thread already joined, or the calling thread itself.
+ */
+void *qemu_thread_join(struct QemuThread *thread);
+
+/**
+ * Fills in `thread` for the calling thread.
+ */
+void qemu_thread_get_self(struct QemuThread *thread);
+
+/**
+ * Whether `thread` is the calling thread.
+ */
+bool qemu_thread_is_self(struct QemuThread *thread);
+
+/**
+ * Ends the calling thread with result `retval` (what `qemu_thread_join`
+ * returns). Does not return.
+ */
+void qemu_thread_exit(void *retval) __attribute__((noreturn));
+
+/**
+ * Adds `notifier` to the calling thread's exit list: when this thread ends
+ * (a thread of `qemu_thread_create` whose routine returns or that calls
+ * `qemu_thread_exit`), it calls `notifier->notify(notifier, NULL)`, newest
+ * notifier first. The notifier stays the caller's and must stay alive
+ * until it ran or was removed. Other threads never run their list.
+ */
+void qemu_thread_atexit_add(Notifier *notifier);
+
+/**
+ * Takes `notifier` off the calling thread's exit list (it must be on it;
+ * a callback may remove its own notifier).
+ */
+void qemu_thread_atexit_remove(Notifier *notifier);
+
+/**
+ * Restricts `thread` to the CPUs set among the first `nbits` bits of the
+ * bitmap `host_cpus`. 0, or an errno value, positive
+ * as QEMU returns pthread's (`EINVAL` when no usable CPU is set).
+ */
+int qemu_thread_set_affinity(struct QemuThread *thread, unsigned long *host_cpus, unsigned long nbits);
+
+/**
+ * Stores `thread`'s CPU set in `*host_cpus` (a bitmap allocated with
+ * `g_new0`; the caller frees it with `g_free`) and its size in bits in
+ * `*nbits`. 0, or a positive errno value as in QEMU (then the
+ * out-parameters are untouched).
+ */
+int qemu_thread_get_affinity(struct QemuThread *thread, unsigned long **host_cpus, unsigned long *nbits);
+
+/**
  * Fills `*out` with `ctx`'s loop metrics (an aioctx extension, not a QEMU
  * API; libuv's `uv_metrics_info` analogue): loop iterations, BHs run, fd
  * and event-notifier callbacks, timers fired, `aio_notify` eventfd writes
@@ -1946,69 +2009,6 @@ void qemu_event_reset(struct QemuEvent *ev);
  * Returns once the event is set (at once if it already is). Any thread.
  */
 void qemu_event_wait(struct QemuEvent *ev);
-
-/**
- * Starts a thread running `start_routine(arg)` and fills in `thread`.
- * `name` (may be NULL; copied) names the thread, truncated to 15 bytes.
- * `mode` is `QEMU_THREAD_JOINABLE` (join it with `qemu_thread_join`) or
- * `QEMU_THREAD_DETACHED`. As in QEMU, the new thread starts with all
- * signals blocked except SIGSEGV, SIGFPE and SIGILL. Failure to create the
- * thread aborts.
- */
-void qemu_thread_create(struct QemuThread *thread, const char *name, void *(*start_routine)(void*), void *arg, int mode);
-
-/**
- * Waits for a joinable thread to end and returns its result (the start
- * routine's return value or `qemu_thread_exit`'s argument). Aborts for a
- * detached thread, a thread already joined, or the calling thread itself.
- */
-void *qemu_thread_join(struct QemuThread *thread);
-
-/**
- * Fills in `thread` for the calling thread.
- */
-void qemu_thread_get_self(struct QemuThread *thread);
-
-/**
- * Whether `thread` is the calling thread.
- */
-bool qemu_thread_is_self(struct QemuThread *thread);
-
-/**
- * Ends the calling thread with result `retval` (what `qemu_thread_join`
- * returns). Does not return.
- */
-void qemu_thread_exit(void *retval) __attribute__((noreturn));
-
-/**
- * Adds `notifier` to the calling thread's exit list: when this thread ends
- * (a thread of `qemu_thread_create` whose routine returns or that calls
- * `qemu_thread_exit`), it calls `notifier->notify(notifier, NULL)`, newest
- * notifier first. The notifier stays the caller's and must stay alive
- * until it ran or was removed. Other threads never run their list.
- */
-void qemu_thread_atexit_add(Notifier *notifier);
-
-/**
- * Takes `notifier` off the calling thread's exit list (it must be on it;
- * a callback may remove its own notifier).
- */
-void qemu_thread_atexit_remove(Notifier *notifier);
-
-/**
- * Restricts `thread` to the CPUs set among the first `nbits` bits of the
- * bitmap `host_cpus`. 0, or an errno value, positive
- * as QEMU returns pthread's (`EINVAL` when no usable CPU is set).
- */
-int qemu_thread_set_affinity(struct QemuThread *thread, unsigned long *host_cpus, unsigned long nbits);
-
-/**
- * Stores `thread`'s CPU set in `*host_cpus` (a bitmap allocated with
- * `g_new0`; the caller frees it with `g_free`) and its size in bits in
- * `*nbits`. 0, or a positive errno value as in QEMU (then the
- * out-parameters are untouched).
- */
-int qemu_thread_get_affinity(struct QemuThread *thread, unsigned long **host_cpus, unsigned long *nbits);
 
 /**
  * Sleeps while the 32-bit word at `f` equals `val`: returns at once if it

@@ -2,7 +2,7 @@
 //! affinity. QEMU's 8-byte layout (the pthread handle); the joinable or
 //! detached mode is kept in a side table keyed by handle so that joining a
 //! detached thread or joining twice is reported. The exported functions are
-//! in `ffi/sync.rs`.
+//! in `ffi/qemu_thread.rs`.
 //!
 //! Threading: any thread may create; only one thread may join a joinable
 //! thread, once.

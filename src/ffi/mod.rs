@@ -30,6 +30,7 @@ pub mod iothread;
 pub mod location;
 pub mod lockcnt;
 pub mod main_loop;
+pub mod qemu_thread;
 pub mod rcu;
 pub mod stats;
 pub mod sync;

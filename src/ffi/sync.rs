@@ -1,6 +1,7 @@
 //! Threads and synchronization for QEMU-style callers (`qemu/thread.h`,
 //! `qemu/futex.h`): `QemuMutex`, `QemuRecMutex`, `QemuCond`,
-//! `QemuSemaphore`, `QemuEvent`, `QemuThread` and the futex helpers.
+//! `QemuSemaphore`, `QemuEvent` and the futex helpers (`QemuThread` is in
+//! `ffi/qemu_thread.rs`).
 //!
 //! The objects are caller-owned structs, embedded by value; `*_init`
 //! accepts uninitialized memory, every other function aborts on an object
@@ -8,12 +9,11 @@
 //! object, except that a mutex is unlocked by the thread that locked it.
 //! None of these functions is tied to an AioContext or the BQL.
 
-use std::ffi::{CStr, c_char, c_int, c_uint, c_ulong, c_void};
+use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
 use std::sync::atomic::AtomicU32;
 
 use super::boundary::ffi_call;
 use crate::fatal::{Misuse, MisuseResult};
-use crate::qemu_thread::{self, StartRoutine};
 use crate::sync as core;
 
 pub use crate::thread_exit::{Notifier, NotifierLink, NotifierList, NotifyFn};
@@ -22,7 +22,7 @@ pub use crate::qemu_thread::{QEMU_THREAD_DETACHED, QEMU_THREAD_JOINABLE, QemuThr
 pub use crate::sync::{QemuCond, QemuEvent, QemuMutex, QemuRecMutex, QemuSemaphore};
 
 /// Checks a caller-owned object pointer: non-null and aligned.
-fn check_ptr<T>(p: *const T, what: &'static str) -> MisuseResult<()> {
+pub(super) fn check_ptr<T>(p: *const T, what: &'static str) -> MisuseResult<()> {
     if p.is_null() {
         return Err(Misuse::new(format!("{what} is NULL")));
     }
@@ -33,7 +33,7 @@ fn check_ptr<T>(p: *const T, what: &'static str) -> MisuseResult<()> {
 }
 
 /// Validates a caller-owned object pointer.
-fn object<'a, T>(p: *const T, what: &'static str) -> MisuseResult<&'a T> {
+pub(super) fn object<'a, T>(p: *const T, what: &'static str) -> MisuseResult<&'a T> {
     check_ptr(p, what)?;
     // SAFETY: non-null and aligned; the caller promises it points to its
     // object for the duration of the call. Every field of these structs is
@@ -72,12 +72,8 @@ fn event<'a>(e: *mut QemuEvent) -> MisuseResult<&'a QemuEvent> {
     object(e, "QemuEvent")
 }
 
-fn thread<'a>(t: *const QemuThread) -> MisuseResult<&'a QemuThread> {
-    object(t, "QemuThread")
-}
-
 /// A C string argument that may be NULL.
-fn optional_str<'a>(s: *const c_char) -> Option<&'a CStr> {
+pub(super) fn optional_str<'a>(s: *const c_char) -> Option<&'a CStr> {
     // SAFETY: a non-null string argument is NUL-terminated (C contract) and
     // outlives the call, which copies what it keeps.
     (!s.is_null()).then(|| unsafe { CStr::from_ptr(s) })
@@ -433,154 +429,6 @@ pub extern "C" fn qemu_event_reset(ev: *mut QemuEvent) {
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_event_wait(ev: *mut QemuEvent) {
     ffi_call("qemu_event_wait", || event(ev)?.wait())
-}
-
-// ---------------------------------------------------------------------------
-// QemuThread
-
-/// Starts a thread running `start_routine(arg)` and fills in `thread`.
-/// `name` (may be NULL; copied) names the thread, truncated to 15 bytes.
-/// `mode` is `QEMU_THREAD_JOINABLE` (join it with `qemu_thread_join`) or
-/// `QEMU_THREAD_DETACHED`. As in QEMU, the new thread starts with all
-/// signals blocked except SIGSEGV, SIGFPE and SIGILL. Failure to create the
-/// thread aborts.
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_thread_create(
-    thread: *mut QemuThread,
-    name: *const c_char,
-    start_routine: Option<unsafe extern "C" fn(*mut c_void) -> *mut c_void>,
-    arg: *mut c_void,
-    mode: c_int,
-) {
-    ffi_call("qemu_thread_create", || {
-        let thread = self::thread(thread)?;
-        let routine: StartRoutine =
-            start_routine.ok_or_else(|| Misuse::new("start_routine is NULL"))?;
-        thread.create(optional_str(name), routine, arg, mode)
-    })
-}
-
-/// Waits for a joinable thread to end and returns its result (the start
-/// routine's return value or `qemu_thread_exit`'s argument). Aborts for a
-/// detached thread, a thread already joined, or the calling thread itself.
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_thread_join(thread: *mut QemuThread) -> *mut c_void {
-    ffi_call("qemu_thread_join", || self::thread(thread)?.join())
-}
-
-/// Fills in `thread` for the calling thread.
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_thread_get_self(thread: *mut QemuThread) {
-    ffi_call("qemu_thread_get_self", || {
-        self::thread(thread)?.get_self();
-        Ok(())
-    })
-}
-
-/// Whether `thread` is the calling thread.
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_thread_is_self(thread: *mut QemuThread) -> bool {
-    ffi_call(
-        "qemu_thread_is_self",
-        || Ok(self::thread(thread)?.is_self()),
-    )
-}
-
-/// Ends the calling thread with result `retval` (what `qemu_thread_join`
-/// returns). Does not return.
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_thread_exit(retval: *mut c_void) -> ! {
-    ffi_call("qemu_thread_exit", || Ok(()));
-    // Outside `ffi_call`: the forced unwind must not meet a panic boundary.
-    qemu_thread::exit_thread(retval)
-}
-
-/// Adds `notifier` to the calling thread's exit list: when this thread ends
-/// (a thread of `qemu_thread_create` whose routine returns or that calls
-/// `qemu_thread_exit`), it calls `notifier->notify(notifier, NULL)`, newest
-/// notifier first. The notifier stays the caller's and must stay alive
-/// until it ran or was removed. Other threads never run their list.
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_thread_atexit_add(notifier: *mut Notifier) {
-    ffi_call("qemu_thread_atexit_add", || {
-        check_ptr(notifier, "Notifier")?;
-        // SAFETY: checked non-null and aligned; the caller keeps it alive
-        // while listed (contract above).
-        unsafe { crate::thread_exit::add(notifier) }
-    })
-}
-
-/// Takes `notifier` off the calling thread's exit list (it must be on it;
-/// a callback may remove its own notifier).
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_thread_atexit_remove(notifier: *mut Notifier) {
-    ffi_call("qemu_thread_atexit_remove", || {
-        check_ptr(notifier, "Notifier")?;
-        // SAFETY: checked non-null and aligned; C's contract: it was added
-        // by this thread, or its links are NULL (refused).
-        unsafe { crate::thread_exit::remove(notifier) }
-    })
-}
-
-/// Restricts `thread` to the CPUs set among the first `nbits` bits of the
-/// bitmap `host_cpus`. 0, or an errno value, positive
-/// as QEMU returns pthread's (`EINVAL` when no usable CPU is set).
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_thread_set_affinity(
-    thread: *mut QemuThread,
-    host_cpus: *mut c_ulong,
-    nbits: c_ulong,
-) -> c_int {
-    ffi_call("qemu_thread_set_affinity", || {
-        let thread = self::thread(thread)?;
-        let nbits = nbits as usize;
-        if nbits > qemu_thread::AFFINITY_MAX_BITS {
-            // Before making a slice of it: no such bitmap is valid.
-            return Ok(libc::EINVAL);
-        }
-        let words = qemu_thread::bitmap_words(nbits);
-        let cpus: &[c_ulong] = if words == 0 {
-            &[]
-        } else {
-            check_ptr(host_cpus, "host_cpus")?;
-            // SAFETY: non-null and aligned; C's contract: a bitmap of
-            // `nbits` bits, i.e. `words` readable words.
-            unsafe { std::slice::from_raw_parts(host_cpus, words) }
-        };
-        thread.set_affinity(cpus, nbits)
-    })
-}
-
-/// Stores `thread`'s CPU set in `*host_cpus` (a bitmap allocated with
-/// `g_new0`; the caller frees it with `g_free`) and its size in bits in
-/// `*nbits`. 0, or a positive errno value as in QEMU (then the
-/// out-parameters are untouched).
-#[unsafe(no_mangle)]
-pub extern "C" fn qemu_thread_get_affinity(
-    thread: *mut QemuThread,
-    host_cpus: *mut *mut c_ulong,
-    nbits: *mut c_ulong,
-) -> c_int {
-    ffi_call("qemu_thread_get_affinity", || {
-        let thread = self::thread(thread)?;
-        check_ptr(host_cpus, "host_cpus")?;
-        check_ptr(nbits, "nbits")?;
-        let (set, bits) = match thread.get_affinity()? {
-            Ok(got) => got,
-            Err(errno) => return Ok(errno),
-        };
-        // SAFETY: g_malloc0_n returns a zeroed block of `set.len()` words
-        // (it aborts rather than return NULL); it is filled from `set`,
-        // which does not overlap it. The out-pointers were checked.
-        unsafe {
-            let bitmap =
-                glib_sys::g_malloc0_n(set.len(), std::mem::size_of::<c_ulong>()).cast::<c_ulong>();
-            bitmap.copy_from_nonoverlapping(set.as_ptr(), set.len());
-            *host_cpus = bitmap;
-            *nbits = bits as c_ulong;
-        }
-        Ok(0)
-    })
 }
 
 // ---------------------------------------------------------------------------
