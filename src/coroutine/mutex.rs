@@ -3,8 +3,13 @@
 //! blocking their thread.
 //!
 //! `locked` counts the holder plus the coroutines waiting or about to wait.
-//! Uncontended lock and unlock are one atomic add each (no other atomic
-//! RMW, no lock). Under contention a short spinlock protects the FIFO of
+//! Uncontended lock and unlock are one atomic RMW each (a CAS 0 -> 1, a
+//! subtraction; no lock). A locker that finds the mutex held by exactly one
+//! coroutine running in another context spins (bounded) for the unlock
+//! before it queues, as QEMU does: handing the mutex to a queued waiter in
+//! another thread costs a cross-thread wakeup and a trip through that
+//! thread's event loop, which a critical section of a few instructions
+//! never needs. Under contention a short spinlock protects the FIFO of
 //! waiters (linked through the waiters' `mutex_next`); unlock hands the
 //! mutex directly to the oldest waiter and wakes it with `aio_co_wake`, in
 //! the context it waits in (possibly another thread), so nobody barges in
@@ -39,6 +44,10 @@ pub(crate) struct CoMutexCore {
 
 // SAFETY: the non-atomic fields are only touched with `wait_lock` held.
 unsafe impl Sync for CoMutexCore {}
+
+/// Iterations [`CoMutexCore::lock`] spins, at most, for a holder running in
+/// another thread before it queues (QEMU spins up to 1000).
+const LOCK_SPINS: u32 = 1000;
 
 /// Holds `wait_lock` (a spinlock: its critical sections are a few pointer
 /// writes and never call user code).
@@ -92,13 +101,50 @@ impl CoMutexCore {
                 me.describe()
             )));
         }
-        if self.locked.fetch_add(1, Ordering::Acquire) != 0 {
+        if self
+            .locked
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+            && !self.spin_for_unlock(me)
+            && self.locked.fetch_add(1, Ordering::Acquire) != 0
+        {
             self.lock_slow(me)?;
         }
         self.holder.store(me.as_ptr(), Ordering::Relaxed);
         self.ctx.store(me.context().cast_mut(), Ordering::Relaxed);
         me.locks_held_add(1);
         Ok(())
+    }
+
+    /// The mutex is held: while its only holder runs in another context
+    /// (so it can unlock while we wait) and nobody queued, spin a little
+    /// for the unlock instead of queueing, which would cost the holder a
+    /// cross-thread `aio_co_wake` and us a trip through our event loop
+    /// (QEMU does the same). True if the mutex is now ours.
+    #[cold]
+    fn spin_for_unlock(&self, me: &CoBox) -> bool {
+        let here = me.context();
+        for _ in 0..LOCK_SPINS {
+            match self.locked.load(Ordering::Relaxed) {
+                0 => {
+                    if self
+                        .locked
+                        .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        return true;
+                    }
+                }
+                // The holder runs in this thread: it cannot unlock before
+                // we yield.
+                1 if ptr::eq(self.ctx.load(Ordering::Relaxed), here) => return false,
+                1 => {}
+                // Others wait already: queue behind them (FIFO).
+                _ => return false,
+            }
+            std::hint::spin_loop();
+        }
+        false
     }
 
     #[cold]

@@ -26,19 +26,20 @@
 
 mod cond;
 mod event;
+mod futex;
 mod mutex;
 mod semaphore;
 
 pub use cond::QemuCond;
 pub use event::QemuEvent;
+pub(crate) use futex::{futex_wait, futex_wake};
 pub use mutex::{QemuMutex, QemuRecMutex};
 pub use semaphore::QemuSemaphore;
 
 use std::cell::{Cell, UnsafeCell};
 use std::ffi::c_int;
 use std::io;
-use std::ptr;
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::fatal::{Misuse, MisuseResult};
 
@@ -51,6 +52,7 @@ thread_local! {
 }
 
 /// The calling thread's kernel thread id; never 0, so 0 can mean "nobody".
+#[inline]
 pub(crate) fn current_tid() -> c_int {
     TID.with(|cached| {
         let mut tid = cached.get();
@@ -64,15 +66,21 @@ pub(crate) fn current_tid() -> c_int {
 }
 
 /// Turns a pthread-style return code (0 or an errno value) into a result.
+#[inline]
 pub(crate) fn pthread_result(what: &str, rc: c_int) -> MisuseResult<()> {
     if rc == 0 {
         Ok(())
     } else {
-        Err(Misuse::new(format!(
-            "{what} failed: {}",
-            io::Error::from_raw_os_error(rc)
-        )))
+        Err(pthread_failed(what, rc))
     }
+}
+
+#[cold]
+fn pthread_failed(what: &str, rc: c_int) -> Misuse {
+    Misuse::new(format!(
+        "{what} failed: {}",
+        io::Error::from_raw_os_error(rc)
+    ))
 }
 
 /// Reads a C `bool` field that may hold garbage (memory never initialized)
@@ -97,55 +105,4 @@ fn deadline_after_ms(ms: c_int) -> libc::timespec {
     // QEMU_CLOCK_REALTIME is CLOCK_MONOTONIC.
     let now = crate::timer::ClockType::Realtime.now_ns();
     crate::fdmon::timespec_from_ns(now + i64::from(ms.max(0)) * 1_000_000)
-}
-
-// ---------------------------------------------------------------------------
-// Futexes (`qemu/futex.h`)
-
-/// Sleeps while `word` holds `val` (QEMU's `qemu_futex_wait`): returns at
-/// once if it does not, else when woken by [`futex_wake`] (or spuriously).
-/// Interrupted sleeps are resumed. Process-private futex.
-pub(crate) fn futex_wait(word: &AtomicU32, val: u32) -> MisuseResult<()> {
-    loop {
-        // SAFETY: FUTEX_WAIT reads the live, aligned u32 behind `word`; the
-        // null timeout means "no timeout".
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                word.as_ptr(),
-                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-                val,
-                ptr::null::<libc::timespec>(),
-            )
-        };
-        if rc == 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EAGAIN) => return Ok(()),
-            Some(libc::EINTR) => continue,
-            _ => return Err(Misuse::new(format!("futex wait failed: {err}"))),
-        }
-    }
-}
-
-/// Wakes up to `count` threads sleeping in [`futex_wait`] on `word`.
-pub(crate) fn futex_wake(word: &AtomicU32, count: c_int) -> MisuseResult<()> {
-    // SAFETY: FUTEX_WAKE only uses the address to find sleepers.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            count,
-        )
-    };
-    if rc < 0 {
-        return Err(Misuse::new(format!(
-            "futex wake failed: {}",
-            io::Error::last_os_error()
-        )));
-    }
-    Ok(())
 }

@@ -73,11 +73,12 @@ impl QemuMutex {
         read_flag(&self.initialized)
     }
 
+    #[inline]
     pub(super) fn check_initialized(&self) -> MisuseResult<()> {
         if self.is_initialized() {
             Ok(())
         } else {
-            Err(Misuse::new("mutex is not initialized"))
+            Err(not_initialized())
         }
     }
 
@@ -131,10 +132,26 @@ impl QemuMutex {
     }
 
     /// `qemu_mutex_lock`: blocks until the mutex is free.
+    ///
+    /// Fast path: one `pthread_mutex_trylock` (a single CAS) and the owner
+    /// store. The owner check against relocking needs no read before it:
+    /// a free mutex is not held by anyone, the calling thread included. Only
+    /// when it is busy does [`Self::lock_contended`] read the owner (exact
+    /// for the calling thread, which alone stores its own id) and block.
+    #[inline]
     pub(crate) fn lock(&self) -> MisuseResult<()> {
         self.check_initialized()?;
+        // SAFETY: the mutex is initialized.
+        if unsafe { libc::pthread_mutex_trylock(self.lock.get()) } == 0 {
+            self.owner().store(current_tid(), Ordering::Relaxed);
+            return Ok(());
+        }
+        self.lock_contended()
+    }
+
+    #[cold]
+    fn lock_contended(&self) -> MisuseResult<()> {
         let me = current_tid();
-        // Exact: only this thread ever stores its own id.
         if self.owner().load(Ordering::Relaxed) == me {
             return Err(Misuse::new(
                 "mutex is already locked by the calling thread (it is not recursive: deadlock)",
@@ -163,18 +180,19 @@ impl QemuMutex {
     }
 
     /// Checks that the calling thread holds the mutex; returns its id.
+    #[inline]
     pub(super) fn check_held(&self) -> MisuseResult<c_int> {
         let me = current_tid();
-        match self.owner().load(Ordering::Relaxed) {
-            0 => Err(Misuse::new("mutex is not locked")),
-            owner if owner == me => Ok(me),
-            owner => Err(Misuse::new(format!(
-                "mutex is locked by thread {owner}, not by the calling thread {me}"
-            ))),
+        let owner = self.owner().load(Ordering::Relaxed);
+        if owner == me {
+            Ok(me)
+        } else {
+            Err(not_held(owner, me))
         }
     }
 
     /// `qemu_mutex_unlock`: only by the thread that holds it.
+    #[inline]
     pub(crate) fn unlock(&self) -> MisuseResult<()> {
         self.check_initialized()?;
         self.check_held()?;
@@ -182,6 +200,22 @@ impl QemuMutex {
         // SAFETY: the mutex is initialized and held by this thread.
         let rc = unsafe { libc::pthread_mutex_unlock(self.lock.get()) };
         pthread_result("pthread_mutex_unlock", rc)
+    }
+}
+
+#[cold]
+fn not_initialized() -> Misuse {
+    Misuse::new("mutex is not initialized")
+}
+
+#[cold]
+fn not_held(owner: c_int, me: c_int) -> Misuse {
+    if owner == 0 {
+        Misuse::new("mutex is not locked")
+    } else {
+        Misuse::new(format!(
+            "mutex is locked by thread {owner}, not by the calling thread {me}"
+        ))
     }
 }
 
