@@ -44,6 +44,8 @@ DEB_CALLGRIND_PACKAGES := valgrind
 # The build systems of tests/consumers/ (test-consumers) and the API reference (doc).
 DEB_CONSUMER_PACKAGES := cmake meson ninja-build
 DEB_DOC_PACKAGES := doxygen
+# libfuzzer-sys compiles libFuzzer (C++) for `make fuzz`.
+DEB_FUZZ_PACKAGES := g++
 
 # ---------------------------------------------------------------------------
 # C tests (scripts/run-c-tests.sh builds, runs and counts them).
@@ -122,7 +124,7 @@ RUN_C_TESTS = scripts/run-c-tests.sh \
 .PHONY: all lib examples demo run-examples deps deps-bench deps-callgrind deps-consumers deps-doc \
 	test cargo-test test-consumers doc check-doc-comments \
 	c-tests sanitize sanitize-asan sanitize-tsan tsan-lib miri loom header \
-	check-header check-link-flags check-qemu-symbols print-link-flags bench bench-callgrind stress fault-walk install-test \
+	check-header check-link-flags check-qemu-symbols print-link-flags bench bench-callgrind stress fault-walk fuzz deps-fuzz install-test \
 	install clean help FORCE
 
 # ---------------------------------------------------------------------------
@@ -130,6 +132,9 @@ all: demo
 
 deps:
 	@scripts/ensure-deb-packages.sh $(DEB_PACKAGES)
+
+deps-fuzz: deps
+	@scripts/ensure-deb-packages.sh $(DEB_FUZZ_PACKAGES)
 
 deps-bench: deps
 	@scripts/ensure-deb-packages.sh $(DEB_BENCH_PACKAGES)
@@ -325,6 +330,16 @@ test-consumers: $(RELEASE_LIB) | deps-consumers
 fault-walk: $(RELEASE_LIB) | deps
 	scripts/fault-walk.sh $(RELEASE_LIB) $(BUILD)/fault-walk "$(C_TEST_CFLAGS)" "$(C_TEST_LIBS)"
 
+# Coverage-guided fuzzing (scripts/fuzz.sh): libFuzzer drives the model
+# test's operation sequence (fuzz/fuzz_targets/api_sequence.rs, sharing
+# tests/support/model/) for FUZZ_SECONDS (1..120), seeded from
+# fuzz/corpus/api_sequence/; fails on any crash, leak or mismatch. Built
+# with `cargo +nightly build` and cargo-fuzz's flags rather than cargo-fuzz,
+# whose install from source takes over a minute on a clean machine.
+FUZZ_SECONDS ?= 60
+fuzz: | deps-fuzz
+	CARGO="$(CARGO)" NIGHTLY="$(NIGHTLY)" scripts/fuzz.sh $(FUZZ_SECONDS) $(BUILD)/fuzz
+
 # Long stress and model runs (the short versions run in `make test`):
 # 8 threads x 1M cross-thread schedules, and 100k random API sequences per
 # fd backend checked against the reference model in tests/model.rs.
@@ -356,6 +371,7 @@ help:
 	@echo 'make print-link-flags  flags to link a C program against the library'
 	@echo 'make bench          run bench/*.c, write $(BENCH_RESULTS)'
 	@echo 'make stress         long stress test and model-based test runs'
+	@echo 'make fuzz           fuzz the API sequence against the model for FUZZ_SECONDS (60)'
 	@echo 'make fault-walk     fault injection: each resource call of a workload fails in turn'
 	@echo 'make bench-callgrind  bench programs under callgrind (instruction counts)'
 	@echo 'make deps           install missing Debian packages ($(DEB_PACKAGES))'
