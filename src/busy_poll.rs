@@ -48,6 +48,10 @@
 //!   halving on each of the following rare wake-ups) and the probe countdown
 //!   does not advance, so an idle context burns no CPU on polling.
 //!
+//! The spin yields the CPU (`sched_yield`) every [`YIELD_EVERY_NS`]: on a
+//! loaded machine the peer that will answer may be runnable on this CPU,
+//! and a spin that never yields would make it wait for the whole window.
+//!
 //! The window reported by `aioctx_context_get_poll_ns` / the
 //! `poll_window_ns` stat is the adaptive window; a probe iteration spins
 //! for `max_ns` while it is 0 (counted in `poll_hits` / `poll_misses`).
@@ -70,6 +74,10 @@ pub(crate) const PROBE_FIRST: i64 = 8;
 pub(crate) const PROBE_MAX: i64 = 1024;
 /// Iterations one probe spins for `max_ns`.
 pub(crate) const PROBE_LEN: i64 = 4;
+/// While spinning, `sched_yield` this often: when the thread that will
+/// produce the event shares this CPU (2 vCPUs, other load), spinning
+/// without yielding only delays it by the whole window.
+const YIELD_EVERY_NS: i64 = 1_000;
 /// An event later than this many `max_ns` means the context is idle.
 pub(crate) const IDLE_FACTOR: i64 = 64;
 
@@ -243,8 +251,22 @@ impl Context {
             !hits.is_empty() || !self.bh_queue.is_empty() || self.notify.is_notified()
         };
         let mut found = poll_once(hits);
-        while !found && now_ns() - start < max_ns {
-            std::hint::spin_loop();
+        let mut last_yield = start;
+        loop {
+            if found {
+                break;
+            }
+            let now = now_ns();
+            if now - start >= max_ns {
+                break;
+            }
+            if now - last_yield >= YIELD_EVERY_NS {
+                // The peer we wait for may be runnable on this very CPU.
+                std::thread::yield_now();
+                last_yield = now;
+            } else {
+                std::hint::spin_loop();
+            }
             found = poll_once(hits);
         }
         let mut ended = false;
