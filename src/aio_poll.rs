@@ -21,7 +21,7 @@
 
 use std::sync::Arc;
 
-use crate::busy_poll::now_ns;
+use crate::busy_poll::{now_ns, poll_handlers_once};
 use crate::context::{Context, LoopGuard};
 use crate::fatal::MisuseResult;
 use crate::handlers::{Handler, count_callback, dispatch_ready};
@@ -77,7 +77,7 @@ impl Context {
                 }
             }
             if let Some(start) = start {
-                self.poll_params.adapt(now_ns() - start);
+                self.poll_params.adapt(now_ns() - start, polled);
             }
         } else if watches_fds {
             self.wait_fds(&guard, 0, &mut ready);
@@ -218,64 +218,6 @@ impl Context {
         progress
     }
 
-    /// Spins on the `io_poll` callbacks (and the context's own queue and
-    /// notification flag) for up to the adaptive window, capped by
-    /// `timeout_ns`. Returns whether it found work; handlers whose `io_poll`
-    /// reported work are appended to `hits`.
-    fn busy_poll(
-        &self,
-        guard: &LoopGuard<'_>,
-        timeout_ns: i64,
-        start: Option<i64>,
-        hits: &mut Vec<Arc<Handler>>,
-    ) -> bool {
-        let Some(start) = start else { return false };
-        let window = self.poll_params.window_ns();
-        if window == 0 || self.handlers.poll_disabled() {
-            return false;
-        }
-        let max_ns = if timeout_ns < 0 {
-            window
-        } else {
-            window.min(timeout_ns)
-        };
-        let pollers: Vec<Arc<Handler>> = self.local_handlers(guard).pollers().to_vec();
-        for h in &pollers {
-            if let (Some(begin), true) = (h.cb.io_poll_begin, h.is_live()) {
-                // SAFETY: registered by the C caller for `opaque`; no borrow held.
-                unsafe { begin(h.cb.opaque) };
-            }
-        }
-        let poll_once = |hits: &mut Vec<Arc<Handler>>| {
-            poll_handlers_once(&pollers, hits);
-            !hits.is_empty() || !self.bh_queue.is_empty() || self.notify.is_notified()
-        };
-        let mut found = poll_once(hits);
-        while !found && now_ns() - start < max_ns {
-            std::hint::spin_loop();
-            found = poll_once(hits);
-        }
-        let mut ended = false;
-        for h in &pollers {
-            if let (Some(end), true) = (h.cb.io_poll_end, h.is_live()) {
-                // SAFETY: as above.
-                unsafe { end(h.cb.opaque) };
-                ended = true;
-            }
-        }
-        if !found && ended {
-            // An event may have arrived between the last poll and io_poll_end.
-            found = poll_once(hits);
-        }
-        let stats = self.loop_stats(guard);
-        if found {
-            stats.poll_hits.incr();
-        } else {
-            stats.poll_misses.incr();
-        }
-        found
-    }
-
     /// `aio_compute_timeout`: ns until the next event; 0 when something is
     /// ready now, -1 when nothing is pending.
     pub(crate) fn compute_timeout(&self, guard: &LoopGuard<'_>) -> i64 {
@@ -284,20 +226,6 @@ impl Context {
             return 0;
         }
         soonest_timeout(bh, self.timers.deadline_ns())
-    }
-}
-
-/// Calls each live handler's `io_poll` once; appends those that found work
-/// to `hits` (once each: hits may be kept from an earlier call).
-fn poll_handlers_once(pollers: &[Arc<Handler>], hits: &mut Vec<Arc<Handler>>) {
-    for h in pollers {
-        if let (Some(poll), true) = (h.cb.io_poll, h.is_live()) {
-            // SAFETY: registered by the C caller for `opaque`; the callers
-            // hold no lock or borrow.
-            if unsafe { poll(h.cb.opaque) } && !hits.iter().any(|x| Arc::ptr_eq(x, h)) {
-                hits.push(Arc::clone(h));
-            }
-        }
     }
 }
 

@@ -1,36 +1,99 @@
-//! Adaptive busy polling (`aio_context_set_poll_params`).
+//! Adaptive busy polling (`aio_context_set_poll_params`): the window
+//! controller (`PollParams`) and the spin loop (`Context::busy_poll`).
 //!
 //! Before a blocking wait, when every registered handler has an `io_poll`
-//! callback (`aio_poll_disabled()` is false) and the current window
-//! `poll_ns` is non-zero, the loop calls the `io_poll` callbacks in a loop
-//! for up to `poll_ns`, also watching its own queue of BHs and the
+//! callback (`aio_poll_disabled()` is false) and the window for this
+//! iteration is non-zero, the loop calls the `io_poll` callbacks in a loop
+//! for up to that window, also watching its own queue of BHs and the
 //! `notified` flag (the context notifier's `io_poll`). While it spins,
 //! `notify_me` is *not* raised: a thread that schedules a BH or calls
 //! `aio_notify` sees nobody asleep and makes no syscall. Only when the
 //! window passes does the loop arm `notify_me`, re-check for work (see
 //! `notify.rs`) and block.
 //!
-//! After each blocking `aio_poll`, with `block_ns` the time from the start
-//! of polling to the event: `block_ns <= poll_ns` means polling paid off
-//! (keep the window); `block_ns > max_ns` means it could not have (shrink:
-//! `poll_ns /= shrink`, or 0 when shrink is 0); otherwise grow (`poll_ns =
-//! poll_ns ? poll_ns * grow : 4 us`, grow 0 meaning 2, capped at `max_ns`).
+//! ## The window (QEMU's rule)
 //!
-//! Threading: the parameters may be set from any thread; the window is
-//! updated by the polling thread.
+//! After each blocking `aio_poll`, with `event_ns` the time from the start
+//! of the poll window to the event: `event_ns <= window` means polling paid
+//! off (keep the window); `event_ns > max_ns` means it could not have
+//! (shrink: `window /= shrink`, or 0 when shrink is 0); otherwise grow
+//! (`window = window ? window * grow : 4 us`, grow 0 meaning 2, capped at
+//! `max_ns`).
+//!
+//! ## Why that alone does not converge, and the two additions
+//!
+//! Two contexts that answer each other (a cross-thread ping-pong) can be in
+//! a steady state where both spin (each answer comes within a microsecond,
+//! inside the other's window) or one where both block. When both block,
+//! each event comes one blocked wake-up of the peer after the window starts;
+//! on a VM that costs 40-130 us, more than a usual `max_ns` (32 us), so
+//! QEMU's rule shrinks to 0 and stays there: neither side ever spins while
+//! the other is spinning, and they never find out that they could.
+//!
+//! - **Probes.** When the window is 0 and events keep coming later than
+//!   `max_ns` (but not idle-late, see below), every `probe_interval`-th
+//!   such blocking iteration starts a probe: for [`PROBE_LEN`] iterations
+//!   the loop spins for up to `max_ns` (never longer: `max_ns` keeps its
+//!   meaning). A probe that finds its event while spinning sets the window
+//!   to `max_ns` (from there QEMU's rule applies). A probe that finds
+//!   nothing doubles `probe_interval` (from [`PROBE_FIRST`] up to
+//!   [`PROBE_MAX`]), so a context whose events really come late spends at
+//!   most `PROBE_LEN * max_ns` of spinning per `PROBE_MAX` blocked waits.
+//!   The interval restarts at [`PROBE_FIRST`] after a hit and whenever the
+//!   window shrinks to 0 (probe soon after a shrink). Because two peers in
+//!   the ping-pong run the same number of iterations, their probes overlap,
+//!   which is what lets them reach the spinning state together.
+//! - **Idle.** An event later than [`IDLE_FACTOR`] × `max_ns` means there is
+//!   no traffic to poll for: the window drops to 0 at once (rather than
+//!   halving on each of the following rare wake-ups) and the probe countdown
+//!   does not advance, so an idle context burns no CPU on polling.
+//!
+//! The spin yields the CPU (`sched_yield`) every [`YIELD_EVERY_NS`]: on a
+//! loaded machine the peer that will answer may be runnable on this CPU,
+//! and a spin that never yields would make it wait for the whole window.
+//!
+//! The window reported by `aioctx_context_get_poll_ns` / the
+//! `poll_window_ns` stat is the adaptive window; a probe iteration spins
+//! for `max_ns` while it is 0 (counted in `poll_hits` / `poll_misses`).
+//!
+//! Threading: the parameters may be set from any thread (which resets the
+//! window and the probe state); the rest is updated by the polling thread
+//! only (relaxed atomics so that other threads may read the window).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+
+use crate::context::{Context, LoopGuard};
+use crate::handlers::Handler;
 
 /// The first non-zero window (QEMU: 4 microseconds).
 const INITIAL_WINDOW_NS: i64 = 4_000;
+/// Blocked waits with window 0 before the first probe.
+pub(crate) const PROBE_FIRST: i64 = 8;
+/// The longest probe interval (blocked waits with window 0).
+pub(crate) const PROBE_MAX: i64 = 1024;
+/// Iterations one probe spins for `max_ns`.
+pub(crate) const PROBE_LEN: i64 = 4;
+/// While spinning, `sched_yield` this often: when the thread that will
+/// produce the event shares this CPU (2 vCPUs, other load), spinning
+/// without yielding only delays it by the whole window.
+const YIELD_EVERY_NS: i64 = 1_000;
+/// An event later than this many `max_ns` means the context is idle.
+pub(crate) const IDLE_FACTOR: i64 = 64;
 
 #[derive(Default)]
 pub(crate) struct PollParams {
     max_ns: AtomicI64,
     grow: AtomicI64,
     shrink: AtomicI64,
-    /// The current window; 0 = do not spin.
+    /// The current window; 0 = do not spin (except in a probe).
     window_ns: AtomicI64,
+    /// Blocked waits with window 0 left before the next probe.
+    probe_countdown: AtomicI64,
+    /// Iterations left in the current probe (0: not probing).
+    probe_left: AtomicI64,
+    /// The countdown to restart with after a probe ends.
+    probe_interval: AtomicI64,
 }
 
 impl PollParams {
@@ -45,6 +108,8 @@ impl PollParams {
         self.grow.store(grow, Ordering::Relaxed);
         self.shrink.store(shrink, Ordering::Relaxed);
         self.window_ns.store(0, Ordering::Relaxed);
+        self.restart_probes();
+        self.probe_left.store(0, Ordering::Relaxed);
         Ok(())
     }
 
@@ -53,22 +118,82 @@ impl PollParams {
         self.max_ns.load(Ordering::Relaxed) > 0
     }
 
+    /// The adaptive window (0 while probing).
     #[inline]
     pub(crate) fn window_ns(&self) -> i64 {
         self.window_ns.load(Ordering::Relaxed)
     }
 
-    /// Adapts the window after a blocking poll whose event came `block_ns`
-    /// after polling started.
-    pub(crate) fn adapt(&self, block_ns: i64) {
+    /// How long this iteration may spin: the window, or `max_ns` in a probe.
+    #[inline]
+    pub(crate) fn spin_ns(&self) -> i64 {
+        match self.window_ns() {
+            0 if self.probe_left.load(Ordering::Relaxed) > 0 => self.max_ns.load(Ordering::Relaxed),
+            w => w,
+        }
+    }
+
+    fn restart_probes(&self) {
+        self.probe_interval.store(PROBE_FIRST, Ordering::Relaxed);
+        self.probe_countdown.store(PROBE_FIRST, Ordering::Relaxed);
+    }
+
+    /// Adapts the window after a blocking poll whose event came `event_ns`
+    /// after its poll window started; `hit` says the spin found it.
+    pub(crate) fn adapt(&self, event_ns: i64, hit: bool) {
         let max_ns = self.max_ns.load(Ordering::Relaxed);
         if max_ns <= 0 {
             return;
         }
-        let window = self.window_ns.load(Ordering::Relaxed);
-        let new = if block_ns <= window {
+        let window = self.window_ns();
+        if event_ns > max_ns.saturating_mul(IDLE_FACTOR) {
+            // Idle: no traffic to poll for, and no probing either.
+            self.window_ns.store(0, Ordering::Relaxed);
+            self.probe_left.store(0, Ordering::Relaxed);
+            return;
+        }
+        let probe_left = self.probe_left.load(Ordering::Relaxed);
+        if window == 0 && probe_left > 0 {
+            if hit {
+                self.window_ns.store(max_ns, Ordering::Relaxed);
+                self.probe_left.store(0, Ordering::Relaxed);
+                self.restart_probes();
+                return;
+            }
+            if event_ns > max_ns {
+                // The probe spun max_ns for nothing.
+                self.probe_left.store(probe_left - 1, Ordering::Relaxed);
+                if probe_left == 1 {
+                    let next = (self.probe_interval.load(Ordering::Relaxed) * 2).min(PROBE_MAX);
+                    self.probe_interval.store(next, Ordering::Relaxed);
+                    self.probe_countdown.store(next, Ordering::Relaxed);
+                }
+                return;
+            }
+            // Work was there without spinning: QEMU's rule below.
+        }
+        let new = self.qemu_rule(window, event_ns, max_ns);
+        if new == 0 {
+            if window > 0 {
+                self.restart_probes(); // just shrank to 0: probe soon
+            } else if event_ns > max_ns {
+                let left = self.probe_countdown.load(Ordering::Relaxed) - 1;
+                self.probe_countdown.store(left, Ordering::Relaxed);
+                if left <= 0 {
+                    self.probe_left.store(PROBE_LEN, Ordering::Relaxed);
+                }
+            }
+        } else {
+            self.probe_left.store(0, Ordering::Relaxed);
+        }
+        self.window_ns.store(new, Ordering::Relaxed);
+    }
+
+    /// QEMU's grow/shrink rule.
+    fn qemu_rule(&self, window: i64, event_ns: i64, max_ns: i64) -> i64 {
+        if event_ns <= window {
             window
-        } else if block_ns > max_ns {
+        } else if event_ns > max_ns {
             match self.shrink.load(Ordering::Relaxed) {
                 0 => 0,
                 shrink => window / shrink,
@@ -81,8 +206,7 @@ impl PollParams {
                 grow => grow,
             };
             window.saturating_mul(grow).min(max_ns)
-        };
-        self.window_ns.store(new, Ordering::Relaxed);
+        }
     }
 }
 
@@ -90,6 +214,95 @@ impl PollParams {
 #[inline]
 pub(crate) fn now_ns() -> i64 {
     crate::timer::ClockType::Realtime.now_ns()
+}
+
+impl Context {
+    /// Spins on the `io_poll` callbacks (and the context's own queue and
+    /// notification flag) for up to this iteration's window (see
+    /// [`PollParams::spin_ns`]), capped by `timeout_ns`. Returns whether it
+    /// found work; handlers whose `io_poll` reported work are appended to
+    /// `hits`.
+    pub(crate) fn busy_poll(
+        &self,
+        guard: &LoopGuard<'_>,
+        timeout_ns: i64,
+        start: Option<i64>,
+        hits: &mut Vec<Arc<Handler>>,
+    ) -> bool {
+        let Some(start) = start else { return false };
+        let window = self.poll_params.spin_ns();
+        if window == 0 || self.handlers.poll_disabled() {
+            return false;
+        }
+        let max_ns = if timeout_ns < 0 {
+            window
+        } else {
+            window.min(timeout_ns)
+        };
+        let pollers: Vec<Arc<Handler>> = self.local_handlers(guard).pollers().to_vec();
+        for h in &pollers {
+            if let (Some(begin), true) = (h.cb.io_poll_begin, h.is_live()) {
+                // SAFETY: registered by the C caller for `opaque`; no borrow held.
+                unsafe { begin(h.cb.opaque) };
+            }
+        }
+        let poll_once = |hits: &mut Vec<Arc<Handler>>| {
+            poll_handlers_once(&pollers, hits);
+            !hits.is_empty() || !self.bh_queue.is_empty() || self.notify.is_notified()
+        };
+        let mut found = poll_once(hits);
+        let mut last_yield = start;
+        loop {
+            if found {
+                break;
+            }
+            let now = now_ns();
+            if now - start >= max_ns {
+                break;
+            }
+            if now - last_yield >= YIELD_EVERY_NS {
+                // The peer we wait for may be runnable on this very CPU.
+                std::thread::yield_now();
+                last_yield = now;
+            } else {
+                std::hint::spin_loop();
+            }
+            found = poll_once(hits);
+        }
+        let mut ended = false;
+        for h in &pollers {
+            if let (Some(end), true) = (h.cb.io_poll_end, h.is_live()) {
+                // SAFETY: as above.
+                unsafe { end(h.cb.opaque) };
+                ended = true;
+            }
+        }
+        if !found && ended {
+            // An event may have arrived between the last poll and io_poll_end.
+            found = poll_once(hits);
+        }
+        let stats = self.loop_stats(guard);
+        if found {
+            stats.poll_hits.incr();
+        } else {
+            stats.poll_misses.incr();
+        }
+        found
+    }
+}
+
+/// Calls each live handler's `io_poll` once; appends those that found work
+/// to `hits` (once each: hits may be kept from an earlier call).
+pub(crate) fn poll_handlers_once(pollers: &[Arc<Handler>], hits: &mut Vec<Arc<Handler>>) {
+    for h in pollers {
+        if let (Some(poll), true) = (h.cb.io_poll, h.is_live()) {
+            // SAFETY: registered by the C caller for `opaque`; the callers
+            // hold no lock or borrow.
+            if unsafe { poll(h.cb.opaque) } && !hits.iter().any(|x| Arc::ptr_eq(x, h)) {
+                hits.push(Arc::clone(h));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -112,25 +325,25 @@ mod tests {
     #[test]
     fn grows_from_zero_to_4us_then_by_grow_capped_at_max() {
         let p = params(32_000, 2, 2);
-        p.adapt(10_000);
+        p.adapt(10_000, false);
         assert_eq!(p.window_ns(), 4_000);
-        p.adapt(10_000);
+        p.adapt(10_000, false);
         assert_eq!(p.window_ns(), 8_000);
-        p.adapt(10_000);
+        p.adapt(10_000, false);
         assert_eq!(p.window_ns(), 16_000);
-        p.adapt(30_000);
+        p.adapt(30_000, false);
         assert_eq!(p.window_ns(), 32_000);
-        p.adapt(31_000); // paid off: keep
+        p.adapt(31_000, true); // paid off: keep
         assert_eq!(p.window_ns(), 32_000);
     }
 
     #[test]
     fn grow_zero_means_two_and_shrink_zero_means_reset() {
         let p = params(100_000, 0, 0);
-        p.adapt(50_000);
-        p.adapt(50_000);
+        p.adapt(50_000, false);
+        p.adapt(50_000, false);
         assert_eq!(p.window_ns(), 8_000);
-        p.adapt(1_000_000);
+        p.adapt(1_000_000, false);
         assert_eq!(p.window_ns(), 0);
     }
 
@@ -138,10 +351,10 @@ mod tests {
     fn shrinks_when_events_come_later_than_max() {
         let p = params(32_000, 2, 4);
         for _ in 0..4 {
-            p.adapt(20_000);
+            p.adapt(20_000, false);
         }
         assert_eq!(p.window_ns(), 32_000);
-        p.adapt(1_000_000);
+        p.adapt(1_000_000, false);
         assert_eq!(p.window_ns(), 8_000);
     }
 
@@ -149,7 +362,105 @@ mod tests {
     fn disabled_when_max_is_zero() {
         let p = params(0, 2, 2);
         assert!(!p.enabled());
-        p.adapt(10);
+        p.adapt(10, false);
         assert_eq!(p.window_ns(), 0);
+    }
+
+    /// Blocked waits with events later than max (but not idle) until the
+    /// controller probes; returns how many it took.
+    fn late_until_probe(p: &PollParams, late: i64) -> i64 {
+        for n in 1..=PROBE_MAX + 1 {
+            p.adapt(late, false);
+            assert_eq!(p.window_ns(), 0);
+            if p.spin_ns() != 0 {
+                return n;
+            }
+        }
+        panic!("no probe");
+    }
+
+    #[test]
+    fn probes_after_late_events_and_a_hit_opens_the_window() {
+        let p = params(32_000, 2, 2);
+        assert_eq!(p.spin_ns(), 0);
+        // QEMU's rule alone would stay at 0 forever with 60 us events.
+        assert_eq!(late_until_probe(&p, 60_000), PROBE_FIRST);
+        assert_eq!(p.spin_ns(), 32_000); // a probe spins max_ns, no more
+        assert_eq!(p.window_ns(), 0);
+        p.adapt(1_000, true); // the peer answered while we spun
+        assert_eq!(p.window_ns(), 32_000);
+        p.adapt(900, true);
+        assert_eq!(p.window_ns(), 32_000);
+    }
+
+    #[test]
+    fn fruitless_probes_back_off() {
+        let p = params(32_000, 2, 2);
+        let mut expect = PROBE_FIRST;
+        for _ in 0..12 {
+            assert_eq!(late_until_probe(&p, 60_000), expect);
+            for _ in 0..PROBE_LEN {
+                assert_eq!(p.spin_ns(), 32_000);
+                p.adapt(60_000, false);
+            }
+            assert_eq!(p.spin_ns(), 0);
+            expect = (expect * 2).min(PROBE_MAX);
+        }
+        assert_eq!(expect, PROBE_MAX);
+    }
+
+    #[test]
+    fn shrinking_to_zero_restarts_probes_soon() {
+        let p = params(32_000, 2, 0);
+        // Back off once.
+        late_until_probe(&p, 60_000);
+        for _ in 0..PROBE_LEN {
+            p.adapt(60_000, false);
+        }
+        // Traffic within max opens the window (QEMU's grow) ...
+        p.adapt(10_000, false);
+        assert_eq!(p.window_ns(), 4_000);
+        // ... a late event shrinks it to 0 (shrink 0) and probes restart
+        // from PROBE_FIRST, not the backed-off interval.
+        p.adapt(60_000, false);
+        assert_eq!(p.window_ns(), 0);
+        assert_eq!(late_until_probe(&p, 60_000), PROBE_FIRST);
+    }
+
+    #[test]
+    fn idle_drops_the_window_and_never_probes() {
+        let p = params(32_000, 2, 2);
+        for _ in 0..4 {
+            p.adapt(20_000, false);
+        }
+        assert_eq!(p.window_ns(), 32_000);
+        p.adapt(32_000 * IDLE_FACTOR + 1, false);
+        assert_eq!(p.window_ns(), 0);
+        for _ in 0..(PROBE_MAX * 2) {
+            p.adapt(10_000_000, false);
+            assert_eq!(p.spin_ns(), 0);
+        }
+        // Idle in the middle of a probe ends it.
+        late_until_probe(&p, 60_000);
+        p.adapt(10_000_000, false);
+        assert_eq!(p.spin_ns(), 0);
+    }
+
+    #[test]
+    fn work_found_without_spinning_in_a_probe_follows_qemu() {
+        let p = params(32_000, 2, 2);
+        late_until_probe(&p, 60_000);
+        p.adapt(100, false); // work was already there: grow to 4 us
+        assert_eq!(p.window_ns(), 4_000);
+        assert_eq!(p.spin_ns(), 4_000);
+    }
+
+    #[test]
+    fn set_resets_the_probe_state() {
+        let p = params(32_000, 2, 2);
+        late_until_probe(&p, 60_000);
+        p.set(32_000, 2, 2).unwrap();
+        assert_eq!(p.spin_ns(), 0);
+        assert_eq!(late_until_probe(&p, 60_000), PROBE_FIRST);
     }
 }
