@@ -235,7 +235,7 @@ check-header: | deps
 # member or a broken @ref fails the test run.
 DOC_DIR := $(BUILD)/doc/html
 doc: | deps-doc
-	@rm -rf $(DOC_DIR)
+	@rm -rf $(DOC_DIR) && mkdir -p $(BUILD)/doc
 	AIOCTX_VERSION=$(VERSION) doxygen docs/Doxyfile
 	@echo "doc: open $(DOC_DIR)/index.html"
 
