@@ -23,11 +23,15 @@ log="$tmp/log"
 # (shared: the one in PREFIX/lib, default $prefix).
 linked_as() {
     local kind=$1 prog=$2 from=${3:-$prefix}
+    local libs
     "$prog" >/dev/null || return 1
+    # ldd's output is captured first: with pipefail, `ldd | grep -q` fails
+    # whenever grep exits at its first match and ldd gets SIGPIPE.
+    libs=$(ldd "$prog") || return 1
     if [ "$kind" = shared ]; then
-        ldd "$prog" | grep -q "libaioctx.so.0 => $from/lib/"
+        grep -q "libaioctx.so.0 => $from/lib/" <<<"$libs"
     else
-        ! ldd "$prog" | grep -q libaioctx
+        ! grep -q libaioctx <<<"$libs"
     fi
 }
 check() {
