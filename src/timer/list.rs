@@ -289,7 +289,10 @@ impl TimerList {
             .collect();
         drop(heap);
         armed.sort_unstable_by_key(|&(expire, seq, _)| (expire, seq));
-        armed.into_iter().map(|(expire, _, cb)| (expire, cb)).collect()
+        armed
+            .into_iter()
+            .map(|(expire, _, cb)| (expire, cb))
+            .collect()
     }
 
     /// Disarms whatever is still armed (marking those timers orphaned) and
