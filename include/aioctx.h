@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct _GSource GSource;
 typedef struct _GPollFD GPollFD;
@@ -1299,6 +1300,42 @@ void qemu_co_rwlock_downgrade(struct CoRwlock *lock);
  * Coroutine only: releases a read or write lock.
  */
 void qemu_co_rwlock_unlock(struct CoRwlock *lock);
+
+/**
+ * Writes a list of what `ctx` holds to `out` (an aioctx extension, not a
+ * QEMU API; libuv's `uv_print_all_handles` analogue): one line per live
+ * BH, fd handler, armed timer and coroutine scheduled with
+ * `aio_co_schedule`, after a header line naming the context. Words are
+ * separated by one space; names have whitespace replaced by `_`:
+ *
+ * - `context ADDR ROLE bhs N fds N timers N coroutines N` (ROLE: `main`,
+ *   `iohandler` or `other`; the counts are those of the lines below),
+ * - `bh NAME STATE` plus ` oneshot` for `aio_bh_schedule_oneshot*` BHs:
+ *   NAME is the debug name, else the callback's symbol (dladdr; link with
+ *   `-rdynamic`), else its address; STATE is `scheduled`, `scheduled-idle`
+ *   (`qemu_bh_schedule_idle`), `idle` (not scheduled) or `deleted`
+ *   (`qemu_bh_delete` called, not freed by the loop yet),
+ * - `fd FD` then, for each callback set, `read`, `write`, `poll`,
+ *   `poll_ready`, `poll_begin`, `poll_end` in that order, then `notifier`
+ *   for an `aio_set_event_notifier` handler (by fd),
+ * - `timer CLOCK expires NS cb SYMBOL` (CLOCK: `realtime`, `virtual`,
+ *   `host`, `virtual_rt`; NS the absolute deadline on that clock; by
+ *   clock, then in firing order),
+ * - `coroutine SYMBOL scheduled` (the entry function; oldest first).
+ *
+ * `aio_co_schedule` runs its coroutines from a oneshot BH, listed as
+ * `bh aio_co_schedule scheduled oneshot`. The lines are written with
+ * `fwrite` and the stream is flushed; a write error is left in the
+ * stream's error indicator (`ferror`).
+ *
+ * Threading: only from `ctx`'s home thread (the thread that may run
+ * `aio_poll(ctx)`), at any time, also from inside a callback of `ctx`. From
+ * another thread it is a fatal error, as are a NULL `ctx` or `out`. With
+ * `AIOCTX_DUMP_ON_LEAK=1` in the environment (read once), the last
+ * `aio_context_unref` writes this dump to stderr when it finds a BH that
+ * was never deleted, before its warnings.
+ */
+void aioctx_context_dump(struct AioContext *ctx, FILE *out);
 
 /**
  * Frees `err` (NULL is allowed).

@@ -166,6 +166,20 @@ impl Handlers {
         self.registry.lock().by_fd.get(&fd).map(|h| h.cb)
     }
 
+    /// Every registered fd with its callbacks, by fd (pending changes
+    /// included: what the registry says now). For `aioctx_context_dump`.
+    pub(crate) fn snapshot(&self) -> Vec<(RawFd, Callbacks)> {
+        let mut all: Vec<(RawFd, Callbacks)> = self
+            .registry
+            .lock()
+            .by_fd
+            .iter()
+            .map(|(&fd, h)| (fd, h.cb))
+            .collect();
+        all.sort_unstable_by_key(|&(fd, _)| fd);
+        all
+    }
+
     /// `aio_poll_disabled`: some handler lacks `io_poll`.
     pub(crate) fn poll_disabled(&self) -> bool {
         self.poll_disable_cnt.load(Ordering::Relaxed) != 0

@@ -20,6 +20,7 @@ mod busy_poll;
 mod context;
 mod context_layout;
 mod coroutine;
+mod dump;
 mod error;
 mod fatal;
 mod fdmon;

@@ -127,6 +127,17 @@ impl BhDispatch {
     }
 }
 
+impl BhDispatch {
+    /// Whether a registered BH was never passed to `qemu_bh_delete` (what
+    /// teardown warns about; `AIOCTX_DUMP_ON_LEAK` dumps the context first).
+    pub(crate) fn any_undeleted(&self) -> bool {
+        self.registry.lock().0.iter().any(|&bh| {
+            // SAFETY: registered BHs are alive; the lock is held.
+            unsafe { &*bh }.flags.load(Ordering::Acquire) & BH_DELETED == 0
+        })
+    }
+}
+
 impl Context {
     /// Links a BH whose PENDING flag the caller just set, and wakes the
     /// poller if it sleeps (see `notify.rs` for why this cannot be lost).
@@ -265,6 +276,45 @@ impl Context {
             return 0;
         }
         timeout
+    }
+
+    /// Every live BH with its flags, for `aioctx_context_dump`: those of the
+    /// registry (`aio_bh_new*`, deleted ones not freed yet included), then
+    /// the oneshot ones waiting in the run list and the queue, in dispatch
+    /// order. A oneshot BH whose callback is running is in neither.
+    ///
+    /// # Safety
+    /// The caller is the thread in the context's loop (holds a
+    /// [`LoopGuard`]) or owns the context (teardown): the only thread that
+    /// frees BHs or touches the run list.
+    pub(crate) unsafe fn bh_snapshot(&self) -> Vec<(String, u32)> {
+        // Copied out so that no lock is held while naming them (dladdr).
+        let registered: Vec<*mut Bh> = self.bh_dispatch().registry.lock().0.clone();
+        let mut out = Vec::with_capacity(registered.len());
+        for bh in registered {
+            // SAFETY: registered BHs are freed only by the caller's thread.
+            let b = unsafe { &*bh };
+            out.push((b.describe(), b.flags.load(Ordering::Acquire)));
+        }
+        let oneshots = |mut bh: *mut Bh, out: &mut Vec<(String, u32)>| {
+            while !bh.is_null() {
+                // SAFETY: linked BHs are alive until the caller's thread
+                // unlinks them; queued links were published by the push CAS
+                // that `peek` acquired.
+                let b = unsafe { &*bh };
+                let flags = b.flags.load(Ordering::Acquire);
+                if flags & BH_ONESHOT != 0 {
+                    out.push((b.describe(), flags));
+                }
+                bh = b.next().load(crate::atomics::Ordering::Relaxed);
+            }
+        };
+        oneshots(self.bh_dispatch().run_head.get(), &mut out);
+        // The queue is newest first: reverse its part for dispatch order.
+        let queued_from = out.len();
+        oneshots(self.bh_queue.peek(), &mut out);
+        out[queued_from..].reverse();
+        out
     }
 
     /// Whether any BH (idle ones included) is scheduled.

@@ -40,6 +40,9 @@ impl Context {
         // The pool first: it waits for its jobs and deletes its BH.
         r.thread_pool.teardown();
 
+        // With AIOCTX_DUMP_ON_LEAK=1 and a BH never deleted: the dump first.
+        // SAFETY: the context is ours alone.
+        unsafe { crate::dump::report_leak(r) };
         // Queued BHs (a scheduled one is fatal) and BHs never deleted.
         // SAFETY: the context is ours alone, so are its BHs.
         unsafe { r.bhs.teardown(&r.bh_queue, FUNC) };

@@ -50,6 +50,30 @@ impl ScheduledCoroutines {
         }
     }
 
+    /// The entry symbol of each coroutine waiting here, oldest first (for
+    /// `aioctx_context_dump`). Coroutines the BH already took and is
+    /// entering one by one are not listed.
+    ///
+    /// # Safety
+    /// The caller is the context's home thread (holds its `LoopGuard`) or
+    /// owns the context (teardown): the only one that takes coroutines off
+    /// the stack and enters them, so the linked ones stay alive and their
+    /// links stay put while it walks.
+    pub(crate) unsafe fn describe_all(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut co = self.head.load(Ordering::Acquire);
+        while !co.is_null() {
+            // SAFETY: scheduled coroutines are alive until entered, which
+            // only the caller's thread does (see above); their links were
+            // published by the push that `head`'s Acquire load saw.
+            let c = unsafe { &*co };
+            names.push(c.describe());
+            co = c.p.sched_next.load(Ordering::Relaxed);
+        }
+        names.reverse();
+        names
+    }
+
     /// Takes everything, oldest first (reversed through `sched_next`).
     fn take_fifo(&self) -> *mut CoBox {
         let mut lifo = self.head.swap(ptr::null_mut(), Ordering::Acquire);

@@ -21,6 +21,7 @@ pub mod clock;
 pub mod co_timeout;
 pub mod context;
 pub mod coroutine;
+pub mod dump;
 pub mod error;
 pub mod error_c;
 pub mod event_notifier;

@@ -138,6 +138,13 @@ impl TimerHeap {
         }
     }
 
+    /// Every armed timer with its deadline (ns) and sequence number, in
+    /// heap order (for `aioctx_context_dump`; sort by `(expire, seq)` for
+    /// firing order).
+    pub(crate) fn armed(&self) -> impl Iterator<Item = (i64, u64, *const Timer)> + '_ {
+        self.entries.iter().map(|e| (e.expire, e.seq, e.timer))
+    }
+
     /// Removes the timer at `pos` and marks it not pending.
     pub(crate) fn remove_at(&mut self, pos: usize) {
         let removed = self.entries[pos];

@@ -276,6 +276,25 @@ impl TimerList {
         ran
     }
 
+    /// The armed timers, in firing order: deadline (ns) and callback
+    /// address (for `aioctx_context_dump`). Any thread; only the lock is
+    /// held, no callback runs.
+    pub(crate) fn armed(&self) -> Vec<(i64, *mut c_void)> {
+        let heap = self.heap.lock();
+        let mut armed: Vec<(i64, u64, *mut c_void)> = heap
+            .armed()
+            // SAFETY: armed timers are alive (C contract) and the list's
+            // lock, which keeps them armed, is held.
+            .map(|(expire, seq, t)| (expire, seq, unsafe { &*t }.cb.load(Ordering::Relaxed)))
+            .collect();
+        drop(heap);
+        armed.sort_unstable_by_key(|&(expire, seq, _)| (expire, seq));
+        armed
+            .into_iter()
+            .map(|(expire, _, cb)| (expire, cb))
+            .collect()
+    }
+
     /// Disarms whatever is still armed (marking those timers orphaned) and
     /// unregisters.
     fn teardown(&self) {
@@ -367,6 +386,20 @@ impl TimerLists {
             return 0;
         }
         self.lists.iter().map(TimerList::run_expired_count).sum()
+    }
+
+    /// The armed timers of every clock, by clock then firing order (see
+    /// [`TimerList::armed`]).
+    pub(crate) fn armed(&self) -> Vec<(ClockType, i64, *mut c_void)> {
+        ClockType::ALL
+            .iter()
+            .flat_map(|&clock| {
+                self.list(clock)
+                    .armed()
+                    .into_iter()
+                    .map(move |(expire, cb)| (clock, expire, cb))
+            })
+            .collect()
     }
 
     /// Context teardown: disarm whatever is still armed (marking those
