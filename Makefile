@@ -211,7 +211,7 @@ sanitize-tsan: tsan-lib
 
 # ---------------------------------------------------------------------------
 miri: | deps
-	$(CARGO) $(NIGHTLY) miri test --lib -- bh_queue rcu::
+	$(CARGO) $(NIGHTLY) miri test --lib -- mpsc:: rcu::
 
 loom: | deps
 	@test -f tests/loom_notify.rs || { \

@@ -1,5 +1,5 @@
 //! The atomic types used by the code that `tests/loom_*.rs` model-checks
-//! (the BH queue and the notify protocol).
+//! (the MPSC queue of `mpsc.rs` and the notify protocol).
 //!
 //! Under `--cfg loom` they are loom's instrumented atomics, otherwise std's.
 //! Code outside those modules uses std's atomics directly.

@@ -106,7 +106,7 @@ pub(crate) struct CoPrivate {
     /// Link in the wakeup queue, the enter loop's pending list, a CoQueue.
     pub(crate) queue_next: Cell<*mut CoBox>,
     /// Link in a context's scheduled list.
-    pub(crate) sched_next: AtomicPtr<CoBox>,
+    pub(crate) sched_next: crate::atomics::AtomicPtr<CoBox>,
     /// Link in a CoMutex's waiter list.
     pub(crate) mutex_next: Cell<*mut CoBox>,
     /// Coroutines to enter once this one yields or terminates.
@@ -151,7 +151,7 @@ impl CoBox {
                 scheduled_by: AtomicU32::new(0),
                 scheduler_entry: AtomicPtr::new(ptr::null_mut()),
                 queue_next: Cell::new(ptr::null_mut()),
-                sched_next: AtomicPtr::new(ptr::null_mut()),
+                sched_next: crate::atomics::AtomicPtr::new(ptr::null_mut()),
                 mutex_next: Cell::new(ptr::null_mut()),
                 wakeup_head: Cell::new(ptr::null_mut()),
                 wakeup_tail: Cell::new(ptr::null_mut()),
