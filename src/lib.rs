@@ -43,6 +43,8 @@ mod timer;
 mod wait;
 
 #[doc(hidden)]
+pub use coroutine::comutex_handoff;
+#[doc(hidden)]
 pub use mpsc::{MpscNode, MpscQueue};
 #[doc(hidden)]
 pub use notify::NotifyState;

@@ -37,9 +37,11 @@
 //! `switch.rs` the per-thread current coroutine, enter and yield,
 //! `pool.rs` the per-thread pools of terminated objects, `schedule.rs`
 //! `aio_co_*` (coroutines and contexts), `mutex.rs`, `queue.rs`,
-//! `rwlock.rs` and `sleep.rs` the coroutine locks and sleeps, `tsan.rs` the
-//! TSan fiber announcements.
+//! `rwlock.rs` and `sleep.rs` the coroutine locks and sleeps
+//! (`comutex_handoff.rs` the `CoMutex` hand-off protocol, generic so that
+//! loom checks it), `tsan.rs` the TSan fiber announcements.
 
+pub mod comutex_handoff;
 mod mutex;
 mod object;
 mod pool;
