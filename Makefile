@@ -211,13 +211,13 @@ sanitize-tsan: tsan-lib
 
 # ---------------------------------------------------------------------------
 miri: | deps
-	$(CARGO) $(NIGHTLY) miri test --lib -- bh_queue rcu::
+	$(CARGO) $(NIGHTLY) miri test --lib -- mpsc:: rcu::
 
 loom: | deps
 	@test -f tests/loom_notify.rs || { \
 		echo "loom: tests/loom_notify.rs does not exist: no loom model test to run" >&2; \
 		exit 1; }
-	RUSTFLAGS="--cfg loom" $(CARGO) test --release --test loom_notify --target-dir target/loom
+	RUSTFLAGS="--cfg loom" $(CARGO) test --release --test loom_notify --test loom_comutex --target-dir target/loom
 
 # ---------------------------------------------------------------------------
 # Regenerate include/aioctx.h (cargo build does too, when src/ changed).
@@ -362,7 +362,7 @@ help:
 	@echo 'make test           cargo test + C tests (C_TESTS=..., FDMON_TESTS=...)'
 	@echo 'make sanitize       C tests under ASan+UBSan and TSan (ASAN_TESTS, TSAN_TESTS)'
 	@echo 'make miri           BH queue and RCU unit tests under Miri (nightly)'
-	@echo 'make loom           loom model test tests/loom_notify.rs'
+	@echo 'make loom           loom model tests tests/loom_notify.rs, tests/loom_comutex.rs'
 	@echo 'make header         regenerate include/aioctx.h'
 	@echo 'make doc            API reference with Doxygen: $(DOC_DIR)/index.html'
 	@echo 'make check-doc-comments  fail if an exported function has no doc comment or group'

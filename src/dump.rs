@@ -88,7 +88,8 @@ impl Context {
         let fds = self.handlers.snapshot();
         let timers = self.timers.armed();
         // SAFETY: per the caller (the same rule).
-        let coroutines = unsafe { self.scheduled_coroutines.describe_all() };
+        let coroutines =
+            unsafe { crate::coroutine::describe_scheduled(&self.scheduled_coroutines) };
 
         let mut out = String::new();
         // Writing to a String cannot fail.

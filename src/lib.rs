@@ -15,7 +15,6 @@ mod aio_poll;
 mod aiocb;
 mod atomics;
 mod bh;
-mod bh_queue;
 mod busy_poll;
 mod context;
 mod context_layout;
@@ -30,6 +29,7 @@ mod handlers;
 mod iothread;
 mod lockcnt;
 mod main_loop;
+mod mpsc;
 mod notifier;
 mod notify;
 mod qemu_thread;
@@ -44,6 +44,8 @@ mod timer;
 mod wait;
 
 #[doc(hidden)]
-pub use bh_queue::{BhQueue, QueueNode};
+pub use coroutine::comutex_handoff;
+#[doc(hidden)]
+pub use mpsc::{MpscNode, MpscQueue};
 #[doc(hidden)]
 pub use notify::NotifyState;

@@ -1,5 +1,7 @@
 //! Model checks (loom) of the two lock-free pieces every wakeup depends on:
-//! the BH queue (`aioctx::BhQueue`) and the notify handshake
+//! the MPSC queue (`aioctx::MpscQueue`, `src/mpsc.rs`: a context's BH
+//! queue, the thread pool's completions and `aio_co_schedule`'s scheduled
+//! coroutines are all this one type) and the notify handshake
 //! (`aioctx::NotifyState`). Run with
 //!
 //! ```text
@@ -38,7 +40,7 @@
 
 use std::collections::BTreeSet;
 
-use aioctx::{BhQueue, NotifyState, QueueNode};
+use aioctx::{MpscNode, MpscQueue, NotifyState};
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 use loom::sync::{Arc, Condvar, Mutex};
@@ -62,7 +64,7 @@ struct Node {
     next: AtomicPtr<Node>,
 }
 
-impl QueueNode for Node {
+impl MpscNode for Node {
     fn next(&self) -> &AtomicPtr<Node> {
         &self.next
     }
@@ -88,16 +90,17 @@ fn new_node() -> NodePtr {
 ///
 /// # Safety
 /// `n` is a fresh node owned by the caller.
-unsafe fn fill_and_push(q: &BhQueue<Node>, n: NodePtr, value: usize) {
+/// Returns `push`'s "the queue was empty".
+unsafe fn fill_and_push(q: &MpscQueue<Node>, n: NodePtr, value: usize) -> bool {
     // SAFETY: not shared yet.
     unsafe { (*n.0).value.with_mut(|v| *v = value) };
     // SAFETY: fresh node, kept alive until the consumer frees it.
-    unsafe { q.push(n.0) };
+    unsafe { q.push(n.0) }
 }
 
 /// Consumer side: take everything, read each payload (loom checks that the
 /// producer's write is visible), free the nodes, return the values in order.
-fn take_values(q: &BhQueue<Node>) -> Vec<usize> {
+fn take_values(q: &MpscQueue<Node>) -> Vec<usize> {
     let mut out = Vec::new();
     let mut n = q.take_all_fifo();
     while !n.is_null() {
@@ -152,14 +155,14 @@ impl EventFd {
 /// How the poller looks at the queue before sleeping.
 #[derive(Clone, Copy)]
 enum QueueCheck {
-    /// `BhQueue::is_empty` (the `SeqCst` load that notify.rs describes).
+    /// `MpscQueue::is_empty` (the `SeqCst` load that notify.rs describes).
     IsEmpty,
-    /// `BhQueue::peek`, which `aio_compute_timeout` (and so a blocking
+    /// `MpscQueue::peek`, which `aio_compute_timeout` (and so a blocking
     /// `aio_poll`) uses to scan the queue without taking it.
     Peek,
 }
 
-fn queue_has_work(q: &BhQueue<Node>, how: QueueCheck) -> bool {
+fn queue_has_work(q: &MpscQueue<Node>, how: QueueCheck) -> bool {
     match how {
         QueueCheck::IsEmpty => !q.is_empty(),
         QueueCheck::Peek => !q.peek().is_null(),
@@ -173,7 +176,7 @@ fn queue_has_work(q: &BhQueue<Node>, how: QueueCheck) -> bool {
 /// poller runs blocking `aio_poll` iterations until it has dispatched it.
 fn bh_push_vs_blocking_poller(how: QueueCheck) {
     model(move || {
-        let q = Arc::new(BhQueue::<Node>::new());
+        let q = Arc::new(MpscQueue::<Node>::new());
         let ns = Arc::new(NotifyState::new());
         let efd = Arc::new(EventFd::new());
 
@@ -236,7 +239,7 @@ fn a_bh_push_wakes_poller_peek() {
 #[test]
 fn a_sleep_decision_implies_kick() {
     model(|| {
-        let q = Arc::new(BhQueue::<Node>::new());
+        let q = Arc::new(MpscQueue::<Node>::new());
         let ns = Arc::new(NotifyState::new());
         let kicked = Arc::new(AtomicUsize::new(0));
 
@@ -353,7 +356,7 @@ fn b_early_notify_skips_sleep() {
 #[test]
 fn c_every_node_taken_once_in_per_producer_order() {
     model(|| {
-        let q = Arc::new(BhQueue::<Node>::new());
+        let q = Arc::new(MpscQueue::<Node>::new());
         // Producer 0 pushes values 0 and 1 (in that order), producer 1
         // pushes 10.
         let plan: [&[usize]; 2] = [&[0, 1], &[10]];
@@ -387,13 +390,57 @@ fn c_every_node_taken_once_in_per_producer_order() {
     });
 }
 
+/// `aio_co_schedule`'s use of the queue: only the push that finds it empty
+/// asks for a consumer run (schedules the oneshot BH that enters the
+/// coroutines), so every node must be taken by a run that some such push
+/// asked for, whatever the interleaving with a consumer taking concurrently.
+#[test]
+fn c_empty_edge_push_asks_for_a_run_that_takes_every_node() {
+    model(|| {
+        let q = Arc::new(MpscQueue::<Node>::new());
+        // Consumer runs asked for (oneshot BHs scheduled) so far.
+        let asked = Arc::new(AtomicUsize::new(0));
+        let producers: Vec<_> = [1usize, 2]
+            .iter()
+            .map(|&v| {
+                let (q, asked) = (q.clone(), asked.clone());
+                let n = new_node();
+                thread::spawn(move || {
+                    // SAFETY: fresh node.
+                    if unsafe { fill_and_push(&q, n, v) } {
+                        asked.fetch_add(1, Ordering::Release);
+                    }
+                })
+            })
+            .collect();
+        let mut runs = 0;
+        let mut seen = Vec::new();
+        // One run may happen while the producers still push...
+        if asked.load(Ordering::Acquire) > runs {
+            runs += 1;
+            seen.extend(take_values(&q));
+        }
+        for p in producers {
+            p.join().unwrap();
+        }
+        // ...the others once they are done; no run without a request.
+        while asked.load(Ordering::Acquire) > runs {
+            runs += 1;
+            seen.extend(take_values(&q));
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, [1, 2], "a node was left without a consumer run");
+        assert!(q.is_empty());
+    });
+}
+
 /// A producer that re-pushes a node after the consumer took it (what
 /// `qemu_bh_schedule` does after dispatch cleared PENDING): the link is
 /// rewritten safely and nothing is lost.
 #[test]
 fn c_node_reused_after_take() {
     model(|| {
-        let q = Arc::new(BhQueue::<Node>::new());
+        let q = Arc::new(MpscQueue::<Node>::new());
         let n = new_node();
         // Hand-over flag standing in for the BH's PENDING bit.
         let pending = Arc::new(AtomicBool::new(true));
@@ -494,7 +541,7 @@ fn broken_relaxed_protocol_loses_wakeup() {
 #[should_panic(expected = "lost wakeup")]
 fn broken_check_before_arm_loses_wakeup() {
     model(|| {
-        let q = Arc::new(BhQueue::<Node>::new());
+        let q = Arc::new(MpscQueue::<Node>::new());
         let ns = Arc::new(NotifyState::new());
         let kicked = Arc::new(AtomicUsize::new(0));
         let producer = {

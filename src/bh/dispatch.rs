@@ -19,9 +19,9 @@ use super::{
     BH_DELETED, BH_IDLE, BH_ONESHOT, BH_PENDING, BH_SCHEDULED, Bh, BhFn, MemReentrancyGuard,
     NOT_REGISTERED,
 };
-use crate::bh_queue::{BhQueue, QueueNode};
 use crate::context::{Context, LoopGuard};
 use crate::fatal;
+use crate::mpsc::{MpscNode, MpscQueue};
 
 /// How long a blocked loop may leave an idle BH waiting (QEMU: 10 ms).
 const IDLE_BH_TIMEOUT_NS: i64 = 10_000_000;
@@ -85,7 +85,7 @@ impl BhDispatch {
     /// # Safety
     /// The context (owner of `self` and `queue`) is being torn down: nobody
     /// else uses it or its BHs.
-    pub(crate) unsafe fn teardown(&mut self, queue: &BhQueue<Bh>, func: &str) {
+    pub(crate) unsafe fn teardown(&mut self, queue: &MpscQueue<Bh>, func: &str) {
         // Queued BHs: scheduled ones are a bug in the caller (QEMU aborts
         // too); deleted and oneshot ones are ours to free.
         let mut bh = queue.take_all_fifo();

@@ -4,7 +4,7 @@
 //!
 //! A BH is a callback bound to one context. Its state is one atomic flags
 //! word; scheduling is a fetch-or plus, only on the 0 -> PENDING edge, one
-//! push onto the context's [`BhQueue`] and a wakeup check: wait-free with
+//! push onto the context's [`MpscQueue`] and a wakeup check: wait-free with
 //! respect to the loop, no lock, no allocation, callable from any thread.
 //!
 //! Flags:
@@ -41,9 +41,9 @@ use std::ptr;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use crate::atomics::AtomicPtr;
-use crate::bh_queue::QueueNode;
 use crate::context::Context;
 use crate::fatal::{Misuse, MisuseResult};
+use crate::mpsc::MpscNode;
 
 pub(crate) const BH_PENDING: u32 = 1 << 0;
 pub(crate) const BH_SCHEDULED: u32 = 1 << 1;
@@ -91,7 +91,7 @@ unsafe impl Send for Bh {}
 // SAFETY: as above.
 unsafe impl Sync for Bh {}
 
-impl QueueNode for Bh {
+impl MpscNode for Bh {
     fn next(&self) -> &AtomicPtr<Bh> {
         &self.next
     }

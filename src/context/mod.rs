@@ -37,12 +37,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use crate::bh::{Bh, BhDispatch};
-use crate::bh_queue::BhQueue;
 use crate::busy_poll::PollParams;
 use crate::context_layout::AioContextPublic;
 use crate::fatal::{self, Misuse, MisuseResult};
 use crate::gsource;
 use crate::handlers::{Callbacks, Handler, Handlers, HandlersLocal};
+use crate::mpsc::MpscQueue;
 use crate::notifier::EventNotifier;
 use crate::notify::NotifyState;
 use crate::stats::{AioctxStats, LoopCounters, NotifyCounters};
@@ -97,7 +97,7 @@ pub(crate) struct Context {
     fork_gen: u32,
     refcount: AtomicUsize,
     pub(crate) notify: NotifyState,
-    pub(crate) bh_queue: BhQueue<Bh>,
+    pub(crate) bh_queue: MpscQueue<Bh>,
     /// The BH registry and run list (`bh/dispatch.rs`).
     bhs: BhDispatch,
     wakeup: EventNotifier,
@@ -147,7 +147,7 @@ impl Context {
             fork_gen: crate::fork::generation(),
             refcount: AtomicUsize::new(1),
             notify: NotifyState::new(),
-            bh_queue: BhQueue::new(),
+            bh_queue: MpscQueue::new(),
             bhs: BhDispatch::new(),
             wakeup,
             home: AtomicPtr::new(ptr::null_mut()),

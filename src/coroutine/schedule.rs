@@ -1,103 +1,67 @@
 //! Coroutines and contexts (`qemu/aio.h`: `aio_co_schedule`, `aio_co_wake`,
 //! `aio_co_enter`, `aio_co_reschedule_self`).
 //!
-//! Each context has a lock-free stack of scheduled coroutines
-//! ([`ScheduledCoroutines`]). `aio_co_schedule` (any thread) marks the
-//! coroutine scheduled (a second schedule before it ran is a fatal error
-//! naming the first scheduler), pushes it, and on the empty -> non-empty
-//! edge schedules a oneshot BH on the context; the BH, in the context's
-//! home thread, takes the whole stack, reverses it to scheduling order and
-//! enters each coroutine. A coroutine scheduled while it still runs in
+//! Each context has a lock-free queue of scheduled coroutines
+//! ([`ScheduledCoroutines`], the generic MPSC queue of `mpsc.rs`).
+//! `aio_co_schedule` (any thread) marks the coroutine scheduled (a second
+//! schedule before it ran is a fatal error naming the first scheduler),
+//! pushes it, and on the empty -> non-empty edge schedules a oneshot BH on
+//! the context; the BH, in the context's home thread, takes the whole
+//! queue in scheduling order (FIFO) and enters each coroutine. A coroutine scheduled while it still runs in
 //! another thread (it published itself and is about to yield) is entered
 //! only once that thread switched it out.
 
 use std::ffi::c_void;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering};
 
 use super::{CoBox, Scheduler, current, enter, require_current, wait_switched_out, yield_now};
+use crate::atomics::{AtomicPtr, Ordering};
 use crate::context::Context;
 use crate::fatal::{self, Misuse, MisuseResult};
+use crate::mpsc::{MpscNode, MpscQueue};
 use crate::thread;
 
-/// A context's coroutines waiting for its home thread (a Treiber stack
-/// linked through `CoPrivate::sched_next`).
-pub(crate) struct ScheduledCoroutines {
-    head: AtomicPtr<CoBox>,
+/// A context's coroutines waiting for its home thread: the generic MPSC
+/// queue (`mpsc.rs`), linked through `CoPrivate::sched_next`, so pushing
+/// allocates nothing. A coroutine is pushed at most once until it is taken
+/// (`mark_scheduled` fails a second schedule).
+pub(crate) type ScheduledCoroutines = MpscQueue<CoBox>;
+
+impl MpscNode for CoBox {
+    fn next(&self) -> &AtomicPtr<CoBox> {
+        &self.p.sched_next
+    }
 }
 
-impl ScheduledCoroutines {
-    pub(crate) const fn new() -> Self {
-        ScheduledCoroutines {
-            head: AtomicPtr::new(ptr::null_mut()),
-        }
+/// The entry symbol of each coroutine waiting in `queue`, oldest first (for
+/// `aioctx_context_dump`). Coroutines the BH already took and is entering
+/// one by one are not listed.
+///
+/// # Safety
+/// The caller is the context's home thread (holds its `LoopGuard`) or owns
+/// the context (teardown): the only one that takes coroutines off the queue
+/// and enters them, so the linked ones stay alive and their links stay put
+/// while it walks.
+pub(crate) unsafe fn describe_scheduled(queue: &ScheduledCoroutines) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut co = queue.peek();
+    while !co.is_null() {
+        // SAFETY: scheduled coroutines are alive until entered, which only
+        // the caller's thread does (see above); their links were published
+        // by the push that `peek`'s Acquire load saw.
+        let c = unsafe { &*co };
+        names.push(c.describe());
+        co = c.p.sched_next.load(Ordering::Relaxed);
     }
-
-    /// Pushes `co`; true if the list was empty (a BH must be scheduled).
-    fn push(&self, co: &CoBox) -> bool {
-        let mut head = self.head.load(Ordering::Relaxed);
-        loop {
-            co.p.sched_next.store(head, Ordering::Relaxed);
-            match self.head.compare_exchange_weak(
-                head,
-                co.as_ptr(),
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return head.is_null(),
-                Err(h) => head = h,
-            }
-        }
-    }
-
-    /// The entry symbol of each coroutine waiting here, oldest first (for
-    /// `aioctx_context_dump`). Coroutines the BH already took and is
-    /// entering one by one are not listed.
-    ///
-    /// # Safety
-    /// The caller is the context's home thread (holds its `LoopGuard`) or
-    /// owns the context (teardown): the only one that takes coroutines off
-    /// the stack and enters them, so the linked ones stay alive and their
-    /// links stay put while it walks.
-    pub(crate) unsafe fn describe_all(&self) -> Vec<String> {
-        let mut names = Vec::new();
-        let mut co = self.head.load(Ordering::Acquire);
-        while !co.is_null() {
-            // SAFETY: scheduled coroutines are alive until entered, which
-            // only the caller's thread does (see above); their links were
-            // published by the push that `head`'s Acquire load saw.
-            let c = unsafe { &*co };
-            names.push(c.describe());
-            co = c.p.sched_next.load(Ordering::Relaxed);
-        }
-        names.reverse();
-        names
-    }
-
-    /// Takes everything, oldest first (reversed through `sched_next`).
-    fn take_fifo(&self) -> *mut CoBox {
-        let mut lifo = self.head.swap(ptr::null_mut(), Ordering::Acquire);
-        let mut fifo = ptr::null_mut();
-        while !lifo.is_null() {
-            // SAFETY: scheduled coroutines are alive until entered.
-            let next = unsafe { &*lifo }.p.sched_next.load(Ordering::Relaxed);
-            // SAFETY: as above.
-            unsafe { &*lifo }
-                .p
-                .sched_next
-                .store(fifo, Ordering::Relaxed);
-            fifo = lifo;
-            lifo = next;
-        }
-        fifo
-    }
+    names.reverse();
+    names
 }
 
 /// The oneshot BH: enters the context's scheduled coroutines.
 unsafe extern "C" fn run_scheduled(opaque: *mut c_void) {
     // SAFETY: `opaque` is the context the BH runs on (alive while it runs).
     let ctx = unsafe { &*opaque.cast::<Context>() };
-    let mut co = ctx.scheduled_coroutines.take_fifo();
+    let mut co = ctx.scheduled_coroutines.take_all_fifo();
     while !co.is_null() {
         // SAFETY: scheduled coroutines are alive until entered.
         let c = unsafe { &*co };
@@ -124,7 +88,9 @@ fn push_scheduled(ctx: &Context, co: &CoBox) {
     // The coroutine may run (in ctx's thread) and drop the last reference
     // to ctx before this function returns: hold one meanwhile.
     ctx.ref_();
-    if ctx.scheduled_coroutines.push(co) {
+    // SAFETY: `co` is live and, marked scheduled, in no queue until the BH
+    // below takes it; a scheduled coroutine stays alive until entered.
+    if unsafe { ctx.scheduled_coroutines.push(co.as_ptr()) } {
         ctx.schedule_oneshot(
             run_scheduled,
             ctx.as_ptr().cast_mut().cast(),

@@ -38,10 +38,10 @@ use super::ThreadPoolFn;
 use super::workers::{JobQueue, Workers};
 use crate::aiocb::{self, AIOCBInfo, BlockAIOCB, BlockCompletionFunc, CompletionFn};
 use crate::bh::Bh;
-use crate::bh_queue::{BhQueue, QueueNode};
 use crate::context::Context;
 use crate::coroutine;
 use crate::fatal::{self, Misuse, MisuseResult};
+use crate::mpsc::{MpscNode, MpscQueue};
 use crate::thread;
 use crate::wait;
 
@@ -76,7 +76,7 @@ struct Element {
     done_next: crate::atomics::AtomicPtr<Element>,
 }
 
-impl QueueNode for Element {
+impl MpscNode for Element {
     fn next(&self) -> &crate::atomics::AtomicPtr<Element> {
         &self.done_next
     }
@@ -146,7 +146,7 @@ impl AioQueue {
 
 /// What the workers share with the home thread outside the lock.
 pub(crate) struct AioShared {
-    done: BhQueue<Element>,
+    done: MpscQueue<Element>,
     bh: AtomicPtr<Bh>,
 }
 
@@ -261,7 +261,7 @@ impl AioPool {
     /// Fails if one of the `min` workers cannot be started.
     pub(crate) fn new(ctx: &Context, min: usize, max: usize) -> MisuseResult<*mut AioPool> {
         let shared = AioShared {
-            done: BhQueue::new(),
+            done: MpscQueue::new(),
             bh: AtomicPtr::new(ptr::null_mut()),
         };
         let queue = AioQueue {

@@ -1,12 +1,21 @@
-//! The wait-free-to-enqueue BH queue: an intrusive multi-producer stack that
-//! its single consumer empties with one swap.
+//! The wait-free-to-enqueue MPSC queue ([`MpscQueue`]): an intrusive
+//! multi-producer stack that its single consumer empties with one swap.
+//! Three users: a context's BH queue (`bh/`), the thread pool's completion
+//! queue (`thread_pool/aio.rs`) and a context's scheduled coroutines
+//! (`coroutine/schedule.rs`, `aio_co_schedule`). `tests/loom_notify.rs`
+//! model-checks this code (under `--cfg loom` it is built on loom's
+//! atomics, see `atomics.rs`), so the model covers all three.
 //!
 //! Producers (any thread, even a signal handler) push with a CAS loop on the
-//! head; nothing is allocated and no lock is taken. A node is pushed only by
-//! whoever flipped its PENDING flag from 0 to 1 (see `bh/mod.rs`), so it is in
-//! the queue at most once. The consumer (the context's polling thread) takes
-//! the whole stack with one `swap(null)` and reverses it, which yields the
-//! nodes in push order: BHs run FIFO.
+//! head; nothing is allocated and no lock is taken: the link is a field of
+//! the node ([`MpscNode`]). The users make sure a node is in the queue at
+//! most once (a BH is pushed only by whoever flipped its PENDING flag from 0
+//! to 1, see `bh/mod.rs`; a coroutine only by whoever marked it scheduled).
+//! `push` reports whether the queue was empty, so a user can wake its
+//! consumer once per batch (`aio_co_schedule` schedules one BH on that
+//! edge). The consumer (the context's polling thread) takes the whole stack
+//! with one `swap(null)` and reverses it, which yields the nodes in push
+//! order: BHs run, and scheduled coroutines are entered, FIFO.
 //!
 //! Push-only plus take-all is immune to ABA: a producer's CAS only ever
 //! installs its own node on top of whatever head it read, and the consumer
@@ -21,44 +30,46 @@ use std::ptr;
 
 use crate::atomics::{AtomicPtr, Ordering};
 
-/// A node that can sit in a [`BhQueue`]: it embeds its own `next` link.
-pub trait QueueNode: Sized {
+/// A node that can sit in a [`MpscQueue`]: it embeds its own `next` link.
+pub trait MpscNode: Sized {
     /// The node's intrusive link. Only the queue reads or writes it.
     fn next(&self) -> &AtomicPtr<Self>;
 }
 
-/// Intrusive MPSC stack of `N`s, drained in FIFO order.
-pub struct BhQueue<N: QueueNode> {
+/// Intrusive MPSC stack of `N`s, drained in FIFO order (module docs).
+pub struct MpscQueue<N: MpscNode> {
     head: AtomicPtr<N>,
 }
 
 // SAFETY: the queue only stores pointers; the nodes' owners guarantee that a
 // pushed node stays alive until the consumer has taken it (documented on
 // `push`), and all accesses to `head` are atomic.
-unsafe impl<N: QueueNode> Send for BhQueue<N> {}
+unsafe impl<N: MpscNode> Send for MpscQueue<N> {}
 // SAFETY: as above; `push` is designed for concurrent callers.
-unsafe impl<N: QueueNode> Sync for BhQueue<N> {}
+unsafe impl<N: MpscNode> Sync for MpscQueue<N> {}
 
-impl<N: QueueNode> Default for BhQueue<N> {
+impl<N: MpscNode> Default for MpscQueue<N> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<N: QueueNode> BhQueue<N> {
+impl<N: MpscNode> MpscQueue<N> {
     pub fn new() -> Self {
-        BhQueue {
+        MpscQueue {
             head: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
-    /// Pushes `node`. Lock-free, allocation-free, callable from any thread.
+    /// Pushes `node`; true if the queue was empty (this push starts a new
+    /// batch for the consumer). Lock-free, allocation-free, callable from
+    /// any thread.
     ///
     /// # Safety
     /// `node` must be valid, must not be in this (or any) queue already, and
     /// must stay valid until the consumer has taken it out again.
     #[inline]
-    pub unsafe fn push(&self, node: *mut N) {
+    pub unsafe fn push(&self, node: *mut N) -> bool {
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             // SAFETY: the caller guarantees `node` is valid and not shared
@@ -68,7 +79,7 @@ impl<N: QueueNode> BhQueue<N> {
                 .head
                 .compare_exchange_weak(head, node, Ordering::Release, Ordering::Relaxed)
             {
-                Ok(_) => return,
+                Ok(_) => return head.is_null(),
                 Err(actual) => head = actual,
             }
         }
@@ -97,7 +108,7 @@ impl<N: QueueNode> BhQueue<N> {
         self.take_all_fifo_with_tail().0
     }
 
-    /// Like [`BhQueue::take_all_fifo`], also returning the last node (null
+    /// Like [`MpscQueue::take_all_fifo`], also returning the last node (null
     /// when empty), so that the batch can be appended to another list.
     #[inline]
     pub fn take_all_fifo_with_tail(&self) -> (*mut N, *mut N) {
@@ -132,7 +143,7 @@ mod tests {
         next: AtomicPtr<Node>,
     }
 
-    impl QueueNode for Node {
+    impl MpscNode for Node {
         fn next(&self) -> &AtomicPtr<Node> {
             &self.next
         }
@@ -159,17 +170,18 @@ mod tests {
 
     #[test]
     fn empty_queue_takes_nothing() {
-        let q: BhQueue<Node> = BhQueue::new();
+        let q: MpscQueue<Node> = MpscQueue::new();
         assert!(q.is_empty());
         assert!(q.take_all_fifo().is_null());
     }
 
     #[test]
     fn takes_in_push_order() {
-        let q = BhQueue::new();
+        let q = MpscQueue::new();
         for i in 0..5 {
             // SAFETY: fresh node, freed by drain.
-            unsafe { q.push(node(i)) };
+            let was_empty = unsafe { q.push(node(i)) };
+            assert_eq!(was_empty, i == 0, "only the first push finds it empty");
         }
         assert!(!q.is_empty());
         assert_eq!(drain(q.take_all_fifo()), vec![0, 1, 2, 3, 4]);
@@ -178,12 +190,13 @@ mod tests {
 
     #[test]
     fn pushes_after_take_form_a_new_batch() {
-        let q = BhQueue::new();
+        let q = MpscQueue::new();
         // SAFETY: fresh nodes, freed by drain.
         unsafe { q.push(node(1)) };
         let first = q.take_all_fifo();
         // SAFETY: as above.
-        unsafe { q.push(node(2)) };
+        let was_empty = unsafe { q.push(node(2)) };
+        assert!(was_empty, "a push after take starts a batch");
         assert_eq!(drain(first), vec![1]);
         assert_eq!(drain(q.take_all_fifo()), vec![2]);
     }
@@ -192,7 +205,7 @@ mod tests {
     fn concurrent_producers_lose_nothing_and_keep_per_thread_order() {
         const THREADS: usize = 4;
         let per_thread = if cfg!(miri) { 50 } else { 10_000 };
-        let q = Arc::new(BhQueue::new());
+        let q = Arc::new(MpscQueue::new());
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {
                 let q = Arc::clone(&q);
