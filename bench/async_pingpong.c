@@ -7,13 +7,15 @@
  * again: ns per round trip (two cross-thread wakeups).
  *
  *   async_pingpong/poll_off  adaptive polling disabled (the default of a
- *                            new context): every wakeup goes through the
- *                            kernel.
+ *                            new context): each waiting thread sleeps in
+ *                            read(2) of its eventfd and is woken from the
+ *                            other CPU.
  *   async_pingpong/poll_on   both contexts with
  *                            aio_context_set_poll_params(ctx, 32768, 2, 2):
  *                            the waiting thread busy-polls up to 32 us.
  * Peers, each a round trip between two threads:
- *   raw_eventfd  blocking write/read on two eventfds (the kernel floor);
+ *   raw_eventfd  blocking write/read on two eventfds (the kernel floor:
+ *                two cross-CPU sleep/wake-ups per round trip);
  *   futex        a counter per direction, FUTEX_WAIT / FUTEX_WAKE;
  *   spin         a counter per direction, both threads spinning (the
  *                hardware floor: two cache-line transfers; a spinner
@@ -24,8 +26,18 @@
  * (issue 14: the adaptive window must find the spinning state even when a
  * blocked wake-up costs more than max_ns), and the window back at 0 a few
  * idle iterations after traffic stops (printed as a note).
- * Uses 2 threads; on a machine with fewer than 2 CPUs the spinning
- * variants mean little.
+ * Uses 2 threads. Thread A of every contender is pinned to CPU 0 and its
+ * thread B to CPU 1 (when 2 CPUs are online): unpinned, the scheduler
+ * may keep both threads on one CPU, where a wake-up is a cheap local
+ * switch (and aioctx also skips the second eventfd write because the
+ * preempted waker has not re-armed yet), or put them on two CPUs, where
+ * it costs a cross-CPU wake of an idle vCPU, 5-10x more on a VM; which
+ * one happens depends on each thread's history (aioctx's thread B lives
+ * for the whole program, the peers' are new in each run), so unpinned
+ * contenders were not comparable. The '#' note after the results gives
+ * voluntary/involuntary context switches per round trip of each (2/0 =
+ * both threads slept on separate CPUs). On a machine with fewer than 2
+ * CPUs the spinning variants mean little.
  */
 #define _GNU_SOURCE
 #include <linux/futex.h>
@@ -33,6 +45,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -46,6 +59,25 @@
 #if AIOCTX_HAVE_GLIB
 #include <glib.h>
 #endif
+
+/* ---- pinning ----------------------------------------------------------- */
+
+#define CPU_A 0
+#define CPU_B 1
+
+/* Pins the calling thread to `cpu` (no-op with fewer than 2 CPUs online). */
+static void pin_self(int cpu)
+{
+    cpu_set_t set;
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2) {
+        return;
+    }
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set)) {
+        bench_note("cannot pin to CPU %d: contenders may not be comparable", cpu);
+    }
+}
 
 /* ---- aioctx ------------------------------------------------------------ */
 
@@ -77,6 +109,7 @@ static void bh_b_cb(void *opaque)
 static void *aio_thread_b(void *arg)
 {
     Aio *s = arg;
+    pin_self(CPU_B);
     qemu_set_current_aio_context(s->ctx_b);
     atomic_store(&s->ready, true);
     while (!atomic_load(&s->stop)) {
@@ -217,9 +250,17 @@ static void futex_wake(atomic_uint *f)
     syscall(SYS_futex, f, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+/* bench_efd_body with thread B pinned to CPU_B. */
+static void *efd_thread_b(void *arg)
+{
+    pin_self(CPU_B);
+    return bench_efd_thread(arg);
+}
+
 static void *futex_thread_b(void *arg)
 {
     Raw *r = arg;
+    pin_self(CPU_B);
     for (uint64_t i = 1; i <= r->n; i++) {
         unsigned v;
         while ((v = atomic_load(&r->ping)) != (unsigned)i) {
@@ -249,6 +290,7 @@ static void spin_pause(unsigned spins)
 static void *spin_thread_b(void *arg)
 {
     Raw *r = arg;
+    pin_self(CPU_B);
     for (uint64_t i = 1; i <= r->n; i++) {
         for (unsigned spins = 0;
              atomic_load_explicit(&r->ping, memory_order_acquire) != (unsigned)i; spins++) {
@@ -264,6 +306,19 @@ static void start_b(pthread_t *t, void *(*fn)(void *), void *arg)
     if (pthread_create(t, NULL, fn, arg)) {
         bench_die("pthread_create failed");
     }
+}
+
+static void efd_body(void *arg, uint64_t n)
+{
+    BenchEfd *e = arg;
+    pthread_t t;
+    e->n = n;
+    start_b(&t, efd_thread_b, e);
+    for (uint64_t i = 0; i < n; i++) {
+        bench_efd_write(e->ab);
+        bench_efd_read(e->ba);
+    }
+    pthread_join(t, NULL);
 }
 
 static void futex_body(void *arg, uint64_t n)
@@ -338,6 +393,7 @@ static void uv_a_cb(uv_async_t *h)
 static void *uv_thread_b(void *arg)
 {
     Uv *s = arg;
+    pin_self(CPU_B);
     uv_run(&s->loop_b, UV_RUN_DEFAULT);
     return NULL;
 }
@@ -395,6 +451,7 @@ static gboolean g_fn_a(gpointer data)
 static void *g_thread_b(void *arg)
 {
     GInv *s = arg;
+    pin_self(CPU_B);
     /* Owning ctx_b makes A's g_main_context_invoke queue an idle source
      * instead of running the function in A's thread. */
     g_main_context_acquire(s->ctx_b);
@@ -449,12 +506,13 @@ int main(void)
         bench_note("%ld CPUs online, load average %.2f (spinning results need 2 idle CPUs)",
                    sysconf(_SC_NPROCESSORS_ONLN), load[0]);
     }
+    pin_self(CPU_A); /* thread A of every contender */
     aio_setup(&aio);
     fns[k] = aio_off_body; args[k] = &aio; names[k++] = "aioctx_off";
     fns[k] = aio_on_body; args[k] = &aio; names[k++] = "aioctx_on";
 
     bench_efd_open(&efd);
-    fns[k] = bench_efd_body; args[k] = &efd; names[k++] = "raw_eventfd";
+    fns[k] = efd_body; args[k] = &efd; names[k++] = "raw_eventfd";
     fns[k] = futex_body; args[k] = &raw; names[k++] = "futex";
     fns[k] = spin_body; args[k] = &raw; names[k++] = "spin";
 #if AIOCTX_HAVE_LIBUV
@@ -471,6 +529,23 @@ int main(void)
 #endif
 
     bench_compare(k, fns, args, bench_target_ns(250), 1000, st);
+    {
+        /* Placement check: one more short run of each, context switches
+         * of the whole process per round trip. */
+        char line[512];
+        size_t len = 0;
+        for (int i = 0; i < k; i++) {
+            struct rusage u0, u1;
+            const uint64_t n = 2000;
+            getrusage(RUSAGE_SELF, &u0);
+            fns[i](args[i], n);
+            getrusage(RUSAGE_SELF, &u1);
+            len += snprintf(line + len, sizeof(line) - len, " %s %.2f/%.2f", names[i],
+                            (double)(u1.ru_nvcsw - u0.ru_nvcsw) / n,
+                            (double)(u1.ru_nivcsw - u0.ru_nivcsw) / n);
+        }
+        bench_note("context switches per round trip, voluntary/involuntary:%s", line);
+    }
     aio_set_polling(&aio, true);
     {
         AioctxStats a0 = { .size = sizeof(a0) }, b0 = { .size = sizeof(b0) };
