@@ -350,10 +350,9 @@ impl Context {
     pub(crate) fn kick(&self) {
         self.kicks.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.wakeup.set() {
-            fatal::die(
-                "aio_notify",
-                &format!("cannot write the wakeup eventfd: {e}"),
-            );
+            // `aio_notify`, or whatever woke the context (`qemu_bh_schedule`,
+            // `timer_mod`, `aio_co_schedule`, a thread-pool worker, ...).
+            fatal::die_here(&format!("cannot write the wakeup eventfd: {e}"));
         }
     }
 

@@ -40,11 +40,18 @@ fn install_panic_hook() {
 }
 
 /// Runs the body of the exported function `func`. A [`Misuse`] or a panic
-/// becomes `aioctx: <func>: <problem>` on stderr and an abort.
+/// becomes `aioctx: <func>: <problem>` on stderr and an abort. While the
+/// body runs, `func` is this thread's current API function
+/// ([`fatal::ApiCall`]), which core code reporting with
+/// [`fatal::die_here`] names; the outer one (a callback's caller) is
+/// current again when the body returns.
 #[inline(always)]
 pub(crate) fn ffi_call<R>(func: &'static str, body: impl FnOnce() -> MisuseResult<R>) -> R {
     install_panic_hook();
-    match catch_unwind(AssertUnwindSafe(body)) {
+    let call = fatal::ApiCall::enter(func);
+    let result = catch_unwind(AssertUnwindSafe(body));
+    drop(call);
+    match result {
         Ok(Ok(value)) => value,
         Ok(Err(misuse)) => fatal::die(func, &misuse.0),
         Err(payload) => fatal::die(func, panic_message(&*payload)),

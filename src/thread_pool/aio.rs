@@ -159,7 +159,9 @@ impl AioShared {
         // SAFETY: the BH is deleted only after every worker exited.
         let bh = unsafe { &*self.bh.load(Ordering::Acquire) };
         if let Err(m) = bh.schedule(false) {
-            fatal::die("thread pool", &m.0);
+            // A worker thread, inside no API call: name the function whose
+            // request it is completing.
+            fatal::die("thread_pool_submit_aio", &m.0);
         }
     }
 }
@@ -400,7 +402,7 @@ impl AioPool {
                 // Someone (bdrv_aio_cancel) may wait for the count to drop.
                 Ok(left) if left > 0 => wait::kick(),
                 Ok(_) => {}
-                Err(m) => fatal::die("thread pool completion", &m.0),
+                Err(m) => fatal::die_here(&m.0),
             }
         }
     }
@@ -415,12 +417,12 @@ impl AioPool {
         // SAFETY: live and ours per the caller.
         let p = unsafe { &*pool };
         if let Err(m) = p.workers.shutdown() {
-            fatal::die("thread_pool_free_aio", &m.0);
+            fatal::die_here(&m.0);
         }
         // SAFETY: no worker is left to schedule it.
         let bh = unsafe { &*p.workers.shared.bh.load(Ordering::Acquire) };
         if let Err(m) = bh.delete() {
-            fatal::die("thread_pool_free_aio", &m.0);
+            fatal::die_here(&m.0);
         }
         let mut pending = p.pending.take();
         p.take_done(&mut pending);
@@ -429,7 +431,7 @@ impl AioPool {
             unsafe { &*e }.pool.set(ptr::null());
             // SAFETY: drops that reference.
             if let Err(m) = unsafe { aiocb::aio_unref(e.cast()) } {
-                fatal::die("thread_pool_free_aio", &m.0);
+                fatal::die_here(&m.0);
             }
         }
         p.magic.store(POOL_MAGIC_DEAD, Ordering::Relaxed);
@@ -558,7 +560,7 @@ unsafe extern "C" fn co_done(opaque: *mut c_void, ret: c_int) {
     };
     // SAFETY: the coroutine is alive: it is waiting for this.
     if let Err(m) = coroutine::aio_co_wake(unsafe { &*co }) {
-        fatal::die("thread_pool_submit_co", &m.0);
+        fatal::die_here(&m.0);
     }
 }
 

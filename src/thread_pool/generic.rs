@@ -177,7 +177,7 @@ impl GenericPool {
         // SAFETY: live and ours per the caller.
         let p = unsafe { &*pool };
         if let Err(m) = p.workers.shutdown() {
-            crate::fatal::die("thread_pool_free", &m.0);
+            crate::fatal::die_here(&m.0);
         }
         p.magic.store(MAGIC_DEAD, Ordering::Relaxed);
         // SAFETY: ours; the workers have exited.
