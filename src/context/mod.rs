@@ -49,11 +49,21 @@ use crate::stats::{AioctxStats, LoopCounters, NotifyCounters};
 use crate::thread;
 use crate::timer::TimerLists;
 
+// The opaque type C sees (cbindgen prints `typedef struct AioContext
+// AioContext;`); a pointer to it is a `Context`. Declared here, not in
+// `ffi::types` (which re-exports it), because the block-layer hooks below
+// pass it to C and the core does not import `ffi`. Its doc comment is the
+// header's.
+/// An event loop (`AioContext`). Reference counted; see `aio_context_new`.
+pub struct AioContext {
+    _opaque: [u8; 0],
+}
+
 /// The block layer's hooks (`block/graph-lock.c`), called for every
 /// context. Weak no-op defaults live in `src/c/block_hooks.c`, so a program
 /// that links QEMU's block layer gets its own definitions instead.
 mod block_hooks {
-    use crate::ffi::types::AioContext;
+    use super::AioContext;
 
     // The opaque handle type is only ever passed by pointer.
     #[allow(improper_ctypes)]
