@@ -35,6 +35,7 @@ use glib_sys::{GSource, GSourceFunc, GSourceFuncs, gboolean, gpointer};
 
 use crate::context::Context;
 use crate::fatal;
+use crate::handle::Handle;
 
 static mut AIO_SOURCE_FUNCS: GSourceFuncs = GSourceFuncs {
     prepare: Some(aio_source_prepare),

@@ -40,8 +40,9 @@ use crate::bh::{Bh, BhDispatch};
 use crate::bh_queue::BhQueue;
 use crate::busy_poll::PollParams;
 use crate::context_layout::AioContextPublic;
-use crate::fatal::{self, Misuse, MisuseResult};
+use crate::fatal::{self, MisuseResult};
 use crate::gsource;
+use crate::handle::Handle;
 use crate::handlers::{Callbacks, Handler, Handlers, HandlersLocal};
 use crate::notifier::EventNotifier;
 use crate::notify::NotifyState;
@@ -80,6 +81,23 @@ mod block_hooks {
 
 const CTX_MAGIC_LIVE: u32 = 0x4143_5458; // "ACTX"
 const CTX_MAGIC_DEAD: u32 = 0x4445_4144; // "DEAD"
+
+/// A freed context is detected while it sits in the quarantine.
+impl Handle for Context {
+    const NAME: &'static str = "AioContext";
+    const LIVE: u32 = CTX_MAGIC_LIVE;
+    const DEAD: u32 = CTX_MAGIC_DEAD;
+    const FREED: &'static str = "was already freed (its last reference is gone)";
+    const INVALID: &'static str = "is not a valid context";
+
+    fn magic(&self) -> u32 {
+        self.magic.load(Ordering::Acquire)
+    }
+
+    fn check_live(&self) -> MisuseResult<()> {
+        self.check_fork()
+    }
+}
 
 /// State touched only by the thread currently polling the context.
 struct LoopLocal {
@@ -189,27 +207,6 @@ impl Context {
         // default is a no-op, a block layer's stores into `bdrv_graph`.
         unsafe { block_hooks::register_aiocontext(ctx.cast()) };
         Ok(ctx)
-    }
-
-    /// Validates a C handle.
-    ///
-    /// # Safety
-    /// `ctx` is null or was returned by [`Context::new`] (a freed one is
-    /// detected while it sits in the quarantine).
-    pub(crate) unsafe fn from_handle<'a>(ctx: *const Context) -> MisuseResult<&'a Context> {
-        if ctx.is_null() {
-            return Err(Misuse::new("AioContext is NULL"));
-        }
-        // SAFETY: non-null; the caller vouches it was a context; dead ones
-        // stay allocated in the quarantine for a while.
-        let r = unsafe { &*ctx };
-        match r.magic.load(Ordering::Acquire) {
-            CTX_MAGIC_LIVE => r.check_fork().map(|()| r),
-            CTX_MAGIC_DEAD => Err(Misuse::new(
-                "AioContext was already freed (its last reference is gone)",
-            )),
-            _ => Err(Misuse::new("AioContext is not a valid context")),
-        }
     }
 
     /// Fails in a child process if the context was created before its

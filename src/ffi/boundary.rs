@@ -17,6 +17,7 @@ use crate::bh::{Bh, BhFn};
 use crate::context::Context;
 use crate::coroutine::EntryFn;
 use crate::fatal::{self, Misuse, MisuseResult};
+pub(crate) use crate::handle::Handle;
 use crate::handlers::{IoFn, PollFn};
 use crate::thread_pool::ThreadPoolFn;
 use crate::timer::{ClockNotifyFn, TimerFn};

@@ -14,6 +14,7 @@
 use std::ffi::{c_int, c_void};
 use std::ptr;
 
+use super::boundary::Handle;
 use super::boundary::{c_fn, ffi_call, main_context_if_any};
 use super::timer::{
     QEMUClockType, QEMUTimerList, QEMUTimerListGroup, QEMUTimerListNotifyCB, SCALE_MS, SCALE_US,

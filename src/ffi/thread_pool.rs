@@ -9,6 +9,7 @@
 use std::ffi::{c_int, c_void};
 use std::ptr;
 
+use super::boundary::Handle;
 use super::boundary::{c_fn, context, ffi_call, required_c_fn};
 use super::types::{AioContext, Error};
 use crate::aiocb;

@@ -22,6 +22,7 @@ use std::mem::{align_of, offset_of, size_of};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
+use super::boundary::Handle;
 use super::boundary::{self, caller_struct, context, ffi_call, required_c_fn};
 use super::types::AioContext;
 use crate::context::Context;

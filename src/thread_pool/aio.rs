@@ -42,6 +42,7 @@ use crate::bh_queue::{BhQueue, QueueNode};
 use crate::context::Context;
 use crate::coroutine;
 use crate::fatal::{self, Misuse, MisuseResult};
+use crate::handle::Handle;
 use crate::thread;
 use crate::wait;
 
@@ -57,6 +58,23 @@ const DONE: u32 = 2;
 
 const POOL_MAGIC_LIVE: u32 = 0x5450_4c41; // "TPLA"
 const POOL_MAGIC_DEAD: u32 = 0x5450_4444; // "TPDD"
+
+/// A freed pool is detected while its memory is not reused.
+impl Handle for AioPool {
+    const NAME: &'static str = "ThreadPoolAio";
+    const LIVE: u32 = POOL_MAGIC_LIVE;
+    const DEAD: u32 = POOL_MAGIC_DEAD;
+    const FREED: &'static str = "was already freed";
+    const INVALID: &'static str = "is not a valid pool";
+
+    fn magic(&self) -> u32 {
+        self.magic.load(Ordering::Relaxed)
+    }
+
+    fn check_live(&self) -> MisuseResult<()> {
+        self.context().check_fork_as("ThreadPoolAio")
+    }
+}
 
 /// A request: QEMU's `ThreadPoolElementAio`. Allocated by `qemu_aio_get`
 /// (calloc) with [`AIOCB_INFO`]; the head is C-visible.
@@ -293,24 +311,6 @@ impl AioPool {
             .bh
             .store(bh, Ordering::Release);
         Ok(pool)
-    }
-
-    /// Validates a C handle.
-    ///
-    /// # Safety
-    /// `pool` is null or was returned by [`AioPool::new`] (a freed one is
-    /// detected while its memory is not reused: best effort).
-    pub(crate) unsafe fn from_handle<'a>(pool: *const AioPool) -> MisuseResult<&'a AioPool> {
-        if pool.is_null() {
-            return Err(Misuse::new("ThreadPoolAio is NULL"));
-        }
-        // SAFETY: non-null, and the caller vouches it was a pool.
-        let r = unsafe { &*pool };
-        match r.magic.load(Ordering::Relaxed) {
-            POOL_MAGIC_LIVE => r.context().check_fork_as("ThreadPoolAio").map(|()| r),
-            POOL_MAGIC_DEAD => Err(Misuse::new("ThreadPoolAio was already freed")),
-            _ => Err(Misuse::new("ThreadPoolAio is not a valid pool")),
-        }
     }
 
     pub(crate) fn context(&self) -> &Context {
