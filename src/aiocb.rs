@@ -86,10 +86,8 @@ pub(crate) unsafe fn aio_get(
     // SAFETY: plain allocation; calloc's alignment suits any C struct.
     let acb = unsafe { libc::calloc(1, info_ref.aiocb_size) }.cast::<BlockAIOCB>();
     if acb.is_null() {
-        crate::fatal::die(
-            "qemu_aio_get",
-            &format!("out of memory ({} bytes)", info_ref.aiocb_size),
-        );
+        // `qemu_aio_get`, or `thread_pool_submit_aio` allocating its request.
+        crate::fatal::die_here(&format!("out of memory ({} bytes)", info_ref.aiocb_size));
     }
     // SAFETY: fresh allocation large enough for the head.
     unsafe {

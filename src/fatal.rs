@@ -5,6 +5,17 @@
 //! (`ffi::boundary`) turns it into a report naming the exported function the
 //! C caller used. Warnings use the same prefix and do not abort.
 //!
+//! Where the core cannot return a `Misuse` (a BH or timer callback of the
+//! library, a failed system call deep inside a loop iteration) it reports
+//! with [`die_here`], which names the API function this thread is inside:
+//! `ffi_call` records it with [`ApiCall`] (a thread-local `&'static str`,
+//! set on entry and restored on exit, so a callback that calls back into
+//! the API reports its own call and the outer one is named again after it
+//! returns; a coroutine switch keeps each side's name). Code that runs on a
+//! library-owned thread (thread-pool workers, the `call_rcu` thread, a
+//! thread-exit hook), where no API call is active, names its role with
+//! [`die`] instead.
+//!
 //! Only the first fatal report of the process is printed: a thread that
 //! detects misuse while another one is already reporting waits for the
 //! abort silently, so the output is one line even when several threads fail
@@ -16,6 +27,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -98,6 +110,66 @@ impl fmt::Write for LineBuf {
 /// The kernel thread id of the thread printing the fatal report, or 0.
 static DYING: AtomicI32 = AtomicI32::new(0);
 
+thread_local! {
+    /// The exported function this thread is inside ("" when none).
+    static CURRENT_API: Cell<&'static str> = const { Cell::new("") };
+}
+
+/// What [`die_here`] names when no API call is active on this thread.
+const NO_API_CALL: &str = "(no API call active)";
+
+/// Records, for [`die_here`], that this thread is inside the exported
+/// function (or C entry point, such as a GSource callback) `func` until the
+/// guard drops, which restores the name that was current before.
+#[must_use]
+pub(crate) struct ApiCall {
+    outer: &'static str,
+}
+
+impl ApiCall {
+    #[inline(always)]
+    pub(crate) fn enter(func: &'static str) -> ApiCall {
+        ApiCall {
+            outer: CURRENT_API.replace(func),
+        }
+    }
+}
+
+impl Drop for ApiCall {
+    #[inline(always)]
+    fn drop(&mut self) {
+        CURRENT_API.set(self.outer);
+    }
+}
+
+/// The API function this thread is inside ("" when none), for code that
+/// switches stacks (a coroutine switch) and must give it back afterwards
+/// with [`set_current_api`].
+#[inline(always)]
+pub(crate) fn current_api() -> &'static str {
+    CURRENT_API.get()
+}
+
+/// Restores what [`current_api`] returned before a stack switch.
+#[inline(always)]
+pub(crate) fn set_current_api(func: &'static str) {
+    CURRENT_API.set(func);
+}
+
+fn here() -> &'static str {
+    match CURRENT_API.get() {
+        "" => NO_API_CALL,
+        func => func,
+    }
+}
+
+/// Reports `problem` for the API function this thread is inside (see
+/// [`ApiCall`]) and aborts.
+#[cold]
+pub(crate) fn die_here(problem: &str) -> ! {
+    die_args(here(), format_args!("{problem}"))
+}
+
 /// Reports `problem` for the exported function `func` and aborts.
 #[cold]
 pub(crate) fn die(func: &str, problem: &str) -> ! {
@@ -133,6 +205,12 @@ pub(crate) fn warn(func: &str, problem: &str) {
     let mut line = LineBuf::new();
     let _ = write!(line, "aioctx: {func}: warning: {problem}");
     write_stderr_line(line.finish());
+}
+
+/// [`warn`] for the API function this thread is inside.
+#[cold]
+pub(crate) fn warn_here(problem: &str) {
+    warn(here(), problem)
 }
 
 /// The global allocator: the system allocator, with a failed allocation
@@ -186,5 +264,57 @@ unsafe impl GlobalAlloc for Alloc {
             out_of_memory(new_size);
         }
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::c_void;
+    use std::sync::Mutex;
+
+    use super::{ApiCall, current_api, here};
+
+    #[test]
+    fn api_call_nests_and_restores() {
+        assert_eq!(here(), "(no API call active)");
+        {
+            let _outer = ApiCall::enter("aio_poll");
+            assert_eq!(current_api(), "aio_poll");
+            {
+                // A callback calling back into the API.
+                let _inner = ApiCall::enter("qemu_bh_schedule");
+                assert_eq!(here(), "qemu_bh_schedule");
+            }
+            assert_eq!(here(), "aio_poll");
+        }
+        assert_eq!(current_api(), "");
+    }
+
+    static SEEN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+    unsafe extern "C" fn co_body(_: *mut c_void) {
+        let _call = ApiCall::enter("qemu_co_mutex_lock");
+        crate::coroutine::yield_now().expect("in a coroutine");
+        SEEN.lock().unwrap().push(current_api());
+    }
+
+    /// A coroutine resumed by another call is inside the call it yielded
+    /// from again, and each resumer gets its own name back.
+    #[test]
+    fn coroutine_switch_keeps_each_sides_api_name() {
+        let co = crate::coroutine::create(co_body, std::ptr::null_mut());
+        // SAFETY: just created; alive until it terminates below.
+        let co = unsafe { &*co };
+        {
+            let _call = ApiCall::enter("qemu_coroutine_enter");
+            crate::coroutine::enter(std::ptr::null(), co).expect("enterable");
+            assert_eq!(current_api(), "qemu_coroutine_enter");
+        }
+        {
+            let _call = ApiCall::enter("aio_co_wake");
+            crate::coroutine::enter(std::ptr::null(), co).expect("enterable");
+            assert_eq!(current_api(), "aio_co_wake");
+        }
+        assert_eq!(*SEEN.lock().unwrap(), ["qemu_co_mutex_lock"]);
     }
 }

@@ -35,10 +35,8 @@ pub(crate) fn generation() -> u32 {
         // SAFETY: registers a handler that lives for the whole process.
         let rc = unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
         if rc != 0 {
-            crate::fatal::die(
-                "aio_context_new",
-                &format!("pthread_atfork failed (error {rc})"),
-            );
+            // Any API call creating a context, IOThread or pool.
+            crate::fatal::die_here(&format!("pthread_atfork failed (error {rc})"));
         }
     });
     GENERATION.load(Ordering::Relaxed)

@@ -35,6 +35,7 @@ use glib_sys::{GSource, GSourceFunc, GSourceFuncs, gboolean, gpointer};
 
 use crate::context::Context;
 use crate::fatal;
+use crate::handle::Handle;
 
 static mut AIO_SOURCE_FUNCS: GSourceFuncs = GSourceFuncs {
     prepare: Some(aio_source_prepare),
@@ -59,23 +60,25 @@ pub(crate) fn timeout_ns_to_ms(ns: i64) -> c_int {
 ///
 /// # Safety
 /// `source` is a context's GSource ([`alloc_context`]).
-unsafe fn source_context<'a>(source: *mut GSource, func: &str) -> &'a Context {
+unsafe fn source_context<'a>(source: *mut GSource) -> &'a Context {
     // SAFETY: per the caller; a torn-down context stays allocated (dead) in
     // the quarantine while GLib may still hold a reference, and its magic
     // says so.
-    unsafe { Context::from_handle(source.cast()) }
-        .unwrap_or_else(|m| fatal::die(func, &m.to_string()))
+    unsafe { Context::from_handle(source.cast()) }.unwrap_or_else(|m| fatal::die_here(&m.0))
 }
 
-fn enter_or_die<'a>(ctx: &'a Context, func: &str) -> crate::context::LoopGuard<'a> {
-    ctx.enter_loop()
-        .unwrap_or_else(|m| fatal::die(func, &m.to_string()))
+fn enter_or_die(ctx: &Context) -> crate::context::LoopGuard<'_> {
+    ctx.enter_loop().unwrap_or_else(|m| fatal::die_here(&m.0))
 }
+
+// GLib calls these, not the program: each names itself for the reports of
+// the core (`fatal::die_here`) as `ffi_call` does for an exported function.
 
 unsafe extern "C" fn aio_source_prepare(source: *mut GSource, timeout: *mut c_int) -> gboolean {
+    let _call = fatal::ApiCall::enter("aio_ctx_prepare");
     // SAFETY: GLib calls this only for contexts' sources.
-    let ctx = unsafe { source_context(source, "aio_ctx_prepare") };
-    let guard = enter_or_die(ctx, "aio_ctx_prepare");
+    let ctx = unsafe { source_context(source) };
+    let guard = enter_or_die(ctx);
     ctx.notify.arm_gsource();
     ctx.sync_gsource(&guard, source);
     let ns = if ctx.gsource_prepare(&guard) {
@@ -90,9 +93,10 @@ unsafe extern "C" fn aio_source_prepare(source: *mut GSource, timeout: *mut c_in
 }
 
 unsafe extern "C" fn aio_source_check(source: *mut GSource) -> gboolean {
+    let _call = fatal::ApiCall::enter("aio_ctx_check");
     // SAFETY: as in prepare.
-    let ctx = unsafe { source_context(source, "aio_ctx_check") };
-    let guard = enter_or_die(ctx, "aio_ctx_check");
+    let ctx = unsafe { source_context(source) };
+    let guard = enter_or_die(ctx);
     ctx.notify.disarm_gsource();
     gboolean::from(ctx.gsource_check(&guard))
 }
@@ -102,9 +106,10 @@ unsafe extern "C" fn aio_source_dispatch(
     _callback: GSourceFunc,
     _user_data: gpointer,
 ) -> gboolean {
+    let _call = fatal::ApiCall::enter("aio_ctx_dispatch");
     // SAFETY: as in prepare.
-    let ctx = unsafe { source_context(source, "aio_ctx_dispatch") };
-    let guard = enter_or_die(ctx, "aio_ctx_dispatch");
+    let ctx = unsafe { source_context(source) };
+    let guard = enter_or_die(ctx);
     // prepare may have found work and GLib then skips check.
     ctx.notify.disarm_gsource();
     ctx.dispatch(&guard);

@@ -256,8 +256,10 @@ impl Default for HandlersLocal {
     }
 }
 
+/// The change is applied by the API call that made it (`aio_set_fd_handler`
+/// in the home thread) or by the next loop iteration (`aio_poll`, ...).
 fn die_monitor(op: &str, fd: RawFd, e: &std::io::Error) -> ! {
-    fatal::die("aio_poll", &format!("fd monitor: cannot {op} fd {fd}: {e}"))
+    fatal::die_here(&format!("fd monitor: cannot {op} fd {fd}: {e}"))
 }
 
 impl HandlersLocal {
@@ -323,7 +325,7 @@ impl HandlersLocal {
         let (syscall, next) = match self.backend_name() {
             "io_uring" => ("io_uring_enter", Backend::Epoll),
             "epoll" => ("epoll_wait", Backend::Poll),
-            _ => fatal::die("aio_poll", &format!("fd monitor wait failed: {e}")),
+            _ => fatal::die_here(&format!("fd monitor wait failed: {e}")),
         };
         self.switch_monitor(next, wakeup_fd);
         let now = self.backend_name();

@@ -86,6 +86,9 @@ fn run(
     gctx: *mut glib_sys::GMainContext,
     ready: mpsc::Sender<Result<(), String>>,
 ) {
+    // The IOThread is the library's: no API call is active in it, so the
+    // reports of the core (`fatal::die_here`) name it.
+    let _role = crate::fatal::ApiCall::enter("aioctx_iothread");
     // SAFETY: valid context, whose reference this thread owns.
     unsafe { glib_sys::g_main_context_push_thread_default(gctx) };
     let source = ctx.g_source();
@@ -101,7 +104,7 @@ fn run(
     let _ = ready.send(Ok(()));
     while !io.stop.load(Ordering::Acquire) {
         if let Err(m) = ctx.poll(true) {
-            crate::fatal::die("aioctx_iothread", &m.to_string());
+            crate::fatal::die("aioctx_iothread", &m.0);
         }
     }
     // Run whatever was scheduled after the stop BH, then leave.

@@ -25,6 +25,7 @@ mod fatal;
 mod fdmon;
 mod fork;
 mod gsource;
+mod handle;
 mod handlers;
 mod iothread;
 mod lockcnt;

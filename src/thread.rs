@@ -111,7 +111,7 @@ pub(crate) fn register_home(ctx: &Context) {
         token: thread_token(),
         ctx: ptr::from_ref(ctx),
     });
-    arm_exit_hook("qemu_set_current_aio_context");
+    arm_exit_hook();
 }
 
 /// Drops `ctx` from the bindings list (it is being destroyed).
@@ -126,9 +126,8 @@ pub(crate) fn forget_home(ctx: &Context) {
 static EXIT_KEY: AtomicUsize = AtomicUsize::new(0);
 static EXIT_KEY_INIT: Once = Once::new();
 
-/// Makes sure [`thread_exit_hook`] runs when the calling thread exits
-/// (`func`: the exported function to name if that cannot be arranged).
-fn arm_exit_hook(func: &str) {
+/// Makes sure [`thread_exit_hook`] runs when the calling thread exits.
+fn arm_exit_hook() {
     if EXIT_HOOK_ARMED.with(Cell::get) {
         return;
     }
@@ -138,7 +137,7 @@ fn arm_exit_hook(func: &str) {
         // `extern "C" fn(*mut c_void)` that lives for the whole process.
         let rc = unsafe { libc::pthread_key_create(&raw mut key, Some(thread_exit_hook)) };
         if rc != 0 {
-            crate::fatal::die(func, &format!("pthread_key_create failed (error {rc})"));
+            crate::fatal::die_here(&format!("pthread_key_create failed (error {rc})"));
         }
         EXIT_KEY.store(key as usize, Ordering::Release);
     });
@@ -155,7 +154,7 @@ fn arm_exit_hook(func: &str) {
 pub(crate) fn loop_entered() {
     let n = ACTIVE_LOOPS.with(Cell::get);
     if n == 0 {
-        arm_exit_hook("aio_poll");
+        arm_exit_hook();
     }
     ACTIVE_LOOPS.with(|a| a.set(n + 1));
 }
@@ -171,6 +170,10 @@ pub(crate) fn loop_left() {
 /// "being polled"), and so is one that still holds the BQL (the next
 /// `bql_lock` would deadlock); otherwise clears the home binding of every
 /// context still bound to it.
+///
+/// A pthread key destructor: no API call is active (the thread's routine
+/// has returned, or `pthread_exit` is unwinding it), so the reports name
+/// the API function whose rule the thread broke.
 extern "C" fn thread_exit_hook(_: *mut c_void) {
     if ACTIVE_LOOPS.with(Cell::get) != 0 {
         crate::fatal::die(
@@ -315,7 +318,7 @@ pub(crate) fn bql_lock() -> MisuseResult<()> {
             "this thread already holds the BQL (it is not recursive)",
         ));
     }
-    arm_exit_hook("bql_lock");
+    arm_exit_hook();
     // SAFETY: the static mutex is initialized (PTHREAD_MUTEX_INITIALIZER)
     // and never moved; this thread does not hold it (checked above).
     let rc = unsafe { libc::pthread_mutex_lock(BQL.0.get()) };

@@ -47,6 +47,7 @@ pub(crate) use self::list::{
 };
 use crate::context::Context;
 use crate::fatal::{Misuse, MisuseResult};
+use crate::handle::Handle;
 
 /// A C timer callback (`QEMUTimerCB *`), already checked non-NULL.
 pub(crate) type TimerFn = unsafe extern "C" fn(opaque: *mut c_void);

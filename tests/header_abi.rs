@@ -16,7 +16,8 @@
 //!   as `QEMUBHFunc *cb`, which bindgen renders as
 //!   `Option<unsafe extern "C" fn(*mut c_void)>`) match the Rust marker
 //!   pointer `*mut QEMUBHFunc`, provided the Rust side converts that marker
-//!   (`transmute::<*mut QEMUBHFunc, F>`) into a function type `F` with the
+//!   (an entry `QEMUBHFunc => F` of `c_fn_types!` in `src/ffi/boundary.rs`,
+//!   or `transmute::<*mut QEMUBHFunc, F>`) into a function type `F` with the
 //!   same signature as the C typedef;
 //! - every complete struct/union of the header has a `#[repr(C)]` Rust
 //!   definition with the same fields (names, order, types), and the same
@@ -509,6 +510,44 @@ impl<'ast> Visit<'ast> for TransmuteFinder<'_> {
             }
         }
         syn::visit::visit_expr_path(self, e);
+    }
+
+    /// The table of `src/ffi/boundary.rs`: `c_fn_types! { Marker => F,
+    /// "NULL message"; ... }` converts `*mut Marker` into `F` as a
+    /// `transmute::<*mut Marker, F>` would.
+    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        if mac
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "c_fn_types")
+        {
+            let entries = mac
+                .parse_body_with(|input: syn::parse::ParseStream<'_>| {
+                    let mut v = Vec::new();
+                    while !input.is_empty() {
+                        let marker: Type = input.parse()?;
+                        input.parse::<syn::Token![=>]>()?;
+                        let to: Type = input.parse()?;
+                        input.parse::<syn::Token![,]>()?;
+                        input.parse::<syn::LitStr>()?;
+                        input.parse::<syn::Token![;]>()?;
+                        v.push((marker, to));
+                    }
+                    Ok(v)
+                })
+                .unwrap_or_else(|e| panic!("c_fn_types! does not parse: {e}"));
+            for (marker, to) in entries {
+                let from = Type::Ptr(syn::TypePtr {
+                    star_token: Default::default(),
+                    const_token: None,
+                    mutability: Some(Default::default()),
+                    elem: Box::new(marker),
+                });
+                self.0.push((from, to));
+            }
+        }
+        syn::visit::visit_macro(self, mac);
     }
 }
 
@@ -1070,8 +1109,9 @@ fn check_markers(h: &HeaderModel, r: &RustModel) -> Vec<String> {
             .collect::<Vec<_>>();
         if targets.is_empty() {
             problems.push(format!(
-                "`*mut {marker}` is used but src/ffi/ never converts it with \
-                 `transmute::<*mut {marker}, F>`, so its call signature cannot be checked"
+                "`*mut {marker}` is used but src/ffi/ never converts it (an entry \
+                 `{marker} => F` of `c_fn_types!`, or `transmute::<*mut {marker}, F>`), \
+                 so its call signature cannot be checked"
             ));
         }
         for t in targets {

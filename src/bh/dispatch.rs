@@ -85,7 +85,7 @@ impl BhDispatch {
     /// # Safety
     /// The context (owner of `self` and `queue`) is being torn down: nobody
     /// else uses it or its BHs.
-    pub(crate) unsafe fn teardown(&mut self, queue: &MpscQueue<Bh>, func: &str) {
+    pub(crate) unsafe fn teardown(&mut self, queue: &MpscQueue<Bh>) {
         // Queued BHs: scheduled ones are a bug in the caller (QEMU aborts
         // too); deleted and oneshot ones are ours to free.
         let mut bh = queue.take_all_fifo();
@@ -95,13 +95,10 @@ impl BhDispatch {
             let next = b.next().load(crate::atomics::Ordering::Relaxed);
             let flags = b.flags.swap(0, Ordering::AcqRel);
             if flags & (BH_SCHEDULED | BH_DELETED) == BH_SCHEDULED {
-                fatal::die(
-                    func,
-                    &format!(
-                        "BH '{}' is still scheduled; delete or cancel it before freeing its context",
-                        b.describe()
-                    ),
-                );
+                fatal::die_here(&format!(
+                    "BH '{}' is still scheduled; delete or cancel it before freeing its context",
+                    b.describe()
+                ));
             }
             if flags & (BH_DELETED | BH_ONESHOT) != 0 {
                 // SAFETY: unlinked; deleted or oneshot, so nobody uses it.
@@ -117,10 +114,9 @@ impl BhDispatch {
             // SAFETY: registered BHs are alive; the registry is emptied, so
             // free them directly.
             let name = unsafe { &*bh }.describe();
-            fatal::warn(
-                func,
-                &format!("BH '{name}' was never deleted with qemu_bh_delete; freeing it"),
-            );
+            fatal::warn_here(&format!(
+                "BH '{name}' was never deleted with qemu_bh_delete; freeing it"
+            ));
             // SAFETY: unlinked (queue drained) and no longer registered.
             unsafe { Bh::free(bh) };
         }

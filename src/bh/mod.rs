@@ -43,6 +43,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use crate::atomics::AtomicPtr;
 use crate::context::Context;
 use crate::fatal::{Misuse, MisuseResult};
+use crate::handle::Handle;
 use crate::mpsc::MpscNode;
 
 pub(crate) const BH_PENDING: u32 = 1 << 0;
@@ -53,6 +54,23 @@ pub(crate) const BH_IDLE: u32 = 1 << 4;
 
 const BH_MAGIC_LIVE: u32 = 0x4248_4c56; // "BHLV"
 const BH_MAGIC_DEAD: u32 = 0x4248_4444; // "BHDD"
+
+/// A freed BH is detected only while its memory is not reused.
+impl Handle for Bh {
+    const NAME: &'static str = "QEMUBH";
+    const LIVE: u32 = BH_MAGIC_LIVE;
+    const DEAD: u32 = BH_MAGIC_DEAD;
+    const FREED: &'static str = "was already deleted and freed";
+    const INVALID: &'static str = "is not a valid bottom half";
+
+    fn magic(&self) -> u32 {
+        self.magic.load(Ordering::Relaxed)
+    }
+
+    fn check_live(&self) -> MisuseResult<()> {
+        self.context().check_fork()
+    }
+}
 
 /// Registry slot of a BH that is not in the context's registry (oneshot).
 pub(crate) const NOT_REGISTERED: usize = usize::MAX;
@@ -131,24 +149,6 @@ impl Bh {
         // memory has not been reused yet (see `from_handle`).
         bh.magic.store(BH_MAGIC_DEAD, Ordering::Relaxed);
         drop(bh);
-    }
-
-    /// Validates a C handle.
-    ///
-    /// # Safety
-    /// `bh` is null or points to memory that was a BH (a freed one is
-    /// detected only while its memory is not reused: best effort).
-    pub(crate) unsafe fn from_handle<'a>(bh: *const Bh) -> MisuseResult<&'a Bh> {
-        if bh.is_null() {
-            return Err(Misuse::new("QEMUBH is NULL"));
-        }
-        // SAFETY: non-null, and the caller vouches it was a BH.
-        let r = unsafe { &*bh };
-        match r.magic.load(Ordering::Relaxed) {
-            BH_MAGIC_LIVE => r.context().check_fork().map(|()| r),
-            BH_MAGIC_DEAD => Err(Misuse::new("QEMUBH was already deleted and freed")),
-            _ => Err(Misuse::new("QEMUBH is not a valid bottom half")),
-        }
     }
 
     pub(crate) fn context(&self) -> &Context {

@@ -39,8 +39,9 @@ use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 use crate::bh::{Bh, BhDispatch};
 use crate::busy_poll::PollParams;
 use crate::context_layout::AioContextPublic;
-use crate::fatal::{self, Misuse, MisuseResult};
+use crate::fatal::{self, MisuseResult};
 use crate::gsource;
+use crate::handle::Handle;
 use crate::handlers::{Callbacks, Handler, Handlers, HandlersLocal};
 use crate::mpsc::MpscQueue;
 use crate::notifier::EventNotifier;
@@ -49,11 +50,21 @@ use crate::stats::{AioctxStats, LoopCounters, NotifyCounters};
 use crate::thread;
 use crate::timer::TimerLists;
 
+// The opaque type C sees (cbindgen prints `typedef struct AioContext
+// AioContext;`); a pointer to it is a `Context`. Declared here, not in
+// `ffi::types` (which re-exports it), because the block-layer hooks below
+// pass it to C and the core does not import `ffi`. Its doc comment is the
+// header's.
+/// An event loop (`AioContext`). Reference counted; see `aio_context_new`.
+pub struct AioContext {
+    _opaque: [u8; 0],
+}
+
 /// The block layer's hooks (`block/graph-lock.c`), called for every
 /// context. Weak no-op defaults live in `src/c/block_hooks.c`, so a program
 /// that links QEMU's block layer gets its own definitions instead.
 mod block_hooks {
-    use crate::ffi::types::AioContext;
+    use super::AioContext;
 
     // The opaque handle type is only ever passed by pointer.
     #[allow(improper_ctypes)]
@@ -70,6 +81,23 @@ mod block_hooks {
 
 const CTX_MAGIC_LIVE: u32 = 0x4143_5458; // "ACTX"
 const CTX_MAGIC_DEAD: u32 = 0x4445_4144; // "DEAD"
+
+/// A freed context is detected while it sits in the quarantine.
+impl Handle for Context {
+    const NAME: &'static str = "AioContext";
+    const LIVE: u32 = CTX_MAGIC_LIVE;
+    const DEAD: u32 = CTX_MAGIC_DEAD;
+    const FREED: &'static str = "was already freed (its last reference is gone)";
+    const INVALID: &'static str = "is not a valid context";
+
+    fn magic(&self) -> u32 {
+        self.magic.load(Ordering::Acquire)
+    }
+
+    fn check_live(&self) -> MisuseResult<()> {
+        self.check_fork()
+    }
+}
 
 /// State touched only by the thread currently polling the context.
 struct LoopLocal {
@@ -179,27 +207,6 @@ impl Context {
         // default is a no-op, a block layer's stores into `bdrv_graph`.
         unsafe { block_hooks::register_aiocontext(ctx.cast()) };
         Ok(ctx)
-    }
-
-    /// Validates a C handle.
-    ///
-    /// # Safety
-    /// `ctx` is null or was returned by [`Context::new`] (a freed one is
-    /// detected while it sits in the quarantine).
-    pub(crate) unsafe fn from_handle<'a>(ctx: *const Context) -> MisuseResult<&'a Context> {
-        if ctx.is_null() {
-            return Err(Misuse::new("AioContext is NULL"));
-        }
-        // SAFETY: non-null; the caller vouches it was a context; dead ones
-        // stay allocated in the quarantine for a while.
-        let r = unsafe { &*ctx };
-        match r.magic.load(Ordering::Acquire) {
-            CTX_MAGIC_LIVE => r.check_fork().map(|()| r),
-            CTX_MAGIC_DEAD => Err(Misuse::new(
-                "AioContext was already freed (its last reference is gone)",
-            )),
-            _ => Err(Misuse::new("AioContext is not a valid context")),
-        }
     }
 
     /// Fails in a child process if the context was created before its
@@ -350,10 +357,9 @@ impl Context {
     pub(crate) fn kick(&self) {
         self.kicks.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.wakeup.set() {
-            fatal::die(
-                "aio_notify",
-                &format!("cannot write the wakeup eventfd: {e}"),
-            );
+            // `aio_notify`, or whatever woke the context (`qemu_bh_schedule`,
+            // `timer_mod`, `aio_co_schedule`, a thread-pool worker, ...).
+            fatal::die_here(&format!("cannot write the wakeup eventfd: {e}"));
         }
     }
 

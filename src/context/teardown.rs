@@ -19,17 +19,17 @@ impl Context {
     /// # Safety
     /// `ctx` is live and nobody else holds a reference.
     pub(super) unsafe fn destroy(ctx: *mut Context) {
-        const FUNC: &str = "aio_context_unref";
+        // Reports name the API call that dropped the last reference
+        // (`aio_context_unref`, or e.g. `aioctx_iothread_join`).
         // SAFETY: live, and ours alone now.
         let r = unsafe { &mut *ctx };
         if r.local.depth.get() != 0 {
-            fatal::die(
-                FUNC,
+            fatal::die_here(
                 "last reference dropped while the context is being polled (from one of its own callbacks)",
             );
         }
         if ptr::eq(thread::main_context(), ctx) {
-            fatal::die(FUNC, "the main context cannot be freed");
+            fatal::die_here("the main context cannot be freed");
         }
         // Before any memory goes: a bound thread exiting now must not see it.
         thread::forget_home(r);
@@ -45,15 +45,12 @@ impl Context {
         unsafe { crate::dump::report_leak(r) };
         // Queued BHs (a scheduled one is fatal) and BHs never deleted.
         // SAFETY: the context is ours alone, so are its BHs.
-        unsafe { r.bhs.teardown(&r.bh_queue, FUNC) };
+        unsafe { r.bhs.teardown(&r.bh_queue) };
 
         for fd in r.handlers.clear() {
-            fatal::warn(
-                FUNC,
-                &format!(
-                    "fd {fd} still has handlers; removing them (call aio_set_fd_handler with NULLs first)"
-                ),
-            );
+            fatal::warn_here(&format!(
+                "fd {fd} still has handlers; removing them (call aio_set_fd_handler with NULLs first)"
+            ));
         }
         *r.local.handlers.get_mut() = HandlersLocal::default();
         r.local.watches_fds.set(false);

@@ -165,10 +165,9 @@ impl CoBox {
     fn allocate() -> *mut CoBox {
         let co = Box::into_raw(Box::new(CoBox::blank()));
         let stack = DefaultStack::new(STACK_SIZE).unwrap_or_else(|e| {
-            fatal::die(
-                "qemu_coroutine_create",
-                &format!("cannot map a {STACK_SIZE}-byte coroutine stack: {e}"),
-            )
+            fatal::die_here(&format!(
+                "cannot map a {STACK_SIZE}-byte coroutine stack: {e}"
+            ))
         });
         let handle = CoPtr(co);
         let coro = Stackful::with_stack(stack, move |yielder, ()| {

@@ -71,7 +71,7 @@ unsafe extern "C" fn run_scheduled(opaque: *mut c_void) {
             enter(ctx, c)
         });
         if let Err(m) = res {
-            fatal::die("aio_co_schedule", &m.0);
+            fatal::die_here(&m.0);
         }
     }
 }
@@ -155,7 +155,7 @@ unsafe extern "C" fn reschedule_bh(opaque: *mut c_void) {
     // SAFETY: both were live when the coroutine yielded and stay so.
     let (co, ctx) = unsafe { (&*r.co, &*r.new_ctx) };
     if let Err(m) = aio_co_schedule(ctx, co) {
-        fatal::die("aio_co_reschedule_self", &m.0);
+        fatal::die_here(&m.0);
     }
 }
 

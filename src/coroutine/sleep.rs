@@ -48,7 +48,7 @@ unsafe extern "C" fn sleep_timer_cb(opaque: *mut c_void) {
     // before the sleeper returns).
     let w = unsafe { &*opaque.cast::<SleepCore>() };
     if let Err(m) = co_sleep_wake(w) {
-        fatal::die("qemu_co_sleep_ns", &m.0);
+        fatal::die_here(&m.0);
     }
 }
 

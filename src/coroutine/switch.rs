@@ -17,7 +17,7 @@ use corosensei::CoroutineResult;
 use super::object::{STATE_FREE, scheduler_name};
 use super::{Action, CoBox, pool, tsan};
 use crate::context::Context;
-use crate::fatal::{Misuse, MisuseResult};
+use crate::fatal::{self, Misuse, MisuseResult};
 use crate::thread;
 
 thread_local! {
@@ -125,6 +125,9 @@ pub(crate) fn enter(ctx: *const Context, co: &CoBox) -> MisuseResult<()> {
             (*to.vis()).ctx = ctx.cast_mut().cast();
         }
         set_current(to.as_ptr());
+        // The resumer's API function (`fatal::die_here`) is its own again
+        // after the switch back, whatever the coroutine entered meanwhile.
+        let resumer_api = fatal::current_api();
         let resumer_fiber = tsan::current_fiber();
         // SAFETY: the coroutine's fiber is live; the resume below switches.
         unsafe { tsan::switch_to_fiber(to.p.tsan_fiber.get()) };
@@ -133,6 +136,7 @@ pub(crate) fn enter(ctx: *const Context, co: &CoBox) -> MisuseResult<()> {
         let result = unsafe { (*to.p.coro.get()).as_mut().unwrap_unchecked() }.resume(());
         // SAFETY: our own fiber is live (it is running this code).
         unsafe { tsan::switch_to_fiber(resumer_fiber) };
+        fatal::set_current_api(resumer_api);
         set_current(from);
         let action = match result {
             CoroutineResult::Yield(a) => a,
@@ -175,7 +179,11 @@ pub(crate) fn yield_now() -> MisuseResult<()> {
     // SAFETY: set by the trampoline before any C code ran on this stack;
     // the yielder lives at the base of the coroutine's stack.
     let yielder = unsafe { &*co.p.yielder.get() };
+    // Resumed (maybe by another API call, or in another thread), the
+    // coroutine is inside the call it yielded from again (`die_here`).
+    let api = fatal::current_api();
     yielder.suspend(Action::Yield);
+    fatal::set_current_api(api);
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_void};
 use std::ptr;
 
-use super::boundary::{bh_func, bh_handle, context, ffi_call, live_bh};
+use super::boundary::{bh_handle, context, ffi_call, live_bh, required_c_fn};
 use super::types::{AioContext, MemReentrancyGuard, QEMUBH, QEMUBHFunc};
 use crate::bh::Bh;
 
@@ -18,7 +18,7 @@ pub extern "C" fn aio_bh_new(
     ffi_call("aio_bh_new", || {
         let ctx = context(ctx)?;
         Ok(bh_handle(ctx.bh_new(
-            bh_func(cb)?,
+            required_c_fn(cb)?,
             opaque,
             ptr::null(),
             ptr::null_mut(),
@@ -40,7 +40,7 @@ pub extern "C" fn aio_bh_new_full(
     ffi_call("aio_bh_new_full", || {
         let ctx = context(ctx)?;
         Ok(bh_handle(ctx.bh_new(
-            bh_func(cb)?,
+            required_c_fn(cb)?,
             opaque,
             name,
             reentrancy_guard,
@@ -57,7 +57,7 @@ pub extern "C" fn aio_bh_schedule_oneshot(
     opaque: *mut c_void,
 ) {
     ffi_call("aio_bh_schedule_oneshot", || {
-        context(ctx)?.schedule_oneshot(bh_func(cb)?, opaque, ptr::null());
+        context(ctx)?.schedule_oneshot(required_c_fn(cb)?, opaque, ptr::null());
         Ok(())
     })
 }
@@ -72,7 +72,7 @@ pub extern "C" fn aio_bh_schedule_oneshot_full(
     name: *const c_char,
 ) {
     ffi_call("aio_bh_schedule_oneshot_full", || {
-        context(ctx)?.schedule_oneshot(bh_func(cb)?, opaque, name);
+        context(ctx)?.schedule_oneshot(required_c_fn(cb)?, opaque, name);
         Ok(())
     })
 }

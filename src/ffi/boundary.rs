@@ -5,10 +5,22 @@ use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
 
-use super::types::{AioContext, QEMUBH, QEMUBHFunc};
+use std::mem::size_of;
+
+use super::co_timeout::CleanupFunc;
+use super::coroutine::CoroutineEntry;
+use super::thread_pool::ThreadPoolFunc;
+use super::timer::{QEMUTimerCB, QEMUTimerListNotifyCB};
+use super::types::{AioContext, AioPollFn, EventNotifierHandler, IOHandler, QEMUBH, QEMUBHFunc};
+use crate::aiocb::{BlockCompletionFunc, CompletionFn};
 use crate::bh::{Bh, BhFn};
 use crate::context::Context;
+use crate::coroutine::EntryFn;
 use crate::fatal::{self, Misuse, MisuseResult};
+pub(crate) use crate::handle::Handle;
+use crate::handlers::{IoFn, PollFn};
+use crate::thread_pool::ThreadPoolFn;
+use crate::timer::{ClockNotifyFn, TimerFn};
 
 static PANIC_HOOK: Once = Once::new();
 
@@ -40,11 +52,18 @@ fn install_panic_hook() {
 }
 
 /// Runs the body of the exported function `func`. A [`Misuse`] or a panic
-/// becomes `aioctx: <func>: <problem>` on stderr and an abort.
+/// becomes `aioctx: <func>: <problem>` on stderr and an abort. While the
+/// body runs, `func` is this thread's current API function
+/// ([`fatal::ApiCall`]), which core code reporting with
+/// [`fatal::die_here`] names; the outer one (a callback's caller) is
+/// current again when the body returns.
 #[inline(always)]
 pub(crate) fn ffi_call<R>(func: &'static str, body: impl FnOnce() -> MisuseResult<R>) -> R {
     install_panic_hook();
-    match catch_unwind(AssertUnwindSafe(body)) {
+    let call = fatal::ApiCall::enter(func);
+    let result = catch_unwind(AssertUnwindSafe(body));
+    drop(call);
+    match result {
         Ok(Ok(value)) => value,
         Ok(Err(misuse)) => fatal::die(func, &misuse.0),
         Err(payload) => fatal::die(func, panic_message(&*payload)),
@@ -65,6 +84,19 @@ pub(crate) fn context_handle(ctx: *const Context) -> *mut AioContext {
     ctx.cast_mut().cast()
 }
 
+/// The main context, if `qemu_init_main_loop` created it.
+#[inline(always)]
+pub(crate) fn main_context_if_any() -> Option<&'static Context> {
+    // SAFETY: the main context, once created, is never freed.
+    unsafe { crate::thread::main_context().as_ref() }
+}
+
+/// The main context, or `missing` (what to call first) as the misuse.
+#[inline(always)]
+pub(crate) fn main_context(missing: &'static str) -> MisuseResult<&'static Context> {
+    main_context_if_any().ok_or_else(|| Misuse::new(missing))
+}
+
 /// Validates a C BH handle.
 #[inline(always)]
 pub(crate) fn live_bh<'a>(bh: *mut QEMUBH) -> MisuseResult<&'a Bh> {
@@ -78,13 +110,96 @@ pub(crate) fn bh_handle(bh: *mut Bh) -> *mut QEMUBH {
     bh.cast()
 }
 
-/// Turns a C `QEMUBHFunc *` into a callable, rejecting NULL.
-#[inline(always)]
-pub(crate) fn bh_func(cb: *mut QEMUBHFunc) -> MisuseResult<BhFn> {
-    if cb.is_null() {
-        return Err(Misuse::new("callback is NULL"));
+// ---- caller-owned structs ----
+
+/// Checks a pointer to caller memory (`what`: its C type, for the report):
+/// non-NULL and aligned.
+pub(crate) fn check_ptr<T>(p: *const T, what: &'static str) -> MisuseResult<()> {
+    if p.is_null() {
+        return Err(Misuse::new(format!("{what} is NULL")));
     }
-    // SAFETY: a non-null `QEMUBHFunc *` is a C function `void (void *)`,
-    // which has the same ABI as `unsafe extern "C" fn(*mut c_void)`.
-    Ok(unsafe { std::mem::transmute::<*mut QEMUBHFunc, BhFn>(cb) })
+    if !p.is_aligned() {
+        return Err(Misuse::new(format!("{what} pointer {p:p} is misaligned")));
+    }
+    Ok(())
+}
+
+/// Validates a caller-owned C struct (`QemuMutex`, `CoMutex`, `QEMUTimer`,
+/// ...) as the core type `T` that mirrors its layout (the layouts are
+/// asserted equal where the C type is declared; `T` may be `C` itself).
+///
+/// The C caller promises `p` points to its object for the duration of the
+/// call; every field the core writes is an atomic or a cell, so a shared
+/// reference is sound while other threads use the object too.
+#[inline(always)]
+pub(crate) fn caller_struct<'a, C, T>(p: *mut C, what: &'static str) -> MisuseResult<&'a T> {
+    check_ptr(p, what)?;
+    // SAFETY: non-null and aligned caller memory of `C`, whose layout `T`
+    // mirrors (see above).
+    Ok(unsafe { &*p.cast::<T>() })
+}
+
+// ---- C function types ----
+
+/// A C *function type* (`typedef void QEMUBHFunc(void *opaque);`, received
+/// as `QEMUBHFunc *`), declared on the Rust side as an unexported marker
+/// struct, and the Rust function pointer type with its ABI.
+///
+/// # Safety
+/// A non-null `*mut Self` from C is a function whose C signature has the
+/// ABI of [`CFnType::Fn`] (implement it only through [`c_fn_types!`]).
+pub(crate) unsafe trait CFnType {
+    /// The Rust function pointer type.
+    type Fn: Copy;
+    /// The problem reported for NULL where a function is required.
+    const NULL: &'static str;
+}
+
+/// The one table of C function types and their Rust ABI: each entry emits
+/// the [`CFnType`] impl and a compile-time check that the two are pointers
+/// of the same size.
+macro_rules! c_fn_types {
+    ($($marker:ty => $rust:ty, $null:literal;)*) => {$(
+        // SAFETY: the C typedef (cbindgen.toml) and the Rust type have the
+        // same parameters and result, so the same ABI.
+        unsafe impl CFnType for $marker {
+            type Fn = $rust;
+            const NULL: &'static str = $null;
+        }
+        const _: () = assert!(size_of::<$rust>() == size_of::<*mut $marker>());
+    )*};
+}
+
+c_fn_types! {
+    // void (void *)
+    QEMUBHFunc => BhFn, "callback is NULL";
+    IOHandler => IoFn, "IOHandler is NULL";
+    QEMUTimerCB => TimerFn, "callback is NULL";
+    CoroutineEntry => EntryFn, "entry function is NULL";
+    CleanupFunc => EntryFn, "CleanupFunc is NULL";
+    // void (EventNotifier *): a data pointer has the ABI of `void *`, and
+    // the opaque the loop passes is always the notifier.
+    EventNotifierHandler => IoFn, "EventNotifierHandler is NULL";
+    // bool (void *)
+    AioPollFn => PollFn, "AioPollFn is NULL";
+    // void (void *, QEMUClockType): the enum is passed as an `int`.
+    QEMUTimerListNotifyCB => ClockNotifyFn, "QEMUTimerListNotifyCB is NULL";
+    // int (void *)
+    ThreadPoolFunc => ThreadPoolFn, "ThreadPoolFunc is NULL";
+    // void (void *, int)
+    BlockCompletionFunc => CompletionFn, "BlockCompletionFunc is NULL";
+}
+
+/// A C function pointer that may be NULL, as a callable.
+#[inline(always)]
+pub(crate) fn c_fn<M: CFnType>(f: *mut M) -> Option<M::Fn> {
+    // SAFETY: non-null, so a C function of `M`'s type, whose ABI is
+    // `M::Fn`'s (the `CFnType` contract); the sizes are asserted equal.
+    (!f.is_null()).then(|| unsafe { std::mem::transmute_copy::<*mut M, M::Fn>(&f) })
+}
+
+/// A C function pointer that must not be NULL, as a callable.
+#[inline(always)]
+pub(crate) fn required_c_fn<M: CFnType>(f: *mut M) -> MisuseResult<M::Fn> {
+    c_fn(f).ok_or_else(|| Misuse::new(M::NULL))
 }

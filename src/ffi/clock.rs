@@ -14,28 +14,18 @@
 use std::ffi::{c_int, c_void};
 use std::ptr;
 
-use super::boundary::ffi_call;
+use super::boundary::Handle;
+use super::boundary::{c_fn, ffi_call, main_context_if_any};
 use super::timer::{
     QEMUClockType, QEMUTimerList, QEMUTimerListGroup, QEMUTimerListNotifyCB, SCALE_MS, SCALE_US,
 };
 use crate::aio_poll::soonest_timeout;
 use crate::fatal::{Misuse, MisuseResult};
-use crate::thread;
-use crate::timer::{self, CLOCK_COUNT, ClockNotifyFn, ClockType, TimerList};
+use crate::timer::{self, CLOCK_COUNT, ClockType, TimerList};
 
 #[inline(always)]
 fn clock(clock_type: QEMUClockType) -> MisuseResult<ClockType> {
     ClockType::from_raw(clock_type.0)
-}
-
-/// Turns a C `QEMUTimerListNotifyCB *` (NULL allowed) into a callable.
-fn notify_func(cb: *mut QEMUTimerListNotifyCB) -> Option<ClockNotifyFn> {
-    if cb.is_null() {
-        return None;
-    }
-    // SAFETY: a non-null `QEMUTimerListNotifyCB *` is a C function
-    // `void (void *, QEMUClockType)`; the enum is passed as an `int`.
-    Some(unsafe { std::mem::transmute::<*mut QEMUTimerListNotifyCB, ClockNotifyFn>(cb) })
 }
 
 /// Validates a C `QEMUTimerList *`.
@@ -120,7 +110,7 @@ pub extern "C" fn qemu_clock_enable(clock_type: QEMUClockType, enabled: bool) {
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_init_clocks(notify_cb: *mut QEMUTimerListNotifyCB) {
     ffi_call("qemu_init_clocks", || {
-        timer::init_clocks(notify_func(notify_cb));
+        timer::init_clocks(c_fn(notify_cb));
         Ok(())
     })
 }
@@ -129,7 +119,7 @@ pub extern "C" fn qemu_init_clocks(notify_cb: *mut QEMUTimerListNotifyCB) {
 #[unsafe(no_mangle)]
 pub extern "C" fn init_clocks(notify_cb: *mut QEMUTimerListNotifyCB) {
     ffi_call("init_clocks", || {
-        timer::init_clocks(notify_func(notify_cb));
+        timer::init_clocks(c_fn(notify_cb));
         Ok(())
     })
 }
@@ -147,7 +137,7 @@ pub extern "C" fn timerlist_new(
     opaque: *mut c_void,
 ) -> *mut QEMUTimerList {
     ffi_call("timerlist_new", || {
-        Ok(TimerList::new_standalone(clock(r#type)?, notify_func(cb), opaque).cast())
+        Ok(TimerList::new_standalone(clock(r#type)?, c_fn(cb), opaque).cast())
     })
 }
 
@@ -227,7 +217,7 @@ pub extern "C" fn timerlistgroup_init(
 ) {
     ffi_call("timerlistgroup_init", || {
         let g = group(tlg)?;
-        let notify = notify_func(cb);
+        let notify = c_fn(cb);
         for (clock, slot) in ClockType::ALL.into_iter().zip(g.tl.iter_mut()) {
             *slot = TimerList::new_standalone(clock, notify, opaque).cast();
         }
@@ -297,9 +287,7 @@ pub extern "C" fn qemu_timeout_ns_to_ms(ns: i64) -> c_int {
 
 /// The main loop's list of `clock`, if the main loop exists.
 fn main_list<'a>(clock: ClockType) -> Option<&'a TimerList> {
-    let main = thread::main_context();
-    // SAFETY: the main context, once created, is never freed.
-    (!main.is_null()).then(|| unsafe { &*main }.timers.list(clock))
+    main_context_if_any().map(|main| main.timers.list(clock))
 }
 
 /// Whether a main-loop timer of `type` is armed. Any thread.

@@ -15,7 +15,7 @@
 
 use std::ffi::{c_int, c_void};
 
-use super::boundary::ffi_call;
+use super::boundary::{c_fn, ffi_call};
 use super::coroutine::{
     CoroutineEntry, QemuCoSleep, aio_co_enter, qemu_co_sleep_ns_wakeable, qemu_co_sleep_wake,
     qemu_coroutine_create, qemu_in_coroutine,
@@ -42,17 +42,6 @@ struct TimeoutState {
     finished: bool,
     /// The caller timed out and returned: the coroutine owns the state.
     abandoned: bool,
-}
-
-fn entry_fn(f: *mut CoroutineEntry) -> Option<PlainFn> {
-    // SAFETY: a non-null `CoroutineEntry *` is a C function
-    // `void (void *)`, which has this ABI.
-    (!f.is_null()).then(|| unsafe { std::mem::transmute::<*mut CoroutineEntry, PlainFn>(f) })
-}
-
-fn cleanup_fn(f: *mut CleanupFunc) -> Option<PlainFn> {
-    // SAFETY: a non-null `CleanupFunc *` is a C function `void (void *)`.
-    (!f.is_null()).then(|| unsafe { std::mem::transmute::<*mut CleanupFunc, PlainFn>(f) })
 }
 
 /// The timed coroutine's body.
@@ -91,7 +80,7 @@ pub extern "C" fn qemu_co_timeout(
         if !qemu_in_coroutine() {
             return Err(Misuse::new("called outside a coroutine"));
         }
-        entry_fn(entry).ok_or_else(|| Misuse::new("entry is NULL"))
+        c_fn(entry).ok_or_else(|| Misuse::new("entry is NULL"))
     });
     if timeout_ns == 0 {
         // SAFETY: the caller's coroutine function, called as documented.
@@ -101,7 +90,7 @@ pub extern "C" fn qemu_co_timeout(
     let s = Box::into_raw(Box::new(TimeoutState {
         entry: checked,
         opaque,
-        clean: cleanup_fn(clean),
+        clean: c_fn(clean),
         sleep: QemuCoSleep {
             to_wake: std::ptr::null_mut(),
         },

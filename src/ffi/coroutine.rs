@@ -14,15 +14,14 @@
 use std::ffi::{c_int, c_uint, c_void};
 use std::mem::{align_of, offset_of, size_of};
 
-use super::boundary::{context, context_handle, ffi_call};
+use super::boundary::{caller_struct, context, context_handle, ffi_call, required_c_fn};
 use super::timer::QEMUClockType;
 use super::types::AioContext;
 use crate::context::Context;
 use crate::coroutine::{
-    self, CoBox, CoMutexCore, CoQueueCore, CoRwlockCore, EntryFn, Lockable, QueueWaitFlags,
-    SleepCore,
+    self, CoBox, CoMutexCore, CoQueueCore, CoRwlockCore, Lockable, QueueWaitFlags, SleepCore,
 };
-use crate::fatal::{Misuse, MisuseResult};
+use crate::fatal::MisuseResult;
 use crate::thread;
 use crate::timer::ClockType;
 
@@ -134,20 +133,6 @@ fn co_handle(co: *mut CoBox) -> *mut Coroutine {
     CoBox::handle(co).cast()
 }
 
-/// Checks a caller-owned struct pointer: non-NULL and aligned.
-fn caller_struct<'a, C, T>(p: *mut C, what: &str) -> MisuseResult<&'a T> {
-    if p.is_null() {
-        return Err(Misuse::new(format!("{what} is NULL")));
-    }
-    if !p.is_aligned() {
-        return Err(Misuse::new(format!("{what} pointer is misaligned")));
-    }
-    // SAFETY: non-null and aligned caller memory of the C struct, whose
-    // layout the core type mirrors (asserted above); the core type uses
-    // atomics or cells for every field it writes.
-    Ok(unsafe { &*p.cast::<T>() })
-}
-
 fn mutex<'a>(m: *mut CoMutex) -> MisuseResult<&'a CoMutexCore> {
     caller_struct(m, "CoMutex")
 }
@@ -169,14 +154,6 @@ fn lockable<'a>(l: *mut QemuLockable) -> MisuseResult<Option<&'a Lockable>> {
     unsafe { Lockable::from_ptr(l.cast()) }
 }
 
-fn entry_fn(entry: *mut CoroutineEntry) -> MisuseResult<EntryFn> {
-    if entry.is_null() {
-        return Err(Misuse::new("entry function is NULL"));
-    }
-    // SAFETY: a non-null `CoroutineEntry *` is a C function `void (void *)`.
-    Ok(unsafe { std::mem::transmute::<*mut CoroutineEntry, EntryFn>(entry) })
-}
-
 // ---- coroutines ----
 
 /// Creates a coroutine that runs `entry(opaque)` when first entered. Takes
@@ -188,7 +165,7 @@ pub extern "C" fn qemu_coroutine_create(
     opaque: *mut c_void,
 ) -> *mut Coroutine {
     ffi_call("qemu_coroutine_create", || {
-        Ok(co_handle(coroutine::create(entry_fn(entry)?, opaque)))
+        Ok(co_handle(coroutine::create(required_c_fn(entry)?, opaque)))
     })
 }
 

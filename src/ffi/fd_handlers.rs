@@ -3,32 +3,11 @@
 use std::ffi::c_void;
 use std::os::raw::c_int;
 
-use super::boundary::{context, ffi_call};
+use super::boundary::{c_fn, context, ffi_call};
 use super::types::{AioContext, AioPollFn, Error, EventNotifier, EventNotifierHandler, IOHandler};
 use crate::error::propagate;
 use crate::fatal::{Misuse, MisuseResult};
-use crate::handlers::{Callbacks, IoFn, PollFn};
-
-/// `IOHandler *` (NULL allowed) as a callable.
-pub(crate) fn io_fn(f: *mut IOHandler) -> Option<IoFn> {
-    // SAFETY: a non-null `IOHandler *` is a C function `void (void *)`.
-    (!f.is_null()).then(|| unsafe { std::mem::transmute::<*mut IOHandler, IoFn>(f) })
-}
-
-/// `EventNotifierHandler *` (NULL allowed) as a callable taking the notifier
-/// as its opaque pointer.
-fn notifier_fn(f: *mut EventNotifierHandler) -> Option<IoFn> {
-    // SAFETY: a non-null `EventNotifierHandler *` is a C function
-    // `void (EventNotifier *)`; a data pointer argument has the same ABI as
-    // `void *`, and the opaque passed is always the notifier.
-    (!f.is_null()).then(|| unsafe { std::mem::transmute::<*mut EventNotifierHandler, IoFn>(f) })
-}
-
-/// `AioPollFn *` (NULL allowed) as a callable.
-fn poll_fn(f: *mut AioPollFn) -> Option<PollFn> {
-    // SAFETY: a non-null `AioPollFn *` is a C function `bool (void *)`.
-    (!f.is_null()).then(|| unsafe { std::mem::transmute::<*mut AioPollFn, PollFn>(f) })
-}
+use crate::handlers::Callbacks;
 
 fn notifier_fd(e: *mut EventNotifier) -> MisuseResult<c_int> {
     // SAFETY: a non-null EventNotifier pointer from C points to the
@@ -61,13 +40,13 @@ pub extern "C" fn aio_set_fd_handler(
 ) {
     ffi_call("aio_set_fd_handler", || {
         let ctx = context(ctx)?;
-        let io_poll_ready = io_fn(io_poll_ready);
+        let io_poll_ready = c_fn(io_poll_ready);
         ctx.set_fd_handler(
             fd,
             Callbacks {
-                io_read: io_fn(io_read),
-                io_write: io_fn(io_write),
-                io_poll: poll_fn(io_poll),
+                io_read: c_fn(io_read),
+                io_write: c_fn(io_write),
+                io_poll: c_fn(io_poll),
                 io_poll_ready,
                 io_poll_begin: None,
                 io_poll_end: None,
@@ -95,10 +74,10 @@ pub extern "C" fn aio_set_event_notifier(
         ctx.set_fd_handler(
             fd,
             Callbacks {
-                io_read: notifier_fn(io_read),
+                io_read: c_fn(io_read),
                 io_write: None,
-                io_poll: poll_fn(io_poll),
-                io_poll_ready: notifier_fn(io_poll_ready),
+                io_poll: c_fn(io_poll),
+                io_poll_ready: c_fn(io_poll_ready),
                 io_poll_begin: None,
                 io_poll_end: None,
                 opaque: notifier.cast(),
@@ -124,8 +103,8 @@ pub extern "C" fn aio_set_event_notifier_poll(
         let Some(mut cb) = ctx.handlers.get(fd) else {
             return Ok(());
         };
-        cb.io_poll_begin = notifier_fn(io_poll_begin);
-        cb.io_poll_end = notifier_fn(io_poll_end);
+        cb.io_poll_begin = c_fn(io_poll_begin);
+        cb.io_poll_end = c_fn(io_poll_end);
         ctx.set_fd_handler(fd, cb)
     })
 }

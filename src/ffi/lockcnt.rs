@@ -5,8 +5,8 @@
 use std::cell::UnsafeCell;
 use std::ffi::c_uint;
 
-use super::boundary::ffi_call;
-use crate::fatal::{Misuse, MisuseResult};
+use super::boundary::{caller_struct, ffi_call};
+use crate::fatal::MisuseResult;
 use crate::lockcnt::LockCnt;
 
 /// A counter plus a mutex (QEMU's futex-based `QemuLockCnt`, 4 bytes),
@@ -24,15 +24,7 @@ const _: () = {
 };
 
 fn lockcnt<'a>(l: *mut QemuLockCnt) -> MisuseResult<&'a LockCnt> {
-    if l.is_null() {
-        return Err(Misuse::new("QemuLockCnt is NULL"));
-    }
-    if !l.is_aligned() {
-        return Err(Misuse::new("QemuLockCnt pointer is misaligned"));
-    }
-    // SAFETY: a non-null, aligned pointer to caller memory of 4 bytes that
-    // is only accessed atomically (the layouts are asserted above).
-    Ok(unsafe { &*l.cast::<LockCnt>() })
+    caller_struct(l, "QemuLockCnt")
 }
 
 /// Initializes `lockcnt`: count 0, unlocked.

@@ -2,8 +2,10 @@
 
 use std::ffi::c_void;
 
-use super::boundary::{bh_func, bh_handle, context, context_handle, ffi_call};
-use super::fd_handlers::io_fn;
+use super::boundary::{
+    bh_handle, c_fn, context, context_handle, ffi_call, main_context, main_context_if_any,
+    required_c_fn,
+};
 use super::types::{AioContext, Error, QEMUBH, QEMUBHFunc};
 use crate::error::propagate;
 use crate::fatal::Misuse;
@@ -116,15 +118,10 @@ pub extern "C" fn qemu_mutex_iothread_locked() -> bool {
     ffi_call("qemu_mutex_iothread_locked", || Ok(thread::holds_bql()))
 }
 
+const NO_MAIN_LOOP: &str = "the main loop is not initialized (call qemu_init_main_loop)";
+
 fn main_context_or_misuse() -> Result<&'static crate::context::Context, Misuse> {
-    let main = thread::main_context();
-    if main.is_null() {
-        return Err(Misuse::new(
-            "the main loop is not initialized (call qemu_init_main_loop)",
-        ));
-    }
-    // SAFETY: the main context lives for the rest of the process.
-    Ok(unsafe { &*main })
+    main_context(NO_MAIN_LOOP)
 }
 
 /// A bottom half of the main context (see `aio_bh_new`).
@@ -133,7 +130,7 @@ pub extern "C" fn qemu_bh_new(cb: *mut QEMUBHFunc, opaque: *mut c_void) -> *mut 
     ffi_call("qemu_bh_new", || {
         let ctx = main_context_or_misuse()?;
         Ok(bh_handle(ctx.bh_new(
-            bh_func(cb)?,
+            required_c_fn(cb)?,
             opaque,
             std::ptr::null(),
             std::ptr::null_mut(),
@@ -153,7 +150,7 @@ pub extern "C" fn qemu_bh_new_full(
     ffi_call("qemu_bh_new_full", || {
         let ctx = main_context_or_misuse()?;
         Ok(bh_handle(ctx.bh_new(
-            bh_func(cb)?,
+            required_c_fn(cb)?,
             opaque,
             name,
             reentrancy_guard,
@@ -204,8 +201,8 @@ pub extern "C" fn qemu_set_fd_handler(
         io.set_fd_handler(
             fd,
             crate::handlers::Callbacks {
-                io_read: io_fn(fd_read),
-                io_write: io_fn(fd_write),
+                io_read: c_fn(fd_read),
+                io_write: c_fn(fd_write),
                 io_poll: None,
                 io_poll_ready: None,
                 io_poll_begin: None,
@@ -218,24 +215,16 @@ pub extern "C" fn qemu_set_fd_handler(
 }
 
 fn iohandler_or_misuse() -> Result<&'static crate::context::Context, Misuse> {
-    let io = main_loop::iohandler_context();
-    if io.is_null() {
-        return Err(Misuse::new(
-            "the main loop is not initialized (call qemu_init_main_loop)",
-        ));
-    }
-    // SAFETY: the iohandler context lives for the rest of the process.
-    Ok(unsafe { &*io })
+    // SAFETY: the iohandler context, once created, is never freed.
+    unsafe { main_loop::iohandler_context().as_ref() }.ok_or_else(|| Misuse::new(NO_MAIN_LOOP))
 }
 
 /// Wakes the main loop.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_notify_event() {
     ffi_call("qemu_notify_event", || {
-        let main = thread::main_context();
-        if !main.is_null() {
-            // SAFETY: the main context lives for the rest of the process.
-            unsafe { &*main }.notify();
+        if let Some(main) = main_context_if_any() {
+            main.notify();
         }
         Ok(())
     })

@@ -4,8 +4,9 @@
 
 use std::ffi::{c_char, c_int, c_ulong, c_void};
 
+use super::boundary::check_ptr;
 use super::boundary::ffi_call;
-use super::sync::{Notifier, QemuThread, check_ptr, object, optional_str};
+use super::sync::{Notifier, QemuThread, object, optional_str};
 use crate::fatal::{Misuse, MisuseResult};
 use crate::qemu_thread::{self, StartRoutine};
 

@@ -12,8 +12,8 @@
 use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
 use std::sync::atomic::AtomicU32;
 
-use super::boundary::ffi_call;
-use crate::fatal::{Misuse, MisuseResult};
+use super::boundary::{caller_struct, check_ptr, ffi_call};
+use crate::fatal::MisuseResult;
 use crate::sync as core;
 
 pub use crate::thread_exit::{Notifier, NotifierLink, NotifierList, NotifyFn};
@@ -21,25 +21,10 @@ pub use crate::thread_exit::{Notifier, NotifierLink, NotifierList, NotifyFn};
 pub use crate::qemu_thread::{QEMU_THREAD_DETACHED, QEMU_THREAD_JOINABLE, QemuThread};
 pub use crate::sync::{QemuCond, QemuEvent, QemuMutex, QemuRecMutex, QemuSemaphore};
 
-/// Checks a caller-owned object pointer: non-null and aligned.
-pub(super) fn check_ptr<T>(p: *const T, what: &'static str) -> MisuseResult<()> {
-    if p.is_null() {
-        return Err(Misuse::new(format!("{what} is NULL")));
-    }
-    if !p.is_aligned() {
-        return Err(Misuse::new(format!("{what} pointer {p:p} is misaligned")));
-    }
-    Ok(())
-}
-
-/// Validates a caller-owned object pointer.
+/// Validates a caller-owned object pointer (every field of these structs
+/// is an `UnsafeCell`, see [`caller_struct`]).
 pub(super) fn object<'a, T>(p: *const T, what: &'static str) -> MisuseResult<&'a T> {
-    check_ptr(p, what)?;
-    // SAFETY: non-null and aligned; the caller promises it points to its
-    // object for the duration of the call. Every field of these structs is
-    // an `UnsafeCell`, so a shared reference is sound while other threads
-    // use the object too.
-    Ok(unsafe { &*p })
+    caller_struct::<T, T>(p.cast_mut(), what)
 }
 
 fn mutex<'a>(m: *mut QemuMutex) -> MisuseResult<&'a QemuMutex> {

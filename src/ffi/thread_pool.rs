@@ -9,12 +9,12 @@
 use std::ffi::{c_int, c_void};
 use std::ptr;
 
-use super::boundary::{context, ffi_call};
+use super::boundary::Handle;
+use super::boundary::{c_fn, context, ffi_call, required_c_fn};
 use super::types::{AioContext, Error};
-use crate::aiocb::{self, CompletionFn};
+use crate::aiocb;
 use crate::error::propagate;
 use crate::fatal::{Misuse, MisuseResult};
-use crate::thread_pool::ThreadPoolFn;
 use crate::thread_pool::aio::{self, AioPool};
 use crate::thread_pool::generic::{DestroyFn, GenericPool};
 
@@ -35,24 +35,6 @@ pub struct ThreadPool {
 /// Marker for `typedef int ThreadPoolFunc(void *opaque);` (cbindgen.toml).
 pub struct ThreadPoolFunc {
     _opaque: [u8; 0],
-}
-
-fn pool_func(func: *mut ThreadPoolFunc) -> MisuseResult<ThreadPoolFn> {
-    if func.is_null() {
-        return Err(Misuse::new("ThreadPoolFunc is NULL"));
-    }
-    // SAFETY: a non-null `ThreadPoolFunc *` is a C function `int (void *)`,
-    // ABI-identical to `ThreadPoolFn`.
-    Ok(unsafe { std::mem::transmute::<*mut ThreadPoolFunc, ThreadPoolFn>(func) })
-}
-
-fn completion_func(cb: *mut BlockCompletionFunc) -> Option<CompletionFn> {
-    if cb.is_null() {
-        return None;
-    }
-    // SAFETY: a non-null `BlockCompletionFunc *` is a C function
-    // `void (void *, int)`, ABI-identical to `CompletionFn`.
-    Some(unsafe { std::mem::transmute::<*mut BlockCompletionFunc, CompletionFn>(cb) })
 }
 
 fn aio_pool<'a>(pool: *mut ThreadPoolAio) -> MisuseResult<&'a AioPool> {
@@ -242,7 +224,7 @@ pub extern "C" fn thread_pool_submit_aio(
     opaque: *mut c_void,
 ) -> *mut BlockAIOCB {
     ffi_call("thread_pool_submit_aio", || {
-        aio::submit_aio(pool_func(func)?, arg, completion_func(cb), opaque)
+        aio::submit_aio(required_c_fn(func)?, arg, c_fn(cb), opaque)
     })
 }
 
@@ -251,7 +233,7 @@ pub extern "C" fn thread_pool_submit_aio(
 #[unsafe(no_mangle)]
 pub extern "C" fn thread_pool_submit_co(func: *mut ThreadPoolFunc, arg: *mut c_void) -> c_int {
     ffi_call("thread_pool_submit_co", || {
-        aio::submit_co(pool_func(func)?, arg)
+        aio::submit_co(required_c_fn(func)?, arg)
     })
 }
 
@@ -292,7 +274,7 @@ pub extern "C" fn thread_pool_submit(
 ) {
     ffi_call("thread_pool_submit", || {
         let destroy: Option<DestroyFn> = opaque_destroy;
-        generic_pool(pool)?.submit(pool_func(func)?, opaque, destroy)
+        generic_pool(pool)?.submit(required_c_fn(func)?, opaque, destroy)
     })
 }
 
@@ -306,7 +288,7 @@ pub extern "C" fn thread_pool_submit_immediate(
     opaque_destroy: Option<unsafe extern "C" fn(data: *mut c_void)>,
 ) {
     ffi_call("thread_pool_submit_immediate", || {
-        generic_pool(pool)?.submit_immediate(pool_func(func)?, opaque, opaque_destroy)
+        generic_pool(pool)?.submit_immediate(required_c_fn(func)?, opaque, opaque_destroy)
     })
 }
 

@@ -22,12 +22,12 @@ use std::mem::{align_of, offset_of, size_of};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use super::boundary::{context, ffi_call};
+use super::boundary::Handle;
+use super::boundary::{self, caller_struct, context, ffi_call, required_c_fn};
 use super::types::AioContext;
 use crate::context::Context;
 use crate::fatal::{Misuse, MisuseResult};
-use crate::thread;
-use crate::timer::{CLOCK_COUNT, ClockType, Timer, TimerFn, TimerList};
+use crate::timer::{CLOCK_COUNT, ClockType, Timer, TimerList};
 
 /// Scale of a timer counting nanoseconds.
 pub const SCALE_NS: c_int = 1;
@@ -164,27 +164,8 @@ unsafe fn group_slot<'a>(
 /// Validates a `QEMUTimer *` (non-NULL, aligned) as the core's view.
 #[inline(always)]
 fn timer<'a>(ts: *mut QEMUTimer) -> MisuseResult<&'a Timer> {
-    if ts.is_null() {
-        return Err(Misuse::new("QEMUTimer is NULL"));
-    }
-    if !ts.is_aligned() {
-        return Err(Misuse::new("QEMUTimer pointer is misaligned"));
-    }
-    // SAFETY: a non-null, aligned `QEMUTimer *` points to caller memory of
-    // `QEMUTimer`'s size, whose layout `Timer` mirrors (asserted above);
-    // all of `Timer`'s fields are atomics, so sharing it is sound.
-    Ok(unsafe { &*ts.cast::<Timer>() })
-}
-
-/// Turns a C `QEMUTimerCB *` into a callable, rejecting NULL.
-#[inline(always)]
-fn timer_func(cb: *mut QEMUTimerCB) -> MisuseResult<TimerFn> {
-    if cb.is_null() {
-        return Err(Misuse::new("callback is NULL"));
-    }
-    // SAFETY: a non-null `QEMUTimerCB *` is a C function `void (void *)`,
-    // which has the ABI of `unsafe extern "C" fn(*mut c_void)`.
-    Ok(unsafe { std::mem::transmute::<*mut QEMUTimerCB, TimerFn>(cb) })
+    // `Timer`'s fields are all atomics.
+    caller_struct(ts, "QEMUTimer")
 }
 
 #[inline(always)]
@@ -194,14 +175,9 @@ fn clock(clock_type: QEMUClockType) -> MisuseResult<ClockType> {
 
 /// The main context, for the `timer_*` functions that have no context.
 fn main_context<'a>() -> MisuseResult<&'a Context> {
-    let ctx = thread::main_context();
-    if ctx.is_null() {
-        return Err(Misuse::new(
-            "no main context: call qemu_init_main_loop first (timer_new_*/timer_init_* use the main loop's context)",
-        ));
-    }
-    // SAFETY: the main context lives for the rest of the process.
-    Ok(unsafe { &*ctx })
+    boundary::main_context(
+        "no main context: call qemu_init_main_loop first (timer_new_*/timer_init_* use the main loop's context)",
+    )
 }
 
 /// The list of `clock` in `group`; NULL means the main loop's group.
@@ -248,7 +224,7 @@ fn init(
     opaque: *mut c_void,
 ) -> MisuseResult<()> {
     let ts = timer(ts)?;
-    ts.init_on(list?, scale, attributes, timer_func(cb)?, opaque)
+    ts.init_on(list?, scale, attributes, required_c_fn(cb)?, opaque)
 }
 
 /// `calloc`s a timer and initializes it. `malloc` memory, so `timer_free`
@@ -262,7 +238,7 @@ fn new_timer(
 ) -> MisuseResult<*mut QEMUTimer> {
     // Validate before allocating, so a misuse report leaks nothing.
     let list = list?;
-    let cb = timer_func(cb)?;
+    let cb = required_c_fn(cb)?;
     // SAFETY: calloc has no preconditions.
     let ts = unsafe { libc::calloc(1, size_of::<QEMUTimer>()) }.cast::<QEMUTimer>();
     if ts.is_null() {

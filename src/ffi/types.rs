@@ -9,10 +9,9 @@
 //! print pointer typedefs, so each is an unexported marker struct here and
 //! its real typedef is written in `cbindgen.toml`.
 
-/// An event loop (`AioContext`). Reference counted; see `aio_context_new`.
-pub struct AioContext {
-    _opaque: [u8; 0],
-}
+/// An event loop (declared in the core, `context/mod.rs`, whose block-layer
+/// hooks pass it to C).
+pub use crate::context::AioContext;
 
 /// A bottom half: a callback bound to one context (`aio_bh_new`).
 pub struct QEMUBH {

@@ -2,7 +2,7 @@
 
 use std::ffi::c_void;
 
-use super::boundary::{bh_func, context, ffi_call};
+use super::boundary::{context, ffi_call, required_c_fn};
 use super::types::{AioContext, QEMUBHFunc};
 use crate::fatal::Misuse;
 use crate::wait;
@@ -56,6 +56,6 @@ pub extern "C" fn aio_wait_bh_oneshot(
     opaque: *mut c_void,
 ) {
     ffi_call("aio_wait_bh_oneshot", || {
-        wait::bh_oneshot(context(ctx)?, bh_func(cb)?, opaque)
+        wait::bh_oneshot(context(ctx)?, required_c_fn(cb)?, opaque)
     })
 }

@@ -46,11 +46,14 @@ static QUEUE: Mutex<Queue> = Mutex::new(Queue {
 });
 static QUEUE_COND: Condvar = Condvar::new();
 
+/// The `call_rcu` thread is the library's: no API call is active in it.
 fn rcu_thread_fail(e: Misuse) -> ! {
     fatal::die("call_rcu thread", &e.0)
 }
 
 fn call_rcu_thread() {
+    // Reports of the core from this thread name it (`fatal::die_here`).
+    let _role = fatal::ApiCall::enter("call_rcu thread");
     register_thread().unwrap_or_else(|e| rcu_thread_fail(e));
     loop {
         let batch: Vec<Entry> = {

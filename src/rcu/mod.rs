@@ -172,7 +172,7 @@ fn exit_key() -> libc::pthread_key_t {
         // `extern "C" fn(*mut c_void)`.
         let err = unsafe { libc::pthread_key_create(&mut key, Some(reader_exit)) };
         if err != 0 {
-            fatal::die("rcu_register_thread", "pthread_key_create failed");
+            fatal::die_here("pthread_key_create failed");
         }
         key
     })
@@ -217,7 +217,7 @@ impl LocalReader {
         // SAFETY: key was created by exit_key(); the value is this
         // thread's LocalReader, which reader_exit expects.
         if unsafe { libc::pthread_setspecific(key, ptr::from_ref(self).cast()) } != 0 {
-            fatal::die("rcu_register_thread", "pthread_setspecific failed");
+            fatal::die_here("pthread_setspecific failed");
         }
         lock(&REGISTRY).push(self.ptr());
         self.registered.set(true);

@@ -41,6 +41,7 @@ use crate::bh::Bh;
 use crate::context::Context;
 use crate::coroutine;
 use crate::fatal::{self, Misuse, MisuseResult};
+use crate::handle::Handle;
 use crate::mpsc::{MpscNode, MpscQueue};
 use crate::thread;
 use crate::wait;
@@ -57,6 +58,23 @@ const DONE: u32 = 2;
 
 const POOL_MAGIC_LIVE: u32 = 0x5450_4c41; // "TPLA"
 const POOL_MAGIC_DEAD: u32 = 0x5450_4444; // "TPDD"
+
+/// A freed pool is detected while its memory is not reused.
+impl Handle for AioPool {
+    const NAME: &'static str = "ThreadPoolAio";
+    const LIVE: u32 = POOL_MAGIC_LIVE;
+    const DEAD: u32 = POOL_MAGIC_DEAD;
+    const FREED: &'static str = "was already freed";
+    const INVALID: &'static str = "is not a valid pool";
+
+    fn magic(&self) -> u32 {
+        self.magic.load(Ordering::Relaxed)
+    }
+
+    fn check_live(&self) -> MisuseResult<()> {
+        self.context().check_fork_as("ThreadPoolAio")
+    }
+}
 
 /// A request: QEMU's `ThreadPoolElementAio`. Allocated by `qemu_aio_get`
 /// (calloc) with [`AIOCB_INFO`]; the head is C-visible.
@@ -159,7 +177,9 @@ impl AioShared {
         // SAFETY: the BH is deleted only after every worker exited.
         let bh = unsafe { &*self.bh.load(Ordering::Acquire) };
         if let Err(m) = bh.schedule(false) {
-            fatal::die("thread pool", &m.0);
+            // A worker thread, inside no API call: name the function whose
+            // request it is completing.
+            fatal::die("thread_pool_submit_aio", &m.0);
         }
     }
 }
@@ -293,24 +313,6 @@ impl AioPool {
         Ok(pool)
     }
 
-    /// Validates a C handle.
-    ///
-    /// # Safety
-    /// `pool` is null or was returned by [`AioPool::new`] (a freed one is
-    /// detected while its memory is not reused: best effort).
-    pub(crate) unsafe fn from_handle<'a>(pool: *const AioPool) -> MisuseResult<&'a AioPool> {
-        if pool.is_null() {
-            return Err(Misuse::new("ThreadPoolAio is NULL"));
-        }
-        // SAFETY: non-null, and the caller vouches it was a pool.
-        let r = unsafe { &*pool };
-        match r.magic.load(Ordering::Relaxed) {
-            POOL_MAGIC_LIVE => r.context().check_fork_as("ThreadPoolAio").map(|()| r),
-            POOL_MAGIC_DEAD => Err(Misuse::new("ThreadPoolAio was already freed")),
-            _ => Err(Misuse::new("ThreadPoolAio is not a valid pool")),
-        }
-    }
-
     pub(crate) fn context(&self) -> &Context {
         // SAFETY: the context outlives its pools (see `Sync` above).
         unsafe { &*self.ctx }
@@ -400,7 +402,7 @@ impl AioPool {
                 // Someone (bdrv_aio_cancel) may wait for the count to drop.
                 Ok(left) if left > 0 => wait::kick(),
                 Ok(_) => {}
-                Err(m) => fatal::die("thread pool completion", &m.0),
+                Err(m) => fatal::die_here(&m.0),
             }
         }
     }
@@ -415,12 +417,12 @@ impl AioPool {
         // SAFETY: live and ours per the caller.
         let p = unsafe { &*pool };
         if let Err(m) = p.workers.shutdown() {
-            fatal::die("thread_pool_free_aio", &m.0);
+            fatal::die_here(&m.0);
         }
         // SAFETY: no worker is left to schedule it.
         let bh = unsafe { &*p.workers.shared.bh.load(Ordering::Acquire) };
         if let Err(m) = bh.delete() {
-            fatal::die("thread_pool_free_aio", &m.0);
+            fatal::die_here(&m.0);
         }
         let mut pending = p.pending.take();
         p.take_done(&mut pending);
@@ -429,7 +431,7 @@ impl AioPool {
             unsafe { &*e }.pool.set(ptr::null());
             // SAFETY: drops that reference.
             if let Err(m) = unsafe { aiocb::aio_unref(e.cast()) } {
-                fatal::die("thread_pool_free_aio", &m.0);
+                fatal::die_here(&m.0);
             }
         }
         p.magic.store(POOL_MAGIC_DEAD, Ordering::Relaxed);
@@ -558,7 +560,7 @@ unsafe extern "C" fn co_done(opaque: *mut c_void, ret: c_int) {
     };
     // SAFETY: the coroutine is alive: it is waiting for this.
     if let Err(m) = coroutine::aio_co_wake(unsafe { &*co }) {
-        fatal::die("thread_pool_submit_co", &m.0);
+        fatal::die_here(&m.0);
     }
 }
 

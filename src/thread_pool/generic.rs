@@ -21,12 +21,30 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::ThreadPoolFn;
 use super::workers::{JobQueue, Workers};
 use crate::fatal::{Misuse, MisuseResult};
+use crate::handle::Handle;
 
 /// `GDestroyNotify`.
 pub(crate) type DestroyFn = unsafe extern "C" fn(data: *mut c_void);
 
 const MAGIC_LIVE: u32 = 0x5450_4c47; // "TPLG"
 const MAGIC_DEAD: u32 = 0x5450_4744; // "TPGD"
+
+/// A freed pool is detected while its memory is not reused.
+impl Handle for GenericPool {
+    const NAME: &'static str = "ThreadPool";
+    const LIVE: u32 = MAGIC_LIVE;
+    const DEAD: u32 = MAGIC_DEAD;
+    const FREED: &'static str = "was already freed";
+    const INVALID: &'static str = "is not a valid pool";
+
+    fn magic(&self) -> u32 {
+        self.magic.load(Ordering::Relaxed)
+    }
+
+    fn check_live(&self) -> MisuseResult<()> {
+        crate::fork::check(self.fork_gen, "ThreadPool")
+    }
+}
 
 pub(crate) struct Job {
     func: ThreadPoolFn,
@@ -87,24 +105,6 @@ impl GenericPool {
             fork_gen: crate::fork::generation(),
             workers,
         })))
-    }
-
-    /// Validates a C handle.
-    ///
-    /// # Safety
-    /// `pool` is null or was returned by [`GenericPool::new`] (a freed one
-    /// is detected while its memory is not reused: best effort).
-    pub(crate) unsafe fn from_handle<'a>(pool: *const GenericPool) -> MisuseResult<&'a Self> {
-        if pool.is_null() {
-            return Err(Misuse::new("ThreadPool is NULL"));
-        }
-        // SAFETY: non-null, and the caller vouches it was a pool.
-        let r = unsafe { &*pool };
-        match r.magic.load(Ordering::Relaxed) {
-            MAGIC_LIVE => crate::fork::check(r.fork_gen, "ThreadPool").map(|()| r),
-            MAGIC_DEAD => Err(Misuse::new("ThreadPool was already freed")),
-            _ => Err(Misuse::new("ThreadPool is not a valid pool")),
-        }
     }
 
     pub(crate) fn submit(
@@ -177,7 +177,7 @@ impl GenericPool {
         // SAFETY: live and ours per the caller.
         let p = unsafe { &*pool };
         if let Err(m) = p.workers.shutdown() {
-            crate::fatal::die("thread_pool_free", &m.0);
+            crate::fatal::die_here(&m.0);
         }
         p.magic.store(MAGIC_DEAD, Ordering::Relaxed);
         // SAFETY: ours; the workers have exited.

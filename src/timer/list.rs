@@ -27,6 +27,7 @@ use super::{ClockNotifyFn, ClockType, TIMER_MAGIC_ORPHANED, clock};
 use crate::aio_poll::soonest_timeout;
 use crate::context::Context;
 use crate::fatal::{Misuse, MisuseResult};
+use crate::handle::Handle;
 use crate::quarantine::{Quarantine, release_box};
 use crate::thread;
 
@@ -54,6 +55,32 @@ pub(crate) struct TimerList {
 
 const LIST_MAGIC_LIVE: u32 = 0x544c_5354; // "TLST"
 const LIST_MAGIC_DEAD: u32 = 0x544c_4444; // "TLDD"
+
+/// A `QEMUTimerList *`: a list this module made, or garbage the magic
+/// rejects.
+impl Handle for TimerList {
+    const NAME: &'static str = "QEMUTimerList";
+    const LIVE: u32 = LIST_MAGIC_LIVE;
+    const DEAD: u32 = LIST_MAGIC_DEAD;
+    const FREED: &'static str = "was freed (timerlist_free)";
+    const INVALID: &'static str = "is not a valid timer list";
+    const CHECK_ALIGNED: bool = true;
+
+    fn magic(&self) -> u32 {
+        self.magic.load(Ordering::Acquire)
+    }
+
+    /// A context's list is valid only while its context is.
+    fn check_live(&self) -> MisuseResult<()> {
+        let owner = self.owner.load(Ordering::Acquire);
+        if !owner.is_null() {
+            // SAFETY: a context's list lives inside the context, which is
+            // quarantined a while after it is freed.
+            unsafe { Context::from_handle(owner) }?;
+        }
+        Ok(())
+    }
+}
 
 // SAFETY: the raw pointers are a context (shared across threads by design)
 // and a C callback argument the caller promised is usable from the threads
@@ -132,37 +159,6 @@ impl TimerList {
         // given up here.
         unsafe { QUARANTINE.keep(list) };
         Ok(())
-    }
-
-    /// Validates a C `QEMUTimerList *`.
-    ///
-    /// # Safety
-    /// `list` is null or points to readable memory of at least a
-    /// `TimerList`'s size (a list this module made, or garbage the magic
-    /// number rejects).
-    pub(crate) unsafe fn from_handle<'a>(list: *const TimerList) -> MisuseResult<&'a TimerList> {
-        if list.is_null() {
-            return Err(Misuse::new("QEMUTimerList is NULL"));
-        }
-        if !list.is_aligned() {
-            return Err(Misuse::new("QEMUTimerList pointer is misaligned"));
-        }
-        // SAFETY: per the caller; only the atomic magic is read first.
-        let l = unsafe { &*list };
-        match l.magic.load(Ordering::Acquire) {
-            LIST_MAGIC_LIVE => {}
-            LIST_MAGIC_DEAD => {
-                return Err(Misuse::new("QEMUTimerList was freed (timerlist_free)"));
-            }
-            _ => return Err(Misuse::new("QEMUTimerList is not a valid timer list")),
-        }
-        let owner = l.owner.load(Ordering::Acquire);
-        if !owner.is_null() {
-            // SAFETY: a context's list lives inside the context, which is
-            // quarantined a while after it is freed.
-            unsafe { Context::from_handle(owner) }?;
-        }
-        Ok(l)
     }
 
     pub(crate) fn clock(&self) -> ClockType {

@@ -1,0 +1,58 @@
+//! Validating the pointers C holds to library objects (contexts, BHs,
+//! pools, timer lists): one check for all of them, by a magic number in
+//! the object (live, or dead while a freed object's memory is kept or not
+//! yet reused), with one-line problems named after the C type.
+//!
+//! A leaf module: the core validates handles too (a timer's list, a list's
+//! owner, a GSource callback's context), so the trait lives here and
+//! `ffi::boundary` re-exports it.
+
+use crate::fatal::{Misuse, MisuseResult};
+
+/// An object C refers to by pointer, recognised by its magic number.
+pub(crate) trait Handle: Sized {
+    /// The C type, first word of every problem ("AioContext").
+    const NAME: &'static str;
+    /// The magic of a live object.
+    const LIVE: u32;
+    /// The magic of a freed one.
+    const DEAD: u32;
+    /// The problem for a freed object, after the name ("was already freed").
+    const FREED: &'static str;
+    /// The problem for memory without the magic ("is not a valid context").
+    const INVALID: &'static str;
+    /// Whether a misaligned pointer is reported before the magic is read.
+    const CHECK_ALIGNED: bool = false;
+
+    /// The object's magic number (the impl picks the ordering).
+    fn magic(&self) -> u32;
+
+    /// Further checks of a live object (fork generation, owner).
+    fn check_live(&self) -> MisuseResult<()> {
+        Ok(())
+    }
+
+    /// Validates a C handle: NULL, (if checked) misaligned, freed and
+    /// garbage are each reported as such.
+    ///
+    /// # Safety
+    /// `p` is null or points to readable memory of at least a `Self` (an
+    /// object of this type, possibly freed while its memory is kept:
+    /// detection of a freed one whose memory was reused is best effort).
+    unsafe fn from_handle<'a>(p: *const Self) -> MisuseResult<&'a Self> {
+        if p.is_null() {
+            return Err(Misuse::new(format!("{} is NULL", Self::NAME)));
+        }
+        if Self::CHECK_ALIGNED && !p.is_aligned() {
+            return Err(Misuse::new(format!("{} pointer is misaligned", Self::NAME)));
+        }
+        // SAFETY: non-null (and aligned where it matters), and readable per
+        // the caller; only the atomic magic is read before it is checked.
+        let r = unsafe { &*p };
+        match r.magic() {
+            m if m == Self::LIVE => r.check_live().map(|()| r),
+            m if m == Self::DEAD => Err(Misuse::new(format!("{} {}", Self::NAME, Self::FREED))),
+            _ => Err(Misuse::new(format!("{} {}", Self::NAME, Self::INVALID))),
+        }
+    }
+}
