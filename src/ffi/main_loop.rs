@@ -3,9 +3,9 @@
 use std::ffi::c_void;
 
 use super::boundary::{bh_func, bh_handle, context, context_handle, ffi_call};
+use super::error::propagate;
 use super::fd_handlers::io_fn;
 use super::types::{AioContext, Error, QEMUBH, QEMUBHFunc};
-use crate::error::propagate;
 use crate::fatal::Misuse;
 use crate::{main_loop, thread};
 

@@ -10,9 +10,9 @@ use std::ffi::{c_int, c_void};
 use std::ptr;
 
 use super::boundary::{context, ffi_call};
+use super::error::propagate;
 use super::types::{AioContext, Error};
 use crate::aiocb::{self, CompletionFn};
-use crate::error::propagate;
 use crate::fatal::{Misuse, MisuseResult};
 use crate::thread_pool::ThreadPoolFn;
 use crate::thread_pool::aio::{self, AioPool};
