@@ -330,6 +330,128 @@ static void test_warn_report_err_once(void)
                               "onceprog: warning: cond 1\n");
 }
 
+/* ------------------------------------------------------------- hints */
+
+/* Hints live in the Error: they survive propagation, prefixing and
+ * copying, are printed after the message, and go when the Error is freed. */
+static void hint_reports(void)
+{
+    Error *local = NULL, *dst = NULL;
+
+    error_init("hintprog");
+    error_setg(&local, "lost %d", 1);
+    error_append_hint(&local, "first ");
+    error_append_hint(&local, "hint %s\n", "text");
+    error_propagate(&dst, local);
+    local = NULL;
+    error_prepend(&dst, "pre: ");
+    Error *copy = error_copy(dst);
+    error_report_err(dst);
+    warn_report_err(copy);
+
+    /* A freed Error's hint does not leak into a new one, even one that
+     * reuses its address and message. */
+    for (int i = 0; i < 64; i++) {
+        Error *a = NULL;
+        error_setg(&a, "same");
+        error_append_hint(&a, "stale hint\n");
+        error_free(a);
+    }
+    Error *b = NULL;
+    error_setg(&b, "same");
+    error_report_err(b);
+
+    /* The first error wins in error_propagate; its hint stays. */
+    Error *first = NULL, *second = NULL;
+    error_setg(&first, "first");
+    error_append_hint(&first, "first's hint\n");
+    error_setg(&second, "second");
+    error_append_hint(&second, "second's hint\n");
+    error_propagate(&first, second);
+    error_free_or_abort(&first);
+    g_assert_null(first);
+
+    /* A hint to a NULL errp is dropped. */
+    error_append_hint(NULL, "nowhere\n");
+    error_report("end");
+}
+
+static void test_hint(void)
+{
+    if (g_test_subprocess()) {
+        hint_reports();
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+    g_test_trap_assert_passed();
+    g_test_trap_assert_stderr("hintprog: pre: lost 1\n"
+                              "first hint text\n"
+                              "hintprog: warning: pre: lost 1\n"
+                              "first hint text\n"
+                              "hintprog: same\n"
+                              "hintprog: end\n");
+}
+
+/* error_propagate into &error_fatal prints the hint, then exit(1). */
+static void test_hint_fatal(void)
+{
+    if (g_test_subprocess()) {
+        Error *local = NULL;
+        error_init("fatalhint");
+        error_setg(&local, "bad");
+        error_append_hint(&local, "because\n");
+        error_propagate(&error_fatal, local);
+        fprintf(stderr, "not reached\n");
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("fatalhint: bad\nbecause\n");
+}
+
+/* error_propagate into &error_abort names where the error was created
+ * (QEMU records __func__/__FILE__/__LINE__ in the Error), then the hint. */
+static void test_hint_abort(void)
+{
+    if (g_test_subprocess()) {
+        Error *local = NULL;
+        error_init("aborthint");
+        error_setg(&local, "bad");
+        error_append_hint(&local, "because\n");
+        error_propagate(&error_abort, local);
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("Unexpected error in test_hint_abort() at "
+                              "*test-error.c:*:\naborthint: bad\nbecause\n");
+}
+
+/* QEMU asserts: a hint into &error_fatal would be lost (ERRP_GUARD). */
+static void test_hint_misuse(void)
+{
+    if (g_test_subprocess()) {
+        error_append_hint(&error_fatal, "lost\n");
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("*aioctx: error_append_hint: errp is "
+                              "&error_fatal; use ERRP_GUARD() to keep hints\n*");
+}
+
+static void test_free_or_abort_misuse(void)
+{
+    if (g_test_subprocess()) {
+        Error *none = NULL;
+        error_free_or_abort(&none);
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("*aioctx: error_free_or_abort: no error\n*");
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -345,5 +467,10 @@ int main(int argc, char **argv)
     g_test_add_func("/error/class", test_error_class);
     g_test_add_func("/error/class-misuse", test_error_class_misuse);
     g_test_add_func("/error/warn-report-err-once", test_warn_report_err_once);
+    g_test_add_func("/error/hint/propagate-report-free", test_hint);
+    g_test_add_func("/error/hint/fatal", test_hint_fatal);
+    g_test_add_func("/error/hint/abort", test_hint_abort);
+    g_test_add_func("/error/hint/misuse-fatal", test_hint_misuse);
+    g_test_add_func("/error/free-or-abort/misuse", test_free_or_abort_misuse);
     return g_test_run();
 }

@@ -126,8 +126,9 @@ typedef struct BlockDriverState BlockDriverState;
 typedef struct Coroutine Coroutine;
 
 /**
- * An error message and its QAPI class (`ErrorClass`: 0 is
- * `ERROR_CLASS_GENERIC_ERROR`). Opaque to C.
+ * An error message, its QAPI class (`ErrorClass`: 0 is
+ * `ERROR_CLASS_GENERIC_ERROR`), its hint (text `error_append_hint` added,
+ * printed after the message) and its origin.
  */
 typedef struct Error Error;
 
@@ -690,6 +691,16 @@ extern "C" {
 #endif // __cplusplus
 
 /**
+ * Pass `&error_abort` as `errp` to abort (with the message) on error.
+ */
+extern struct Error *error_abort;
+
+/**
+ * Pass `&error_fatal` as `errp` to print the message and `exit(1)` on error.
+ */
+extern struct Error *error_fatal;
+
+/**
  * When true, `error_report` & co. start each line with the time (UTC,
  * ISO 8601), as QEMU's `-msg timestamp=on`.
  */
@@ -750,16 +761,6 @@ extern QemuCondTimedWaitFunc qemu_cond_timedwait_func;
  * and `timer_init_full` with a NULL group, use it. Read-only for callers.
  */
 extern struct QEMUTimerListGroup main_loop_tlg;
-
-/**
- * Pass `&error_abort` as `errp` to abort (with the message) on error.
- */
-extern struct Error *error_abort;
-
-/**
- * Pass `&error_fatal` as `errp` to print the message and `exit(1)` on error.
- */
-extern struct Error *error_fatal;
 
 /**
  * `ctx->fdmon_ops` while the context uses the poll backend (or no fd yet).
@@ -1338,19 +1339,54 @@ void qemu_co_rwlock_unlock(struct CoRwlock *lock);
 void aioctx_context_dump(struct AioContext *ctx, FILE *out);
 
 /**
- * Frees `err` (NULL is allowed).
+ * Frees `err` (NULL is allowed), its hint with it.
  */
 void error_free(struct Error *err);
 
 /**
- * The message of `err`, valid until `err` is freed.
+ * The message of `err`, valid until `err` is freed or changed.
  */
 const char *error_get_pretty(const struct Error *err);
 
 /**
+ * A new error with the message, class, hint and origin of `err` (not
+ * NULL). The caller owns it.
+ */
+struct Error *error_copy(const struct Error *err);
+
+/**
+ * Moves `local_err` into `*dst_errp`: a NULL `local_err` does nothing; a
+ * NULL `dst_errp` frees it; `&error_abort` / `&error_fatal` report it
+ * (with its hint) and abort / `exit(1)`; if `*dst_errp` already holds an
+ * error, `local_err` is freed (the first error wins).
+ */
+void error_propagate(struct Error **dst_errp, struct Error *local_err);
+
+/**
+ * Prints `err` (not NULL) with `error_report` ("PROGNAME: message"), then
+ * its hint, then frees it.
+ */
+void error_report_err(struct Error *err);
+
+/**
+ * Like `error_report_err`, as a warning ("PROGNAME: warning: message").
+ */
+void warn_report_err(struct Error *err);
+
+/**
+ * `warn_report_err(err)` if `*printed` is false, which it then sets
+ * (atomically); otherwise just frees `err`. Returns true if it printed.
+ */
+bool warn_report_err_once_cond(bool *printed, struct Error *err);
+
+/**
+ * Frees `*errp` and sets it to NULL; aborts if `errp` or `*errp` is NULL.
+ */
+void error_free_or_abort(struct Error **errp);
+
+/**
  * A new `Error` holding a copy of `msg` (NUL-terminated, not NULL). The
  * caller owns it: store it into an `Error **` or free it with `error_free`.
- * Used by the C implementation of `error_setg` and friends.
  * Its class is `ERROR_CLASS_GENERIC_ERROR`.
  */
 struct Error *aioctx_error_new(const char *msg);
@@ -1358,7 +1394,7 @@ struct Error *aioctx_error_new(const char *msg);
 /**
  * Like `aioctx_error_new`, with the QAPI class `err_class` (an
  * `ErrorClass` of `qapi/error.h`: 0 to `ERROR_CLASS__MAX - 1`). Used by
- * `error_set` and by the C functions that replace or copy an error.
+ * the `error_setg` & co. shims before `aioctx_error_set`.
  */
 struct Error *aioctx_error_new_class(int err_class, const char *msg);
 
@@ -1834,6 +1870,12 @@ int qemu_thread_set_affinity(struct QemuThread *thread, unsigned long *host_cpus
  * out-parameters are untouched).
  */
 int qemu_thread_get_affinity(struct QemuThread *thread, unsigned long **host_cpus, unsigned long *nbits);
+
+/**
+ * Sets the program name used as the report prefix to the basename of
+ * `argv0` (`g_set_prgname`); NULL leaves it unchanged.
+ */
+void error_init(const char *argv0);
 
 /**
  * Fills `*out` with `ctx`'s loop metrics (an aioctx extension, not a QEMU

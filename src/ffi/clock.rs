@@ -35,14 +35,21 @@ fn list<'a>(timer_list: *mut QEMUTimerList) -> MisuseResult<&'a TimerList> {
     unsafe { TimerList::from_handle(timer_list.cast()) }
 }
 
-/// Validates a caller's `QEMUTimerListGroup *` (non-NULL, aligned).
-fn group<'a>(tlg: *mut QEMUTimerListGroup) -> MisuseResult<&'a mut QEMUTimerListGroup> {
+/// Checks a caller's `QEMUTimerListGroup *` is non-NULL and aligned (the
+/// one check of group pointers, also used by `ffi/timer.rs`).
+pub(super) fn group_ptr(tlg: *mut QEMUTimerListGroup) -> MisuseResult<*mut QEMUTimerListGroup> {
     if tlg.is_null() {
         return Err(Misuse::new("QEMUTimerListGroup is NULL"));
     }
     if !tlg.is_aligned() {
         return Err(Misuse::new("QEMUTimerListGroup pointer is misaligned"));
     }
+    Ok(tlg)
+}
+
+/// Validates a caller's `QEMUTimerListGroup *` (non-NULL, aligned).
+fn group<'a>(tlg: *mut QEMUTimerListGroup) -> MisuseResult<&'a mut QEMUTimerListGroup> {
+    let tlg = group_ptr(tlg)?;
     // SAFETY: non-null and aligned; the caller passes its group's memory.
     Ok(unsafe { &mut *tlg })
 }

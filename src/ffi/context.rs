@@ -4,9 +4,9 @@ use std::ffi::c_void;
 use std::ptr;
 
 use super::boundary::{context, context_handle, ffi_call};
+use super::error::propagate;
 use super::types::{AioContext, CqeHandler, Error, io_uring_sqe};
 use crate::context::Context;
-use crate::error::propagate;
 use crate::fatal::{Misuse, MisuseResult};
 
 /// Creates an event loop with its own wakeup notifier and one reference,

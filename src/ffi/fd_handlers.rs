@@ -4,8 +4,8 @@ use std::ffi::c_void;
 use std::os::raw::c_int;
 
 use super::boundary::{c_fn, context, ffi_call};
+use super::error::propagate;
 use super::types::{AioContext, AioPollFn, Error, EventNotifier, EventNotifierHandler, IOHandler};
-use crate::error::propagate;
 use crate::fatal::{Misuse, MisuseResult};
 use crate::handlers::Callbacks;
 

@@ -5,8 +5,8 @@ use std::ffi::{CStr, c_char};
 use std::ptr;
 
 use super::boundary::{context_handle, ffi_call};
+use super::error::propagate;
 use super::types::{AioContext, Error};
-use crate::error::propagate;
 use crate::iothread::IoThread;
 
 /// A thread running its own context (opaque).

@@ -12,8 +12,8 @@
 //! `enum { LOC_NONE, LOC_CMDLINE, LOC_FILE } kind`); `aioctx.h` only
 //! forward-declares it.
 //!
-//! The reporting side (C, `src/c/variadic.c`) reads the current location
-//! with `loc_save`.
+//! The reporting side (`src/ffi/report.rs`) reads the current location
+//! with [`current`].
 
 use std::cell::UnsafeCell;
 use std::ffi::{c_char, c_int, c_void};
@@ -81,6 +81,22 @@ fn with_stack<R>(f: impl FnOnce(&mut Top, *mut Location) -> MisuseResult<R>) -> 
         top.0
     };
     f(&mut top, cur)
+}
+
+/// A copy of the current location (`prev` cleared), for a report prefix.
+pub(super) fn current() -> Location {
+    let loc = with_stack(|_, cur| {
+        // SAFETY: `cur` is valid while the stack is locked.
+        let mut copy = unsafe { *cur };
+        copy.prev = ptr::null_mut();
+        Ok(copy)
+    });
+    loc.unwrap_or(Location {
+        kind: LOC_NONE,
+        num: 0,
+        ptr: ptr::null(),
+        prev: ptr::null_mut(),
+    })
 }
 
 fn non_null(loc: *mut Location) -> MisuseResult<*mut Location> {

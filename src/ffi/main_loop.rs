@@ -6,8 +6,8 @@ use super::boundary::{
     bh_handle, c_fn, context, context_handle, ffi_call, main_context, main_context_if_any,
     required_c_fn,
 };
+use super::error::propagate;
 use super::types::{AioContext, Error, QEMUBH, QEMUBHFunc};
-use crate::error::propagate;
 use crate::fatal::Misuse;
 use crate::{main_loop, thread};
 

@@ -33,6 +33,7 @@ pub mod lockcnt;
 pub mod main_loop;
 pub mod qemu_thread;
 pub mod rcu;
+pub mod report;
 pub mod stats;
 pub mod sync;
 pub mod thread_pool;

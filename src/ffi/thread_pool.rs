@@ -11,9 +11,9 @@ use std::ptr;
 
 use super::boundary::Handle;
 use super::boundary::{c_fn, context, ffi_call, required_c_fn};
+use super::error::propagate;
 use super::types::{AioContext, Error};
 use crate::aiocb;
-use crate::error::propagate;
 use crate::fatal::{Misuse, MisuseResult};
 use crate::thread_pool::aio::{self, AioPool};
 use crate::thread_pool::generic::{DestroyFn, GenericPool};

@@ -185,9 +185,7 @@ fn group_list<'a>(group: *mut QEMUTimerListGroup, clock: ClockType) -> MisuseRes
     if group.is_null() || ptr::eq(group, &raw mut main_loop_tlg) {
         return Ok(main_context()?.timers.list(clock));
     }
-    if !group.is_aligned() {
-        return Err(Misuse::new("QEMUTimerListGroup pointer is misaligned"));
-    }
+    let group = super::clock::group_ptr(group)?;
     // SAFETY: a non-null, aligned group pointer is caller memory of the
     // group's size (the C contract); `clock.index() < CLOCK_COUNT`.
     let list = unsafe { group_slot(group, clock.index()) }.load(Ordering::Acquire);

@@ -2,19 +2,27 @@
  * aioctx compat: QEMU's qapi/error.h — Error objects reported through
  * `Error **errp` out-parameters.
  *
- * `Error`, `error_abort`, `error_fatal`, `error_free` and `error_get_pretty`
- * come from aioctx.h; the rest is written in C (src/c/variadic.c) on top of
- * aioctx_error_new(). Semantics follow QEMU:
+ * `Error` (opaque, with its message, class, hint and creation site),
+ * `error_abort`, `error_fatal` and the non-variadic functions come from
+ * aioctx.h (src/ffi/error.rs); the variadic ones below are C shims
+ * (src/c/variadic.c) that format their text and call into the library.
+ * Semantics follow QEMU:
  *  - errp == NULL: the error is discarded;
- *  - errp == &error_abort: "Unexpected error in FUNC() at FILE:LINE:" and the
- *    message are printed, then abort();
- *  - errp == &error_fatal: the message is printed (error_report), exit(1);
+ *  - errp == &error_abort: "Unexpected error in FUNC() at FILE:LINE:" (where
+ *    the error was created), the message and its hint are printed, then
+ *    abort(); an error the library made itself prints one line
+ *    "aioctx: FUNCTION: message" instead;
+ *  - errp == &error_fatal: the message and hint are printed (as
+ *    error_report_err; a library error as "aioctx: FUNCTION: message"),
+ *    then exit(1);
  *  - error_setg() into an errp that already holds an error is a bug and
  *    aborts (QEMU asserts), while error_propagate() keeps the first error.
  *
- * Hints (error_append_hint) are printed by error_report_err() after the
- * message; as in QEMU, they are dropped when errp is NULL or &error_fatal
- * (use ERRP_GUARD() to keep them).
+ * Hints (error_append_hint) belong to the Error: they follow it through
+ * error_propagate / error_prepend / error_copy, are printed by
+ * error_report_err() after the message and are freed with it. As in QEMU,
+ * a hint to a NULL errp is dropped and one to &error_fatal aborts (use
+ * ERRP_GUARD() to keep it).
  */
 #ifndef AIOCTX_COMPAT_QAPI_ERROR_H
 #define AIOCTX_COMPAT_QAPI_ERROR_H

@@ -11,9 +11,10 @@
  * error_with_guestname set and error_guest_name non-NULL, the guest name
  * and a space follow.
  *
- * The report functions are variadic, so they are written in C
- * (src/c/variadic.c); the location stack and the flags are Rust's
- * (src/ffi/location.rs), declared in aioctx.h.
+ * The variadic report functions are C shims (src/c/variadic.c) that format
+ * the message and call the library's report (src/ffi/report.rs); the
+ * location stack and the flags are Rust's (src/ffi/location.rs), declared
+ * in aioctx.h.
  */
 #ifndef AIOCTX_COMPAT_QEMU_ERROR_REPORT_H
 #define AIOCTX_COMPAT_QEMU_ERROR_REPORT_H
