@@ -17,15 +17,7 @@
 typedef struct _GSource GSource;
 typedef struct _GPollFD GPollFD;
 
-/** A bottom-half or oneshot callback: `void cb(void *opaque)`. */
-typedef void QEMUBHFunc(void *opaque);
-/** An fd read/write handler: `void handler(void *opaque)`. */
-typedef void IOHandler(void *opaque);
-/** A busy-poll callback: returns true when there is work for `io_poll_ready`. */
-typedef bool AioPollFn(void *opaque);
 struct EventNotifier;
-/** An event notifier handler: `void handler(EventNotifier *e)`. */
-typedef void EventNotifierHandler(struct EventNotifier *e);
 /** QEMU's clocks (`qemu/timer.h`). */
 typedef enum QEMUClockType {
   QEMU_CLOCK_REALTIME = 0,
@@ -34,18 +26,6 @@ typedef enum QEMUClockType {
   QEMU_CLOCK_VIRTUAL_RT = 3,
   QEMU_CLOCK_MAX
 } QEMUClockType;
-/** A timer callback: `void cb(void *opaque)`. */
-typedef void QEMUTimerCB(void *opaque);
-/** Called when a main-loop timer becomes the earliest of its clock (`qemu_init_clocks`). */
-typedef void QEMUTimerListNotifyCB(void *opaque, QEMUClockType type);
-/** A coroutine's entry point: `void entry(void *opaque)` (`qemu_coroutine_create`). */
-typedef void CoroutineEntry(void *opaque);
-/** What `qemu_co_timeout` calls after a timed-out entry returns: `void clean(void *opaque)`. */
-typedef void CleanupFunc(void *opaque);
-/** A thread-pool job, run on a worker thread: `int func(void *opaque)`. */
-typedef int ThreadPoolFunc(void *opaque);
-/** An asynchronous request's completion callback: `void cb(void *opaque, int ret)`. */
-typedef void BlockCompletionFunc(void *opaque, int ret);
 typedef struct BlockAIOCB BlockAIOCB;
 /** Cancels `acb` and polls until its callback ran (weak: a program's block layer may define it; the default is aioctx_bdrv_aio_cancel). */
 void bdrv_aio_cancel(BlockAIOCB *acb);
@@ -55,6 +35,26 @@ void bdrv_aio_cancel_async(BlockAIOCB *acb);
 typedef struct Location Location;
 /** QEMU's notifier (qemu/notify.h, include/compat/): `{ void (*notify)(Notifier *, void *); QLIST_ENTRY(Notifier) node; }`. */
 typedef struct Notifier Notifier;
+/** A bottom-half or oneshot callback: `void cb(void *opaque)`. */
+typedef void QEMUBHFunc(void *opaque);
+/** An fd read/write handler: `void handler(void *opaque)`. */
+typedef void IOHandler(void *opaque);
+/** A timer callback: `void cb(void *opaque)`. */
+typedef void QEMUTimerCB(void *opaque);
+/** A coroutine's entry point: `void entry(void *opaque)` (`qemu_coroutine_create`). */
+typedef void CoroutineEntry(void *opaque);
+/** What `qemu_co_timeout` calls after a timed-out entry returns: `void clean(void *opaque)`. */
+typedef void CleanupFunc(void *opaque);
+/** An event notifier handler: `void handler(EventNotifier *e)`. */
+typedef void EventNotifierHandler(struct EventNotifier *e);
+/** A busy-poll callback: returns true when there is work for `io_poll_ready`. */
+typedef bool AioPollFn(void *opaque);
+/** Called when a main-loop timer becomes the earliest of its clock (`qemu_init_clocks`). */
+typedef void QEMUTimerListNotifyCB(void *opaque, QEMUClockType type);
+/** A thread-pool job, run on a worker thread: `int func(void *opaque)`. */
+typedef int ThreadPoolFunc(void *opaque);
+/** An asynchronous request's completion callback: `void cb(void *opaque, int ret)`. */
+typedef void BlockCompletionFunc(void *opaque, int ret);
 
 
 /**

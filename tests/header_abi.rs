@@ -512,8 +512,8 @@ impl<'ast> Visit<'ast> for TransmuteFinder<'_> {
         syn::visit::visit_expr_path(self, e);
     }
 
-    /// The table of `src/ffi/boundary.rs`: `c_fn_types! { Marker => F,
-    /// "NULL message"; ... }` converts `*mut Marker` into `F` as a
+    /// The table of `src/ffi/boundary.rs`: `c_fn_types! { /// doc
+    /// Marker => F, "NULL message", "C typedef"; ... }` converts `*mut Marker` into `F` as a
     /// `transmute::<*mut Marker, F>` would.
     fn visit_macro(&mut self, mac: &'ast syn::Macro) {
         if mac
@@ -526,9 +526,12 @@ impl<'ast> Visit<'ast> for TransmuteFinder<'_> {
                 .parse_body_with(|input: syn::parse::ParseStream<'_>| {
                     let mut v = Vec::new();
                     while !input.is_empty() {
+                        input.call(syn::Attribute::parse_outer)?;
                         let marker: Type = input.parse()?;
                         input.parse::<syn::Token![=>]>()?;
                         let to: Type = input.parse()?;
+                        input.parse::<syn::Token![,]>()?;
+                        input.parse::<syn::LitStr>()?;
                         input.parse::<syn::Token![,]>()?;
                         input.parse::<syn::LitStr>()?;
                         input.parse::<syn::Token![;]>()?;

@@ -155,13 +155,18 @@ pub(crate) unsafe trait CFnType {
     const NULL: &'static str;
 }
 
-/// The one table of C function types and their Rust ABI: each entry emits
+/// The one table of C function types: each entry names the marker, the
+/// Rust function pointer type with its ABI, the problem for a NULL where one
+/// is required, and the C typedef (with its doc comment). The macro emits
 /// the [`CFnType`] impl and a compile-time check that the two are pointers
-/// of the same size.
+/// of the same size; `build.rs` reads the same lines to write the typedefs
+/// into `include/aioctx.h` and to keep cbindgen from emitting the markers,
+/// and `tests/header_abi.rs` checks the Rust signatures against them. Keep
+/// one entry per line (build.rs parses lines, not Rust).
 macro_rules! c_fn_types {
-    ($($marker:ty => $rust:ty, $null:literal;)*) => {$(
-        // SAFETY: the C typedef (cbindgen.toml) and the Rust type have the
-        // same parameters and result, so the same ABI.
+    ($($(#[doc = $doc:literal])* $marker:ty => $rust:ty, $null:literal, $c:literal;)*) => {$(
+        // SAFETY: the C typedef (`$c`) and the Rust type have the same
+        // parameters and result, so the same ABI.
         unsafe impl CFnType for $marker {
             type Fn = $rust;
             const NULL: &'static str = $null;
@@ -170,24 +175,35 @@ macro_rules! c_fn_types {
     )*};
 }
 
+#[rustfmt::skip]
 c_fn_types! {
     // void (void *)
-    QEMUBHFunc => BhFn, "callback is NULL";
-    IOHandler => IoFn, "IOHandler is NULL";
-    QEMUTimerCB => TimerFn, "callback is NULL";
-    CoroutineEntry => EntryFn, "entry function is NULL";
-    CleanupFunc => EntryFn, "CleanupFunc is NULL";
+    /// A bottom-half or oneshot callback: `void cb(void *opaque)`.
+    QEMUBHFunc => BhFn, "callback is NULL", "void QEMUBHFunc(void *opaque)";
+    /// An fd read/write handler: `void handler(void *opaque)`.
+    IOHandler => IoFn, "IOHandler is NULL", "void IOHandler(void *opaque)";
+    /// A timer callback: `void cb(void *opaque)`.
+    QEMUTimerCB => TimerFn, "callback is NULL", "void QEMUTimerCB(void *opaque)";
+    /// A coroutine's entry point: `void entry(void *opaque)` (`qemu_coroutine_create`).
+    CoroutineEntry => EntryFn, "entry function is NULL", "void CoroutineEntry(void *opaque)";
+    /// What `qemu_co_timeout` calls after a timed-out entry returns: `void clean(void *opaque)`.
+    CleanupFunc => EntryFn, "CleanupFunc is NULL", "void CleanupFunc(void *opaque)";
     // void (EventNotifier *): a data pointer has the ABI of `void *`, and
     // the opaque the loop passes is always the notifier.
-    EventNotifierHandler => IoFn, "EventNotifierHandler is NULL";
+    /// An event notifier handler: `void handler(EventNotifier *e)`.
+    EventNotifierHandler => IoFn, "EventNotifierHandler is NULL", "void EventNotifierHandler(struct EventNotifier *e)";
     // bool (void *)
-    AioPollFn => PollFn, "AioPollFn is NULL";
+    /// A busy-poll callback: returns true when there is work for `io_poll_ready`.
+    AioPollFn => PollFn, "AioPollFn is NULL", "bool AioPollFn(void *opaque)";
     // void (void *, QEMUClockType): the enum is passed as an `int`.
-    QEMUTimerListNotifyCB => ClockNotifyFn, "QEMUTimerListNotifyCB is NULL";
+    /// Called when a main-loop timer becomes the earliest of its clock (`qemu_init_clocks`).
+    QEMUTimerListNotifyCB => ClockNotifyFn, "QEMUTimerListNotifyCB is NULL", "void QEMUTimerListNotifyCB(void *opaque, QEMUClockType type)";
     // int (void *)
-    ThreadPoolFunc => ThreadPoolFn, "ThreadPoolFunc is NULL";
+    /// A thread-pool job, run on a worker thread: `int func(void *opaque)`.
+    ThreadPoolFunc => ThreadPoolFn, "ThreadPoolFunc is NULL", "int ThreadPoolFunc(void *opaque)";
     // void (void *, int)
-    BlockCompletionFunc => CompletionFn, "BlockCompletionFunc is NULL";
+    /// An asynchronous request's completion callback: `void cb(void *opaque, int ret)`.
+    BlockCompletionFunc => CompletionFn, "BlockCompletionFunc is NULL", "void BlockCompletionFunc(void *opaque, int ret)";
 }
 
 /// A C function pointer that may be NULL, as a callable.
