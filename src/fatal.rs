@@ -27,9 +27,10 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::ffi::{CStr, c_char};
 use std::fmt::{self, Write as _};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::ptr;
+use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
 
 /// A contract violation by the C caller, described in a few words.
 #[derive(Debug)]
@@ -111,53 +112,103 @@ impl fmt::Write for LineBuf {
 static DYING: AtomicI32 = AtomicI32::new(0);
 
 thread_local! {
-    /// The exported function this thread is inside ("" when none).
-    static CURRENT_API: Cell<&'static str> = const { Cell::new("") };
+    /// The exported function this thread is inside: a static NUL-terminated
+    /// name, or null when none. An atomic only so that a store through a
+    /// thread-local address computed before a coroutine moved to another
+    /// thread (see [`ApiCall`]) is a wrong name, never a data race; all
+    /// accesses are Relaxed, plain moves on the machines we target.
+    static CURRENT_API: AtomicPtr<c_char> = const { AtomicPtr::new(ptr::null_mut()) };
 }
 
 /// What [`die_here`] names when no API call is active on this thread.
 const NO_API_CALL: &str = "(no API call active)";
 
+/// The name recorded for [`die_here`]: which API function (or library
+/// role) a thread is inside. A thin pointer so that recording it costs one
+/// store on every API call.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct ApiName(*const c_char);
+
+impl ApiName {
+    /// The name as text ("" when none).
+    pub(crate) fn as_str(self) -> &'static str {
+        if self.0.is_null() {
+            return "";
+        }
+        // SAFETY: only `&'static CStr` pointers are ever recorded.
+        unsafe { CStr::from_ptr(self.0) }.to_str().unwrap_or("?")
+    }
+}
+
 /// Records, for [`die_here`], that this thread is inside the exported
 /// function (or C entry point, such as a GSource callback) `func` until the
-/// guard drops, which restores the name that was current before.
+/// guard drops, which restores the name that was current before (a
+/// callback that called back into the API leaves its caller's name).
+///
+/// The restore is inlined, so it stores through the thread-local address
+/// computed on entry: the guarded code must not suspend the calling
+/// coroutine, which could resume it on another thread. Exported functions
+/// that may yield use [`enter_yielding_api`] instead.
 #[must_use]
 pub(crate) struct ApiCall {
-    outer: &'static str,
+    outer: *mut c_char,
 }
 
 impl ApiCall {
     #[inline(always)]
-    pub(crate) fn enter(func: &'static str) -> ApiCall {
-        ApiCall {
-            outer: CURRENT_API.replace(func),
-        }
+    pub(crate) fn enter(func: &'static CStr) -> ApiCall {
+        CURRENT_API.with(|slot| {
+            let outer = slot.load(Ordering::Relaxed);
+            slot.store(func.as_ptr().cast_mut(), Ordering::Relaxed);
+            ApiCall { outer }
+        })
     }
 }
 
 impl Drop for ApiCall {
     #[inline(always)]
     fn drop(&mut self) {
-        CURRENT_API.set(self.outer);
+        CURRENT_API.with(|slot| slot.store(self.outer, Ordering::Relaxed));
     }
 }
 
-/// The API function this thread is inside ("" when none), for code that
-/// switches stacks (a coroutine switch) and must give it back afterwards
-/// with [`set_current_api`].
+/// Records `func` for an exported function that may suspend the calling
+/// coroutine (`qemu_coroutine_yield`, `qemu_co_mutex_lock`, ...), with no
+/// restore: the coroutine may come back on another thread, where the name
+/// current before the call means nothing. The name stays until the
+/// coroutine's next API call or until it is switched out, when its resumer
+/// ([`crate::coroutine`]'s enter) puts its own name back.
 #[inline(always)]
-pub(crate) fn current_api() -> &'static str {
-    CURRENT_API.get()
+pub(crate) fn enter_yielding_api(func: &'static CStr) {
+    set_current_api(ApiName(func.as_ptr()));
 }
 
-/// Restores what [`current_api`] returned before a stack switch.
+/// The API function this thread is inside, for code that switches stacks
+/// (a coroutine switch) and gives it back afterwards with
+/// [`set_current_api`] or [`set_current_api_after_switch`].
 #[inline(always)]
-pub(crate) fn set_current_api(func: &'static str) {
-    CURRENT_API.set(func);
+pub(crate) fn current_api() -> ApiName {
+    ApiName(CURRENT_API.with(|slot| slot.load(Ordering::Relaxed)))
+}
+
+/// Restores what [`current_api`] returned, on the thread that read it (a
+/// resumer after the coroutine it entered switched back).
+#[inline(always)]
+pub(crate) fn set_current_api(name: ApiName) {
+    CURRENT_API.with(|slot| slot.store(name.0.cast_mut(), Ordering::Relaxed));
+}
+
+/// [`set_current_api`] in a coroutine that was just resumed, maybe on
+/// another thread. Never inlined: the caller must not reuse a thread-local
+/// address the compiler computed before the switch, which would be the
+/// previous thread's slot.
+#[inline(never)]
+pub(crate) fn set_current_api_after_switch(name: ApiName) {
+    set_current_api(name);
 }
 
 fn here() -> &'static str {
-    match CURRENT_API.get() {
+    match current_api().as_str() {
         "" => NO_API_CALL,
         func => func,
     }
@@ -278,24 +329,24 @@ mod tests {
     fn api_call_nests_and_restores() {
         assert_eq!(here(), "(no API call active)");
         {
-            let _outer = ApiCall::enter("aio_poll");
-            assert_eq!(current_api(), "aio_poll");
+            let _outer = ApiCall::enter(c"aio_poll");
+            assert_eq!(current_api().as_str(), "aio_poll");
             {
                 // A callback calling back into the API.
-                let _inner = ApiCall::enter("qemu_bh_schedule");
+                let _inner = ApiCall::enter(c"qemu_bh_schedule");
                 assert_eq!(here(), "qemu_bh_schedule");
             }
             assert_eq!(here(), "aio_poll");
         }
-        assert_eq!(current_api(), "");
+        assert_eq!(current_api().as_str(), "");
     }
 
     static SEEN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
 
     unsafe extern "C" fn co_body(_: *mut c_void) {
-        let _call = ApiCall::enter("qemu_co_mutex_lock");
+        super::enter_yielding_api(c"qemu_co_mutex_lock");
         crate::coroutine::yield_now().expect("in a coroutine");
-        SEEN.lock().unwrap().push(current_api());
+        SEEN.lock().unwrap().push(current_api().as_str());
     }
 
     /// A coroutine resumed by another call is inside the call it yielded
@@ -306,14 +357,14 @@ mod tests {
         // SAFETY: just created; alive until it terminates below.
         let co = unsafe { &*co };
         {
-            let _call = ApiCall::enter("qemu_coroutine_enter");
+            let _call = ApiCall::enter(c"qemu_coroutine_enter");
             crate::coroutine::enter(std::ptr::null(), co).expect("enterable");
-            assert_eq!(current_api(), "qemu_coroutine_enter");
+            assert_eq!(current_api().as_str(), "qemu_coroutine_enter");
         }
         {
-            let _call = ApiCall::enter("aio_co_wake");
+            let _call = ApiCall::enter(c"aio_co_wake");
             crate::coroutine::enter(std::ptr::null(), co).expect("enterable");
-            assert_eq!(current_api(), "aio_co_wake");
+            assert_eq!(current_api().as_str(), "aio_co_wake");
         }
         assert_eq!(*SEEN.lock().unwrap(), ["qemu_co_mutex_lock"]);
     }

@@ -44,7 +44,7 @@ pub(crate) fn generation() -> u32 {
 
 /// Fails if an object of kind `what` created in generation `created` is
 /// used after a `fork()` (in a child).
-#[inline]
+#[inline(always)]
 pub(crate) fn check(created: u32, what: &'static str) -> MisuseResult<()> {
     if GENERATION.load(Ordering::Relaxed) == created {
         Ok(())

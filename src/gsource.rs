@@ -75,7 +75,7 @@ fn enter_or_die(ctx: &Context) -> crate::context::LoopGuard<'_> {
 // the core (`fatal::die_here`) as `ffi_call` does for an exported function.
 
 unsafe extern "C" fn aio_source_prepare(source: *mut GSource, timeout: *mut c_int) -> gboolean {
-    let _call = fatal::ApiCall::enter("aio_ctx_prepare");
+    let _call = fatal::ApiCall::enter(c"aio_ctx_prepare");
     // SAFETY: GLib calls this only for contexts' sources.
     let ctx = unsafe { source_context(source) };
     let guard = enter_or_die(ctx);
@@ -93,7 +93,7 @@ unsafe extern "C" fn aio_source_prepare(source: *mut GSource, timeout: *mut c_in
 }
 
 unsafe extern "C" fn aio_source_check(source: *mut GSource) -> gboolean {
-    let _call = fatal::ApiCall::enter("aio_ctx_check");
+    let _call = fatal::ApiCall::enter(c"aio_ctx_check");
     // SAFETY: as in prepare.
     let ctx = unsafe { source_context(source) };
     let guard = enter_or_die(ctx);
@@ -106,7 +106,7 @@ unsafe extern "C" fn aio_source_dispatch(
     _callback: GSourceFunc,
     _user_data: gpointer,
 ) -> gboolean {
-    let _call = fatal::ApiCall::enter("aio_ctx_dispatch");
+    let _call = fatal::ApiCall::enter(c"aio_ctx_dispatch");
     // SAFETY: as in prepare.
     let ctx = unsafe { source_context(source) };
     let guard = enter_or_die(ctx);

@@ -33,26 +33,47 @@ pub(crate) trait Handle: Sized {
     }
 
     /// Validates a C handle: NULL, (if checked) misaligned, freed and
-    /// garbage are each reported as such.
+    /// garbage are each reported as such. The live case is inlined into
+    /// every API call; the reports are built out of line.
     ///
     /// # Safety
     /// `p` is null or points to readable memory of at least a `Self` (an
     /// object of this type, possibly freed while its memory is kept:
     /// detection of a freed one whose memory was reused is best effort).
+    #[inline(always)]
     unsafe fn from_handle<'a>(p: *const Self) -> MisuseResult<&'a Self> {
-        if p.is_null() {
-            return Err(Misuse::new(format!("{} is NULL", Self::NAME)));
+        if !p.is_null() && (!Self::CHECK_ALIGNED || p.is_aligned()) {
+            // SAFETY: non-null (and aligned where it matters), and readable
+            // per the caller; only the atomic magic is read before it is
+            // checked.
+            let r = unsafe { &*p };
+            if r.magic() == Self::LIVE {
+                return r.check_live().map(|()| r);
+            }
         }
-        if Self::CHECK_ALIGNED && !p.is_aligned() {
-            return Err(Misuse::new(format!("{} pointer is misaligned", Self::NAME)));
-        }
-        // SAFETY: non-null (and aligned where it matters), and readable per
-        // the caller; only the atomic magic is read before it is checked.
-        let r = unsafe { &*p };
-        match r.magic() {
-            m if m == Self::LIVE => r.check_live().map(|()| r),
-            m if m == Self::DEAD => Err(Misuse::new(format!("{} {}", Self::NAME, Self::FREED))),
-            _ => Err(Misuse::new(format!("{} {}", Self::NAME, Self::INVALID))),
-        }
+        // SAFETY: per this function's contract.
+        Err(unsafe { handle_problem(p) })
+    }
+}
+
+/// What is wrong with a handle that failed [`Handle::from_handle`]'s fast
+/// path: NULL, misaligned, freed or garbage.
+///
+/// # Safety
+/// As for [`Handle::from_handle`].
+#[cold]
+#[inline(never)]
+unsafe fn handle_problem<H: Handle>(p: *const H) -> Misuse {
+    if p.is_null() {
+        return Misuse::new(format!("{} is NULL", H::NAME));
+    }
+    if H::CHECK_ALIGNED && !p.is_aligned() {
+        return Misuse::new(format!("{} pointer is misaligned", H::NAME));
+    }
+    // SAFETY: non-null, aligned where it matters, readable per the caller.
+    if unsafe { &*p }.magic() == H::DEAD {
+        Misuse::new(format!("{} {}", H::NAME, H::FREED))
+    } else {
+        Misuse::new(format!("{} {}", H::NAME, H::INVALID))
     }
 }

@@ -88,7 +88,7 @@ fn run(
 ) {
     // The IOThread is the library's: no API call is active in it, so the
     // reports of the core (`fatal::die_here`) name it.
-    let _role = crate::fatal::ApiCall::enter("aioctx_iothread");
+    let _role = crate::fatal::ApiCall::enter(c"aioctx_iothread");
     // SAFETY: valid context, whose reference this thread owns.
     unsafe { glib_sys::g_main_context_push_thread_default(gctx) };
     let source = ctx.g_source();

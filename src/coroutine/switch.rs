@@ -183,7 +183,7 @@ pub(crate) fn yield_now() -> MisuseResult<()> {
     // coroutine is inside the call it yielded from again (`die_here`).
     let api = fatal::current_api();
     yielder.suspend(Action::Yield);
-    fatal::set_current_api(api);
+    fatal::set_current_api_after_switch(api);
     Ok(())
 }
 

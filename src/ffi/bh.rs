@@ -15,7 +15,7 @@ pub extern "C" fn aio_bh_new(
     cb: *mut QEMUBHFunc,
     opaque: *mut c_void,
 ) -> *mut QEMUBH {
-    ffi_call("aio_bh_new", || {
+    ffi_call(c"aio_bh_new", || {
         let ctx = context(ctx)?;
         Ok(bh_handle(ctx.bh_new(
             required_c_fn(cb)?,
@@ -37,7 +37,7 @@ pub extern "C" fn aio_bh_new_full(
     name: *const c_char,
     reentrancy_guard: *mut MemReentrancyGuard,
 ) -> *mut QEMUBH {
-    ffi_call("aio_bh_new_full", || {
+    ffi_call(c"aio_bh_new_full", || {
         let ctx = context(ctx)?;
         Ok(bh_handle(ctx.bh_new(
             required_c_fn(cb)?,
@@ -56,7 +56,7 @@ pub extern "C" fn aio_bh_schedule_oneshot(
     cb: *mut QEMUBHFunc,
     opaque: *mut c_void,
 ) {
-    ffi_call("aio_bh_schedule_oneshot", || {
+    ffi_call(c"aio_bh_schedule_oneshot", || {
         context(ctx)?.schedule_oneshot(required_c_fn(cb)?, opaque, ptr::null());
         Ok(())
     })
@@ -71,7 +71,7 @@ pub extern "C" fn aio_bh_schedule_oneshot_full(
     opaque: *mut c_void,
     name: *const c_char,
 ) {
-    ffi_call("aio_bh_schedule_oneshot_full", || {
+    ffi_call(c"aio_bh_schedule_oneshot_full", || {
         context(ctx)?.schedule_oneshot(required_c_fn(cb)?, opaque, name);
         Ok(())
     })
@@ -82,21 +82,21 @@ pub extern "C" fn aio_bh_schedule_oneshot_full(
 /// scheduled BH does nothing more: it runs once.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_bh_schedule(bh: *mut QEMUBH) {
-    ffi_call("qemu_bh_schedule", || live_bh(bh)?.schedule(false))
+    ffi_call(c"qemu_bh_schedule", || live_bh(bh)?.schedule(false))
 }
 
 /// Like `qemu_bh_schedule`, but the BH does not count as progress for
 /// `aio_poll`, and a blocked loop may take up to ~10 ms to run it.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_bh_schedule_idle(bh: *mut QEMUBH) {
-    ffi_call("qemu_bh_schedule_idle", || live_bh(bh)?.schedule(true))
+    ffi_call(c"qemu_bh_schedule_idle", || live_bh(bh)?.schedule(true))
 }
 
 /// Unschedules `bh`; it stays allocated and can be scheduled again. Any
 /// thread. A callback already running is not interrupted.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_bh_cancel(bh: *mut QEMUBH) {
-    ffi_call("qemu_bh_cancel", || {
+    ffi_call(c"qemu_bh_cancel", || {
         live_bh(bh)?.cancel();
         Ok(())
     })
@@ -107,14 +107,14 @@ pub extern "C" fn qemu_bh_cancel(bh: *mut QEMUBH) {
 /// references the BH; the handle must not be used again.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_bh_delete(bh: *mut QEMUBH) {
-    ffi_call("qemu_bh_delete", || live_bh(bh)?.delete())
+    ffi_call(c"qemu_bh_delete", || live_bh(bh)?.delete())
 }
 
 /// Calls `bh`'s callback now, engaging its reentrancy guard (if any) while
 /// it runs. Does not change whether `bh` is scheduled.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_bh_call(bh: *mut QEMUBH) {
-    ffi_call("aio_bh_call", || {
+    ffi_call(c"aio_bh_call", || {
         let bh = live_bh(bh)?;
         // SAFETY: validated live BH; nothing of it is used after the call.
         unsafe { Bh::call(bh) };

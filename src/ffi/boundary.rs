@@ -2,6 +2,7 @@
 //! the conversions from C handles to core objects.
 
 use std::any::Any;
+use std::ffi::CStr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
 
@@ -56,18 +57,44 @@ fn install_panic_hook() {
 /// body runs, `func` is this thread's current API function
 /// ([`fatal::ApiCall`]), which core code reporting with
 /// [`fatal::die_here`] names; the outer one (a callback's caller) is
-/// current again when the body returns.
+/// current again when the body returns. The body must not suspend the
+/// calling coroutine: functions that may yield use [`ffi_call_yielding`].
 #[inline(always)]
-pub(crate) fn ffi_call<R>(func: &'static str, body: impl FnOnce() -> MisuseResult<R>) -> R {
+pub(crate) fn ffi_call<R>(func: &'static CStr, body: impl FnOnce() -> MisuseResult<R>) -> R {
     install_panic_hook();
     let call = fatal::ApiCall::enter(func);
     let result = catch_unwind(AssertUnwindSafe(body));
     drop(call);
+    finish(func, result)
+}
+
+/// [`ffi_call`] for an exported function that may suspend the calling
+/// coroutine and resume it on another thread (`qemu_coroutine_yield`,
+/// `qemu_co_mutex_lock`, ...): the name is recorded with
+/// [`fatal::enter_yielding_api`], which does not restore the caller's.
+#[inline(always)]
+pub(crate) fn ffi_call_yielding<R>(
+    func: &'static CStr,
+    body: impl FnOnce() -> MisuseResult<R>,
+) -> R {
+    install_panic_hook();
+    fatal::enter_yielding_api(func);
+    finish(func, catch_unwind(AssertUnwindSafe(body)))
+}
+
+#[inline(always)]
+fn finish<R>(func: &'static CStr, result: std::thread::Result<MisuseResult<R>>) -> R {
     match result {
         Ok(Ok(value)) => value,
-        Ok(Err(misuse)) => fatal::die(func, &misuse.0),
-        Err(payload) => fatal::die(func, panic_message(&*payload)),
+        Ok(Err(misuse)) => fail(func, &misuse.0),
+        Err(payload) => fail(func, panic_message(&*payload)),
     }
+}
+
+#[cold]
+#[inline(never)]
+fn fail(func: &'static CStr, problem: &str) -> ! {
+    fatal::die(func.to_str().unwrap_or("?"), problem)
 }
 
 /// Validates a C context handle.

@@ -77,13 +77,13 @@ fn group_lists<'a>(tlg: *mut QEMUTimerListGroup) -> MisuseResult<[&'a TimerList;
 /// jump. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_clock_get_ns(clock_type: QEMUClockType) -> i64 {
-    ffi_call("qemu_clock_get_ns", || Ok(clock(clock_type)?.now_ns()))
+    ffi_call(c"qemu_clock_get_ns", || Ok(clock(clock_type)?.now_ns()))
 }
 
 /// `qemu_clock_get_ns(type) / SCALE_MS`.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_clock_get_ms(clock_type: QEMUClockType) -> i64 {
-    ffi_call("qemu_clock_get_ms", || {
+    ffi_call(c"qemu_clock_get_ms", || {
         Ok(clock(clock_type)?.now_ns() / i64::from(SCALE_MS))
     })
 }
@@ -91,7 +91,7 @@ pub extern "C" fn qemu_clock_get_ms(clock_type: QEMUClockType) -> i64 {
 /// `qemu_clock_get_ns(type) / SCALE_US`.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_clock_get_us(clock_type: QEMUClockType) -> i64 {
-    ffi_call("qemu_clock_get_us", || {
+    ffi_call(c"qemu_clock_get_us", || {
         Ok(clock(clock_type)?.now_ns() / i64::from(SCALE_US))
     })
 }
@@ -103,7 +103,7 @@ pub extern "C" fn qemu_clock_get_us(clock_type: QEMUClockType) -> i64 {
 /// every context that has timers on the clock. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_clock_enable(clock_type: QEMUClockType, enabled: bool) {
-    ffi_call("qemu_clock_enable", || {
+    ffi_call(c"qemu_clock_enable", || {
         timer::clock_enable(clock(clock_type)?, enabled);
         Ok(())
     })
@@ -116,7 +116,7 @@ pub extern "C" fn qemu_clock_enable(clock_type: QEMUClockType, enabled: bool) {
 /// a later call replaces the callback.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_init_clocks(notify_cb: *mut QEMUTimerListNotifyCB) {
-    ffi_call("qemu_init_clocks", || {
+    ffi_call(c"qemu_init_clocks", || {
         timer::init_clocks(c_fn(notify_cb));
         Ok(())
     })
@@ -125,7 +125,7 @@ pub extern "C" fn qemu_init_clocks(notify_cb: *mut QEMUTimerListNotifyCB) {
 /// QEMU's name for `qemu_init_clocks`.
 #[unsafe(no_mangle)]
 pub extern "C" fn init_clocks(notify_cb: *mut QEMUTimerListNotifyCB) {
-    ffi_call("init_clocks", || {
+    ffi_call(c"init_clocks", || {
         timer::init_clocks(c_fn(notify_cb));
         Ok(())
     })
@@ -143,7 +143,7 @@ pub extern "C" fn timerlist_new(
     cb: *mut QEMUTimerListNotifyCB,
     opaque: *mut c_void,
 ) -> *mut QEMUTimerList {
-    ffi_call("timerlist_new", || {
+    ffi_call(c"timerlist_new", || {
         Ok(TimerList::new_standalone(clock(r#type)?, c_fn(cb), opaque).cast())
     })
 }
@@ -153,7 +153,7 @@ pub extern "C" fn timerlist_new(
 /// (from `ctx->tlg`) cannot be freed.
 #[unsafe(no_mangle)]
 pub extern "C" fn timerlist_free(timer_list: *mut QEMUTimerList) {
-    ffi_call("timerlist_free", || {
+    ffi_call(c"timerlist_free", || {
         let l = list(timer_list)?;
         // SAFETY: validated above; the caller gives the list up.
         unsafe { TimerList::free_standalone(ptr::from_ref(l).cast_mut()) }
@@ -163,23 +163,22 @@ pub extern "C" fn timerlist_free(timer_list: *mut QEMUTimerList) {
 /// Whether a timer is armed on the list. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn timerlist_has_timers(timer_list: *mut QEMUTimerList) -> bool {
-    ffi_call(
-        "timerlist_has_timers",
-        || Ok(list(timer_list)?.has_timers()),
-    )
+    ffi_call(c"timerlist_has_timers", || {
+        Ok(list(timer_list)?.has_timers())
+    })
 }
 
 /// Whether the list's earliest timer has expired. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn timerlist_expired(timer_list: *mut QEMUTimerList) -> bool {
-    ffi_call("timerlist_expired", || Ok(list(timer_list)?.expired()))
+    ffi_call(c"timerlist_expired", || Ok(list(timer_list)?.expired()))
 }
 
 /// Nanoseconds until the list's earliest timer (0 if expired), -1 if none
 /// is armed or its clock is disabled. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn timerlist_deadline_ns(timer_list: *mut QEMUTimerList) -> i64 {
-    ffi_call("timerlist_deadline_ns", || {
+    ffi_call(c"timerlist_deadline_ns", || {
         Ok(list(timer_list)?.deadline_ns())
     })
 }
@@ -187,7 +186,7 @@ pub extern "C" fn timerlist_deadline_ns(timer_list: *mut QEMUTimerList) -> i64 {
 /// The list's clock.
 #[unsafe(no_mangle)]
 pub extern "C" fn timerlist_get_clock(timer_list: *mut QEMUTimerList) -> QEMUClockType {
-    ffi_call("timerlist_get_clock", || {
+    ffi_call(c"timerlist_get_clock", || {
         Ok(QEMUClockType(list(timer_list)?.clock().index() as c_int))
     })
 }
@@ -196,7 +195,7 @@ pub extern "C" fn timerlist_get_clock(timer_list: *mut QEMUTimerList) -> QEMUClo
 /// any ran. For a context's list, prefer letting its loop run it.
 #[unsafe(no_mangle)]
 pub extern "C" fn timerlist_run_timers(timer_list: *mut QEMUTimerList) -> bool {
-    ffi_call("timerlist_run_timers", || {
+    ffi_call(c"timerlist_run_timers", || {
         Ok(list(timer_list)?.run_expired())
     })
 }
@@ -205,7 +204,7 @@ pub extern "C" fn timerlist_run_timers(timer_list: *mut QEMUTimerList) -> bool {
 /// loop is woken, or the list's notify callback is called. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn timerlist_notify(timer_list: *mut QEMUTimerList) {
-    ffi_call("timerlist_notify", || {
+    ffi_call(c"timerlist_notify", || {
         list(timer_list)?.wake();
         Ok(())
     })
@@ -222,7 +221,7 @@ pub extern "C" fn timerlistgroup_init(
     cb: *mut QEMUTimerListNotifyCB,
     opaque: *mut c_void,
 ) {
-    ffi_call("timerlistgroup_init", || {
+    ffi_call(c"timerlistgroup_init", || {
         let g = group(tlg)?;
         let notify = c_fn(cb);
         for (clock, slot) in ClockType::ALL.into_iter().zip(g.tl.iter_mut()) {
@@ -236,7 +235,7 @@ pub extern "C" fn timerlistgroup_init(
 /// NULL (see `timerlist_free`).
 #[unsafe(no_mangle)]
 pub extern "C" fn timerlistgroup_deinit(tlg: *mut QEMUTimerListGroup) {
-    ffi_call("timerlistgroup_deinit", || {
+    ffi_call(c"timerlistgroup_deinit", || {
         let lists = group_lists(tlg)?;
         for l in lists {
             // SAFETY: validated; the group gives its lists up.
@@ -251,7 +250,7 @@ pub extern "C" fn timerlistgroup_deinit(tlg: *mut QEMUTimerListGroup) {
 /// thread; returns whether any ran.
 #[unsafe(no_mangle)]
 pub extern "C" fn timerlistgroup_run_timers(tlg: *mut QEMUTimerListGroup) -> bool {
-    ffi_call("timerlistgroup_run_timers", || {
+    ffi_call(c"timerlistgroup_run_timers", || {
         Ok(group_lists(tlg)?
             .into_iter()
             .fold(false, |ran, l| l.run_expired() | ran))
@@ -262,7 +261,7 @@ pub extern "C" fn timerlistgroup_run_timers(tlg: *mut QEMUTimerListGroup) -> boo
 /// one expired), -1 if none.
 #[unsafe(no_mangle)]
 pub extern "C" fn timerlistgroup_deadline_ns(tlg: *mut QEMUTimerListGroup) -> i64 {
-    ffi_call("timerlistgroup_deadline_ns", || {
+    ffi_call(c"timerlistgroup_deadline_ns", || {
         Ok(group_lists(tlg)?
             .into_iter()
             .fold(-1, |d, l| soonest_timeout(d, l.deadline_ns())))
@@ -274,7 +273,7 @@ pub extern "C" fn timerlistgroup_deadline_ns(tlg: *mut QEMUTimerListGroup) -> i6
 /// The sooner of two timeouts in ns, -1 meaning infinite.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_soonest_timeout(timeout1: i64, timeout2: i64) -> i64 {
-    ffi_call("qemu_soonest_timeout", || {
+    ffi_call(c"qemu_soonest_timeout", || {
         Ok(soonest_timeout(timeout1, timeout2))
     })
 }
@@ -284,7 +283,7 @@ pub extern "C" fn qemu_soonest_timeout(timeout1: i64, timeout2: i64) -> i64 {
 /// timeout never becomes a busy loop), capped at INT32_MAX.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_timeout_ns_to_ms(ns: i64) -> c_int {
-    ffi_call("qemu_timeout_ns_to_ms", || {
+    ffi_call(c"qemu_timeout_ns_to_ms", || {
         // The same rounding GLib's poll timeout gets from the GSource.
         Ok(crate::gsource::timeout_ns_to_ms(ns))
     })
@@ -300,7 +299,7 @@ fn main_list<'a>(clock: ClockType) -> Option<&'a TimerList> {
 /// Whether a main-loop timer of `type` is armed. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_clock_has_timers(r#type: QEMUClockType) -> bool {
-    ffi_call("qemu_clock_has_timers", || {
+    ffi_call(c"qemu_clock_has_timers", || {
         let clock = clock(r#type)?;
         Ok(main_list(clock).is_some_and(TimerList::has_timers))
     })
@@ -309,7 +308,7 @@ pub extern "C" fn qemu_clock_has_timers(r#type: QEMUClockType) -> bool {
 /// Whether a main-loop timer of `type` has expired. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_clock_expired(r#type: QEMUClockType) -> bool {
-    ffi_call("qemu_clock_expired", || {
+    ffi_call(c"qemu_clock_expired", || {
         let clock = clock(r#type)?;
         Ok(main_list(clock).is_some_and(TimerList::expired))
     })
@@ -323,7 +322,7 @@ pub extern "C" fn qemu_clock_expired(r#type: QEMUClockType) -> bool {
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_clock_deadline_ns_all(r#type: QEMUClockType, attr_mask: c_int) -> i64 {
     let _ = attr_mask;
-    ffi_call("qemu_clock_deadline_ns_all", || {
+    ffi_call(c"qemu_clock_deadline_ns_all", || {
         Ok(timer::clock_deadline_ns_all(clock(r#type)?))
     })
 }
@@ -332,7 +331,7 @@ pub extern "C" fn qemu_clock_deadline_ns_all(r#type: QEMUClockType, attr_mask: c
 /// Main loop thread (or a BQL holder).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_clock_run_timers(r#type: QEMUClockType) -> bool {
-    ffi_call("qemu_clock_run_timers", || {
+    ffi_call(c"qemu_clock_run_timers", || {
         let clock = clock(r#type)?;
         Ok(main_list(clock).is_some_and(TimerList::run_expired))
     })
@@ -341,7 +340,7 @@ pub extern "C" fn qemu_clock_run_timers(r#type: QEMUClockType) -> bool {
 /// `qemu_clock_run_timers` for every clock; returns whether any timer ran.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_clock_run_all_timers() -> bool {
-    ffi_call("qemu_clock_run_all_timers", || {
+    ffi_call(c"qemu_clock_run_all_timers", || {
         Ok(ClockType::ALL.into_iter().fold(false, |ran, c| {
             main_list(c).is_some_and(TimerList::run_expired) | ran
         }))
@@ -352,7 +351,7 @@ pub extern "C" fn qemu_clock_run_all_timers() -> bool {
 /// listener) so it recomputes its deadline. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_clock_notify(r#type: QEMUClockType) {
-    ffi_call("qemu_clock_notify", || {
+    ffi_call(c"qemu_clock_notify", || {
         timer::clock_notify(clock(r#type)?);
         Ok(())
     })
@@ -362,7 +361,7 @@ pub extern "C" fn qemu_clock_notify(r#type: QEMUClockType) {
 /// has no icount mode, where QEMU excludes VIRTUAL).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_clock_use_for_deadline(r#type: QEMUClockType) -> bool {
-    ffi_call("qemu_clock_use_for_deadline", || {
+    ffi_call(c"qemu_clock_use_for_deadline", || {
         clock(r#type).map(|_| true)
     })
 }

@@ -76,7 +76,7 @@ pub extern "C" fn qemu_co_timeout(
     timeout_ns: u64,
     clean: *mut CleanupFunc,
 ) -> c_int {
-    let checked = ffi_call("qemu_co_timeout", || -> MisuseResult<PlainFn> {
+    let checked = ffi_call(c"qemu_co_timeout", || -> MisuseResult<PlainFn> {
         if !qemu_in_coroutine() {
             return Err(Misuse::new("called outside a coroutine"));
         }

@@ -19,7 +19,7 @@ use crate::fatal::{Misuse, MisuseResult};
 /// it until a thread binds it with `qemu_set_current_aio_context`.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_context_new(errp: *mut *mut Error) -> *mut AioContext {
-    ffi_call("aio_context_new", || match Context::new() {
+    ffi_call(c"aio_context_new", || match Context::new() {
         Ok(ctx) => Ok(context_handle(ctx)),
         Err(e) => {
             // SAFETY: errp is an `Error **` per the contract above.
@@ -38,7 +38,7 @@ pub extern "C" fn aio_context_new(errp: *mut *mut Error) -> *mut AioContext {
 /// Takes a reference to `ctx`. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_context_ref(ctx: *mut AioContext) {
-    ffi_call("aio_context_ref", || {
+    ffi_call(c"aio_context_ref", || {
         context(ctx)?.ref_();
         Ok(())
     })
@@ -50,7 +50,7 @@ pub extern "C" fn aio_context_ref(ctx: *mut AioContext) {
 /// it, then freed. The main context is never freed.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_context_unref(ctx: *mut AioContext) {
-    ffi_call("aio_context_unref", || {
+    ffi_call(c"aio_context_unref", || {
         let ctx = context(ctx)?;
         // SAFETY: live (validated) and the caller owns this reference.
         unsafe { Context::unref(ctx.as_ptr()) };
@@ -62,7 +62,7 @@ pub extern "C" fn aio_context_unref(ctx: *mut AioContext) {
 /// thread. Costs no syscall when nobody is blocked.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_notify(ctx: *mut AioContext) {
-    ffi_call("aio_notify", || {
+    ffi_call(c"aio_notify", || {
         context(ctx)?.notify();
         Ok(())
     })
@@ -72,7 +72,7 @@ pub extern "C" fn aio_notify(ctx: *mut AioContext) {
 /// for QEMU compatibility). Home thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_notify_accept(ctx: *mut AioContext) {
-    ffi_call("aio_notify_accept", || {
+    ffi_call(c"aio_notify_accept", || {
         context(ctx)?.notify.accept();
         Ok(())
     })
@@ -88,14 +88,14 @@ pub extern "C" fn aio_notify_accept(ctx: *mut AioContext) {
 /// recursively from a callback of the same context.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_poll(ctx: *mut AioContext, blocking: bool) -> bool {
-    ffi_call("aio_poll", || context(ctx)?.poll(blocking))
+    ffi_call(c"aio_poll", || context(ctx)?.poll(blocking))
 }
 
 /// Nanoseconds until the next event of `ctx`: 0 if a BH is scheduled,
 /// 10 ms if only idle BHs are, -1 if nothing is pending. Home thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_compute_timeout(ctx: *mut AioContext) -> i64 {
-    ffi_call("aio_compute_timeout", || {
+    ffi_call(c"aio_compute_timeout", || {
         let ctx = context(ctx)?;
         let guard = ctx.enter_loop()?;
         Ok(ctx.compute_timeout(&guard))
@@ -107,7 +107,7 @@ pub extern "C" fn aio_compute_timeout(ctx: *mut AioContext) -> i64 {
 /// ran, else 0. Home thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_bh_poll(ctx: *mut AioContext) -> i32 {
-    ffi_call("aio_bh_poll", || {
+    ffi_call(c"aio_bh_poll", || {
         let ctx = context(ctx)?;
         let guard = ctx.enter_loop()?;
         Ok(i32::from(ctx.bh_poll(&guard)))
@@ -118,7 +118,7 @@ pub extern "C" fn aio_bh_poll(ctx: *mut AioContext) -> i32 {
 /// read it back with `aioctx_context_get_aio_max_batch`). Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_context_set_aio_params(ctx: *mut AioContext, max_batch: i64) {
-    ffi_call("aio_context_set_aio_params", || {
+    ffi_call(c"aio_context_set_aio_params", || {
         context(ctx)?.set_aio_max_batch(max_batch);
         Ok(())
     })
@@ -127,7 +127,7 @@ pub extern "C" fn aio_context_set_aio_params(ctx: *mut AioContext, max_batch: i6
 /// The value last stored with `aio_context_set_aio_params` (0 by default).
 #[unsafe(no_mangle)]
 pub extern "C" fn aioctx_context_get_aio_max_batch(ctx: *mut AioContext) -> i64 {
-    ffi_call("aioctx_context_get_aio_max_batch", || {
+    ffi_call(c"aioctx_context_get_aio_max_batch", || {
         Ok(context(ctx)?.aio_max_batch())
     })
 }
@@ -143,7 +143,7 @@ pub extern "C" fn aio_add_sqe(
     cqe_handler: *mut CqeHandler,
 ) {
     let _ = (prep_sqe, opaque, cqe_handler);
-    ffi_call("aio_add_sqe", || -> MisuseResult<()> {
+    ffi_call(c"aio_add_sqe", || -> MisuseResult<()> {
         Err(Misuse::new(
             "io_uring submission is not supported (fdmon_ops->add_sqe is NULL: check aio_has_io_uring() first)",
         ))

@@ -14,7 +14,9 @@
 use std::ffi::{c_int, c_uint, c_void};
 use std::mem::{align_of, offset_of, size_of};
 
-use super::boundary::{caller_struct, context, context_handle, ffi_call, required_c_fn};
+use super::boundary::{
+    caller_struct, context, context_handle, ffi_call, ffi_call_yielding, required_c_fn,
+};
 use super::timer::QEMUClockType;
 use super::types::AioContext;
 use crate::context::Context;
@@ -164,7 +166,7 @@ pub extern "C" fn qemu_coroutine_create(
     entry: *mut CoroutineEntry,
     opaque: *mut c_void,
 ) -> *mut Coroutine {
-    ffi_call("qemu_coroutine_create", || {
+    ffi_call(c"qemu_coroutine_create", || {
         Ok(co_handle(coroutine::create(required_c_fn(entry)?, opaque)))
     })
 }
@@ -174,7 +176,7 @@ pub extern "C" fn qemu_coroutine_create(
 /// terminated or scheduled.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_coroutine_enter(co: *mut Coroutine) {
-    ffi_call("qemu_coroutine_enter", || {
+    ffi_call(c"qemu_coroutine_enter", || {
         coroutine::enter(thread::current_context(), self::co(co)?)
     })
 }
@@ -183,7 +185,7 @@ pub extern "C" fn qemu_coroutine_enter(co: *mut Coroutine) {
 /// waiting for a coroutine it entered).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_coroutine_enter_if_inactive(co: *mut Coroutine) {
-    ffi_call("qemu_coroutine_enter_if_inactive", || {
+    ffi_call(c"qemu_coroutine_enter_if_inactive", || {
         let co = self::co(co)?;
         if co.entered() {
             return Ok(());
@@ -196,7 +198,7 @@ pub extern "C" fn qemu_coroutine_enter_if_inactive(co: *mut Coroutine) {
 /// (call in ctx's home thread; NULL records "no context", as in QEMU).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_aio_coroutine_enter(ctx: *mut AioContext, co: *mut Coroutine) {
-    ffi_call("qemu_aio_coroutine_enter", || {
+    ffi_call(c"qemu_aio_coroutine_enter", || {
         coroutine::enter(opt_context(ctx)?, self::co(co)?)
     })
 }
@@ -205,14 +207,14 @@ pub extern "C" fn qemu_aio_coroutine_enter(ctx: *mut AioContext, co: *mut Corout
 /// returns when it is entered again (maybe in another thread).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_coroutine_yield() {
-    ffi_call("qemu_coroutine_yield", coroutine::yield_now)
+    ffi_call_yielding(c"qemu_coroutine_yield", coroutine::yield_now)
 }
 
 /// The running coroutine; outside a coroutine, the thread's "leader"
 /// object (never NULL, not enterable).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_coroutine_self() -> *mut Coroutine {
-    ffi_call("qemu_coroutine_self", || {
+    ffi_call(c"qemu_coroutine_self", || {
         Ok(co_handle(coroutine::self_or_leader()))
     })
 }
@@ -220,20 +222,20 @@ pub extern "C" fn qemu_coroutine_self() -> *mut Coroutine {
 /// Whether the calling code runs in a coroutine.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_in_coroutine() -> bool {
-    ffi_call("qemu_in_coroutine", || Ok(!coroutine::current().is_null()))
+    ffi_call(c"qemu_in_coroutine", || Ok(!coroutine::current().is_null()))
 }
 
 /// Whether `co` is entered: running, or waiting for a coroutine it entered
 /// (false once it yielded, before it first runs, and after it terminated).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_coroutine_entered(co: *mut Coroutine) -> bool {
-    ffi_call("qemu_coroutine_entered", || Ok(self::co(co)?.entered()))
+    ffi_call(c"qemu_coroutine_entered", || Ok(self::co(co)?.entered()))
 }
 
 /// The context `co` last ran in (NULL before it first ran).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_coroutine_get_aio_context(co: *mut Coroutine) -> *mut AioContext {
-    ffi_call("qemu_coroutine_get_aio_context", || {
+    ffi_call(c"qemu_coroutine_get_aio_context", || {
         Ok(context_handle(self::co(co)?.context()))
     })
 }
@@ -241,7 +243,7 @@ pub extern "C" fn qemu_coroutine_get_aio_context(co: *mut Coroutine) -> *mut Aio
 /// Lets the shared pool of terminated coroutines keep `additional` more.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_coroutine_inc_pool_size(additional_pool_size: c_uint) {
-    ffi_call("qemu_coroutine_inc_pool_size", || {
+    ffi_call(c"qemu_coroutine_inc_pool_size", || {
         coroutine::inc_pool_size(additional_pool_size as usize);
         Ok(())
     })
@@ -250,7 +252,7 @@ pub extern "C" fn qemu_coroutine_inc_pool_size(additional_pool_size: c_uint) {
 /// Undoes `qemu_coroutine_inc_pool_size` (pooled excess is unmapped).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_coroutine_dec_pool_size(removing_pool_size: c_uint) {
-    ffi_call("qemu_coroutine_dec_pool_size", || {
+    ffi_call(c"qemu_coroutine_dec_pool_size", || {
         coroutine::dec_pool_size(removing_pool_size as usize);
         Ok(())
     })
@@ -264,7 +266,7 @@ pub extern "C" fn qemu_coroutine_dec_pool_size(removing_pool_size: c_uint) {
 /// aborts, naming the first scheduler.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_co_schedule(ctx: *mut AioContext, co: *mut Coroutine) {
-    ffi_call("aio_co_schedule", || {
+    ffi_call(c"aio_co_schedule", || {
         coroutine::aio_co_schedule(context(ctx)?, self::co(co)?)
     })
 }
@@ -274,7 +276,7 @@ pub extern "C" fn aio_co_schedule(ctx: *mut AioContext, co: *mut Coroutine) {
 /// a thread, and waking it from a thread that has a context aborts).
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_co_wake(co: *mut Coroutine) {
-    ffi_call("aio_co_wake", || coroutine::aio_co_wake(self::co(co)?))
+    ffi_call(c"aio_co_wake", || coroutine::aio_co_wake(self::co(co)?))
 }
 
 /// Enters `co` in `ctx`: if `ctx` is the calling thread's current context,
@@ -286,7 +288,7 @@ pub extern "C" fn aio_co_wake(co: *mut Coroutine) {
 /// current context aborts (nowhere to schedule `co`).
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_co_enter(ctx: *mut AioContext, co: *mut Coroutine) {
-    ffi_call("aio_co_enter", || {
+    ffi_call(c"aio_co_enter", || {
         coroutine::aio_co_enter(opt_context(ctx)?, self::co(co)?)
     })
 }
@@ -304,7 +306,7 @@ fn opt_context(ctx: *mut AioContext) -> MisuseResult<*const Context> {
 /// running in new_ctx's home thread). No-op if already there.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_co_reschedule_self(new_ctx: *mut AioContext) {
-    ffi_call("aio_co_reschedule_self", || {
+    ffi_call_yielding(c"aio_co_reschedule_self", || {
         coroutine::aio_co_reschedule_self(context(new_ctx)?)
     })
 }
@@ -313,7 +315,7 @@ pub extern "C" fn aio_co_reschedule_self(new_ctx: *mut AioContext) {
 /// the thread's current context).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_sleep_ns(r#type: QEMUClockType, ns: i64) {
-    ffi_call("qemu_co_sleep_ns", || {
+    ffi_call_yielding(c"qemu_co_sleep_ns", || {
         let w = SleepCore::new();
         coroutine::co_sleep_ns_wakeable(&w, ClockType::from_raw(r#type.0)?, ns)
     })
@@ -323,7 +325,7 @@ pub extern "C" fn qemu_co_sleep_ns(r#type: QEMUClockType, ns: i64) {
 /// ends the sleep early. `w` must be zeroed and stay valid meanwhile.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_sleep_ns_wakeable(w: *mut QemuCoSleep, r#type: QEMUClockType, ns: i64) {
-    ffi_call("qemu_co_sleep_ns_wakeable", || {
+    ffi_call_yielding(c"qemu_co_sleep_ns_wakeable", || {
         coroutine::co_sleep_ns_wakeable(sleep(w)?, ClockType::from_raw(r#type.0)?, ns)
     })
 }
@@ -332,13 +334,15 @@ pub extern "C" fn qemu_co_sleep_ns_wakeable(w: *mut QemuCoSleep, r#type: QEMUClo
 /// `w` must be zeroed and stay valid meanwhile.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_sleep(w: *mut QemuCoSleep) {
-    ffi_call("qemu_co_sleep", || coroutine::co_sleep(sleep(w)?))
+    ffi_call_yielding(c"qemu_co_sleep", || coroutine::co_sleep(sleep(w)?))
 }
 
 /// Wakes the coroutine sleeping on `w`, if any (any thread).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_sleep_wake(w: *mut QemuCoSleep) {
-    ffi_call("qemu_co_sleep_wake", || coroutine::co_sleep_wake(sleep(w)?))
+    ffi_call(c"qemu_co_sleep_wake", || {
+        coroutine::co_sleep_wake(sleep(w)?)
+    })
 }
 
 // ---- CoMutex ----
@@ -346,7 +350,7 @@ pub extern "C" fn qemu_co_sleep_wake(w: *mut QemuCoSleep) {
 /// Initializes `mutex` unlocked (same as zero-filling it).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_mutex_init(mutex: *mut CoMutex) {
-    ffi_call("qemu_co_mutex_init", || {
+    ffi_call(c"qemu_co_mutex_init", || {
         self::mutex(mutex)?.init();
         Ok(())
     })
@@ -356,20 +360,20 @@ pub extern "C" fn qemu_co_mutex_init(mutex: *mut CoMutex) {
 /// it. Waiters get it in FIFO order.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_mutex_lock(mutex: *mut CoMutex) {
-    ffi_call("qemu_co_mutex_lock", || self::mutex(mutex)?.lock())
+    ffi_call_yielding(c"qemu_co_mutex_lock", || self::mutex(mutex)?.lock())
 }
 
 /// Coroutine only (the holder): releases `mutex`, handing it to the oldest
 /// waiter, which is woken in its own context.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_mutex_unlock(mutex: *mut CoMutex) {
-    ffi_call("qemu_co_mutex_unlock", || self::mutex(mutex)?.unlock())
+    ffi_call(c"qemu_co_mutex_unlock", || self::mutex(mutex)?.unlock())
 }
 
 /// Aborts unless the running coroutine holds `mutex`.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_mutex_assert_locked(mutex: *mut CoMutex) {
-    ffi_call("qemu_co_mutex_assert_locked", || {
+    ffi_call(c"qemu_co_mutex_assert_locked", || {
         self::mutex(mutex)?.assert_locked()
     })
 }
@@ -379,7 +383,7 @@ pub extern "C" fn qemu_co_mutex_assert_locked(mutex: *mut CoMutex) {
 /// Initializes `queue` empty.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_queue_init(queue: *mut CoQueue) {
-    ffi_call("qemu_co_queue_init", || {
+    ffi_call(c"qemu_co_queue_init", || {
         self::queue(queue)?.init();
         Ok(())
     })
@@ -395,7 +399,7 @@ pub extern "C" fn qemu_co_queue_wait_impl(
     lock: *mut QemuLockable,
     flags: c_uint,
 ) {
-    ffi_call("qemu_co_queue_wait", || {
+    ffi_call_yielding(c"qemu_co_queue_wait", || {
         self::queue(queue)?.wait(lockable(lock)?, QueueWaitFlags(flags))
     })
 }
@@ -403,13 +407,13 @@ pub extern "C" fn qemu_co_queue_wait_impl(
 /// Wakes the oldest waiter of `queue` (`aio_co_wake`); false if empty.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_queue_next(queue: *mut CoQueue) -> bool {
-    ffi_call("qemu_co_queue_next", || self::queue(queue)?.next())
+    ffi_call(c"qemu_co_queue_next", || self::queue(queue)?.next())
 }
 
 /// Wakes every waiter of `queue`.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_queue_restart_all(queue: *mut CoQueue) {
-    ffi_call("qemu_co_queue_restart_all", || {
+    ffi_call(c"qemu_co_queue_restart_all", || {
         self::queue(queue)?.restart_all()
     })
 }
@@ -418,7 +422,7 @@ pub extern "C" fn qemu_co_queue_restart_all(queue: *mut CoQueue) {
 /// false if empty. Behind the `qemu_co_enter_next(queue, lock)` macro.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_enter_next_impl(queue: *mut CoQueue, lock: *mut QemuLockable) -> bool {
-    ffi_call("qemu_co_enter_next", || {
+    ffi_call_yielding(c"qemu_co_enter_next", || {
         self::queue(queue)?.enter_next(lockable(lock)?)
     })
 }
@@ -427,7 +431,7 @@ pub extern "C" fn qemu_co_enter_next_impl(queue: *mut CoQueue, lock: *mut QemuLo
 /// `qemu_co_enter_all(queue, lock)` macro.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_enter_all_impl(queue: *mut CoQueue, lock: *mut QemuLockable) {
-    ffi_call("qemu_co_enter_all", || {
+    ffi_call_yielding(c"qemu_co_enter_all", || {
         self::queue(queue)?.enter_all(lockable(lock)?)
     })
 }
@@ -435,7 +439,10 @@ pub extern "C" fn qemu_co_enter_all_impl(queue: *mut CoQueue, lock: *mut QemuLoc
 /// Whether `queue` has no waiter.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_queue_empty(queue: *mut CoQueue) -> bool {
-    ffi_call("qemu_co_queue_empty", || Ok(self::queue(queue)?.is_empty()))
+    ffi_call(
+        c"qemu_co_queue_empty",
+        || Ok(self::queue(queue)?.is_empty()),
+    )
 }
 
 // ---- CoRwlock ----
@@ -443,7 +450,7 @@ pub extern "C" fn qemu_co_queue_empty(queue: *mut CoQueue) -> bool {
 /// Initializes `lock` unlocked.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_rwlock_init(lock: *mut CoRwlock) {
-    ffi_call("qemu_co_rwlock_init", || {
+    ffi_call(c"qemu_co_rwlock_init", || {
         rwlock(lock)?.init();
         Ok(())
     })
@@ -453,31 +460,31 @@ pub extern "C" fn qemu_co_rwlock_init(lock: *mut CoRwlock) {
 /// or is waiting.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_rwlock_rdlock(lock: *mut CoRwlock) {
-    ffi_call("qemu_co_rwlock_rdlock", || rwlock(lock)?.rdlock())
+    ffi_call_yielding(c"qemu_co_rwlock_rdlock", || rwlock(lock)?.rdlock())
 }
 
 /// Coroutine only: takes `lock` for writing.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_rwlock_wrlock(lock: *mut CoRwlock) {
-    ffi_call("qemu_co_rwlock_wrlock", || rwlock(lock)?.wrlock())
+    ffi_call_yielding(c"qemu_co_rwlock_wrlock", || rwlock(lock)?.wrlock())
 }
 
 /// Coroutine only, holding a read lock: turns it into a write lock,
 /// waiting for the other readers (and writers already waiting).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_rwlock_upgrade(lock: *mut CoRwlock) {
-    ffi_call("qemu_co_rwlock_upgrade", || rwlock(lock)?.upgrade())
+    ffi_call_yielding(c"qemu_co_rwlock_upgrade", || rwlock(lock)?.upgrade())
 }
 
 /// Coroutine only, holding the write lock: turns it into a read lock and
 /// lets waiting readers in.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_rwlock_downgrade(lock: *mut CoRwlock) {
-    ffi_call("qemu_co_rwlock_downgrade", || rwlock(lock)?.downgrade())
+    ffi_call(c"qemu_co_rwlock_downgrade", || rwlock(lock)?.downgrade())
 }
 
 /// Coroutine only: releases a read or write lock.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_rwlock_unlock(lock: *mut CoRwlock) {
-    ffi_call("qemu_co_rwlock_unlock", || rwlock(lock)?.unlock())
+    ffi_call(c"qemu_co_rwlock_unlock", || rwlock(lock)?.unlock())
 }

@@ -39,7 +39,7 @@ use crate::fatal::Misuse;
 /// was never deleted, before its warnings.
 #[unsafe(no_mangle)]
 pub extern "C" fn aioctx_context_dump(ctx: *mut AioContext, out: *mut libc::FILE) {
-    ffi_call("aioctx_context_dump", || {
+    ffi_call(c"aioctx_context_dump", || {
         let ctx = context(ctx)?;
         if out.is_null() {
             return Err(Misuse::new("out (FILE *) is NULL"));

@@ -175,7 +175,7 @@ fn non_null(err: *mut Error) -> MisuseResult<*mut Error> {
 /// Frees `err` (NULL is allowed), its hint with it.
 #[unsafe(no_mangle)]
 pub extern "C" fn error_free(err: *mut Error) {
-    ffi_call("error_free", || {
+    ffi_call(c"error_free", || {
         if !err.is_null() {
             // SAFETY: non-null errors handed to C come from Box::into_raw.
             drop(unsafe { take(err) });
@@ -187,7 +187,7 @@ pub extern "C" fn error_free(err: *mut Error) {
 /// The message of `err`, valid until `err` is freed or changed.
 #[unsafe(no_mangle)]
 pub extern "C" fn error_get_pretty(err: *const Error) -> *const c_char {
-    ffi_call("error_get_pretty", || {
+    ffi_call(c"error_get_pretty", || {
         let err = non_null(err.cast_mut())?;
         // SAFETY: non-null errors handed to C are live `Error`s.
         Ok(unsafe { &*err }.message().as_ptr())
@@ -198,7 +198,7 @@ pub extern "C" fn error_get_pretty(err: *const Error) -> *const c_char {
 /// NULL). The caller owns it.
 #[unsafe(no_mangle)]
 pub extern "C" fn error_copy(err: *const Error) -> *mut Error {
-    ffi_call("error_copy", || {
+    ffi_call(c"error_copy", || {
         let err = non_null(err.cast_mut())?;
         // SAFETY: non-null errors handed to C are live `Error`s.
         Ok(Box::into_raw(Box::new(unsafe { &*err }.clone())))
@@ -211,7 +211,7 @@ pub extern "C" fn error_copy(err: *const Error) -> *mut Error {
 /// error, `local_err` is freed (the first error wins).
 #[unsafe(no_mangle)]
 pub extern "C" fn error_propagate(dst_errp: *mut *mut Error, local_err: *mut Error) {
-    ffi_call("error_propagate", || {
+    ffi_call(c"error_propagate", || {
         if local_err.is_null() {
             return Ok(());
         }
@@ -224,7 +224,7 @@ pub extern "C" fn error_propagate(dst_errp: *mut *mut Error, local_err: *mut Err
 /// its hint, then frees it.
 #[unsafe(no_mangle)]
 pub extern "C" fn error_report_err(err: *mut Error) {
-    ffi_call("error_report_err", || {
+    ffi_call(c"error_report_err", || {
         // SAFETY: a non-null error handed to C.
         report_err(Kind::Error, &*unsafe { take(non_null(err)?) });
         Ok(())
@@ -234,7 +234,7 @@ pub extern "C" fn error_report_err(err: *mut Error) {
 /// Like `error_report_err`, as a warning ("PROGNAME: warning: message").
 #[unsafe(no_mangle)]
 pub extern "C" fn warn_report_err(err: *mut Error) {
-    ffi_call("warn_report_err", || {
+    ffi_call(c"warn_report_err", || {
         // SAFETY: a non-null error handed to C.
         report_err(Kind::Warning, &*unsafe { take(non_null(err)?) });
         Ok(())
@@ -245,7 +245,7 @@ pub extern "C" fn warn_report_err(err: *mut Error) {
 /// (atomically); otherwise just frees `err`. Returns true if it printed.
 #[unsafe(no_mangle)]
 pub extern "C" fn warn_report_err_once_cond(printed: *mut bool, err: *mut Error) -> bool {
-    ffi_call("warn_report_err_once_cond", || {
+    ffi_call(c"warn_report_err_once_cond", || {
         if printed.is_null() {
             return Err(Misuse::new("printed is NULL"));
         }
@@ -263,7 +263,7 @@ pub extern "C" fn warn_report_err_once_cond(printed: *mut bool, err: *mut Error)
 /// Frees `*errp` and sets it to NULL; aborts if `errp` or `*errp` is NULL.
 #[unsafe(no_mangle)]
 pub extern "C" fn error_free_or_abort(errp: *mut *mut Error) {
-    ffi_call("error_free_or_abort", || {
+    ffi_call(c"error_free_or_abort", || {
         // SAFETY: a non-null `Error **` per the contract.
         if errp.is_null() || unsafe { *errp }.is_null() {
             return Err(Misuse::new("no error"));

@@ -21,7 +21,7 @@ use crate::fatal::{Misuse, MisuseResult};
 /// Its class is `ERROR_CLASS_GENERIC_ERROR`.
 #[unsafe(no_mangle)]
 pub extern "C" fn aioctx_error_new(msg: *const c_char) -> *mut Error {
-    ffi_call("aioctx_error_new", || new_with_class(msg, 0))
+    ffi_call(c"aioctx_error_new", || new_with_class(msg, 0))
 }
 
 /// Like `aioctx_error_new`, with the QAPI class `err_class` (an
@@ -29,7 +29,7 @@ pub extern "C" fn aioctx_error_new(msg: *const c_char) -> *mut Error {
 /// the `error_setg` & co. shims before `aioctx_error_set`.
 #[unsafe(no_mangle)]
 pub extern "C" fn aioctx_error_new_class(err_class: c_int, msg: *const c_char) -> *mut Error {
-    ffi_call("aioctx_error_new_class", || {
+    ffi_call(c"aioctx_error_new_class", || {
         if !(0..ERROR_CLASS_MAX).contains(&err_class) {
             return Err(Misuse::new(format!(
                 "error class {err_class} is not an ErrorClass (0..{ERROR_CLASS_MAX})"
@@ -42,7 +42,7 @@ pub extern "C" fn aioctx_error_new_class(err_class: c_int, msg: *const c_char) -
 /// The class `err` was created with (`error_get_class` in C).
 #[unsafe(no_mangle)]
 pub extern "C" fn aioctx_error_class(err: *const Error) -> c_int {
-    ffi_call("aioctx_error_class", || {
+    ffi_call(c"aioctx_error_class", || {
         if err.is_null() {
             return Err(Misuse::new("Error is NULL"));
         }
@@ -103,7 +103,7 @@ pub extern "C" fn aioctx_error_set(
     line: c_int,
     func: *const c_char,
 ) {
-    ffi_call("error_setg", || {
+    ffi_call(c"error_setg", || {
         if err.is_null() {
             return Err(Misuse::new("Error is NULL"));
         }
@@ -121,7 +121,7 @@ pub extern "C" fn aioctx_error_set(
 /// `errp` and `*errp` are set.
 #[unsafe(no_mangle)]
 pub extern "C" fn aioctx_error_prepend(errp: *const *mut Error, prefix: *const c_char) {
-    ffi_call("error_prepend", || {
+    ffi_call(c"error_prepend", || {
         // SAFETY: `errp` is NULL or a valid `Error *const *`.
         if errp.is_null() || unsafe { *errp }.is_null() {
             return Ok(());
@@ -140,7 +140,7 @@ pub extern "C" fn aioctx_error_prepend(errp: *const *mut Error, prefix: *const c
 /// `ERRP_GUARD()`) and an `errp` holding no error are misuse (QEMU asserts).
 #[unsafe(no_mangle)]
 pub extern "C" fn aioctx_error_append_hint(errp: *const *mut Error, hint: *const c_char) {
-    ffi_call("error_append_hint", || {
+    ffi_call(c"error_append_hint", || {
         if errp.is_null() {
             return Ok(());
         }
@@ -170,7 +170,7 @@ pub extern "C" fn aioctx_error_propagate_prepend(
     err: *mut Error,
     prefix: *const c_char,
 ) {
-    ffi_call("error_propagate_prepend", || {
+    ffi_call(c"error_propagate_prepend", || {
         if err.is_null() {
             return Ok(());
         }

@@ -24,7 +24,7 @@ fn initialized<'a>(e: *mut EventNotifier) -> MisuseResult<&'a mut EventNotifier>
 /// `active`. Returns 0 or -errno.
 #[unsafe(no_mangle)]
 pub extern "C" fn event_notifier_init(e: *mut EventNotifier, active: c_int) -> c_int {
-    ffi_call("event_notifier_init", || {
+    ffi_call(c"event_notifier_init", || {
         let e = notifier(e)?;
         Ok(match e.init(active != 0, true) {
             Ok(()) => 0,
@@ -36,7 +36,7 @@ pub extern "C" fn event_notifier_init(e: *mut EventNotifier, active: c_int) -> c
 /// Closes the notifier's fd. Idempotent.
 #[unsafe(no_mangle)]
 pub extern "C" fn event_notifier_cleanup(e: *mut EventNotifier) {
-    ffi_call("event_notifier_cleanup", || {
+    ffi_call(c"event_notifier_cleanup", || {
         notifier(e)?.cleanup();
         Ok(())
     })
@@ -45,7 +45,7 @@ pub extern "C" fn event_notifier_cleanup(e: *mut EventNotifier) {
 /// Wraps an already open eventfd (both read and write end).
 #[unsafe(no_mangle)]
 pub extern "C" fn event_notifier_init_fd(e: *mut EventNotifier, fd: c_int) {
-    ffi_call("event_notifier_init_fd", || {
+    ffi_call(c"event_notifier_init_fd", || {
         notifier(e)?.init_fd(fd);
         Ok(())
     })
@@ -55,7 +55,7 @@ pub extern "C" fn event_notifier_init_fd(e: *mut EventNotifier, fd: c_int) {
 /// -errno.
 #[unsafe(no_mangle)]
 pub extern "C" fn event_notifier_set(e: *mut EventNotifier) -> c_int {
-    ffi_call("event_notifier_set", || {
+    ffi_call(c"event_notifier_set", || {
         Ok(match initialized(e)?.set() {
             Ok(()) => 0,
             Err(err) => -err.raw_os_error().unwrap_or(libc::EIO),
@@ -66,7 +66,7 @@ pub extern "C" fn event_notifier_set(e: *mut EventNotifier) -> c_int {
 /// Clears the notifier; returns 1 if it was set, else 0.
 #[unsafe(no_mangle)]
 pub extern "C" fn event_notifier_test_and_clear(e: *mut EventNotifier) -> c_int {
-    ffi_call("event_notifier_test_and_clear", || {
+    ffi_call(c"event_notifier_test_and_clear", || {
         Ok(c_int::from(initialized(e)?.test_and_clear()))
     })
 }
@@ -74,7 +74,7 @@ pub extern "C" fn event_notifier_test_and_clear(e: *mut EventNotifier) -> c_int 
 /// The fd to poll for readability.
 #[unsafe(no_mangle)]
 pub extern "C" fn event_notifier_get_fd(e: *const EventNotifier) -> c_int {
-    ffi_call("event_notifier_get_fd", || {
+    ffi_call(c"event_notifier_get_fd", || {
         Ok(initialized(e.cast_mut())?.rfd)
     })
 }
@@ -82,7 +82,7 @@ pub extern "C" fn event_notifier_get_fd(e: *const EventNotifier) -> c_int {
 /// The fd that `event_notifier_set` writes.
 #[unsafe(no_mangle)]
 pub extern "C" fn event_notifier_get_wfd(e: *const EventNotifier) -> c_int {
-    ffi_call("event_notifier_get_wfd", || {
+    ffi_call(c"event_notifier_get_wfd", || {
         Ok(initialized(e.cast_mut())?.wfd)
     })
 }

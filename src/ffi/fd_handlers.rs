@@ -3,7 +3,7 @@
 use std::ffi::c_void;
 use std::os::raw::c_int;
 
-use super::boundary::{c_fn, context, ffi_call};
+use super::boundary::{c_fn, context, ffi_call, ffi_call_yielding};
 use super::error::propagate;
 use super::types::{AioContext, AioPollFn, Error, EventNotifier, EventNotifierHandler, IOHandler};
 use crate::fatal::{Misuse, MisuseResult};
@@ -38,7 +38,7 @@ pub extern "C" fn aio_set_fd_handler(
     io_poll_ready: *mut IOHandler,
     opaque: *mut c_void,
 ) {
-    ffi_call("aio_set_fd_handler", || {
+    ffi_call(c"aio_set_fd_handler", || {
         let ctx = context(ctx)?;
         let io_poll_ready = c_fn(io_poll_ready);
         ctx.set_fd_handler(
@@ -68,7 +68,7 @@ pub extern "C" fn aio_set_event_notifier(
     io_poll: *mut AioPollFn,
     io_poll_ready: *mut EventNotifierHandler,
 ) {
-    ffi_call("aio_set_event_notifier", || {
+    ffi_call(c"aio_set_event_notifier", || {
         let ctx = context(ctx)?;
         let fd = notifier_fd(notifier)?;
         ctx.set_fd_handler(
@@ -97,7 +97,7 @@ pub extern "C" fn aio_set_event_notifier_poll(
     io_poll_begin: *mut EventNotifierHandler,
     io_poll_end: *mut EventNotifierHandler,
 ) {
-    ffi_call("aio_set_event_notifier_poll", || {
+    ffi_call(c"aio_set_event_notifier_poll", || {
         let ctx = context(ctx)?;
         let fd = notifier_fd(notifier)?;
         let Some(mut cb) = ctx.handlers.get(fd) else {
@@ -122,7 +122,7 @@ pub extern "C" fn aio_context_set_poll_params(
     shrink: i64,
     errp: *mut *mut Error,
 ) {
-    ffi_call("aio_context_set_poll_params", || {
+    ffi_call(c"aio_context_set_poll_params", || {
         let ctx = context(ctx)?;
         match ctx.poll_params.set(max_ns, grow, shrink) {
             Ok(()) => ctx.notify(),
@@ -137,7 +137,7 @@ pub extern "C" fn aio_context_set_poll_params(
 /// skipped).
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_poll_disabled(ctx: *mut AioContext) -> bool {
-    ffi_call("aio_poll_disabled", || {
+    ffi_call(c"aio_poll_disabled", || {
         Ok(context(ctx)?.handlers.poll_disabled())
     })
 }
@@ -146,7 +146,7 @@ pub extern "C" fn aio_poll_disabled(ctx: *mut AioContext) -> bool {
 /// and tuning.
 #[unsafe(no_mangle)]
 pub extern "C" fn aioctx_context_get_poll_ns(ctx: *mut AioContext) -> i64 {
-    ffi_call("aioctx_context_get_poll_ns", || {
+    ffi_call(c"aioctx_context_get_poll_ns", || {
         Ok(context(ctx)?.poll_params.window_ns())
     })
 }
@@ -156,7 +156,7 @@ pub extern "C" fn aioctx_context_get_poll_ns(ctx: *mut AioContext) -> i64 {
 /// static. Home thread (or an unbound context).
 #[unsafe(no_mangle)]
 pub extern "C" fn aioctx_context_fdmon_name(ctx: *mut AioContext) -> *const std::ffi::c_char {
-    ffi_call("aioctx_context_fdmon_name", || {
+    ffi_call(c"aioctx_context_fdmon_name", || {
         Ok(match context(ctx)?.fdmon_name()? {
             "poll" => c"poll".as_ptr(),
             "epoll" => c"epoll".as_ptr(),
@@ -211,7 +211,7 @@ unsafe extern "C" fn fd_became_readable(opaque: *mut c_void) {
 /// current context, removed before the coroutine resumes).
 #[unsafe(no_mangle)]
 pub extern "C" fn yield_until_fd_readable(fd: c_int) {
-    ffi_call("yield_until_fd_readable", || -> MisuseResult<()> {
+    ffi_call_yielding(c"yield_until_fd_readable", || -> MisuseResult<()> {
         if !super::coroutine::qemu_in_coroutine() {
             return Err(Misuse::new("called outside a coroutine"));
         }

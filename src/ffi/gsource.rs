@@ -13,14 +13,14 @@ use super::types::{AioContext, GSource};
 /// Release it with `g_source_unref`. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_get_g_source(ctx: *mut AioContext) -> *mut GSource {
-    ffi_call("aio_get_g_source", || Ok(context(ctx)?.g_source().cast()))
+    ffi_call(c"aio_get_g_source", || Ok(context(ctx)?.g_source().cast()))
 }
 
 /// Runs each `io_poll` callback once (when every handler has one); returns
 /// true if one found work (the next `aio_dispatch` handles it). Home thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_prepare(ctx: *mut AioContext) -> bool {
-    ffi_call("aio_prepare", || {
+    ffi_call(c"aio_prepare", || {
         let ctx = context(ctx)?;
         let guard = ctx.enter_loop()?;
         Ok(ctx.gsource_prepare(&guard))
@@ -31,7 +31,7 @@ pub extern "C" fn aio_prepare(ctx: *mut AioContext) -> bool {
 /// blocking). Home thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_pending(ctx: *mut AioContext) -> bool {
-    ffi_call("aio_pending", || {
+    ffi_call(c"aio_pending", || {
         let ctx = context(ctx)?;
         let guard = ctx.enter_loop()?;
         Ok(ctx.pending(&guard))
@@ -42,7 +42,7 @@ pub extern "C" fn aio_pending(ctx: *mut AioContext) -> bool {
 /// expired timers. Home thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_dispatch(ctx: *mut AioContext) {
-    ffi_call("aio_dispatch", || {
+    ffi_call(c"aio_dispatch", || {
         let ctx = context(ctx)?;
         let guard = ctx.enter_loop()?;
         ctx.dispatch(&guard);

@@ -26,7 +26,7 @@ pub extern "C" fn aioctx_iothread_new(
     name: *const c_char,
     errp: *mut *mut Error,
 ) -> *mut AioctxIOThread {
-    ffi_call("aioctx_iothread_new", || {
+    ffi_call(c"aioctx_iothread_new", || {
         let name = if name.is_null() {
             "iothread".to_owned()
         } else {
@@ -52,7 +52,7 @@ pub extern "C" fn aioctx_iothread_new(
 pub extern "C" fn aioctx_iothread_get_aio_context(
     iothread: *mut AioctxIOThread,
 ) -> *mut AioContext {
-    ffi_call("aioctx_iothread_get_aio_context", || {
+    ffi_call(c"aioctx_iothread_get_aio_context", || {
         // SAFETY: handles given to C are IoThread pointers.
         let io = unsafe { IoThread::from_handle(iothread.cast()) }?;
         Ok(context_handle(io.context()))
@@ -64,7 +64,7 @@ pub extern "C" fn aioctx_iothread_get_aio_context(
 /// main thread); the handle is invalid afterwards.
 #[unsafe(no_mangle)]
 pub extern "C" fn aioctx_iothread_join(iothread: *mut AioctxIOThread) {
-    ffi_call("aioctx_iothread_join", || {
+    ffi_call(c"aioctx_iothread_join", || {
         // SAFETY: handles given to C are IoThread pointers.
         let io = unsafe { IoThread::from_handle(iothread.cast()) }?;
         if io.is_current_thread() {

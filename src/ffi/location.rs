@@ -111,7 +111,7 @@ fn non_null(loc: *mut Location) -> MisuseResult<*mut Location> {
 /// returns it. `loc->prev` must be NULL (`loc` not on the stack).
 #[unsafe(no_mangle)]
 pub extern "C" fn loc_push_restore(loc: *mut Location) -> *mut Location {
-    ffi_call("loc_push_restore", || {
+    ffi_call(c"loc_push_restore", || {
         let loc = non_null(loc)?;
         with_stack(|top, cur| {
             // SAFETY: `loc` is a valid `Location` per QEMU's contract.
@@ -131,7 +131,7 @@ pub extern "C" fn loc_push_restore(loc: *mut Location) -> *mut Location {
 /// Initializes `loc` to "no location", pushes it and returns it.
 #[unsafe(no_mangle)]
 pub extern "C" fn loc_push_none(loc: *mut Location) -> *mut Location {
-    ffi_call("loc_push_none", || {
+    ffi_call(c"loc_push_none", || {
         let loc = non_null(loc)?;
         // SAFETY: `loc` is a valid `Location` (possibly uninitialized:
         // written whole, not read).
@@ -152,7 +152,7 @@ pub extern "C" fn loc_push_none(loc: *mut Location) -> *mut Location {
 /// returns it with `prev` cleared.
 #[unsafe(no_mangle)]
 pub extern "C" fn loc_pop(loc: *mut Location) -> *mut Location {
-    ffi_call("loc_pop", || {
+    ffi_call(c"loc_pop", || {
         let loc = non_null(loc)?;
         with_stack(|top, cur| {
             if cur != loc {
@@ -178,7 +178,7 @@ pub extern "C" fn loc_pop(loc: *mut Location) -> *mut Location {
 /// it, for a later `loc_restore` or `loc_push_restore`.
 #[unsafe(no_mangle)]
 pub extern "C" fn loc_save(loc: *mut Location) -> *mut Location {
-    ffi_call("loc_save", || {
+    ffi_call(c"loc_save", || {
         let loc = non_null(loc)?;
         with_stack(|_, cur| {
             // SAFETY: `cur` is valid while the stack is locked; `loc` is a
@@ -197,7 +197,7 @@ pub extern "C" fn loc_save(loc: *mut Location) -> *mut Location {
 /// `loc->prev` must be NULL), keeping the stack linkage.
 #[unsafe(no_mangle)]
 pub extern "C" fn loc_restore(loc: *mut Location) {
-    ffi_call("loc_restore", || {
+    ffi_call(c"loc_restore", || {
         let loc = non_null(loc)?;
         with_stack(|_, cur| {
             // SAFETY: `loc` is a valid `Location` per the contract.
@@ -219,7 +219,7 @@ pub extern "C" fn loc_restore(loc: *mut Location) {
 /// Sets the current location to "none".
 #[unsafe(no_mangle)]
 pub extern "C" fn loc_set_none() {
-    ffi_call("loc_set_none", || {
+    ffi_call(c"loc_set_none", || {
         with_stack(|_, cur| {
             // SAFETY: `cur` is valid while the stack is locked.
             unsafe { (*cur).kind = LOC_NONE };
@@ -232,7 +232,7 @@ pub extern "C" fn loc_set_none() {
 /// `argv[idx]` (which must live as long as the location is current).
 #[unsafe(no_mangle)]
 pub extern "C" fn loc_set_cmdline(argv: *mut *mut c_char, idx: c_int, cnt: c_int) {
-    ffi_call("loc_set_cmdline", || {
+    ffi_call(c"loc_set_cmdline", || {
         if argv.is_null() && cnt > 0 {
             return Err(Misuse::new("argv is NULL"));
         }
@@ -252,7 +252,7 @@ pub extern "C" fn loc_set_cmdline(argv: *mut *mut c_char, idx: c_int, cnt: c_int
 /// location and changes only the line.
 #[unsafe(no_mangle)]
 pub extern "C" fn loc_set_file(fname: *const c_char, lno: c_int) {
-    ffi_call("loc_set_file", || {
+    ffi_call(c"loc_set_file", || {
         with_stack(|_, cur| {
             // SAFETY: `cur` is valid while the stack is locked.
             let c = unsafe { &mut *cur };

@@ -30,7 +30,7 @@ fn lockcnt<'a>(l: *mut QemuLockCnt) -> MisuseResult<&'a LockCnt> {
 /// Initializes `lockcnt`: count 0, unlocked.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_lockcnt_init(lockcnt: *mut QemuLockCnt) {
-    ffi_call("qemu_lockcnt_init", || {
+    ffi_call(c"qemu_lockcnt_init", || {
         self::lockcnt(lockcnt)?.init();
         Ok(())
     })
@@ -39,7 +39,7 @@ pub extern "C" fn qemu_lockcnt_init(lockcnt: *mut QemuLockCnt) {
 /// Destroys `lockcnt` (nothing to free).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_lockcnt_destroy(lockcnt: *mut QemuLockCnt) {
-    ffi_call("qemu_lockcnt_destroy", || {
+    ffi_call(c"qemu_lockcnt_destroy", || {
         self::lockcnt(lockcnt).map(|_| ())
     })
 }
@@ -48,13 +48,13 @@ pub extern "C" fn qemu_lockcnt_destroy(lockcnt: *mut QemuLockCnt) {
 /// lock (it may be freeing the structure), waits for the unlock.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_lockcnt_inc(lockcnt: *mut QemuLockCnt) {
-    ffi_call("qemu_lockcnt_inc", || self::lockcnt(lockcnt)?.inc())
+    ffi_call(c"qemu_lockcnt_inc", || self::lockcnt(lockcnt)?.inc())
 }
 
 /// Removes one visitor.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_lockcnt_dec(lockcnt: *mut QemuLockCnt) {
-    ffi_call("qemu_lockcnt_dec", || {
+    ffi_call(c"qemu_lockcnt_dec", || {
         self::lockcnt(lockcnt)?.dec();
         Ok(())
     })
@@ -64,7 +64,7 @@ pub extern "C" fn qemu_lockcnt_dec(lockcnt: *mut QemuLockCnt) {
 /// (the caller may free, then `qemu_lockcnt_unlock`). Else false, unlocked.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_lockcnt_dec_and_lock(lockcnt: *mut QemuLockCnt) -> bool {
-    ffi_call("qemu_lockcnt_dec_and_lock", || {
+    ffi_call(c"qemu_lockcnt_dec_and_lock", || {
         self::lockcnt(lockcnt)?.dec_and_lock()
     })
 }
@@ -73,7 +73,7 @@ pub extern "C" fn qemu_lockcnt_dec_and_lock(lockcnt: *mut QemuLockCnt) -> bool {
 /// lock held; otherwise returns false and changes nothing.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_lockcnt_dec_if_lock(lockcnt: *mut QemuLockCnt) -> bool {
-    ffi_call("qemu_lockcnt_dec_if_lock", || {
+    ffi_call(c"qemu_lockcnt_dec_if_lock", || {
         self::lockcnt(lockcnt)?.dec_if_lock()
     })
 }
@@ -81,19 +81,19 @@ pub extern "C" fn qemu_lockcnt_dec_if_lock(lockcnt: *mut QemuLockCnt) -> bool {
 /// Takes the lock (visitors may still come and go).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_lockcnt_lock(lockcnt: *mut QemuLockCnt) {
-    ffi_call("qemu_lockcnt_lock", || self::lockcnt(lockcnt)?.lock())
+    ffi_call(c"qemu_lockcnt_lock", || self::lockcnt(lockcnt)?.lock())
 }
 
 /// Releases the lock.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_lockcnt_unlock(lockcnt: *mut QemuLockCnt) {
-    ffi_call("qemu_lockcnt_unlock", || self::lockcnt(lockcnt)?.unlock())
+    ffi_call(c"qemu_lockcnt_unlock", || self::lockcnt(lockcnt)?.unlock())
 }
 
 /// Adds one visitor and releases the lock, in one step.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_lockcnt_inc_and_unlock(lockcnt: *mut QemuLockCnt) {
-    ffi_call("qemu_lockcnt_inc_and_unlock", || {
+    ffi_call(c"qemu_lockcnt_inc_and_unlock", || {
         self::lockcnt(lockcnt)?.inc_and_unlock()
     })
 }
@@ -101,5 +101,8 @@ pub extern "C" fn qemu_lockcnt_inc_and_unlock(lockcnt: *mut QemuLockCnt) {
 /// The number of visitors (a snapshot).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_lockcnt_count(lockcnt: *mut QemuLockCnt) -> c_uint {
-    ffi_call("qemu_lockcnt_count", || Ok(self::lockcnt(lockcnt)?.count()))
+    ffi_call(
+        c"qemu_lockcnt_count",
+        || Ok(self::lockcnt(lockcnt)?.count()),
+    )
 }

@@ -16,7 +16,7 @@ use crate::{main_loop, thread};
 /// `errp` (for example when called twice).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_init_main_loop(errp: *mut *mut Error) -> i32 {
-    ffi_call("qemu_init_main_loop", || match main_loop::init() {
+    ffi_call(c"qemu_init_main_loop", || match main_loop::init() {
         Ok(()) => {
             // SAFETY: just created; the main context is never freed.
             super::timer::fill_main_loop_tlg(unsafe { &*thread::main_context() });
@@ -33,7 +33,7 @@ pub extern "C" fn qemu_init_main_loop(errp: *mut *mut Error) -> i32 {
 /// The main context, or NULL before `qemu_init_main_loop`. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_get_aio_context() -> *mut AioContext {
-    ffi_call("qemu_get_aio_context", || {
+    ffi_call(c"qemu_get_aio_context", || {
         Ok(context_handle(thread::main_context()))
     })
 }
@@ -42,7 +42,7 @@ pub extern "C" fn qemu_get_aio_context() -> *mut AioContext {
 /// holds the BQL; else NULL.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_get_current_aio_context() -> *mut AioContext {
-    ffi_call("qemu_get_current_aio_context", || {
+    ffi_call(c"qemu_get_current_aio_context", || {
         Ok(context_handle(thread::current_context()))
     })
 }
@@ -51,7 +51,7 @@ pub extern "C" fn qemu_get_current_aio_context() -> *mut AioContext {
 /// per thread, and once per context: a second call aborts.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_set_current_aio_context(ctx: *mut AioContext) {
-    ffi_call("qemu_set_current_aio_context", || {
+    ffi_call(c"qemu_set_current_aio_context", || {
         thread::bind_current(context(ctx)?)
     })
 }
@@ -60,7 +60,7 @@ pub extern "C" fn qemu_set_current_aio_context(ctx: *mut AioContext) {
 /// context and this thread holds the BQL.
 #[unsafe(no_mangle)]
 pub extern "C" fn in_aio_context_home_thread(ctx: *mut AioContext) -> bool {
-    ffi_call("in_aio_context_home_thread", || {
+    ffi_call(c"in_aio_context_home_thread", || {
         Ok(thread::in_home_thread(context(ctx)?))
     })
 }
@@ -69,7 +69,7 @@ pub extern "C" fn in_aio_context_home_thread(ctx: *mut AioContext) -> bool {
 /// aborts.
 #[unsafe(no_mangle)]
 pub extern "C" fn bql_lock() {
-    ffi_call("bql_lock", thread::bql_lock)
+    ffi_call(c"bql_lock", thread::bql_lock)
 }
 
 /// `bql_lock` with the caller's location (unused), what QEMU's `bql_lock()`
@@ -77,7 +77,7 @@ pub extern "C" fn bql_lock() {
 #[unsafe(no_mangle)]
 pub extern "C" fn bql_lock_impl(file: *const std::ffi::c_char, line: std::ffi::c_int) {
     let _ = (file, line);
-    ffi_call("bql_lock_impl", thread::bql_lock)
+    ffi_call(c"bql_lock_impl", thread::bql_lock)
 }
 
 /// QEMU's lock-profiler hook for the BQL, typed as in QEMU's
@@ -91,31 +91,31 @@ pub static mut bql_mutex_lock_func: super::sync::QemuMutexLockFunc =
 /// Releases the big QEMU lock, which this thread must hold.
 #[unsafe(no_mangle)]
 pub extern "C" fn bql_unlock() {
-    ffi_call("bql_unlock", thread::bql_unlock)
+    ffi_call(c"bql_unlock", thread::bql_unlock)
 }
 
 /// Whether *this* thread holds the big QEMU lock.
 #[unsafe(no_mangle)]
 pub extern "C" fn bql_locked() -> bool {
-    ffi_call("bql_locked", || Ok(thread::holds_bql()))
+    ffi_call(c"bql_locked", || Ok(thread::holds_bql()))
 }
 
 /// Older name of `bql_lock`.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_mutex_lock_iothread() {
-    ffi_call("qemu_mutex_lock_iothread", thread::bql_lock)
+    ffi_call(c"qemu_mutex_lock_iothread", thread::bql_lock)
 }
 
 /// Older name of `bql_unlock`.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_mutex_unlock_iothread() {
-    ffi_call("qemu_mutex_unlock_iothread", thread::bql_unlock)
+    ffi_call(c"qemu_mutex_unlock_iothread", thread::bql_unlock)
 }
 
 /// Older name of `bql_locked`.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_mutex_iothread_locked() -> bool {
-    ffi_call("qemu_mutex_iothread_locked", || Ok(thread::holds_bql()))
+    ffi_call(c"qemu_mutex_iothread_locked", || Ok(thread::holds_bql()))
 }
 
 const NO_MAIN_LOOP: &str = "the main loop is not initialized (call qemu_init_main_loop)";
@@ -127,7 +127,7 @@ fn main_context_or_misuse() -> Result<&'static crate::context::Context, Misuse> 
 /// A bottom half of the main context (see `aio_bh_new`).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_bh_new(cb: *mut QEMUBHFunc, opaque: *mut c_void) -> *mut QEMUBH {
-    ffi_call("qemu_bh_new", || {
+    ffi_call(c"qemu_bh_new", || {
         let ctx = main_context_or_misuse()?;
         Ok(bh_handle(ctx.bh_new(
             required_c_fn(cb)?,
@@ -147,7 +147,7 @@ pub extern "C" fn qemu_bh_new_full(
     name: *const std::ffi::c_char,
     reentrancy_guard: *mut super::types::MemReentrancyGuard,
 ) -> *mut QEMUBH {
-    ffi_call("qemu_bh_new_full", || {
+    ffi_call(c"qemu_bh_new_full", || {
         let ctx = main_context_or_misuse()?;
         Ok(bh_handle(ctx.bh_new(
             required_c_fn(cb)?,
@@ -163,7 +163,7 @@ pub extern "C" fn qemu_bh_new_full(
 /// waits for an event unless `nonblocking`. Main loop thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn main_loop_wait(nonblocking: i32) {
-    ffi_call("main_loop_wait", || {
+    ffi_call(c"main_loop_wait", || {
         main_context_or_misuse()?;
         main_loop::wait(nonblocking != 0);
         Ok(())
@@ -174,7 +174,7 @@ pub extern "C" fn main_loop_wait(nonblocking: i32) {
 /// `qemu_set_fd_handler` (NULL before `qemu_init_main_loop`).
 #[unsafe(no_mangle)]
 pub extern "C" fn iohandler_get_aio_context() -> *mut AioContext {
-    ffi_call("iohandler_get_aio_context", || {
+    ffi_call(c"iohandler_get_aio_context", || {
         Ok(context_handle(main_loop::iohandler_context()))
     })
 }
@@ -182,7 +182,7 @@ pub extern "C" fn iohandler_get_aio_context() -> *mut AioContext {
 /// A new reference to the iohandler context's GSource.
 #[unsafe(no_mangle)]
 pub extern "C" fn iohandler_get_g_source() -> *mut super::types::GSource {
-    ffi_call("iohandler_get_g_source", || {
+    ffi_call(c"iohandler_get_g_source", || {
         Ok(iohandler_or_misuse()?.g_source().cast())
     })
 }
@@ -196,7 +196,7 @@ pub extern "C" fn qemu_set_fd_handler(
     fd_write: *mut super::types::IOHandler,
     opaque: *mut c_void,
 ) {
-    ffi_call("qemu_set_fd_handler", || {
+    ffi_call(c"qemu_set_fd_handler", || {
         let io = iohandler_or_misuse()?;
         io.set_fd_handler(
             fd,
@@ -222,7 +222,7 @@ fn iohandler_or_misuse() -> Result<&'static crate::context::Context, Misuse> {
 /// Wakes the main loop.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_notify_event() {
-    ffi_call("qemu_notify_event", || {
+    ffi_call(c"qemu_notify_event", || {
         if let Some(main) = main_context_if_any() {
             main.notify();
         }
@@ -237,7 +237,7 @@ pub extern "C" fn qemu_notify_event() {
 /// spurious: re-check the condition.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_cond_wait_bql(cond: *mut super::sync::QemuCond) {
-    ffi_call("qemu_cond_wait_bql", || {
+    ffi_call(c"qemu_cond_wait_bql", || {
         thread::cond_wait_bql(super::sync::cond_object(cond)?, None).map(drop)
     })
 }
@@ -250,7 +250,7 @@ pub extern "C" fn qemu_cond_timedwait_bql(
     cond: *mut super::sync::QemuCond,
     ms: std::ffi::c_int,
 ) -> bool {
-    ffi_call("qemu_cond_timedwait_bql", || {
+    ffi_call(c"qemu_cond_timedwait_bql", || {
         thread::cond_wait_bql(super::sync::cond_object(cond)?, Some(ms))
     })
 }
@@ -264,7 +264,7 @@ pub extern "C" fn qemu_cond_timedwait_bql(
 /// one whose `notify` is NULL, aborts.
 #[unsafe(no_mangle)]
 pub extern "C" fn main_loop_poll_add_notifier(notify: *mut super::sync::Notifier) {
-    ffi_call("main_loop_poll_add_notifier", || {
+    ffi_call(c"main_loop_poll_add_notifier", || {
         super::sync::notifier_object(notify)?;
         // SAFETY: a valid, aligned notifier (checked above) that the caller
         // keeps alive until it removes it (the documented contract).
@@ -276,7 +276,7 @@ pub extern "C" fn main_loop_poll_add_notifier(notify: *mut super::sync::Notifier
 /// not registered). It may be called from the notifier itself.
 #[unsafe(no_mangle)]
 pub extern "C" fn main_loop_poll_remove_notifier(notify: *mut super::sync::Notifier) {
-    ffi_call("main_loop_poll_remove_notifier", || {
+    ffi_call(c"main_loop_poll_remove_notifier", || {
         super::sync::notifier_object(notify)?;
         main_loop::poll_remove_notifier(notify)
     })

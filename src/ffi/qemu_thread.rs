@@ -28,7 +28,7 @@ pub extern "C" fn qemu_thread_create(
     arg: *mut c_void,
     mode: c_int,
 ) {
-    ffi_call("qemu_thread_create", || {
+    ffi_call(c"qemu_thread_create", || {
         let thread = self::thread(thread)?;
         let routine: StartRoutine =
             start_routine.ok_or_else(|| Misuse::new("start_routine is NULL"))?;
@@ -41,13 +41,13 @@ pub extern "C" fn qemu_thread_create(
 /// detached thread, a thread already joined, or the calling thread itself.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_thread_join(thread: *mut QemuThread) -> *mut c_void {
-    ffi_call("qemu_thread_join", || self::thread(thread)?.join())
+    ffi_call(c"qemu_thread_join", || self::thread(thread)?.join())
 }
 
 /// Fills in `thread` for the calling thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_thread_get_self(thread: *mut QemuThread) {
-    ffi_call("qemu_thread_get_self", || {
+    ffi_call(c"qemu_thread_get_self", || {
         self::thread(thread)?.get_self();
         Ok(())
     })
@@ -56,17 +56,16 @@ pub extern "C" fn qemu_thread_get_self(thread: *mut QemuThread) {
 /// Whether `thread` is the calling thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_thread_is_self(thread: *mut QemuThread) -> bool {
-    ffi_call(
-        "qemu_thread_is_self",
-        || Ok(self::thread(thread)?.is_self()),
-    )
+    ffi_call(c"qemu_thread_is_self", || {
+        Ok(self::thread(thread)?.is_self())
+    })
 }
 
 /// Ends the calling thread with result `retval` (what `qemu_thread_join`
 /// returns). Does not return.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_thread_exit(retval: *mut c_void) -> ! {
-    ffi_call("qemu_thread_exit", || Ok(()));
+    ffi_call(c"qemu_thread_exit", || Ok(()));
     // Outside `ffi_call`: the forced unwind must not meet a panic boundary.
     qemu_thread::exit_thread(retval)
 }
@@ -78,7 +77,7 @@ pub extern "C" fn qemu_thread_exit(retval: *mut c_void) -> ! {
 /// until it ran or was removed. Other threads never run their list.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_thread_atexit_add(notifier: *mut Notifier) {
-    ffi_call("qemu_thread_atexit_add", || {
+    ffi_call(c"qemu_thread_atexit_add", || {
         check_ptr(notifier, "Notifier")?;
         // SAFETY: checked non-null and aligned; the caller keeps it alive
         // while listed (contract above).
@@ -90,7 +89,7 @@ pub extern "C" fn qemu_thread_atexit_add(notifier: *mut Notifier) {
 /// a callback may remove its own notifier).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_thread_atexit_remove(notifier: *mut Notifier) {
-    ffi_call("qemu_thread_atexit_remove", || {
+    ffi_call(c"qemu_thread_atexit_remove", || {
         check_ptr(notifier, "Notifier")?;
         // SAFETY: checked non-null and aligned; C's contract: it was added
         // by this thread, or its links are NULL (refused).
@@ -107,7 +106,7 @@ pub extern "C" fn qemu_thread_set_affinity(
     host_cpus: *mut c_ulong,
     nbits: c_ulong,
 ) -> c_int {
-    ffi_call("qemu_thread_set_affinity", || {
+    ffi_call(c"qemu_thread_set_affinity", || {
         let thread = self::thread(thread)?;
         let nbits = nbits as usize;
         if nbits > qemu_thread::AFFINITY_MAX_BITS {
@@ -137,7 +136,7 @@ pub extern "C" fn qemu_thread_get_affinity(
     host_cpus: *mut *mut c_ulong,
     nbits: *mut c_ulong,
 ) -> c_int {
-    ffi_call("qemu_thread_get_affinity", || {
+    ffi_call(c"qemu_thread_get_affinity", || {
         let thread = self::thread(thread)?;
         check_ptr(host_cpus, "host_cpus")?;
         check_ptr(nbits, "nbits")?;

@@ -11,31 +11,31 @@ use crate::rcu::{self, RcuFunc, RcuHead, RcuReaderData};
 /// thread on first use. QEMU's inline `rcu_read_lock()` calls it.
 #[unsafe(no_mangle)]
 pub extern "C" fn get_ptr_rcu_reader() -> *mut RcuReaderData {
-    ffi_call("get_ptr_rcu_reader", || Ok(rcu::reader_ptr()))
+    ffi_call(c"get_ptr_rcu_reader", || Ok(rcu::reader_ptr()))
 }
 
 /// True while this thread is inside a read-side critical section.
 #[unsafe(no_mangle)]
 pub extern "C" fn rcu_read_locked() -> bool {
-    ffi_call("rcu_read_locked", || Ok(rcu::read_locked()))
+    ffi_call(c"rcu_read_locked", || Ok(rcu::read_locked()))
 }
 
 /// Blocks until every reader inside a section when it was called has left.
 #[unsafe(no_mangle)]
 pub extern "C" fn synchronize_rcu() {
-    ffi_call("synchronize_rcu", rcu::synchronize_rcu)
+    ffi_call(c"synchronize_rcu", rcu::synchronize_rcu)
 }
 
 /// Registers the calling thread as a reader (optional in aioctx).
 #[unsafe(no_mangle)]
 pub extern "C" fn rcu_register_thread() {
-    ffi_call("rcu_register_thread", rcu::register_thread)
+    ffi_call(c"rcu_register_thread", rcu::register_thread)
 }
 
 /// Unregisters the calling thread (outside any section).
 #[unsafe(no_mangle)]
 pub extern "C" fn rcu_unregister_thread() {
-    ffi_call("rcu_unregister_thread", rcu::unregister_thread)
+    ffi_call(c"rcu_unregister_thread", rcu::unregister_thread)
 }
 
 /// fork() support: a no-op in aioctx.
@@ -50,7 +50,7 @@ pub extern "C" fn rcu_disable_atfork() {}
 /// the BQL held. `head` must stay valid until then.
 #[unsafe(no_mangle)]
 pub extern "C" fn call_rcu1(head: *mut RcuHead, func: Option<RcuFunc>) {
-    ffi_call("call_rcu1", || {
+    ffi_call(c"call_rcu1", || {
         if head.is_null() {
             return Err(Misuse::new("rcu_head is NULL"));
         }
@@ -65,5 +65,5 @@ pub extern "C" fn call_rcu1(head: *mut RcuHead, func: Option<RcuFunc>) {
 /// the BQL meanwhile if this thread holds it).
 #[unsafe(no_mangle)]
 pub extern "C" fn drain_call_rcu() {
-    ffi_call("drain_call_rcu", rcu::drain_call_rcu)
+    ffi_call(c"drain_call_rcu", rcu::drain_call_rcu)
 }

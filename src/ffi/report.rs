@@ -175,7 +175,7 @@ pub(crate) fn report(kind: Kind, msg: &[u8]) {
 /// formatted message. The library's C shims (`error_report` & co.) only.
 #[unsafe(no_mangle)]
 pub extern "C" fn aioctx_report(kind: c_int, msg: *const c_char) {
-    ffi_call("aioctx_report", || {
+    ffi_call(c"aioctx_report", || {
         let kind = Kind::from_c(kind).ok_or_else(|| Misuse::new("bad report kind"))?;
         // SAFETY: the shims pass a formatted NUL-terminated string.
         report(kind, unsafe { c_bytes(msg) });
@@ -187,7 +187,7 @@ pub extern "C" fn aioctx_report(kind: c_int, msg: *const c_char) {
 /// returns whether it printed. The `*_report_once_cond` shims only.
 #[unsafe(no_mangle)]
 pub extern "C" fn aioctx_report_once(printed: *mut bool, kind: c_int, msg: *const c_char) -> bool {
-    ffi_call("aioctx_report_once", || {
+    ffi_call(c"aioctx_report_once", || {
         if printed.is_null() {
             return Err(Misuse::new("printed is NULL"));
         }
@@ -206,7 +206,7 @@ pub extern "C" fn aioctx_report_once(printed: *mut bool, kind: c_int, msg: *cons
 /// `argv0` (`g_set_prgname`); NULL leaves it unchanged.
 #[unsafe(no_mangle)]
 pub extern "C" fn error_init(argv0: *const c_char) {
-    ffi_call("error_init", || {
+    ffi_call(c"error_init", || {
         if argv0.is_null() {
             return Ok(());
         }

@@ -28,7 +28,7 @@ use crate::stats::STATS_HEADER_BYTES;
 /// the loop's paths.
 #[unsafe(no_mangle)]
 pub extern "C" fn aioctx_context_get_stats(ctx: *mut AioContext, out: *mut AioctxStats) {
-    ffi_call("aioctx_context_get_stats", || {
+    ffi_call(c"aioctx_context_get_stats", || {
         let ctx = context(ctx)?;
         if out.is_null() {
             return Err(Misuse::new("out (AioctxStats *) is NULL"));

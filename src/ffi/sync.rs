@@ -79,35 +79,35 @@ fn futex_word<'a>(f: *mut c_void) -> MisuseResult<&'a AtomicU32> {
 /// Initializes a (non-recursive) mutex in caller-owned memory, unlocked.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_mutex_init(mutex: *mut QemuMutex) {
-    ffi_call("qemu_mutex_init", || self::mutex(mutex)?.init(false))
+    ffi_call(c"qemu_mutex_init", || self::mutex(mutex)?.init(false))
 }
 
 /// Destroys an unlocked mutex; it may be initialized again. Aborts if the
 /// mutex is locked.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_mutex_destroy(mutex: *mut QemuMutex) {
-    ffi_call("qemu_mutex_destroy", || self::mutex(mutex)?.destroy())
+    ffi_call(c"qemu_mutex_destroy", || self::mutex(mutex)?.destroy())
 }
 
 /// Locks the mutex, blocking until it is free. Any thread; aborts if the
 /// calling thread already holds it (it is not recursive).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_mutex_lock(mutex: *mut QemuMutex) {
-    ffi_call("qemu_mutex_lock", || self::mutex(mutex)?.lock())
+    ffi_call(c"qemu_mutex_lock", || self::mutex(mutex)?.lock())
 }
 
 /// Locks the mutex if it is free: returns 0, or -EBUSY (without blocking)
 /// if any thread, the caller included, holds it.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_mutex_trylock(mutex: *mut QemuMutex) -> c_int {
-    ffi_call("qemu_mutex_trylock", || self::mutex(mutex)?.trylock())
+    ffi_call(c"qemu_mutex_trylock", || self::mutex(mutex)?.trylock())
 }
 
 /// Unlocks the mutex. Only the thread holding it may call this; unlocking
 /// a mutex that is not locked, or that another thread holds, aborts.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_mutex_unlock(mutex: *mut QemuMutex) {
-    ffi_call("qemu_mutex_unlock", || self::mutex(mutex)?.unlock())
+    ffi_call(c"qemu_mutex_unlock", || self::mutex(mutex)?.unlock())
 }
 
 // ---------------------------------------------------------------------------
@@ -116,34 +116,34 @@ pub extern "C" fn qemu_mutex_unlock(mutex: *mut QemuMutex) {
 /// Initializes a recursive mutex in caller-owned memory, unlocked.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_rec_mutex_init(mutex: *mut QemuRecMutex) {
-    ffi_call("qemu_rec_mutex_init", || rec_mutex(mutex)?.init())
+    ffi_call(c"qemu_rec_mutex_init", || rec_mutex(mutex)?.init())
 }
 
 /// Destroys an unlocked recursive mutex. Aborts if it is locked.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_rec_mutex_destroy(mutex: *mut QemuRecMutex) {
-    ffi_call("qemu_rec_mutex_destroy", || rec_mutex(mutex)?.destroy())
+    ffi_call(c"qemu_rec_mutex_destroy", || rec_mutex(mutex)?.destroy())
 }
 
 /// Locks the recursive mutex; the thread holding it may lock it again
 /// (each lock needs its own unlock).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_rec_mutex_lock(mutex: *mut QemuRecMutex) {
-    ffi_call("qemu_rec_mutex_lock", || rec_mutex(mutex)?.lock())
+    ffi_call(c"qemu_rec_mutex_lock", || rec_mutex(mutex)?.lock())
 }
 
 /// Locks the recursive mutex if it is free or held by the caller: returns
 /// 0, or -EBUSY (without blocking) if another thread holds it.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_rec_mutex_trylock(mutex: *mut QemuRecMutex) -> c_int {
-    ffi_call("qemu_rec_mutex_trylock", || rec_mutex(mutex)?.trylock())
+    ffi_call(c"qemu_rec_mutex_trylock", || rec_mutex(mutex)?.trylock())
 }
 
 /// Undoes one lock of the recursive mutex. Aborts unless the calling
 /// thread holds it.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_rec_mutex_unlock(mutex: *mut QemuRecMutex) {
-    ffi_call("qemu_rec_mutex_unlock", || rec_mutex(mutex)?.unlock())
+    ffi_call(c"qemu_rec_mutex_unlock", || rec_mutex(mutex)?.unlock())
 }
 
 // ---------------------------------------------------------------------------
@@ -153,27 +153,27 @@ pub extern "C" fn qemu_rec_mutex_unlock(mutex: *mut QemuRecMutex) {
 /// use `CLOCK_MONOTONIC`.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_cond_init(cond: *mut QemuCond) {
-    ffi_call("qemu_cond_init", || self::cond(cond)?.init())
+    ffi_call(c"qemu_cond_init", || self::cond(cond)?.init())
 }
 
 /// Destroys a condition variable nobody waits on.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_cond_destroy(cond: *mut QemuCond) {
-    ffi_call("qemu_cond_destroy", || self::cond(cond)?.destroy())
+    ffi_call(c"qemu_cond_destroy", || self::cond(cond)?.destroy())
 }
 
 /// Wakes one thread waiting on `cond`, if any. Any thread, with or without
 /// the mutex.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_cond_signal(cond: *mut QemuCond) {
-    ffi_call("qemu_cond_signal", || self::cond(cond)?.signal())
+    ffi_call(c"qemu_cond_signal", || self::cond(cond)?.signal())
 }
 
 /// Wakes every thread waiting on `cond`. Any thread, with or without the
 /// mutex.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_cond_broadcast(cond: *mut QemuCond) {
-    ffi_call("qemu_cond_broadcast", || self::cond(cond)?.broadcast())
+    ffi_call(c"qemu_cond_broadcast", || self::cond(cond)?.broadcast())
 }
 
 /// Atomically unlocks `mutex`, waits for a signal on `cond`, and locks
@@ -181,7 +181,7 @@ pub extern "C" fn qemu_cond_broadcast(cond: *mut QemuCond) {
 /// (aborts otherwise). Wakeups may be spurious: re-check the condition.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_cond_wait(cond: *mut QemuCond, mutex: *mut QemuMutex) {
-    ffi_call("qemu_cond_wait", || {
+    ffi_call(c"qemu_cond_wait", || {
         self::cond(cond)?.wait(self::mutex(mutex)?, None).map(drop)
     })
 }
@@ -195,7 +195,7 @@ pub extern "C" fn qemu_cond_timedwait(
     mutex: *mut QemuMutex,
     ms: c_int,
 ) -> bool {
-    ffi_call("qemu_cond_timedwait", || {
+    ffi_call(c"qemu_cond_timedwait", || {
         self::cond(cond)?.wait_ms(self::mutex(mutex)?, ms)
     })
 }
@@ -250,7 +250,7 @@ pub static mut qemu_cond_timedwait_func: QemuCondTimedWaitFunc = Some(qemu_cond_
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_mutex_lock_impl(mutex: *mut QemuMutex, file: *const c_char, line: c_int) {
     let _ = (file, line);
-    ffi_call("qemu_mutex_lock_impl", || self::mutex(mutex)?.lock())
+    ffi_call(c"qemu_mutex_lock_impl", || self::mutex(mutex)?.lock())
 }
 
 /// `qemu_mutex_trylock` with the caller's location (unused): 0 or -EBUSY.
@@ -261,14 +261,14 @@ pub extern "C" fn qemu_mutex_trylock_impl(
     line: c_int,
 ) -> c_int {
     let _ = (file, line);
-    ffi_call("qemu_mutex_trylock_impl", || self::mutex(mutex)?.trylock())
+    ffi_call(c"qemu_mutex_trylock_impl", || self::mutex(mutex)?.trylock())
 }
 
 /// `qemu_mutex_unlock` with the caller's location (unused).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_mutex_unlock_impl(mutex: *mut QemuMutex, file: *const c_char, line: c_int) {
     let _ = (file, line);
-    ffi_call("qemu_mutex_unlock_impl", || self::mutex(mutex)?.unlock())
+    ffi_call(c"qemu_mutex_unlock_impl", || self::mutex(mutex)?.unlock())
 }
 
 /// `qemu_rec_mutex_lock` with the caller's location (unused).
@@ -279,7 +279,7 @@ pub extern "C" fn qemu_rec_mutex_lock_impl(
     line: c_int,
 ) {
     let _ = (file, line);
-    ffi_call("qemu_rec_mutex_lock_impl", || rec_mutex(mutex)?.lock())
+    ffi_call(c"qemu_rec_mutex_lock_impl", || rec_mutex(mutex)?.lock())
 }
 
 /// `qemu_rec_mutex_trylock` with the caller's location (unused): 0 or
@@ -291,7 +291,7 @@ pub extern "C" fn qemu_rec_mutex_trylock_impl(
     line: c_int,
 ) -> c_int {
     let _ = (file, line);
-    ffi_call("qemu_rec_mutex_trylock_impl", || {
+    ffi_call(c"qemu_rec_mutex_trylock_impl", || {
         rec_mutex(mutex)?.trylock()
     })
 }
@@ -304,7 +304,7 @@ pub extern "C" fn qemu_rec_mutex_unlock_impl(
     line: c_int,
 ) {
     let _ = (file, line);
-    ffi_call("qemu_rec_mutex_unlock_impl", || rec_mutex(mutex)?.unlock())
+    ffi_call(c"qemu_rec_mutex_unlock_impl", || rec_mutex(mutex)?.unlock())
 }
 
 /// `qemu_cond_wait` with the caller's location (unused).
@@ -316,7 +316,7 @@ pub extern "C" fn qemu_cond_wait_impl(
     line: c_int,
 ) {
     let _ = (file, line);
-    ffi_call("qemu_cond_wait_impl", || {
+    ffi_call(c"qemu_cond_wait_impl", || {
         self::cond(cond)?.wait(self::mutex(mutex)?, None).map(drop)
     })
 }
@@ -332,7 +332,7 @@ pub extern "C" fn qemu_cond_timedwait_impl(
     line: c_int,
 ) -> bool {
     let _ = (file, line);
-    ffi_call("qemu_cond_timedwait_impl", || {
+    ffi_call(c"qemu_cond_timedwait_impl", || {
         self::cond(cond)?.wait_ms(self::mutex(mutex)?, ms)
     })
 }
@@ -344,32 +344,32 @@ pub extern "C" fn qemu_cond_timedwait_impl(
 /// posts.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_sem_init(sem: *mut QemuSemaphore, init: c_int) {
-    ffi_call("qemu_sem_init", || self::sem(sem)?.init(init))
+    ffi_call(c"qemu_sem_init", || self::sem(sem)?.init(init))
 }
 
 /// Destroys a semaphore nobody waits on.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_sem_destroy(sem: *mut QemuSemaphore) {
-    ffi_call("qemu_sem_destroy", || self::sem(sem)?.destroy())
+    ffi_call(c"qemu_sem_destroy", || self::sem(sem)?.destroy())
 }
 
 /// Adds one post and wakes one waiter. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_sem_post(sem: *mut QemuSemaphore) {
-    ffi_call("qemu_sem_post", || self::sem(sem)?.post())
+    ffi_call(c"qemu_sem_post", || self::sem(sem)?.post())
 }
 
 /// Takes one post, waiting as long as it takes. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_sem_wait(sem: *mut QemuSemaphore) {
-    ffi_call("qemu_sem_wait", || self::sem(sem)?.wait(None).map(drop))
+    ffi_call(c"qemu_sem_wait", || self::sem(sem)?.wait(None).map(drop))
 }
 
 /// Takes one post, waiting at most `ms` milliseconds (0: do not wait).
 /// Returns 0 if a post was taken, -1 on timeout.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_sem_timedwait(sem: *mut QemuSemaphore, ms: c_int) -> c_int {
-    ffi_call("qemu_sem_timedwait", || {
+    ffi_call(c"qemu_sem_timedwait", || {
         Ok(if self::sem(sem)?.wait(Some(ms))? {
             0
         } else {
@@ -384,7 +384,7 @@ pub extern "C" fn qemu_sem_timedwait(sem: *mut QemuSemaphore, ms: c_int) -> c_in
 /// Initializes an event in caller-owned memory, set if `init` is true.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_event_init(ev: *mut QemuEvent, init: bool) {
-    ffi_call("qemu_event_init", || {
+    ffi_call(c"qemu_event_init", || {
         event(ev)?.init(init);
         Ok(())
     })
@@ -393,27 +393,27 @@ pub extern "C" fn qemu_event_init(ev: *mut QemuEvent, init: bool) {
 /// Destroys an event nobody waits on.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_event_destroy(ev: *mut QemuEvent) {
-    ffi_call("qemu_event_destroy", || event(ev)?.destroy())
+    ffi_call(c"qemu_event_destroy", || event(ev)?.destroy())
 }
 
 /// Sets the event and wakes every waiter. Any thread. Writes made before
 /// it are visible to a thread whose `qemu_event_wait` returns because of it.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_event_set(ev: *mut QemuEvent) {
-    ffi_call("qemu_event_set", || event(ev)?.set())
+    ffi_call(c"qemu_event_set", || event(ev)?.set())
 }
 
 /// Resets the event if it is set. Any thread. The usual pattern is reset,
 /// check the condition, then wait.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_event_reset(ev: *mut QemuEvent) {
-    ffi_call("qemu_event_reset", || event(ev)?.reset())
+    ffi_call(c"qemu_event_reset", || event(ev)?.reset())
 }
 
 /// Returns once the event is set (at once if it already is). Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_event_wait(ev: *mut QemuEvent) {
-    ffi_call("qemu_event_wait", || event(ev)?.wait())
+    ffi_call(c"qemu_event_wait", || event(ev)?.wait())
 }
 
 // ---------------------------------------------------------------------------
@@ -425,13 +425,13 @@ pub extern "C" fn qemu_event_wait(ev: *mut QemuEvent) {
 /// not 4-byte aligned.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_futex_wait(f: *mut c_void, val: c_uint) {
-    ffi_call("qemu_futex_wait", || core::futex_wait(futex_word(f)?, val))
+    ffi_call(c"qemu_futex_wait", || core::futex_wait(futex_word(f)?, val))
 }
 
 /// Wakes one thread sleeping in `qemu_futex_wait` on `f`, if any.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_futex_wake_single(f: *mut c_void) {
-    ffi_call("qemu_futex_wake_single", || {
+    ffi_call(c"qemu_futex_wake_single", || {
         core::futex_wake(futex_word(f)?, 1)
     })
 }
@@ -439,7 +439,7 @@ pub extern "C" fn qemu_futex_wake_single(f: *mut c_void) {
 /// Wakes every thread sleeping in `qemu_futex_wait` on `f`.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_futex_wake_all(f: *mut c_void) {
-    ffi_call("qemu_futex_wake_all", || {
+    ffi_call(c"qemu_futex_wake_all", || {
         core::futex_wake(futex_word(f)?, c_int::MAX)
     })
 }

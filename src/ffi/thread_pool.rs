@@ -10,7 +10,7 @@ use std::ffi::{c_int, c_void};
 use std::ptr;
 
 use super::boundary::Handle;
-use super::boundary::{c_fn, context, ffi_call, required_c_fn};
+use super::boundary::{c_fn, context, ffi_call, ffi_call_yielding, required_c_fn};
 use super::error::propagate;
 use super::types::{AioContext, Error};
 use crate::aiocb;
@@ -59,7 +59,7 @@ pub extern "C" fn qemu_aio_get(
     cb: *mut BlockCompletionFunc,
     opaque: *mut c_void,
 ) -> *mut c_void {
-    ffi_call("qemu_aio_get", || {
+    ffi_call(c"qemu_aio_get", || {
         // SAFETY: `aiocb_info` is NULL (rejected) or valid per the contract.
         Ok(unsafe { aiocb::aio_get(aiocb_info, bs, cb, opaque) }?.cast())
     })
@@ -70,14 +70,14 @@ pub extern "C" fn qemu_aio_get(
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_aio_ref(p: *mut c_void) {
     // SAFETY: `p` is NULL (rejected) or a live request per the contract.
-    ffi_call("qemu_aio_ref", || unsafe { aiocb::aio_ref(p.cast()) })
+    ffi_call(c"qemu_aio_ref", || unsafe { aiocb::aio_ref(p.cast()) })
 }
 
 /// Drops a reference to the request `p`; the last one frees it. Same
 /// thread rule as `qemu_aio_ref`.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_aio_unref(p: *mut c_void) {
-    ffi_call("qemu_aio_unref", || {
+    ffi_call(c"qemu_aio_unref", || {
         // SAFETY: `p` is NULL (rejected) or a live request per the contract.
         unsafe { aiocb::aio_unref(p.cast()) }.map(|_| ())
     })
@@ -95,7 +95,7 @@ pub extern "C" fn qemu_aio_unref(p: *mut c_void) {
 #[unsafe(no_mangle)]
 pub extern "C" fn aioctx_bdrv_aio_cancel_async(acb: *mut BlockAIOCB) {
     // SAFETY: `acb` is NULL (rejected) or a live request per the contract.
-    ffi_call("bdrv_aio_cancel_async", || unsafe {
+    ffi_call(c"bdrv_aio_cancel_async", || unsafe {
         aiocb::cancel_async(acb)
     })
 }
@@ -109,7 +109,7 @@ pub extern "C" fn aioctx_bdrv_aio_cancel_async(acb: *mut BlockAIOCB) {
 /// `aioctx_bdrv_aio_cancel_async`).
 #[unsafe(no_mangle)]
 pub extern "C" fn aioctx_bdrv_aio_cancel(acb: *mut BlockAIOCB) {
-    ffi_call("bdrv_aio_cancel", || {
+    ffi_call(c"bdrv_aio_cancel", || {
         if acb.is_null() {
             return Err(Misuse::new("BlockAIOCB is NULL"));
         }
@@ -128,7 +128,7 @@ pub extern "C" fn aioctx_bdrv_aio_cancel(acb: *mut BlockAIOCB) {
 /// (`aio_get_thread_pool`), not to standalone ones.
 #[unsafe(no_mangle)]
 pub extern "C" fn thread_pool_new_aio(ctx: *mut AioContext) -> *mut ThreadPoolAio {
-    ffi_call("thread_pool_new_aio", || {
+    ffi_call(c"thread_pool_new_aio", || {
         let ctx = if ctx.is_null() {
             context(super::boundary::context_handle(
                 crate::thread::main_context(),
@@ -147,7 +147,7 @@ pub extern "C" fn thread_pool_new_aio(ctx: *mut AioContext) -> *mut ThreadPoolAi
 /// and must not be passed here. Not from a completion callback of `pool`.
 #[unsafe(no_mangle)]
 pub extern "C" fn thread_pool_free_aio(pool: *mut ThreadPoolAio) {
-    ffi_call("thread_pool_free_aio", || {
+    ffi_call(c"thread_pool_free_aio", || {
         if pool.is_null() {
             return Ok(());
         }
@@ -168,7 +168,7 @@ pub extern "C" fn thread_pool_free_aio(pool: *mut ThreadPoolAio) {
 /// maximum exit. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn thread_pool_update_params(pool: *mut ThreadPoolAio, ctx: *mut AioContext) {
-    ffi_call("thread_pool_update_params", || {
+    ffi_call(c"thread_pool_update_params", || {
         let (min, max) = context(ctx)?.thread_pool.params();
         aio_pool(pool)?.set_limits(min, max)
     })
@@ -178,7 +178,7 @@ pub extern "C" fn thread_pool_update_params(pool: *mut ThreadPoolAio, ctx: *mut 
 /// it). Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_get_thread_pool(ctx: *mut AioContext) -> *mut ThreadPoolAio {
-    ffi_call("aio_get_thread_pool", || {
+    ffi_call(c"aio_get_thread_pool", || {
         let ctx = context(ctx)?;
         Ok(ptr::from_ref(ctx.thread_pool.get_or_create(ctx)?)
             .cast_mut()
@@ -200,7 +200,7 @@ pub extern "C" fn aio_context_set_thread_pool_params(
     max: i64,
     errp: *mut *mut Error,
 ) {
-    ffi_call("aio_context_set_thread_pool_params", || {
+    ffi_call(c"aio_context_set_thread_pool_params", || {
         if let Err(msg) = context(ctx)?.thread_pool.set_params(min, max) {
             // SAFETY: errp is an `Error **` per the contract.
             unsafe { propagate("aio_context_set_thread_pool_params", errp, &msg) };
@@ -223,7 +223,7 @@ pub extern "C" fn thread_pool_submit_aio(
     cb: *mut BlockCompletionFunc,
     opaque: *mut c_void,
 ) -> *mut BlockAIOCB {
-    ffi_call("thread_pool_submit_aio", || {
+    ffi_call(c"thread_pool_submit_aio", || {
         aio::submit_aio(required_c_fn(func)?, arg, c_fn(cb), opaque)
     })
 }
@@ -232,7 +232,7 @@ pub extern "C" fn thread_pool_submit_aio(
 /// pool, yields until it finished, and returns its result.
 #[unsafe(no_mangle)]
 pub extern "C" fn thread_pool_submit_co(func: *mut ThreadPoolFunc, arg: *mut c_void) -> c_int {
-    ffi_call("thread_pool_submit_co", || {
+    ffi_call_yielding(c"thread_pool_submit_co", || {
         aio::submit_co(required_c_fn(func)?, arg)
     })
 }
@@ -244,14 +244,14 @@ pub extern "C" fn thread_pool_submit_co(func: *mut ThreadPoolFunc, arg: *mut c_v
 /// `thread_pool_submit_immediate` raised it. Free with `thread_pool_free`.
 #[unsafe(no_mangle)]
 pub extern "C" fn thread_pool_new() -> *mut ThreadPool {
-    ffi_call("thread_pool_new", || Ok(GenericPool::new()?.cast()))
+    ffi_call(c"thread_pool_new", || Ok(GenericPool::new()?.cast()))
 }
 
 /// Runs every job still queued, waits for all of them, then frees `pool`
 /// (NULL: nothing). No other call on `pool` may run concurrently.
 #[unsafe(no_mangle)]
 pub extern "C" fn thread_pool_free(pool: *mut ThreadPool) {
-    ffi_call("thread_pool_free", || {
+    ffi_call(c"thread_pool_free", || {
         if pool.is_null() {
             return Ok(());
         }
@@ -272,7 +272,7 @@ pub extern "C" fn thread_pool_submit(
     opaque: *mut c_void,
     opaque_destroy: Option<unsafe extern "C" fn(data: *mut c_void)>,
 ) {
-    ffi_call("thread_pool_submit", || {
+    ffi_call(c"thread_pool_submit", || {
         let destroy: Option<DestroyFn> = opaque_destroy;
         generic_pool(pool)?.submit(required_c_fn(func)?, opaque, destroy)
     })
@@ -287,7 +287,7 @@ pub extern "C" fn thread_pool_submit_immediate(
     opaque: *mut c_void,
     opaque_destroy: Option<unsafe extern "C" fn(data: *mut c_void)>,
 ) {
-    ffi_call("thread_pool_submit_immediate", || {
+    ffi_call(c"thread_pool_submit_immediate", || {
         generic_pool(pool)?.submit_immediate(required_c_fn(func)?, opaque, opaque_destroy)
     })
 }
@@ -297,14 +297,14 @@ pub extern "C" fn thread_pool_submit_immediate(
 /// is queued but the maximum is still 0 threads. Any thread but a worker.
 #[unsafe(no_mangle)]
 pub extern "C" fn thread_pool_wait(pool: *mut ThreadPool) {
-    ffi_call("thread_pool_wait", || generic_pool(pool)?.wait())
+    ffi_call(c"thread_pool_wait", || generic_pool(pool)?.wait())
 }
 
 /// Sets the maximum number of workers (`max_threads` >= 1, else abort);
 /// surplus workers stop after their current job. Returns true.
 #[unsafe(no_mangle)]
 pub extern "C" fn thread_pool_set_max_threads(pool: *mut ThreadPool, max_threads: c_int) -> bool {
-    ffi_call("thread_pool_set_max_threads", || {
+    ffi_call(c"thread_pool_set_max_threads", || {
         generic_pool(pool)?.set_max_threads(max_threads)
     })
 }
@@ -313,7 +313,7 @@ pub extern "C" fn thread_pool_set_max_threads(pool: *mut ThreadPool, max_threads
 /// Aborts when there are none (QEMU asserts). Returns true.
 #[unsafe(no_mangle)]
 pub extern "C" fn thread_pool_adjust_max_threads_to_work(pool: *mut ThreadPool) -> bool {
-    ffi_call("thread_pool_adjust_max_threads_to_work", || {
+    ffi_call(c"thread_pool_adjust_max_threads_to_work", || {
         generic_pool(pool)?.adjust_max_threads_to_work()
     })
 }

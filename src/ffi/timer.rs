@@ -260,7 +260,7 @@ pub extern "C" fn aio_timer_init(
     cb: *mut QEMUTimerCB,
     opaque: *mut c_void,
 ) {
-    ffi_call("aio_timer_init", || {
+    ffi_call(c"aio_timer_init", || {
         init(ts, context_list(ctx, clock_type), scale, 0, cb, opaque)
     })
 }
@@ -276,7 +276,7 @@ pub extern "C" fn aio_timer_init_with_attrs(
     cb: *mut QEMUTimerCB,
     opaque: *mut c_void,
 ) {
-    ffi_call("aio_timer_init_with_attrs", || {
+    ffi_call(c"aio_timer_init_with_attrs", || {
         init(
             ts,
             context_list(ctx, clock_type),
@@ -298,7 +298,7 @@ pub extern "C" fn aio_timer_new(
     cb: *mut QEMUTimerCB,
     opaque: *mut c_void,
 ) -> *mut QEMUTimer {
-    ffi_call("aio_timer_new", || {
+    ffi_call(c"aio_timer_new", || {
         new_timer(context_list(ctx, clock_type), scale, 0, cb, opaque)
     })
 }
@@ -313,7 +313,7 @@ pub extern "C" fn aio_timer_new_with_attrs(
     cb: *mut QEMUTimerCB,
     opaque: *mut c_void,
 ) -> *mut QEMUTimer {
-    ffi_call("aio_timer_new_with_attrs", || {
+    ffi_call(c"aio_timer_new_with_attrs", || {
         new_timer(context_list(ctx, clock_type), scale, attributes, cb, opaque)
     })
 }
@@ -335,7 +335,7 @@ pub extern "C" fn timer_init_full(
     cb: *mut QEMUTimerCB,
     opaque: *mut c_void,
 ) {
-    ffi_call("timer_init_full", || {
+    ffi_call(c"timer_init_full", || {
         let list = clock(clock_type).and_then(|c| group_list(timer_list_group, c));
         init(ts, list, scale, attributes, cb, opaque)
     })
@@ -350,7 +350,7 @@ pub extern "C" fn timer_init(
     cb: *mut QEMUTimerCB,
     opaque: *mut c_void,
 ) {
-    ffi_call("timer_init", || {
+    ffi_call(c"timer_init", || {
         init(ts, main_list(clock_type), scale, 0, cb, opaque)
     })
 }
@@ -363,7 +363,7 @@ pub extern "C" fn timer_init_ns(
     cb: *mut QEMUTimerCB,
     opaque: *mut c_void,
 ) {
-    ffi_call("timer_init_ns", || {
+    ffi_call(c"timer_init_ns", || {
         init(ts, main_list(clock_type), SCALE_NS, 0, cb, opaque)
     })
 }
@@ -376,7 +376,7 @@ pub extern "C" fn timer_init_us(
     cb: *mut QEMUTimerCB,
     opaque: *mut c_void,
 ) {
-    ffi_call("timer_init_us", || {
+    ffi_call(c"timer_init_us", || {
         init(ts, main_list(clock_type), SCALE_US, 0, cb, opaque)
     })
 }
@@ -389,7 +389,7 @@ pub extern "C" fn timer_init_ms(
     cb: *mut QEMUTimerCB,
     opaque: *mut c_void,
 ) {
-    ffi_call("timer_init_ms", || {
+    ffi_call(c"timer_init_ms", || {
         init(ts, main_list(clock_type), SCALE_MS, 0, cb, opaque)
     })
 }
@@ -405,7 +405,7 @@ pub extern "C" fn timer_new_full(
     cb: *mut QEMUTimerCB,
     opaque: *mut c_void,
 ) -> *mut QEMUTimer {
-    ffi_call("timer_new_full", || {
+    ffi_call(c"timer_new_full", || {
         let list = clock(clock_type).and_then(|c| group_list(timer_list_group, c));
         new_timer(list, scale, attributes, cb, opaque)
     })
@@ -419,7 +419,7 @@ pub extern "C" fn timer_new(
     cb: *mut QEMUTimerCB,
     opaque: *mut c_void,
 ) -> *mut QEMUTimer {
-    ffi_call("timer_new", || {
+    ffi_call(c"timer_new", || {
         new_timer(main_list(clock_type), scale, 0, cb, opaque)
     })
 }
@@ -431,7 +431,7 @@ pub extern "C" fn timer_new_ns(
     cb: *mut QEMUTimerCB,
     opaque: *mut c_void,
 ) -> *mut QEMUTimer {
-    ffi_call("timer_new_ns", || {
+    ffi_call(c"timer_new_ns", || {
         new_timer(main_list(clock_type), SCALE_NS, 0, cb, opaque)
     })
 }
@@ -443,7 +443,7 @@ pub extern "C" fn timer_new_us(
     cb: *mut QEMUTimerCB,
     opaque: *mut c_void,
 ) -> *mut QEMUTimer {
-    ffi_call("timer_new_us", || {
+    ffi_call(c"timer_new_us", || {
         new_timer(main_list(clock_type), SCALE_US, 0, cb, opaque)
     })
 }
@@ -455,7 +455,7 @@ pub extern "C" fn timer_new_ms(
     cb: *mut QEMUTimerCB,
     opaque: *mut c_void,
 ) -> *mut QEMUTimer {
-    ffi_call("timer_new_ms", || {
+    ffi_call(c"timer_new_ms", || {
         new_timer(main_list(clock_type), SCALE_MS, 0, cb, opaque)
     })
 }
@@ -469,20 +469,22 @@ pub extern "C" fn timer_new_ms(
 /// initialized.
 #[unsafe(no_mangle)]
 pub extern "C" fn timer_mod(ts: *mut QEMUTimer, expire_time: i64) {
-    ffi_call("timer_mod", || timer(ts)?.arm(expire_time, true, false))
+    ffi_call(c"timer_mod", || timer(ts)?.arm(expire_time, true, false))
 }
 
 /// Like `timer_mod`, with `expire_time` in nanoseconds.
 #[unsafe(no_mangle)]
 pub extern "C" fn timer_mod_ns(ts: *mut QEMUTimer, expire_time: i64) {
-    ffi_call("timer_mod_ns", || timer(ts)?.arm(expire_time, false, false))
+    ffi_call(c"timer_mod_ns", || {
+        timer(ts)?.arm(expire_time, false, false)
+    })
 }
 
 /// Like `timer_mod`, but a pending timer is only moved earlier, never
 /// later.
 #[unsafe(no_mangle)]
 pub extern "C" fn timer_mod_anticipate(ts: *mut QEMUTimer, expire_time: i64) {
-    ffi_call("timer_mod_anticipate", || {
+    ffi_call(c"timer_mod_anticipate", || {
         timer(ts)?.arm(expire_time, true, true)
     })
 }
@@ -490,7 +492,7 @@ pub extern "C" fn timer_mod_anticipate(ts: *mut QEMUTimer, expire_time: i64) {
 /// Like `timer_mod_anticipate`, with `expire_time` in nanoseconds.
 #[unsafe(no_mangle)]
 pub extern "C" fn timer_mod_anticipate_ns(ts: *mut QEMUTimer, expire_time: i64) {
-    ffi_call("timer_mod_anticipate_ns", || {
+    ffi_call(c"timer_mod_anticipate_ns", || {
         timer(ts)?.arm(expire_time, false, true)
     })
 }
@@ -500,14 +502,14 @@ pub extern "C" fn timer_mod_anticipate_ns(ts: *mut QEMUTimer, expire_time: i64) 
 /// that is not initialized or was deinitialized (as in QEMU).
 #[unsafe(no_mangle)]
 pub extern "C" fn timer_del(ts: *mut QEMUTimer) {
-    ffi_call("timer_del", || timer(ts)?.del())
+    ffi_call(c"timer_del", || timer(ts)?.del())
 }
 
 /// Disarms `ts` (if armed) and detaches it from its context; initialize it
 /// again before reuse. The memory stays the caller's.
 #[unsafe(no_mangle)]
 pub extern "C" fn timer_deinit(ts: *mut QEMUTimer) {
-    ffi_call("timer_deinit", || timer(ts)?.deinit())
+    ffi_call(c"timer_deinit", || timer(ts)?.deinit())
 }
 
 /// Disarms `ts` (if armed) and frees it (`free`, so it must come from
@@ -515,7 +517,7 @@ pub extern "C" fn timer_deinit(ts: *mut QEMUTimer) {
 /// Allowed from the timer's own callback.
 #[unsafe(no_mangle)]
 pub extern "C" fn timer_free(ts: *mut QEMUTimer) {
-    ffi_call("timer_free", || {
+    ffi_call(c"timer_free", || {
         if ts.is_null() {
             return Ok(());
         }
@@ -530,7 +532,7 @@ pub extern "C" fn timer_free(ts: *mut QEMUTimer) {
 /// Whether `ts` is armed and has not fired yet. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn timer_pending(ts: *const QEMUTimer) -> bool {
-    ffi_call("timer_pending", || Ok(timer(ts.cast_mut())?.pending()))
+    ffi_call(c"timer_pending", || Ok(timer(ts.cast_mut())?.pending()))
 }
 
 /// QEMU's `timer_head->expire_time <= current_time * scale`, with
@@ -538,7 +540,7 @@ pub extern "C" fn timer_pending(ts: *const QEMUTimer) -> bool {
 /// as expired (its `expire_time` is -1), as in QEMU.
 #[unsafe(no_mangle)]
 pub extern "C" fn timer_expired(timer_head: *const QEMUTimer, current_time: i64) -> bool {
-    ffi_call("timer_expired", || {
+    ffi_call(c"timer_expired", || {
         Ok(timer(timer_head.cast_mut())?.expired(current_time))
     })
 }
@@ -546,7 +548,7 @@ pub extern "C" fn timer_expired(timer_head: *const QEMUTimer, current_time: i64)
 /// The deadline of `ts` in nanoseconds, or -1 (UINT64_MAX) if not pending.
 #[unsafe(no_mangle)]
 pub extern "C" fn timer_expire_time_ns(ts: *const QEMUTimer) -> u64 {
-    ffi_call("timer_expire_time_ns", || {
+    ffi_call(c"timer_expire_time_ns", || {
         Ok(timer(ts.cast_mut())?.expire_time_ns() as u64)
     })
 }

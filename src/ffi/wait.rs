@@ -14,7 +14,7 @@ pub use crate::wait::{AioWait, global_aio_wait};
 /// re-checks. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_wait_kick() {
-    ffi_call("aio_wait_kick", || {
+    ffi_call(c"aio_wait_kick", || {
         wait::kick();
         Ok(())
     })
@@ -31,7 +31,7 @@ pub extern "C" fn aioctx_wait_while(
     cond: Option<unsafe extern "C" fn(opaque: *mut c_void) -> bool>,
     opaque: *mut c_void,
 ) -> bool {
-    ffi_call("aioctx_wait_while", || {
+    ffi_call(c"aioctx_wait_while", || {
         let ctx = if ctx.is_null() {
             None
         } else {
@@ -55,7 +55,7 @@ pub extern "C" fn aio_wait_bh_oneshot(
     cb: *mut QEMUBHFunc,
     opaque: *mut c_void,
 ) {
-    ffi_call("aio_wait_bh_oneshot", || {
+    ffi_call(c"aio_wait_bh_oneshot", || {
         wait::bh_oneshot(context(ctx)?, required_c_fn(cb)?, opaque)
     })
 }

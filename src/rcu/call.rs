@@ -53,7 +53,7 @@ fn rcu_thread_fail(e: Misuse) -> ! {
 
 fn call_rcu_thread() {
     // Reports of the core from this thread name it (`fatal::die_here`).
-    let _role = fatal::ApiCall::enter("call_rcu thread");
+    let _role = fatal::ApiCall::enter(c"call_rcu thread");
     register_thread().unwrap_or_else(|e| rcu_thread_fail(e));
     loop {
         let batch: Vec<Entry> = {

@@ -227,7 +227,7 @@ impl<Q: JobQueue> Workers<Q> {
         // A library-owned thread: no API call names what it does, so a
         // report from the core here (`fatal::die_here`, e.g. a failed
         // wakeup write) names its role instead.
-        let _role = crate::fatal::ApiCall::enter("thread pool worker");
+        let _role = crate::fatal::ApiCall::enter(c"thread pool worker");
         let mut st = self.state.lock();
         loop {
             let max = if st.draining { st.max.max(1) } else { st.max };
