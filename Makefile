@@ -124,7 +124,7 @@ RUN_C_TESTS = scripts/run-c-tests.sh \
 .PHONY: all lib examples demo run-examples deps deps-bench deps-callgrind deps-consumers deps-doc \
 	test cargo-test test-consumers doc check-doc-comments \
 	c-tests sanitize sanitize-asan sanitize-tsan tsan-lib miri loom header \
-	check-header check-link-flags check-qemu-symbols print-link-flags bench bench-callgrind stress fault-walk fuzz deps-fuzz install-test \
+	check-header check-link-flags check-qemu-symbols print-link-flags bench bench-callgrind bench-stats bench-ab stress fault-walk fuzz deps-fuzz install-test \
 	install clean help FORCE
 
 # ---------------------------------------------------------------------------
@@ -262,6 +262,39 @@ bench: $(RELEASE_LIB) | deps-bench
 	scripts/run-bench.sh --lib $(RELEASE_LIB) --libs "$(NATIVE_LIBS) -lpthread -rdynamic" \
 		--build-dir $(BUILD)/bench --out $(BENCH_RESULTS) \
 		$(call c_srcs,$(BENCHES),bench)
+	$(MAKE) --no-print-directory bench-stats
+
+# A/B runs (scripts/bench-ab.sh): the same programs against two libraries,
+# alternately. AB_BENCHES: the programs (override); AB_ROUNDS: rounds.
+AB_BENCHES ?= loop_count bh_reschedule bh_oneshot timer_mod coroutine_switch aio_wait_oneshot
+AB_ROUNDS ?= 3
+BENCH_AB = scripts/bench-ab.sh --libs "$(NATIVE_LIBS) -lpthread -rdynamic" --rounds $(AB_ROUNDS)
+# The library with the loop metrics compiled out (--cfg aioctx_no_stats; the
+# counters' updates become no-ops), for the stats-overhead run.
+NOSTATS_LIB := target/nostats/release/libaioctx.a
+STATS_BENCHES ?= loop_count bh_reschedule fd_1000 aio_wait_oneshot
+STATS_RESULTS ?= bench/STATS-OVERHEAD.md
+
+$(NOSTATS_LIB): FORCE | deps
+	RUSTFLAGS="--cfg aioctx_no_stats" $(CARGO) build --release --lib --target-dir target/nostats
+
+# What the loop metrics (aioctx_context_get_stats) cost: the library without
+# them (A) against the real one (B); part of `make bench`.
+bench-stats: $(RELEASE_LIB) $(NOSTATS_LIB) | deps-bench
+	$(BENCH_AB) --a-lib $(NOSTATS_LIB) --a-include include --a-name "no stats (--cfg aioctx_no_stats)" \
+		--b-lib $(RELEASE_LIB) --b-include include --b-name "with stats (release)" \
+		--build-dir $(BUILD)/bench-stats --out $(STATS_RESULTS) $(call c_srcs,$(STATS_BENCHES),bench)
+
+# This tree against the git revision REV (make bench-ab REV=645e626), whose
+# library is built in a worktree under $(BUILD)/ab/.
+bench-ab: $(RELEASE_LIB) | deps-bench
+	@test -n "$(REV)" || { echo "make bench-ab: set REV=<git revision>" >&2; exit 2; }
+	rev=$$(git rev-parse --short "$(REV)") && dir=$(BUILD)/ab/$$rev && \
+	{ test -d $$dir || git worktree add --detach $$dir $$rev; } && \
+	(cd $$dir && $(CARGO) build --release --lib) && \
+	$(BENCH_AB) --a-lib $$dir/$(RELEASE_LIB) --a-include $$dir/include --a-name "$$rev" \
+		--b-lib $(RELEASE_LIB) --b-include include --b-name "this tree" \
+		--build-dir $(BUILD)/bench-ab $(call c_srcs,$(AB_BENCHES),bench)
 
 bench-callgrind: $(RELEASE_LIB) | deps-callgrind
 	scripts/run-bench.sh --callgrind --lib $(RELEASE_LIB) \
@@ -374,6 +407,8 @@ help:
 	@echo 'make fuzz           fuzz the API sequence against the model for FUZZ_SECONDS (60)'
 	@echo 'make fault-walk     fault injection: each resource call of a workload fails in turn'
 	@echo 'make bench-callgrind  bench programs under callgrind (instruction counts)'
+	@echo 'make bench-stats    what the loop metrics cost (A/B against a build without them)'
+	@echo 'make bench-ab REV=R this tree against git revision R, A/B (AB_BENCHES, AB_ROUNDS)'
 	@echo 'make deps           install missing Debian packages ($(DEB_PACKAGES))'
 	@echo 'make install        PREFIX=$(PREFIX): libaioctx.a/.so, headers, compat tree, .pc files, CMake package'
 	@echo 'make check-qemu-symbols  nm the archive for every QEMU 10.2 event-loop name'

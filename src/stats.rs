@@ -13,6 +13,9 @@
 //!   only RMW counters (Relaxed `fetch_add`), on their own cache line so
 //!   they never share one with the loop's hot fields.
 //!
+//! `--cfg aioctx_no_stats` turns every update into a no-op: only `make
+//! bench-stats` builds it, to measure what the counting costs.
+//!
 //! A reader gets each counter's value at some recent moment; fields are not
 //! a consistent snapshot of each other (a poll in progress may have counted
 //! one and not yet the next). All counters wrap at 2^64.
@@ -27,6 +30,10 @@ impl OwnedCounter {
     /// Adds `n`. Only the thread in the context's loop calls this.
     #[inline(always)]
     pub(crate) fn add(&self, n: u64) {
+        // The benchmark build that measures what counting costs.
+        if cfg!(aioctx_no_stats) {
+            return;
+        }
         // Load + store, not fetch_add: one writer at a time, so no update is
         // lost, and no locked instruction on the hot path.
         self.0.store(
@@ -92,6 +99,9 @@ impl NotifyCounters {
     /// wakeup eventfd.
     #[inline]
     pub(crate) fn record(&self, wrote: bool) {
+        if cfg!(aioctx_no_stats) {
+            return;
+        }
         let c = if wrote { &self.writes } else { &self.elided };
         c.fetch_add(1, Ordering::Relaxed);
     }
