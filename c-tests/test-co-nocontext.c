@@ -11,7 +11,7 @@
  * thread that has a current context) is a death test; only its subprocess
  * creates the main context.
  *
- * Build: cc -std=gnu11 -Wall -Wextra -Werror -Iinclude/compat -Iinclude
+ * Build: cc -std=gnu11 -Wall -Wextra -Werror -Ic-tests -Iinclude/compat -Iinclude
  * $(pkg-config --cflags glib-2.0) c-tests/test-co-nocontext.c
  * target/release/libaioctx.a $(pkg-config --libs glib-2.0) -lpthread -ldl
  * -lm -lgcc_s -rdynamic
@@ -23,6 +23,8 @@
 #include "qemu/lockable.h"
 #include "qemu/main-loop.h"
 #include "qemu/thread.h"
+
+#include "co-rwlock-scenarios.h"
 
 #include <pthread.h>
 
@@ -181,101 +183,10 @@ static void test_co_mutex_contended(void)
 
 /* ---- CoRwlock ------------------------------------------------------------ */
 
+/* upgrade and downgrade: co-rwlock-scenarios.h (test-coroutine.c runs them
+ * too, with a main loop). */
+
 static CoRwlock rwlock;
-
-static void coroutine_fn rwlock_yield_upgrade(void *opaque)
-{
-    qemu_co_rwlock_rdlock(&rwlock);
-    qemu_coroutine_yield();
-    qemu_co_rwlock_upgrade(&rwlock);
-    qemu_co_rwlock_unlock(&rwlock);
-    *(bool *)opaque = true;
-}
-
-static void coroutine_fn rwlock_wrlock_yield(void *opaque)
-{
-    qemu_co_rwlock_wrlock(&rwlock);
-    qemu_coroutine_yield();
-    qemu_co_rwlock_unlock(&rwlock);
-    *(bool *)opaque = true;
-}
-
-/* Reader 1 holds, writer 2 waits, reader 1 upgrades (waits behind 2). */
-static void test_co_rwlock_upgrade(void)
-{
-    bool c1_done = false, c2_done = false;
-    Coroutine *c1, *c2;
-
-    qemu_co_rwlock_init(&rwlock);
-    c1 = qemu_coroutine_create(rwlock_yield_upgrade, &c1_done);
-    c2 = qemu_coroutine_create(rwlock_wrlock_yield, &c2_done);
-    qemu_coroutine_enter(c1);
-    qemu_coroutine_enter(c2);
-    qemu_coroutine_enter(c1); /* upgrade: wakes c2, which yields writing */
-    g_assert_false(c1_done);
-    g_assert_false(c2_done);
-    qemu_coroutine_enter(c2); /* unlock: wakes c1, which finishes */
-    g_assert_true(c2_done);
-    g_assert_true(c1_done);
-}
-
-static void coroutine_fn rwlock_rdlock_yield(void *opaque)
-{
-    qemu_co_rwlock_rdlock(&rwlock);
-    qemu_coroutine_yield();
-    qemu_co_rwlock_unlock(&rwlock);
-    qemu_coroutine_yield();
-    *(bool *)opaque = true;
-}
-
-static void coroutine_fn rwlock_wrlock_downgrade(void *opaque)
-{
-    qemu_co_rwlock_wrlock(&rwlock);
-    qemu_co_rwlock_downgrade(&rwlock);
-    qemu_co_rwlock_unlock(&rwlock);
-    *(bool *)opaque = true;
-}
-
-static void coroutine_fn rwlock_rdlock(void *opaque)
-{
-    qemu_co_rwlock_rdlock(&rwlock);
-    qemu_co_rwlock_unlock(&rwlock);
-    *(bool *)opaque = true;
-}
-
-static void coroutine_fn rwlock_wrlock(void *opaque)
-{
-    qemu_co_rwlock_wrlock(&rwlock);
-    qemu_co_rwlock_unlock(&rwlock);
-    *(bool *)opaque = true;
-}
-
-/* QEMU's downgrade scenario: reader 1 holds; writer 2 (downgrades),
- * reader 3, writer 4, reader 5 queue; 1's unlock runs the whole chain. */
-static void test_co_rwlock_downgrade(void)
-{
-    bool done[5] = { false };
-    Coroutine *c[5];
-
-    qemu_co_rwlock_init(&rwlock);
-    c[0] = qemu_coroutine_create(rwlock_rdlock_yield, &done[0]);
-    c[1] = qemu_coroutine_create(rwlock_wrlock_downgrade, &done[1]);
-    c[2] = qemu_coroutine_create(rwlock_rdlock, &done[2]);
-    c[3] = qemu_coroutine_create(rwlock_wrlock, &done[3]);
-    c[4] = qemu_coroutine_create(rwlock_rdlock, &done[4]);
-    for (int i = 0; i < 5; i++) {
-        qemu_coroutine_enter(c[i]);
-    }
-    for (int i = 1; i < 5; i++) {
-        g_assert_false(done[i]);
-    }
-    qemu_coroutine_enter(c[0]); /* unlocks: the chain runs */
-    for (int i = 1; i < 5; i++) {
-        g_assert_true(done[i]);
-    }
-    qemu_coroutine_enter(c[0]);
-    g_assert_true(done[0]);
-}
 
 /* Readers share the lock; a writer waits for all of them, and a reader
  * arriving after the writer waits behind it. */
@@ -450,8 +361,8 @@ int main(int argc, char **argv)
     g_test_add_func("/co-nocontext/wake/inside-coroutine", test_wake_inside_coroutine);
     g_test_add_func("/co-nocontext/wake/other-thread", test_wake_from_other_thread);
     g_test_add_func("/co-nocontext/mutex/contended", test_co_mutex_contended);
-    g_test_add_func("/co-nocontext/rwlock/upgrade", test_co_rwlock_upgrade);
-    g_test_add_func("/co-nocontext/rwlock/downgrade", test_co_rwlock_downgrade);
+    g_test_add_func("/co-nocontext/rwlock/upgrade", co_rwlock_test_upgrade);
+    g_test_add_func("/co-nocontext/rwlock/downgrade", co_rwlock_test_downgrade);
     g_test_add_func("/co-nocontext/rwlock/readers-writers", test_co_rwlock_readers_writers);
     g_test_add_func("/co-nocontext/queue/wait-next-restart-all", test_co_queue);
     g_test_add_func("/co-nocontext/death/wake-from-thread-with-context",

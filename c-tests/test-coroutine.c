@@ -7,7 +7,7 @@
  *
  * Modelled on QEMU's tests/unit/test-coroutine.c.
  *
- * Build: cc -std=gnu11 -Wall -Wextra -Werror -Iinclude/compat -Iinclude
+ * Build: cc -std=gnu11 -Wall -Wextra -Werror -Ic-tests -Iinclude/compat -Iinclude
  * $(pkg-config --cflags glib-2.0) c-tests/test-coroutine.c
  * target/release/libaioctx.a $(pkg-config --libs glib-2.0) -lpthread -ldl
  * -lm -lgcc_s -rdynamic
@@ -23,6 +23,10 @@
 #include "qemu/lockable.h"
 #include "qemu/main-loop.h"
 #include "qemu/thread.h"
+
+/* The CoRwlock upgrade/downgrade scenarios (test-co-nocontext.c runs them
+ * too, in a program without an AioContext). */
+#include "co-rwlock-scenarios.h"
 
 static AioContext *main_ctx;
 
@@ -398,114 +402,6 @@ static void test_co_queue_enter_next(void)
     g_assert_false(qemu_co_enter_next(&lockable_queue, NULL));
 }
 
-/* ---- CoRwlock (QEMU's upgrade and downgrade tests) ---------------------- */
-
-static CoRwlock rwlock;
-
-static void coroutine_fn rwlock_yield_upgrade(void *opaque)
-{
-    qemu_co_rwlock_rdlock(&rwlock);
-    qemu_coroutine_yield();
-    qemu_co_rwlock_upgrade(&rwlock);
-    qemu_co_rwlock_unlock(&rwlock);
-    *(bool *)opaque = true;
-}
-
-static void coroutine_fn rwlock_wrlock_yield(void *opaque)
-{
-    qemu_co_rwlock_wrlock(&rwlock);
-    qemu_coroutine_yield();
-    qemu_co_rwlock_unlock(&rwlock);
-    *(bool *)opaque = true;
-}
-
-/* Reader 1 holds the lock; writer 2 waits; reader 1 upgrades: it must
- * wait behind the writer, which then runs first. */
-static void test_co_rwlock_upgrade(void)
-{
-    bool c1_done = false, c2_done = false;
-    Coroutine *c1, *c2;
-
-    qemu_co_rwlock_init(&rwlock);
-    c1 = qemu_coroutine_create(rwlock_yield_upgrade, &c1_done);
-    c2 = qemu_coroutine_create(rwlock_wrlock_yield, &c2_done);
-    qemu_coroutine_enter(c1);
-    qemu_coroutine_enter(c2);
-    /* c1 upgrades: waits behind c2, whose ticket it releases its read for. */
-    qemu_coroutine_enter(c1);
-    /* c2 got the write lock (woken from c1's upgrade) and yielded. */
-    g_assert_false(c1_done);
-    g_assert_false(c2_done);
-    qemu_coroutine_enter(c2);
-    g_assert_true(c2_done);
-    g_assert_true(c1_done);
-}
-
-static void coroutine_fn rwlock_rdlock_yield(void *opaque)
-{
-    qemu_co_rwlock_rdlock(&rwlock);
-    qemu_coroutine_yield();
-    qemu_co_rwlock_unlock(&rwlock);
-    qemu_coroutine_yield();
-    *(bool *)opaque = true;
-}
-
-static void coroutine_fn rwlock_wrlock_downgrade(void *opaque)
-{
-    qemu_co_rwlock_wrlock(&rwlock);
-    qemu_co_rwlock_downgrade(&rwlock);
-    qemu_co_rwlock_unlock(&rwlock);
-    *(bool *)opaque = true;
-}
-
-static void coroutine_fn rwlock_rdlock(void *opaque)
-{
-    qemu_co_rwlock_rdlock(&rwlock);
-    qemu_co_rwlock_unlock(&rwlock);
-    *(bool *)opaque = true;
-}
-
-static void coroutine_fn rwlock_wrlock(void *opaque)
-{
-    qemu_co_rwlock_wrlock(&rwlock);
-    qemu_co_rwlock_unlock(&rwlock);
-    *(bool *)opaque = true;
-}
-
-/*
- * QEMU's test_co_rwlock_downgrade:
- * Reader 1 holds; writer 2 (downgrades), reader 3, writer 4, reader 5 queue
- * in that order. When 1 unlocks, 2 gets the write lock, downgrades and
- * lets 3 in, then unlocks; 4 waits for 3; 5 waits behind 4 (fairness).
- */
-static void test_co_rwlock_downgrade(void)
-{
-    bool c1_done = false, c2_done = false, c3_done = false;
-    bool c4_done = false, c5_done = false;
-    Coroutine *c1, *c2, *c3, *c4, *c5;
-
-    qemu_co_rwlock_init(&rwlock);
-    c1 = qemu_coroutine_create(rwlock_rdlock_yield, &c1_done);
-    c2 = qemu_coroutine_create(rwlock_wrlock_downgrade, &c2_done);
-    c3 = qemu_coroutine_create(rwlock_rdlock, &c3_done);
-    c4 = qemu_coroutine_create(rwlock_wrlock, &c4_done);
-    c5 = qemu_coroutine_create(rwlock_rdlock, &c5_done);
-
-    qemu_coroutine_enter(c1);
-    qemu_coroutine_enter(c2);
-    qemu_coroutine_enter(c3);
-    qemu_coroutine_enter(c4);
-    qemu_coroutine_enter(c5);
-
-    qemu_coroutine_enter(c1); /* unlocks: the chain runs */
-    g_assert_true(c2_done);
-    g_assert_true(c3_done);
-    g_assert_true(c4_done);
-    g_assert_true(c5_done);
-    qemu_coroutine_enter(c1);
-    g_assert_true(c1_done);
-}
-
 /* ---- aio_co_enter hand-offs --------------------------------------------- */
 
 #define HANDOFFS 100000
@@ -874,8 +770,8 @@ int main(int argc, char **argv)
     g_test_add_func("/coroutine/locking/co-mutex", test_co_mutex);
     g_test_add_func("/coroutine/locking/co-mutex/lockable", test_co_mutex_lockable);
     g_test_add_func("/coroutine/locking/co-queue/enter-next", test_co_queue_enter_next);
-    g_test_add_func("/coroutine/locking/co-rwlock/upgrade", test_co_rwlock_upgrade);
-    g_test_add_func("/coroutine/locking/co-rwlock/downgrade", test_co_rwlock_downgrade);
+    g_test_add_func("/coroutine/locking/co-rwlock/upgrade", co_rwlock_test_upgrade);
+    g_test_add_func("/coroutine/locking/co-rwlock/downgrade", co_rwlock_test_downgrade);
     g_test_add_func("/coroutine/aio/co-enter/handoff", test_aio_co_enter_handoff);
     g_test_add_func("/coroutine/aio/co-wake/worker-thread", test_worker_wake);
     g_test_add_func("/coroutine/aio/co-schedule/while-running", test_schedule_while_running);
