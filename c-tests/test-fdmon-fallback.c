@@ -266,10 +266,7 @@ static void test_case(gconstpointer opaque)
         g_test_skip("seccomp filters are unavailable here");
         return;
     }
-    g_test_trap_subprocess(NULL, 20 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
-    g_assert_false(g_test_trap_reached_timeout());
-    g_test_trap_assert_passed();
-    g_test_trap_assert_stderr(c->stderr_pattern);
+    trap_subprocess_expect(20, true, c->stderr_pattern);
     /* Exactly the expected number of aioctx lines. */
     GString *more = g_string_new("*");
     for (int i = 0; i <= c->warnings; i++) {

@@ -1,7 +1,7 @@
 /*
  * Helpers shared by the C test programs (c-tests/test-*.c): a per-test
- * watchdog, new_context(), WhereRan/where_cb, thread_syscalls(), and a
- * table-driven death-test runner.
+ * watchdog, new_context(), WhereRan/where_cb, thread_syscalls(),
+ * trap_subprocess_expect() and a table-driven death-test runner.
  *
  * Header-only: everything is `static inline`, so a program that does not
  * use a helper gets no "unused function" warning (-Wall -Wextra -Werror).
@@ -185,6 +185,38 @@ static inline bool thread_syscalls(guint64 *syscr, guint64 *syscw)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Subprocess tests                                                         */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Runs the current test again in a GTest subprocess and checks how it
+ * ended: within `seconds` (not killed by the timeout), passed if `passes`
+ * (else failed), and with a stderr that matches `stderr_pattern`
+ * (g_pattern_match_simple syntax; without '*' or '?' the whole stderr must
+ * be exactly that). The test function does the work itself when
+ * g_test_subprocess() is true:
+ *
+ *     if (g_test_subprocess()) {
+ *         ...;
+ *         return;
+ *     }
+ *     trap_subprocess_expect(10, false, "*aioctx: aio_poll: *NULL*");
+ */
+static inline void trap_subprocess_expect(unsigned seconds, bool passes,
+                                          const char *stderr_pattern)
+{
+    g_test_trap_subprocess(NULL, (guint64)seconds * G_USEC_PER_SEC,
+                           G_TEST_SUBPROCESS_DEFAULT);
+    g_assert_false(g_test_trap_reached_timeout());
+    if (passes) {
+        g_test_trap_assert_passed();
+    } else {
+        g_test_trap_assert_failed();
+    }
+    g_test_trap_assert_stderr(stderr_pattern);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Death tests                                                              */
 /* ------------------------------------------------------------------------ */
 
@@ -222,12 +254,12 @@ static inline void death_test_run(gconstpointer opaque)
 
     if (g_test_subprocess()) {
         d->run_case(d->test->which);
+        /* The child passes, so the parent fails the test; say why. */
+        fprintf(stderr, "death test %s (case %d) survived\n", d->test->path,
+                d->test->which);
         return;
     }
-    g_test_trap_subprocess(NULL, 10 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
-    g_assert_false(g_test_trap_reached_timeout());
-    g_test_trap_assert_failed();
-    g_test_trap_assert_stderr(d->test->stderr_pattern);
+    trap_subprocess_expect(10, false, d->test->stderr_pattern);
 }
 
 /* Adds one GTest per entry of `tests` (n entries), run by run_case. */
