@@ -62,15 +62,6 @@ static void assert_aborted(int status)
     g_assert_cmpint(WTERMSIG(status), ==, SIGABRT);
 }
 
-/* The subprocess must pass and its stderr be exactly `line`. */
-static void trap(const char *line)
-{
-    g_test_trap_subprocess(NULL, 20 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
-    g_assert_false(g_test_trap_reached_timeout());
-    g_test_trap_assert_passed();
-    g_test_trap_assert_stderr(line);
-}
-
 /* The parent's context still works after the fork. */
 static void assert_context_works(AioContext *ctx)
 {
@@ -88,18 +79,13 @@ static void child_poll(void *ctx)
     aio_poll(ctx, false);
 }
 
-static void test_poll_pre_fork_context(void)
+static void fork_poll_pre_fork_context(void)
 {
-    if (g_test_subprocess()) {
-        AioContext *ctx = new_context();
+    AioContext *ctx = new_context();
 
-        assert_aborted(run_in_child(child_poll, ctx));
-        assert_context_works(ctx);
-        aio_context_unref(ctx);
-        return;
-    }
-    trap("aioctx: aio_poll: AioContext was created before fork(); "
-         "the child must create its own\n");
+    assert_aborted(run_in_child(child_poll, ctx));
+    assert_context_works(ctx);
+    aio_context_unref(ctx);
 }
 
 /* ---- a pre-fork BH: scheduling it would wake the parent's loop ---- */
@@ -109,23 +95,18 @@ static void child_schedule(void *bh)
     qemu_bh_schedule(bh);
 }
 
-static void test_schedule_pre_fork_bh(void)
+static void fork_schedule_pre_fork_bh(void)
 {
-    if (g_test_subprocess()) {
-        AioContext *ctx = new_context();
-        int runs = 0;
-        QEMUBH *bh = aio_bh_new(ctx, count_bh, &runs);
+    AioContext *ctx = new_context();
+    int runs = 0;
+    QEMUBH *bh = aio_bh_new(ctx, count_bh, &runs);
 
-        assert_aborted(run_in_child(child_schedule, bh));
-        /* Nothing was scheduled on the parent's context. */
-        g_assert_false(aio_poll(ctx, false));
-        g_assert_cmpint(runs, ==, 0);
-        qemu_bh_delete(bh);
-        aio_context_unref(ctx);
-        return;
-    }
-    trap("aioctx: qemu_bh_schedule: AioContext was created before fork(); "
-         "the child must create its own\n");
+    assert_aborted(run_in_child(child_schedule, bh));
+    /* Nothing was scheduled on the parent's context. */
+    g_assert_false(aio_poll(ctx, false));
+    g_assert_cmpint(runs, ==, 0);
+    qemu_bh_delete(bh);
+    aio_context_unref(ctx);
 }
 
 /* ---- the current context (a thread-local the child inherits) ---- */
@@ -136,15 +117,10 @@ static void child_submit_aio(void *unused)
     thread_pool_submit_aio(job_ret, NULL, NULL, NULL);
 }
 
-static void test_submit_aio_pre_fork_current_context(void)
+static void fork_submit_aio_pre_fork_current_context(void)
 {
-    if (g_test_subprocess()) {
-        /* main() bound this thread to the main context, before the fork. */
-        assert_aborted(run_in_child(child_submit_aio, NULL));
-        return;
-    }
-    trap("aioctx: thread_pool_submit_aio: the current AioContext (and its "
-         "thread pool) was created before fork(); the child must create its own\n");
+    /* main() bound this thread to the main context, before the fork. */
+    assert_aborted(run_in_child(child_submit_aio, NULL));
 }
 
 /* ---- a context's pool whose workers are the parent's ---- */
@@ -155,18 +131,13 @@ static void child_pool_update(void *pool)
     thread_pool_update_params(pool, new_context());
 }
 
-static void test_pre_fork_context_pool(void)
+static void fork_pre_fork_context_pool(void)
 {
-    if (g_test_subprocess()) {
-        AioContext *ctx = new_context();
-        ThreadPoolAio *pool = aio_get_thread_pool(ctx);
+    AioContext *ctx = new_context();
+    ThreadPoolAio *pool = aio_get_thread_pool(ctx);
 
-        assert_aborted(run_in_child(child_pool_update, pool));
-        aio_context_unref(ctx);
-        return;
-    }
-    trap("aioctx: thread_pool_update_params: ThreadPoolAio was created before "
-         "fork(); the child must create its own\n");
+    assert_aborted(run_in_child(child_pool_update, pool));
+    aio_context_unref(ctx);
 }
 
 /* ---- a generic pool whose workers exist only in the parent ---- */
@@ -177,22 +148,17 @@ static void child_pool_submit(void *pool)
     thread_pool_wait(pool);
 }
 
-static void test_pre_fork_generic_pool(void)
+static void fork_pre_fork_generic_pool(void)
 {
-    if (g_test_subprocess()) {
-        ThreadPool *pool = thread_pool_new();
+    ThreadPool *pool = thread_pool_new();
 
-        g_assert_true(thread_pool_set_max_threads(pool, 2));
-        thread_pool_submit(pool, job_ret, NULL, NULL);
-        thread_pool_wait(pool);          /* a worker exists now */
-        assert_aborted(run_in_child(child_pool_submit, pool));
-        thread_pool_submit(pool, job_ret, NULL, NULL);
-        thread_pool_wait(pool);
-        thread_pool_free(pool);
-        return;
-    }
-    trap("aioctx: thread_pool_submit: ThreadPool was created before fork(); "
-         "the child must create its own\n");
+    g_assert_true(thread_pool_set_max_threads(pool, 2));
+    thread_pool_submit(pool, job_ret, NULL, NULL);
+    thread_pool_wait(pool);          /* a worker exists now */
+    assert_aborted(run_in_child(child_pool_submit, pool));
+    thread_pool_submit(pool, job_ret, NULL, NULL);
+    thread_pool_wait(pool);
+    thread_pool_free(pool);
 }
 
 /* ---- an IOThread: its thread is not in the child ---- */
@@ -202,17 +168,12 @@ static void child_join(void *t)
     aioctx_iothread_join(t);
 }
 
-static void test_pre_fork_iothread(void)
+static void fork_pre_fork_iothread(void)
 {
-    if (g_test_subprocess()) {
-        AioctxIOThread *t = aioctx_iothread_new("io-fork", &error_abort);
+    AioctxIOThread *t = aioctx_iothread_new("io-fork", &error_abort);
 
-        assert_aborted(run_in_child(child_join, t));
-        aioctx_iothread_join(t);
-        return;
-    }
-    trap("aioctx: aioctx_iothread_join: AioctxIOThread was created before "
-         "fork(); the child must create its own\n");
+    assert_aborted(run_in_child(child_join, t));
+    aioctx_iothread_join(t);
 }
 
 /* ---- what the child creates itself works ---- */
@@ -256,19 +217,59 @@ static void child_own_objects(void *parent_ctx)
     thread_pool_free(pool);
 }
 
-static void test_child_creates_its_own(void)
+static void fork_child_creates_its_own(void)
 {
-    if (g_test_subprocess()) {
-        AioContext *ctx = new_context();
-        int status = run_in_child(child_own_objects, ctx);
+    AioContext *ctx = new_context();
+    int status = run_in_child(child_own_objects, ctx);
 
-        g_assert_true(WIFEXITED(status));
-        g_assert_cmpint(WEXITSTATUS(status), ==, 0);
-        assert_context_works(ctx);
-        aio_context_unref(ctx);
+    g_assert_true(WIFEXITED(status));
+    g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+    assert_context_works(ctx);
+    aio_context_unref(ctx);
+}
+
+/* ---- the tests ---- */
+
+/*
+ * Each test runs `in_subprocess` in a GTest subprocess, which must pass
+ * within 20 s; its stderr (the grandchild's refusal) must be exactly
+ * `stderr_line`.
+ */
+typedef struct {
+    const char *path;
+    void (*in_subprocess)(void);
+    const char *stderr_line;
+} ForkTest;
+
+/* The one line the grandchild prints: "FUNCTION: OBJECT" was refused. */
+#define REFUSED(function_object) \
+    "aioctx: " function_object " was created before fork(); the child must create its own\n"
+
+static const ForkTest fork_tests[] = {
+    { "/fork/poll-pre-fork-context", fork_poll_pre_fork_context,
+      REFUSED("aio_poll: AioContext") },
+    { "/fork/schedule-pre-fork-bh", fork_schedule_pre_fork_bh,
+      REFUSED("qemu_bh_schedule: AioContext") },
+    { "/fork/submit-aio-pre-fork-current-context", fork_submit_aio_pre_fork_current_context,
+      REFUSED("thread_pool_submit_aio: the current AioContext (and its thread pool)") },
+    { "/fork/pre-fork-context-pool", fork_pre_fork_context_pool,
+      REFUSED("thread_pool_update_params: ThreadPoolAio") },
+    { "/fork/pre-fork-generic-pool", fork_pre_fork_generic_pool,
+      REFUSED("thread_pool_submit: ThreadPool") },
+    { "/fork/pre-fork-iothread", fork_pre_fork_iothread,
+      REFUSED("aioctx_iothread_join: AioctxIOThread") },
+    { "/fork/child-creates-its-own", fork_child_creates_its_own, "" },
+};
+
+static void fork_test_run(gconstpointer opaque)
+{
+    const ForkTest *t = opaque;
+
+    if (g_test_subprocess()) {
+        t->in_subprocess();
         return;
     }
-    trap("");
+    trap_subprocess_expect(20, true, t->stderr_line);
 }
 
 int main(int argc, char **argv)
@@ -276,13 +277,8 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     qemu_init_main_loop(&error_abort);
 
-    g_test_add_func("/fork/poll-pre-fork-context", test_poll_pre_fork_context);
-    g_test_add_func("/fork/schedule-pre-fork-bh", test_schedule_pre_fork_bh);
-    g_test_add_func("/fork/submit-aio-pre-fork-current-context",
-                    test_submit_aio_pre_fork_current_context);
-    g_test_add_func("/fork/pre-fork-context-pool", test_pre_fork_context_pool);
-    g_test_add_func("/fork/pre-fork-generic-pool", test_pre_fork_generic_pool);
-    g_test_add_func("/fork/pre-fork-iothread", test_pre_fork_iothread);
-    g_test_add_func("/fork/child-creates-its-own", test_child_creates_its_own);
+    for (size_t i = 0; i < G_N_ELEMENTS(fork_tests); i++) {
+        g_test_add_data_func(fork_tests[i].path, &fork_tests[i], fork_test_run);
+    }
     return g_test_run();
 }
