@@ -195,6 +195,17 @@ static void warm_up(AioContext *ctx, int64_t max)
 
 /* ---- tests ---- */
 
+/* Starts a test: a new context with Poller `p` (with_begin_end: with the
+ * io_poll_begin/end callbacks) and Tick `k` on it. End it with finish(). */
+static AioContext *start(Poller *p, bool with_begin_end, Tick *k)
+{
+    AioContext *ctx = aio_context_new(&error_abort);
+
+    poller_init(p, ctx, with_begin_end);
+    tick_init(k, ctx);
+    return ctx;
+}
+
 /* Ends a test that used a Poller and a Tick: frees them and the context. */
 static void finish(AioContext *ctx, Poller *p, Tick *k)
 {
@@ -206,11 +217,9 @@ static void finish(AioContext *ctx, Poller *p, Tick *k)
 static void test_grow_and_shrink(void)
 {
     WATCHDOG();
-    AioContext *ctx = aio_context_new(&error_abort);
     Poller p;
-    poller_init(&p, ctx, false);
     Tick k;
-    tick_init(&k, ctx);
+    AioContext *ctx = start(&p, false, &k);
     /* max_ns well above the scheduling noise of a busy machine, so that
      * only the deliberately late events below count as "later than max". */
     const int64_t max = 50 * MS;
@@ -276,11 +285,9 @@ static void test_grow_zero_shrink_zero(void)
     return;
 #endif
     WATCHDOG();
-    AioContext *ctx = aio_context_new(&error_abort);
     Poller p;
-    poller_init(&p, ctx, false);
     Tick k;
-    tick_init(&k, ctx);
+    AioContext *ctx = start(&p, false, &k);
     set_params(ctx, 50 * MS, 0, 0);
     poll_for_tick(ctx, &k, 1 * MS);
     g_assert_cmpint(aioctx_context_get_poll_ns(ctx), ==, 4 * US);
@@ -350,21 +357,17 @@ static void test_disabled_without_io_poll(void)
     g_assert_cmpint(atomic_load(&p.polls), >, 0);
     g_assert_cmpint(atomic_load(&p.begins), >, 0);
 
-    timer_free(k.t);
     close(fds[0]);
     close(fds[1]);
-    poller_destroy(&p);
-    aio_context_unref(ctx);
+    finish(ctx, &p, &k);
 }
 
 static void test_max_zero_disables(void)
 {
     WATCHDOG();
-    AioContext *ctx = aio_context_new(&error_abort);
     Poller p;
-    poller_init(&p, ctx, true);
     Tick k;
-    tick_init(&k, ctx);
+    AioContext *ctx = start(&p, true, &k);
 
     /* The default: no polling. */
     for (int i = 0; i < 3; i++) {
@@ -500,12 +503,10 @@ static void test_io_poll_ready_cross_thread(void)
 static void test_begin_end(void)
 {
     WATCHDOG();
-    AioContext *ctx = aio_context_new(&error_abort);
     Poller p;
-    poller_init(&p, ctx, true);
-    p.log = g_string_new("");
     Tick k;
-    tick_init(&k, ctx);
+    AioContext *ctx = start(&p, true, &k);
+    p.log = g_string_new("");
     set_params(ctx, 50 * MS, 2, 2);
 
     /* Window 0: no phase at all. */
@@ -529,10 +530,8 @@ static void test_begin_end(void)
     g_assert_cmpstr(p.log->str, ==, "p");
     g_assert_cmpint(atomic_load(&p.begins), ==, 6);
 
-    timer_free(k.t);
-    poller_destroy(&p);
+    finish(ctx, &p, &k);
     g_string_free(p.log, TRUE);
-    aio_context_unref(ctx);
 }
 
 /* ---- cross-thread BH / notify while the context spins ---- */
