@@ -142,12 +142,18 @@ static void remove_fd(AioContext *ctx, int fd)
     aio_set_fd_handler(ctx, fd, NULL, NULL, NULL, NULL, NULL);
 }
 
+/* Closes both ends of a pipe or socket pair. */
+static void close_pair(int fds[2])
+{
+    close(fds[0]);
+    close(fds[1]);
+}
+
 /* Removes the handler of fds[0], then closes both ends of the pair. */
 static void unwatch_close(AioContext *ctx, int fds[2])
 {
     remove_fd(ctx, fds[0]);
-    close(fds[0]);
-    close(fds[1]);
+    close_pair(fds);
 }
 
 /* ---- readiness ---- */
@@ -240,8 +246,7 @@ static void test_pipe_write(void)
     remove_fd(ctx, p[1]);
     g_assert_false(aio_poll(ctx, false));
     g_assert_cmpint(w.writes, ==, 3);
-    close(p[0]);
-    close(p[1]);
+    close_pair(p);
     aio_context_unref(ctx);
 }
 
@@ -315,8 +320,7 @@ static void test_remove_self_in_read(void)
     }
     g_assert_cmpstr(log->str, ==, "ar");
     g_assert_cmpint(drain(sv[0]), ==, 1);
-    close(sv[0]);
-    close(sv[1]);
+    close_pair(sv);
     g_string_free(log, TRUE);
     aio_context_unref(ctx);
 }
@@ -359,10 +363,8 @@ static void test_remove_from_other_handler(void)
         g_assert_cmpint(a.reads + b.reads, ==, 2);
         remove_fd(ctx, survivor->fd);
         g_assert_false(aio_poll(ctx, false));
-        close(p[0]);
-        close(p[1]);
-        close(q[0]);
-        close(q[1]);
+        close_pair(p);
+        close_pair(q);
         g_string_free(log, TRUE);
     }
     assert_backend(ctx, "poll");
@@ -398,8 +400,7 @@ static void test_remove_other_writer(void)
     g_assert_false(aio_poll(ctx, false));
     g_assert_cmpstr(log->str, ==, "");
     unwatch_close(ctx, p);
-    close(q[0]);
-    close(q[1]);
+    close_pair(q);
     g_string_free(log, TRUE);
     aio_context_unref(ctx);
 }
@@ -530,8 +531,7 @@ static void test_remove_close_reuse(void)
     g_assert_false(aio_poll(ctx, false));
     int old = p[0];
     remove_fd(ctx, old);
-    close(p[0]);
-    close(p[1]);
+    close_pair(p);
 
     int q[2];
     make_pipe(q);
@@ -788,10 +788,8 @@ static void test_add_from_other_thread(void)
     assert_backend(ctx, "poll");
     remove_fd(ctx, p[0]);
     remove_fd(ctx, q[0]);
-    close(p[0]);
-    close(p[1]);
-    close(q[0]);
-    close(q[1]);
+    close_pair(p);
+    close_pair(q);
     aio_context_unref(ctx);
 }
 
