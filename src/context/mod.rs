@@ -353,11 +353,18 @@ impl Context {
     /// only if the eventfd is written (a failure reports with `die_here`).
     #[inline(always)]
     pub(crate) fn notify_from(&self, api: LazyApiCall) {
-        let wrote = self.notify.notify();
-        self.notify_counters.record(wrote);
-        if wrote {
-            self.kick_from(api);
+        // The call is counted by the protocol itself (`stats.rs`).
+        if self.notify.notify() {
+            self.notify_kick(api);
         }
+    }
+
+    /// The eventfd write of [`Context::notify_from`], counted for the stats.
+    #[cold]
+    #[inline(never)]
+    fn notify_kick(&self, api: LazyApiCall) {
+        self.notify_counters.record_write();
+        self.kick_from(api);
     }
 
     /// The loop-thread counters (`stats.rs`); only the guard holder adds.
@@ -371,6 +378,7 @@ impl Context {
         crate::stats::collect(
             &self.local.stats,
             &self.notify_counters,
+            || self.notify.notify_count(),
             self.poll_params.window_ns(),
         )
     }
