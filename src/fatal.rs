@@ -172,6 +172,40 @@ impl Drop for ApiCall {
     }
 }
 
+/// The API name of an exported function whose body is a leaf
+/// (`ffi::boundary::ffi_call_leaf`: no callback, no report with
+/// [`die_here`] except on a cold path): it is recorded only on that cold
+/// path, by [`LazyApiCall::enter`], so the fast path never touches the
+/// thread-local. [`die_here`] names the same function as with [`ApiCall`].
+#[derive(Clone, Copy)]
+pub(crate) struct LazyApiCall(Option<&'static CStr>);
+
+impl LazyApiCall {
+    /// The caller's name is already recorded ([`ApiCall`], or a library
+    /// thread's role): nothing to do on the slow path.
+    pub(crate) const ACTIVE: LazyApiCall = LazyApiCall(None);
+
+    /// `func`, not recorded yet.
+    #[inline(always)]
+    pub(crate) fn new(func: &'static CStr) -> LazyApiCall {
+        LazyApiCall(Some(func))
+    }
+
+    /// On a slow path that may report with [`die_here`]: records the name
+    /// until the guard drops (nothing if it is already recorded). The same
+    /// rule as for [`ApiCall`]: the guarded code must not yield.
+    #[inline(always)]
+    pub(crate) fn enter(self) -> Option<ApiCall> {
+        self.0.map(ApiCall::enter)
+    }
+}
+
+/// In debug builds, what a leaf body's thread records instead of a name
+/// (see `ffi_call_leaf`): [`die_here`] asserts it never sees it, so a
+/// leaf body that reports without [`LazyApiCall::enter`] fails loudly.
+#[cfg(debug_assertions)]
+pub(crate) const UNRECORDED_LEAF: &CStr = c"(leaf API call: name not recorded)";
+
 /// Records `func` for an exported function that may suspend the calling
 /// coroutine (`qemu_coroutine_yield`, `qemu_co_mutex_lock`, ...), with no
 /// restore: the coroutine may come back on another thread, where the name
@@ -208,6 +242,11 @@ pub(crate) fn set_current_api_after_switch(name: ApiName) {
 }
 
 fn here() -> &'static str {
+    #[cfg(debug_assertions)]
+    assert!(
+        current_api() != ApiName(UNRECORDED_LEAF.as_ptr()),
+        "die_here in an ffi_call_leaf body outside LazyApiCall::enter"
+    );
     match current_api().as_str() {
         "" => NO_API_CALL,
         func => func,
@@ -323,7 +362,7 @@ mod tests {
     use std::ffi::c_void;
     use std::sync::Mutex;
 
-    use super::{ApiCall, current_api, here};
+    use super::{ApiCall, LazyApiCall, current_api, here};
 
     #[test]
     fn api_call_nests_and_restores() {
@@ -339,6 +378,22 @@ mod tests {
             assert_eq!(here(), "aio_poll");
         }
         assert_eq!(current_api().as_str(), "");
+    }
+
+    /// A leaf call's name is current only inside its slow path, and only
+    /// if it was not recorded already.
+    #[test]
+    fn lazy_api_call_records_only_on_enter() {
+        let _outer = ApiCall::enter(c"aio_poll");
+        let lazy = LazyApiCall::new(c"aio_notify");
+        assert_eq!(here(), "aio_poll");
+        {
+            let _slow = lazy.enter();
+            assert_eq!(here(), "aio_notify");
+        }
+        assert_eq!(here(), "aio_poll");
+        assert!(LazyApiCall::ACTIVE.enter().is_none());
+        assert_eq!(here(), "aio_poll");
     }
 
     static SEEN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());

@@ -46,15 +46,23 @@ pub(crate) fn generation() -> u32 {
 /// used after a `fork()` (in a child).
 #[inline(always)]
 pub(crate) fn check(created: u32, what: &'static str) -> MisuseResult<()> {
-    if GENERATION.load(Ordering::Relaxed) == created {
+    if is_current(created) {
         Ok(())
     } else {
         Err(forked(what))
     }
 }
 
+/// [`check`] as a yes/no (for `Handle::is_usable`).
+#[inline(always)]
+pub(crate) fn is_current(created: u32) -> bool {
+    GENERATION.load(Ordering::Relaxed) == created
+}
+
+/// The problem [`check`] reports.
 #[cold]
-fn forked(what: &'static str) -> Misuse {
+#[inline(never)]
+pub(crate) fn forked(what: &'static str) -> Misuse {
     Misuse::new(format!(
         "{what} was created before fork(); the child must create its own"
     ))

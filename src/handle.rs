@@ -27,14 +27,23 @@ pub(crate) trait Handle: Sized {
     /// The object's magic number (the impl picks the ordering).
     fn magic(&self) -> u32;
 
-    /// Further checks of a live object (fork generation, owner).
-    fn check_live(&self) -> MisuseResult<()> {
-        Ok(())
+    /// Further checks of a live object (fork generation, owner), inlined
+    /// into every API call: a yes/no, so that the only error of
+    /// [`Handle::from_handle`] comes from one out-of-line report.
+    #[inline(always)]
+    fn is_usable(&self) -> bool {
+        true
     }
 
-    /// Validates a C handle: NULL, (if checked) misaligned, freed and
-    /// garbage are each reported as such. The live case is inlined into
-    /// every API call; the reports are built out of line.
+    /// Why [`Handle::is_usable`] said no (built out of line).
+    fn unusable(&self) -> Misuse {
+        Misuse::new(format!("{} {}", Self::NAME, Self::INVALID))
+    }
+
+    /// Validates a C handle: NULL, (if checked) misaligned, freed, garbage
+    /// and unusable ([`Handle::is_usable`]) are each reported as such. The
+    /// live case is inlined into every API call; the reports are built out
+    /// of line.
     ///
     /// # Safety
     /// `p` is null or points to readable memory of at least a `Self` (an
@@ -42,22 +51,34 @@ pub(crate) trait Handle: Sized {
     /// detection of a freed one whose memory was reused is best effort).
     #[inline(always)]
     unsafe fn from_handle<'a>(p: *const Self) -> MisuseResult<&'a Self> {
-        if !p.is_null() && (!Self::CHECK_ALIGNED || p.is_aligned()) {
-            // SAFETY: non-null (and aligned where it matters), and readable
-            // per the caller; only the atomic magic is read before it is
-            // checked.
-            let r = unsafe { &*p };
-            if r.magic() == Self::LIVE {
-                return r.check_live().map(|()| r);
-            }
-        }
         // SAFETY: per this function's contract.
-        Err(unsafe { handle_problem(p) })
+        if unsafe { Self::is_handle(p) } {
+            // SAFETY: checked just above.
+            Ok(unsafe { &*p })
+        } else {
+            // SAFETY: per this function's contract.
+            Err(unsafe { handle_problem(p) })
+        }
+    }
+
+    /// Whether [`Handle::from_handle`] would accept `p`.
+    ///
+    /// # Safety
+    /// As for [`Handle::from_handle`].
+    #[inline(always)]
+    unsafe fn is_handle(p: *const Self) -> bool {
+        if p.is_null() || (Self::CHECK_ALIGNED && !p.is_aligned()) {
+            return false;
+        }
+        // SAFETY: non-null (and aligned where it matters), and readable per
+        // the caller; only the atomic magic is read before it is checked.
+        let r = unsafe { &*p };
+        r.magic() == Self::LIVE && r.is_usable()
     }
 }
 
 /// What is wrong with a handle that failed [`Handle::from_handle`]'s fast
-/// path: NULL, misaligned, freed or garbage.
+/// path: NULL, misaligned, freed, garbage or unusable.
 ///
 /// # Safety
 /// As for [`Handle::from_handle`].
@@ -71,7 +92,11 @@ unsafe fn handle_problem<H: Handle>(p: *const H) -> Misuse {
         return Misuse::new(format!("{} pointer is misaligned", H::NAME));
     }
     // SAFETY: non-null, aligned where it matters, readable per the caller.
-    if unsafe { &*p }.magic() == H::DEAD {
+    let r = unsafe { &*p };
+    let magic = r.magic();
+    if magic == H::LIVE {
+        r.unusable()
+    } else if magic == H::DEAD {
         Misuse::new(format!("{} {}", H::NAME, H::FREED))
     } else {
         Misuse::new(format!("{} {}", H::NAME, H::INVALID))

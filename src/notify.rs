@@ -2,13 +2,17 @@
 //! the context's poller: `aio_notify` costs no syscall unless a poller is
 //! (about to be) blocked.
 //!
-//! Two words:
+//! Two words, and the poller's mark:
 //! - `notify_me`: raised by 2 by each blocking poller (a blocking `aio_poll`,
 //!   or the GSource prepare phase) before it checks for work, lowered after
 //!   it woke up. Non-zero means "a wakeup must write the eventfd".
-//! - `notified`: set by an explicit `aio_notify`, cleared by the poller in
-//!   `accept`. It lets a notification that arrives before the poller raised
-//!   `notify_me` still stop the next wait, without an eventfd round trip.
+//! - `notified`: the number of explicit `aio_notify` calls so far, one
+//!   increment each; `accepted`: its value when the poller last accepted
+//!   (`accept`). The two differ while a notification is pending: it lets a
+//!   notification that arrives before the poller raised `notify_me` still
+//!   stop the next wait, without an eventfd round trip. The count doubles
+//!   as the stats' number of `aio_notify` calls (`stats.rs`), so a notify
+//!   does no RMW besides the one that notifies.
 //!
 //! # Why no wakeup is lost
 //!
@@ -28,23 +32,32 @@
 //! the poller's increment and writes the eventfd, which ends the wait.
 //!
 //! Explicit `aio_notify` (a condition changed outside the queue): the
-//! notifier sets `notified` (a `Release` swap), then a `SeqCst` fence and a
-//! load of `notify_me`; the poller arms (RMW + fence), then loads
-//! `notified`. Same argument. `accept` clears `notified` with an `AcqRel`
-//! swap. Every write of `notified` is an RMW, so the clear reads the latest
-//! notification and acquires every notifier whose flag it clears (their
-//! swaps form one release sequence); the caller's later reads of its
-//! conditions see those notifiers' writes. A notifier whose swap comes after
-//! the clear leaves the flag set for the next poll.
+//! notifier increments `notified` (a `Release` RMW), then a `SeqCst` fence
+//! and a load of `notify_me`; the poller arms (RMW + fence), then loads
+//! `notified`. Same argument. `accept` loads `notified` (`Acquire`) and
+//! records the value in `accepted`. Every write of `notified` is an RMW, so
+//! the value it reads is in the release sequence of every notifier counted
+//! in it: it acquires all of them, and the caller's later reads of its
+//! conditions see those notifiers' writes. A notifier whose increment comes
+//! after that load leaves `notified` ahead of `accepted`, pending for the
+//! next poll. `accepted` is only ever set to a value read from `notified`,
+//! so it never runs ahead of it; a stale store (two threads accepting at
+//! once, which the home-thread rule excludes) could only make it lag,
+//! which is a spurious wakeup, never a lost one.
 //!
 //! `tests/loom_notify.rs` model-checks both handshakes.
 
-use crate::atomics::{AtomicBool, AtomicU32, Ordering, fence};
+use crate::atomics::{AtomicU32, AtomicU64, Ordering, fence};
 
-/// The two words of the handshake; embedded in each context.
+/// The two words of the handshake and the poller's mark; embedded in each
+/// context.
 pub struct NotifyState {
     notify_me: AtomicU32,
-    notified: AtomicBool,
+    /// `aio_notify` calls so far (wraps at 2^64).
+    notified: AtomicU64,
+    /// `notified` as of the last `accept`: written only by the poller (load
+    /// + store, no RMW), read by it.
+    accepted: AtomicU64,
 }
 
 impl Default for NotifyState {
@@ -57,7 +70,8 @@ impl NotifyState {
     pub fn new() -> Self {
         NotifyState {
             notify_me: AtomicU32::new(0),
-            notified: AtomicBool::new(false),
+            notified: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
         }
     }
 
@@ -104,8 +118,8 @@ impl NotifyState {
     /// must be written because a poller is (about to be) blocked.
     #[inline]
     pub fn notify(&self) -> bool {
-        // A swap, not a store: see `accept`.
-        self.notified.swap(true, Ordering::Release);
+        // An RMW, so that `accept` acquires every notifier it counts.
+        self.notified.fetch_add(1, Ordering::Release);
         fence(Ordering::SeqCst);
         self.notify_me.load(Ordering::Relaxed) != 0
     }
@@ -114,6 +128,13 @@ impl NotifyState {
     /// has not accepted yet?
     #[inline]
     pub fn is_notified(&self) -> bool {
+        self.notified.load(Ordering::Acquire) != self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// The number of `notify` calls so far (wraps at 2^64), for the stats.
+    /// `Acquire`: see `stats::collect`.
+    #[inline]
+    pub fn notify_count(&self) -> u64 {
         self.notified.load(Ordering::Acquire)
     }
 
@@ -124,17 +145,17 @@ impl NotifyState {
     }
 
     /// `aio_notify_accept`: acknowledge notifications; returns whether there
-    /// was one. Costs one load when there was none.
+    /// was one. Costs two loads when there was none. Only the poller calls
+    /// it.
     #[inline]
     pub fn accept(&self) -> bool {
-        if !self.notified.load(Ordering::Relaxed) {
+        // `Acquire`: the writes of every notifier counted in `n` (see the
+        // module docs).
+        let n = self.notified.load(Ordering::Acquire);
+        if n == self.accepted.load(Ordering::Relaxed) {
             return false;
         }
-        // A swap, not a store: it reads the latest `true` in the flag's
-        // modification order and, since notifiers set the flag with swaps
-        // too, acquires the writes of every notifier whose notification it
-        // clears (see the module docs).
-        self.notified.swap(false, Ordering::AcqRel);
+        self.accepted.store(n, Ordering::Relaxed);
         true
     }
 }

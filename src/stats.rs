@@ -9,9 +9,14 @@
 //!   Relaxed load and a Relaxed store, never a read-modify-write: on x86-64
 //!   and AArch64 that is two plain `mov`s, the cost of a `Cell`, and it lets
 //!   any thread read the counters without a data race.
-//! - [`NotifyCounters`], written by whichever thread calls `aio_notify`: the
-//!   only RMW counters (Relaxed `fetch_add`), on their own cache line so
-//!   they never share one with the loop's hot fields.
+//! - `aio_notify` outcomes: the number of calls is the notify protocol's
+//!   own counter (`notify.rs`: each call increments it anyway, so counting
+//!   costs nothing); [`NotifyCounters`] counts those that wrote the eventfd
+//!   (an RMW, next to the syscall, on a cache line of its own so it never
+//!   shares one with the loop's hot fields); the elided ones are the
+//!   difference. A call that is about to write counts as elided until it
+//!   has written: a reader racing with it may see `notify_elided` drop by
+//!   one as `notify_writes` rises.
 //!
 //! `--cfg aioctx_no_stats` turns every update into a no-op: only `make
 //! bench-stats` builds it, to measure what the counting costs.
@@ -70,16 +75,15 @@ pub(crate) struct LoopCounters {
     pub(crate) poll_misses: OwnedCounter,
 }
 
-/// `aio_notify` outcomes, written by any thread, so padded to share no
-/// cache line with the context's other fields. Padding, not
-/// `repr(align(64))`: a context lives in memory from `g_source_new`, which
-/// is only 16-byte aligned.
+/// `aio_notify` calls that wrote the eventfd, counted by any thread, so
+/// padded to share no cache line with the context's other fields. Padding,
+/// not `repr(align(64))`: a context lives in memory from `g_source_new`,
+/// which is only 16-byte aligned.
 #[derive(Default)]
 #[repr(C)]
 pub(crate) struct NotifyCounters {
     _before: CacheLinePad,
     writes: AtomicU64,
-    elided: AtomicU64,
     _after: CacheLinePad,
 }
 
@@ -95,15 +99,16 @@ impl Default for CacheLinePad {
 }
 
 impl NotifyCounters {
-    /// An `aio_notify` that wrote (`wrote`) or did not need to write the
-    /// wakeup eventfd.
+    /// An `aio_notify`, already counted by the notify protocol, that writes
+    /// the wakeup eventfd.
     #[inline]
-    pub(crate) fn record(&self, wrote: bool) {
+    pub(crate) fn record_write(&self) {
         if cfg!(aioctx_no_stats) {
             return;
         }
-        let c = if wrote { &self.writes } else { &self.elided };
-        c.fetch_add(1, Ordering::Relaxed);
+        // Release: a reader that sees this write also sees the call counted
+        // (`collect`).
+        self.writes.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -161,12 +166,20 @@ pub(crate) const STATS_HEADER_BYTES: usize = std::mem::size_of::<usize>();
 // bytes): a 64-bit `size` followed by 8-byte members.
 const _: () = assert!(std::mem::size_of::<AioctxStats>() == 8 + 11 * 8);
 
-/// Reads the counters (any thread; see the module docs).
+/// Reads the counters (any thread; see the module docs). `notify_calls`:
+/// the notify protocol's count, read after `notify` (then it counts at
+/// least every call `notify` counted as a write, so the difference never
+/// underflows).
 pub(crate) fn collect(
     local: &LoopCounters,
     notify: &NotifyCounters,
+    notify_calls: impl FnOnce() -> u64,
     window_ns: i64,
 ) -> AioctxStats {
+    // Acquire, paired with `record_write`'s Release: every write read here
+    // was counted as a call before it.
+    let writes = notify.writes.load(Ordering::Acquire);
+    let calls = notify_calls();
     AioctxStats {
         size: std::mem::size_of::<AioctxStats>(),
         iterations: local.iterations.get(),
@@ -174,8 +187,8 @@ pub(crate) fn collect(
         fd_callbacks: local.fd_callbacks.get(),
         notifier_callbacks: local.notifier_callbacks.get(),
         timers_fired: local.timers_fired.get(),
-        notify_writes: notify.writes.load(Ordering::Relaxed),
-        notify_elided: notify.elided.load(Ordering::Relaxed),
+        notify_writes: writes,
+        notify_elided: calls.wrapping_sub(writes),
         blocked_ns: local.blocked_ns.get(),
         poll_hits: local.poll_hits.get(),
         poll_misses: local.poll_misses.get(),
@@ -202,16 +215,11 @@ mod tests {
         let n = NotifyCounters::default();
         let base = std::ptr::from_ref(&n) as usize;
         let size = std::mem::size_of::<NotifyCounters>();
-        for field in [
-            std::ptr::from_ref(&n.writes) as usize,
-            std::ptr::from_ref(&n.elided) as usize,
-        ] {
-            assert!(field - base >= 64 && base + size - field >= 64 + 8);
-        }
-        n.record(true);
-        n.record(false);
-        n.record(false);
-        let s = collect(&LoopCounters::default(), &n, 7);
+        let field = std::ptr::from_ref(&n.writes) as usize;
+        assert!(field - base >= 64 && base + size - field >= 64 + 8);
+        // Three calls, one of which wrote.
+        n.record_write();
+        let s = collect(&LoopCounters::default(), &n, || 3, 7);
         assert_eq!(
             (s.notify_writes, s.notify_elided, s.poll_window_ns),
             (1, 2, 7)

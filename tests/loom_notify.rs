@@ -17,7 +17,8 @@
 //!
 //! The `broken_*` tests run deliberately broken variants (a local copy of
 //! the handshake with `Relaxed` orderings; the real types used in the wrong
-//! order; a copy whose `notify` stores the flag instead of swapping it) and
+//! order; a copy of the earlier flag protocol whose `notify` stores the
+//! flag instead of swapping it) and
 //! expect loom to find the lost wakeup (`#[should_panic]`): the models can
 //! fail. Checked by hand: turning the store back into a swap in
 //! `broken_notify_store_loses_wakeup` makes loom accept it, so it is that
@@ -318,13 +319,14 @@ fn b_notify_wakes_poller_release_condition() {
 
 #[test]
 fn b_notify_wakes_poller_relaxed_condition() {
-    // `notify()` itself publishes the condition (its store of `notified`
-    // releases, `accept`'s swap acquires).
+    // `notify()` itself publishes the condition (its increment of
+    // `notified` releases, `accept`'s load acquires).
     notify_vs_blocking_poller(Ordering::Relaxed);
 }
 
 /// A notification that arrives before the poller arms is not lost either:
-/// `notified` stays set until `accept`, so the next poll does not sleep.
+/// `notified` stays ahead of `accepted` until `accept`, so the next poll
+/// does not sleep.
 #[test]
 fn b_early_notify_skips_sleep() {
     model(|| {
@@ -602,8 +604,9 @@ fn b_two_notifiers_both_conditions_seen() {
     });
 }
 
-/// A local copy of the explicit-notify handshake with one change: `notify`
-/// *stores* the flag instead of swapping it. With two notifiers, the
+/// A local copy of the explicit-notify handshake, in its earlier form (a
+/// flag, cleared by `accept`; notify.rs now counts with `fetch_add`, an RMW
+/// too) with one change: `notify` *stores* the flag instead of swapping it. With two notifiers, the
 /// poller's clear may read the second notifier's store, which does not
 /// carry the first notifier's condition (a plain store ends the release
 /// sequence), while the first notifier saw nobody armed: a lost wakeup.

@@ -20,7 +20,7 @@ use super::{
     NOT_REGISTERED,
 };
 use crate::context::{Context, LoopGuard};
-use crate::fatal;
+use crate::fatal::{self, LazyApiCall};
 use crate::mpsc::{MpscNode, MpscQueue};
 
 /// How long a blocked loop may leave an idle BH waiting (QEMU: 10 ms).
@@ -137,13 +137,14 @@ impl BhDispatch {
 impl Context {
     /// Links a BH whose PENDING flag the caller just set, and wakes the
     /// poller if it sleeps (see `notify.rs` for why this cannot be lost).
+    /// `api`: see [`Context::notify_from`].
     #[inline]
-    pub(crate) fn enqueue(&self, bh: &Bh) {
+    pub(crate) fn enqueue(&self, bh: &Bh, api: LazyApiCall) {
         // SAFETY: the caller flipped PENDING 0 -> 1, so the BH is in no queue,
         // and it stays alive until the loop dequeues it (only the loop frees).
         unsafe { self.bh_queue.push(ptr::from_ref(bh).cast_mut()) };
         if self.notify.must_kick_after_push() {
-            self.kick();
+            self.kick_from(api);
         }
     }
 
@@ -180,7 +181,7 @@ impl Context {
             BH_PENDING | BH_SCHEDULED | BH_ONESHOT,
         );
         // SAFETY: just allocated, so alive and in no queue.
-        self.enqueue(unsafe { &*bh });
+        self.enqueue(unsafe { &*bh }, LazyApiCall::ACTIVE);
     }
 
     /// Unlinks the next BH to dispatch, or None when all are done.

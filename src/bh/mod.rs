@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use crate::atomics::AtomicPtr;
 use crate::context::Context;
-use crate::fatal::{Misuse, MisuseResult};
+use crate::fatal::{LazyApiCall, Misuse, MisuseResult};
 use crate::handle::Handle;
 use crate::mpsc::MpscNode;
 
@@ -67,8 +67,13 @@ impl Handle for Bh {
         self.magic.load(Ordering::Relaxed)
     }
 
-    fn check_live(&self) -> MisuseResult<()> {
-        self.context().check_fork()
+    #[inline(always)]
+    fn is_usable(&self) -> bool {
+        self.context().is_current_fork()
+    }
+
+    fn unusable(&self) -> Misuse {
+        self.context().forked()
     }
 }
 
@@ -156,25 +161,33 @@ impl Bh {
         unsafe { &*self.ctx }
     }
 
-    /// `qemu_bh_schedule` / `qemu_bh_schedule_idle`.
-    #[inline]
-    pub(crate) fn schedule(&self, idle: bool) -> MisuseResult<()> {
+    /// `qemu_bh_schedule` / `qemu_bh_schedule_idle`. Inlined into the
+    /// exported functions: the fast path (already pending) is one RMW.
+    /// `api`: see [`Context::notify_from`].
+    #[inline(always)]
+    pub(crate) fn schedule(&self, idle: bool, api: LazyApiCall) -> MisuseResult<()> {
         let new = BH_PENDING | BH_SCHEDULED | if idle { BH_IDLE } else { 0 };
         let old = self.flags.fetch_or(new, Ordering::AcqRel);
         if old & BH_DELETED != 0 {
-            return Err(Misuse::new(format!(
-                "BH '{}' was deleted with qemu_bh_delete",
-                self.describe()
-            )));
+            return Err(self.scheduled_after_delete());
         }
         if old & BH_PENDING == 0 {
-            self.context().enqueue(self);
+            self.context().enqueue(self, api);
         } else if old & BH_SCHEDULED == 0 {
             // Still linked after a cancel: nobody is going to wake the
             // poller for it (its queue check may already have skipped it).
-            self.context().notify();
+            self.context().notify_from(api);
         }
         Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn scheduled_after_delete(&self) -> Misuse {
+        Misuse::new(format!(
+            "BH '{}' was deleted with qemu_bh_delete",
+            self.describe()
+        ))
     }
 
     /// `qemu_bh_cancel`: the BH stays linked (if it was) but will not run.

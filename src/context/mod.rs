@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 use crate::bh::{Bh, BhDispatch};
 use crate::busy_poll::PollParams;
 use crate::context_layout::AioContextPublic;
-use crate::fatal::{self, MisuseResult};
+use crate::fatal::{self, LazyApiCall, Misuse, MisuseResult};
 use crate::gsource;
 use crate::handle::Handle;
 use crate::handlers::{Callbacks, Handler, Handlers, HandlersLocal};
@@ -94,8 +94,13 @@ impl Handle for Context {
         self.magic.load(Ordering::Acquire)
     }
 
-    fn check_live(&self) -> MisuseResult<()> {
-        self.check_fork()
+    #[inline(always)]
+    fn is_usable(&self) -> bool {
+        self.is_current_fork()
+    }
+
+    fn unusable(&self) -> Misuse {
+        self.forked()
     }
 }
 
@@ -216,6 +221,17 @@ impl Context {
         self.check_fork_as("AioContext")
     }
 
+    /// [`Context::check_fork`] as a yes/no.
+    #[inline(always)]
+    pub(crate) fn is_current_fork(&self) -> bool {
+        crate::fork::is_current(self.fork_gen)
+    }
+
+    /// The problem [`Context::check_fork`] reports.
+    pub(crate) fn forked(&self) -> Misuse {
+        crate::fork::forked("AioContext")
+    }
+
     /// [`Context::check_fork`] for an object of the context (`what`, e.g.
     /// its thread pool) named in the message.
     #[inline]
@@ -330,11 +346,25 @@ impl Context {
     /// `aio_notify`: make a blocked (or about to block) poll return.
     #[inline]
     pub(crate) fn notify(&self) {
-        let wrote = self.notify.notify();
-        self.notify_counters.record(wrote);
-        if wrote {
-            self.kick();
+        self.notify_from(LazyApiCall::ACTIVE);
+    }
+
+    /// [`Context::notify`] for a leaf API call, whose name `api` records
+    /// only if the eventfd is written (a failure reports with `die_here`).
+    #[inline(always)]
+    pub(crate) fn notify_from(&self, api: LazyApiCall) {
+        // The call is counted by the protocol itself (`stats.rs`).
+        if self.notify.notify() {
+            self.notify_kick(api);
         }
+    }
+
+    /// The eventfd write of [`Context::notify_from`], counted for the stats.
+    #[cold]
+    #[inline(never)]
+    fn notify_kick(&self, api: LazyApiCall) {
+        self.notify_counters.record_write();
+        self.kick_from(api);
     }
 
     /// The loop-thread counters (`stats.rs`); only the guard holder adds.
@@ -348,6 +378,7 @@ impl Context {
         crate::stats::collect(
             &self.local.stats,
             &self.notify_counters,
+            || self.notify.notify_count(),
             self.poll_params.window_ns(),
         )
     }
@@ -361,6 +392,15 @@ impl Context {
             // `timer_mod`, `aio_co_schedule`, a thread-pool worker, ...).
             fatal::die_here(&format!("cannot write the wakeup eventfd: {e}"));
         }
+    }
+
+    /// [`Context::kick`] inside the leaf API call `api` (see
+    /// [`Context::notify_from`]).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn kick_from(&self, api: LazyApiCall) {
+        let _call = api.enter();
+        self.kick();
     }
 
     /// The number of eventfd writes so far (see `kicks`).

@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_void};
 use std::ptr;
 
-use super::boundary::{bh_handle, context, ffi_call, live_bh, required_c_fn};
+use super::boundary::{bh_handle, context, ffi_call, ffi_call_leaf, live_bh, required_c_fn};
 use super::types::{AioContext, MemReentrancyGuard, QEMUBH, QEMUBHFunc};
 use crate::bh::Bh;
 
@@ -82,21 +82,23 @@ pub extern "C" fn aio_bh_schedule_oneshot_full(
 /// scheduled BH does nothing more: it runs once.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_bh_schedule(bh: *mut QEMUBH) {
-    ffi_call(c"qemu_bh_schedule", || live_bh(bh)?.schedule(false))
+    ffi_call_leaf(c"qemu_bh_schedule", |api| live_bh(bh)?.schedule(false, api))
 }
 
 /// Like `qemu_bh_schedule`, but the BH does not count as progress for
 /// `aio_poll`, and a blocked loop may take up to ~10 ms to run it.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_bh_schedule_idle(bh: *mut QEMUBH) {
-    ffi_call(c"qemu_bh_schedule_idle", || live_bh(bh)?.schedule(true))
+    ffi_call_leaf(c"qemu_bh_schedule_idle", |api| {
+        live_bh(bh)?.schedule(true, api)
+    })
 }
 
 /// Unschedules `bh`; it stays allocated and can be scheduled again. Any
 /// thread. A callback already running is not interrupted.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_bh_cancel(bh: *mut QEMUBH) {
-    ffi_call(c"qemu_bh_cancel", || {
+    ffi_call_leaf(c"qemu_bh_cancel", |_| {
         live_bh(bh)?.cancel();
         Ok(())
     })

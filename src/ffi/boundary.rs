@@ -68,6 +68,31 @@ pub(crate) fn ffi_call<R>(func: &'static CStr, body: impl FnOnce() -> MisuseResu
     finish(func, result)
 }
 
+/// [`ffi_call`] for the cheapest exported functions (`qemu_bh_schedule`,
+/// `aio_notify`, `qemu_in_coroutine`, ...), whose body calls no callback
+/// and reports with [`fatal::die_here`] only on a cold path: the body gets
+/// the name as a [`fatal::LazyApiCall`] and records it on that path, so the
+/// fast path does not touch the thread-local. The reports are the same as
+/// with [`ffi_call`]. In debug builds a placeholder is recorded for the
+/// whole call, and `die_here` asserts it never reports under it.
+#[inline(always)]
+pub(crate) fn ffi_call_leaf<R>(
+    func: &'static CStr,
+    body: impl FnOnce(fatal::LazyApiCall) -> MisuseResult<R>,
+) -> R {
+    install_panic_hook();
+    #[cfg(debug_assertions)]
+    let call = fatal::ApiCall::enter(fatal::UNRECORDED_LEAF);
+    // No catch_unwind: a panic cannot return here (the hook aborts).
+    let result = body(fatal::LazyApiCall::new(func));
+    #[cfg(debug_assertions)]
+    drop(call);
+    match result {
+        Ok(value) => value,
+        Err(misuse) => fail(func, &misuse.0),
+    }
+}
+
 /// [`ffi_call`] for an exported function that may suspend the calling
 /// coroutine and resume it on another thread (`qemu_coroutine_yield`,
 /// `qemu_co_mutex_lock`, ...): the name is recorded with

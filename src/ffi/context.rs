@@ -3,7 +3,7 @@
 use std::ffi::c_void;
 use std::ptr;
 
-use super::boundary::{context, context_handle, ffi_call};
+use super::boundary::{context, context_handle, ffi_call, ffi_call_leaf};
 use super::error::propagate;
 use super::types::{AioContext, CqeHandler, Error, io_uring_sqe};
 use crate::context::Context;
@@ -62,8 +62,8 @@ pub extern "C" fn aio_context_unref(ctx: *mut AioContext) {
 /// thread. Costs no syscall when nobody is blocked.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_notify(ctx: *mut AioContext) {
-    ffi_call(c"aio_notify", || {
-        context(ctx)?.notify();
+    ffi_call_leaf(c"aio_notify", |api| {
+        context(ctx)?.notify_from(api);
         Ok(())
     })
 }

@@ -15,7 +15,8 @@ use std::ffi::{c_int, c_uint, c_void};
 use std::mem::{align_of, offset_of, size_of};
 
 use super::boundary::{
-    caller_struct, context, context_handle, ffi_call, ffi_call_yielding, required_c_fn,
+    caller_struct, context, context_handle, ffi_call, ffi_call_leaf, ffi_call_yielding,
+    required_c_fn,
 };
 use super::timer::QEMUClockType;
 use super::types::AioContext;
@@ -222,7 +223,10 @@ pub extern "C" fn qemu_coroutine_self() -> *mut Coroutine {
 /// Whether the calling code runs in a coroutine.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_in_coroutine() -> bool {
-    ffi_call(c"qemu_in_coroutine", || Ok(!coroutine::current().is_null()))
+    ffi_call_leaf(
+        c"qemu_in_coroutine",
+        |_| Ok(!coroutine::current().is_null()),
+    )
 }
 
 /// Whether `co` is entered: running, or waiting for a coroutine it entered

@@ -3,8 +3,8 @@
 use std::ffi::c_void;
 
 use super::boundary::{
-    bh_handle, c_fn, context, context_handle, ffi_call, main_context, main_context_if_any,
-    required_c_fn,
+    bh_handle, c_fn, context, context_handle, ffi_call, ffi_call_leaf, main_context,
+    main_context_if_any, required_c_fn,
 };
 use super::error::propagate;
 use super::types::{AioContext, Error, QEMUBH, QEMUBHFunc};
@@ -42,7 +42,7 @@ pub extern "C" fn qemu_get_aio_context() -> *mut AioContext {
 /// holds the BQL; else NULL.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_get_current_aio_context() -> *mut AioContext {
-    ffi_call(c"qemu_get_current_aio_context", || {
+    ffi_call_leaf(c"qemu_get_current_aio_context", |_| {
         Ok(context_handle(thread::current_context()))
     })
 }

@@ -71,8 +71,13 @@ impl Handle for AioPool {
         self.magic.load(Ordering::Relaxed)
     }
 
-    fn check_live(&self) -> MisuseResult<()> {
-        self.context().check_fork_as("ThreadPoolAio")
+    #[inline(always)]
+    fn is_usable(&self) -> bool {
+        self.context().is_current_fork()
+    }
+
+    fn unusable(&self) -> Misuse {
+        crate::fork::forked("ThreadPoolAio")
     }
 }
 
@@ -176,7 +181,7 @@ impl AioShared {
         unsafe { self.done.push(e) };
         // SAFETY: the BH is deleted only after every worker exited.
         let bh = unsafe { &*self.bh.load(Ordering::Acquire) };
-        if let Err(m) = bh.schedule(false) {
+        if let Err(m) = bh.schedule(false, fatal::LazyApiCall::ACTIVE) {
             // A worker thread, inside no API call: name the function whose
             // request it is completing.
             fatal::die("thread_pool_submit_aio", &m.0);
@@ -387,7 +392,7 @@ impl AioPool {
                 if more {
                     // If cb waits in aio_poll for a request reported after
                     // it, the nested BH run reports that one.
-                    let _ = bh.schedule(false);
+                    let _ = bh.schedule(false, fatal::LazyApiCall::ACTIVE);
                 }
                 // SAFETY: the C caller registered `cb` for `opaque`; no
                 // borrow or lock is held.

@@ -41,8 +41,13 @@ impl Handle for GenericPool {
         self.magic.load(Ordering::Relaxed)
     }
 
-    fn check_live(&self) -> MisuseResult<()> {
-        crate::fork::check(self.fork_gen, "ThreadPool")
+    #[inline(always)]
+    fn is_usable(&self) -> bool {
+        crate::fork::is_current(self.fork_gen)
+    }
+
+    fn unusable(&self) -> Misuse {
+        crate::fork::forked("ThreadPool")
     }
 }
 

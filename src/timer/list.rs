@@ -71,14 +71,22 @@ impl Handle for TimerList {
     }
 
     /// A context's list is valid only while its context is.
-    fn check_live(&self) -> MisuseResult<()> {
+    #[inline(always)]
+    fn is_usable(&self) -> bool {
         let owner = self.owner.load(Ordering::Acquire);
-        if !owner.is_null() {
-            // SAFETY: a context's list lives inside the context, which is
-            // quarantined a while after it is freed.
-            unsafe { Context::from_handle(owner) }?;
+        // SAFETY: a context's list lives inside the context, which is
+        // quarantined a while after it is freed.
+        owner.is_null() || unsafe { Context::is_handle(owner) }
+    }
+
+    fn unusable(&self) -> Misuse {
+        let owner = self.owner.load(Ordering::Acquire);
+        // SAFETY: as in `is_usable`.
+        match unsafe { Context::from_handle(owner) } {
+            Err(m) => m,
+            // Not reached: a context never gets usable again.
+            Ok(_) => Misuse::new(format!("{} {}", Self::NAME, Self::INVALID)),
         }
-        Ok(())
     }
 }
 
