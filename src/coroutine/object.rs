@@ -227,26 +227,17 @@ impl CoBox {
     /// (any handle `qemu_coroutine_create` or `qemu_coroutine_self`
     /// returned, even a stale one while its object is quarantined). A wild
     /// pointer into unmapped memory still faults: no cheap check exists.
+    #[inline(always)]
     pub(crate) unsafe fn from_handle<'a>(co: *mut c_void) -> MisuseResult<&'a CoBox> {
-        if co.is_null() {
-            return Err(Misuse::new("Coroutine is NULL"));
-        }
-        if !co.cast::<CoBox>().is_aligned() {
-            return Err(Misuse::new(format!(
-                "Coroutine {co:p} is not a valid coroutine (misaligned pointer)"
-            )));
+        if co.is_null() || !co.cast::<CoBox>().is_aligned() {
+            return Err(bad_handle(co, 0));
         }
         // SAFETY: per the caller; pooled and freed objects stay allocated
         // (the latter in the quarantine for a while).
         let b = unsafe { &*co.cast::<CoBox>() };
         match b.p.magic.load(Ordering::Acquire) {
             CO_MAGIC_LIVE => Ok(b),
-            CO_MAGIC_DEAD => Err(Misuse::new(format!(
-                "Coroutine {co:p} was already freed (it terminated and its pool was trimmed)"
-            ))),
-            _ => Err(Misuse::new(format!(
-                "Coroutine {co:p} is not a valid coroutine (no coroutine magic: garbage or freed memory)"
-            ))),
+            magic => Err(bad_handle(co, magic)),
         }
     }
 
@@ -361,6 +352,28 @@ impl CoBox {
             unsafe { (*tail).p.queue_next.set(co.as_ptr()) };
         }
         self.p.wakeup_tail.set(co.as_ptr());
+    }
+}
+
+/// The report for a handle [`CoBox::from_handle`] rejected (`magic`: what
+/// it read there, 0 if it could not read).
+#[cold]
+#[inline(never)]
+fn bad_handle(co: *mut c_void, magic: u32) -> Misuse {
+    if co.is_null() {
+        Misuse::new("Coroutine is NULL")
+    } else if !co.cast::<CoBox>().is_aligned() {
+        Misuse::new(format!(
+            "Coroutine {co:p} is not a valid coroutine (misaligned pointer)"
+        ))
+    } else if magic == CO_MAGIC_DEAD {
+        Misuse::new(format!(
+            "Coroutine {co:p} was already freed (it terminated and its pool was trimmed)"
+        ))
+    } else {
+        Misuse::new(format!(
+            "Coroutine {co:p} is not a valid coroutine (no coroutine magic: garbage or freed memory)"
+        ))
     }
 }
 

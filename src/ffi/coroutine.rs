@@ -207,7 +207,7 @@ pub extern "C" fn qemu_aio_coroutine_enter(ctx: *mut AioContext, co: *mut Corout
 /// returns when it is entered again (maybe in another thread).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_coroutine_yield() {
-    ffi_call_yielding(c"qemu_coroutine_yield", coroutine::yield_now)
+    ffi_call_yielding(c"qemu_coroutine_yield", coroutine::yield_inline)
 }
 
 /// The running coroutine; outside a coroutine, the thread's "leader"
