@@ -161,7 +161,10 @@ impl CoBox {
         }
     }
 
-    /// A new object with its own stack and trampoline (not yet run).
+    /// A new object with its own stack and trampoline (not yet run). Out
+    /// of line: the pools serve most creations.
+    #[cold]
+    #[inline(never)]
     fn allocate() -> *mut CoBox {
         let co = Box::into_raw(Box::new(CoBox::blank()));
         let stack = DefaultStack::new(STACK_SIZE).unwrap_or_else(|e| {
@@ -394,6 +397,7 @@ unsafe impl Send for CoPtr {}
 
 /// `qemu_coroutine_create`: a coroutine that will run `entry(arg)` when
 /// first entered. Taken from a pool when possible.
+#[inline]
 pub(crate) fn create(entry: EntryFn, arg: *mut c_void) -> *mut CoBox {
     let co = pool::take().unwrap_or_else(CoBox::allocate);
     // SAFETY: ours until returned; nobody else references a pooled object.
