@@ -177,7 +177,8 @@ pub extern "C" fn qemu_coroutine_create(
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_coroutine_enter(co: *mut Coroutine) {
     ffi_call(c"qemu_coroutine_enter", || {
-        coroutine::enter(thread::current_context(), self::co(co)?)
+        let co = self::co(co)?;
+        coroutine::enter(thread::current_context(), co)
     })
 }
 
