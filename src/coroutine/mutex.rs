@@ -67,6 +67,24 @@ impl MutexWaiter for CoBox {
     }
 }
 
+#[cold]
+#[inline(never)]
+fn lock_recursive(me: &CoBox) -> Misuse {
+    Misuse::new(format!(
+        "coroutine '{}' already holds this CoMutex (it is not recursive: this would deadlock)",
+        me.describe()
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn unlock_not_holder(me: &CoBox) -> Misuse {
+    Misuse::new(format!(
+        "coroutine '{}' does not hold this CoMutex",
+        me.describe()
+    ))
+}
+
 /// Iterations [`CoMutexCore::lock`] spins, at most, for a holder running in
 /// another thread before it queues (QEMU spins up to 1000).
 const LOCK_SPINS: u32 = 1000;
@@ -87,14 +105,13 @@ impl CoMutexCore {
     }
 
     /// `qemu_co_mutex_lock`: from a coroutine; yields while another holds it.
-    #[inline]
+    /// Inlined: it touches no thread-local itself (`current` and
+    /// `yield_now` are calls), so no address is cached across the yield.
+    #[inline(always)]
     pub(crate) fn lock(&self) -> MisuseResult<()> {
         let me = require_current("qemu_co_mutex_lock")?;
         if ptr::eq(self.holder.load(Ordering::Relaxed), me) {
-            return Err(Misuse::new(format!(
-                "coroutine '{}' already holds this CoMutex (it is not recursive: this would deadlock)",
-                me.describe()
-            )));
+            return Err(lock_recursive(me));
         }
         let holder_is_local = || ptr::eq(self.ctx.load(Ordering::Relaxed), me.context());
         if comutex_handoff::lock(self, me.as_ptr(), LOCK_SPINS, holder_is_local) == Acquired::Queued
@@ -113,10 +130,7 @@ impl CoMutexCore {
     pub(crate) fn unlock(&self) -> MisuseResult<()> {
         let me = require_current("qemu_co_mutex_unlock")?;
         if !ptr::eq(self.holder.load(Ordering::Relaxed), me) {
-            return Err(Misuse::new(format!(
-                "coroutine '{}' does not hold this CoMutex",
-                me.describe()
-            )));
+            return Err(unlock_not_holder(me));
         }
         self.holder.store(ptr::null_mut(), Ordering::Relaxed);
         me.locks_held_add(-1);

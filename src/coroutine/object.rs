@@ -161,7 +161,10 @@ impl CoBox {
         }
     }
 
-    /// A new object with its own stack and trampoline (not yet run).
+    /// A new object with its own stack and trampoline (not yet run). Out
+    /// of line: the pools serve most creations.
+    #[cold]
+    #[inline(never)]
     fn allocate() -> *mut CoBox {
         let co = Box::into_raw(Box::new(CoBox::blank()));
         let stack = DefaultStack::new(STACK_SIZE).unwrap_or_else(|e| {
@@ -227,26 +230,17 @@ impl CoBox {
     /// (any handle `qemu_coroutine_create` or `qemu_coroutine_self`
     /// returned, even a stale one while its object is quarantined). A wild
     /// pointer into unmapped memory still faults: no cheap check exists.
+    #[inline(always)]
     pub(crate) unsafe fn from_handle<'a>(co: *mut c_void) -> MisuseResult<&'a CoBox> {
-        if co.is_null() {
-            return Err(Misuse::new("Coroutine is NULL"));
-        }
-        if !co.cast::<CoBox>().is_aligned() {
-            return Err(Misuse::new(format!(
-                "Coroutine {co:p} is not a valid coroutine (misaligned pointer)"
-            )));
+        if co.is_null() || !co.cast::<CoBox>().is_aligned() {
+            return Err(bad_handle(co, 0));
         }
         // SAFETY: per the caller; pooled and freed objects stay allocated
         // (the latter in the quarantine for a while).
         let b = unsafe { &*co.cast::<CoBox>() };
         match b.p.magic.load(Ordering::Acquire) {
             CO_MAGIC_LIVE => Ok(b),
-            CO_MAGIC_DEAD => Err(Misuse::new(format!(
-                "Coroutine {co:p} was already freed (it terminated and its pool was trimmed)"
-            ))),
-            _ => Err(Misuse::new(format!(
-                "Coroutine {co:p} is not a valid coroutine (no coroutine magic: garbage or freed memory)"
-            ))),
+            magic => Err(bad_handle(co, magic)),
         }
     }
 
@@ -364,6 +358,28 @@ impl CoBox {
     }
 }
 
+/// The report for a handle [`CoBox::from_handle`] rejected (`magic`: what
+/// it read there, 0 if it could not read).
+#[cold]
+#[inline(never)]
+fn bad_handle(co: *mut c_void, magic: u32) -> Misuse {
+    if co.is_null() {
+        Misuse::new("Coroutine is NULL")
+    } else if !co.cast::<CoBox>().is_aligned() {
+        Misuse::new(format!(
+            "Coroutine {co:p} is not a valid coroutine (misaligned pointer)"
+        ))
+    } else if magic == CO_MAGIC_DEAD {
+        Misuse::new(format!(
+            "Coroutine {co:p} was already freed (it terminated and its pool was trimmed)"
+        ))
+    } else {
+        Misuse::new(format!(
+            "Coroutine {co:p} is not a valid coroutine (no coroutine magic: garbage or freed memory)"
+        ))
+    }
+}
+
 pub(super) fn scheduler_name(raw: u32) -> &'static str {
     match raw {
         1 => "aio_co_schedule",
@@ -381,6 +397,7 @@ unsafe impl Send for CoPtr {}
 
 /// `qemu_coroutine_create`: a coroutine that will run `entry(arg)` when
 /// first entered. Taken from a pool when possible.
+#[inline]
 pub(crate) fn create(entry: EntryFn, arg: *mut c_void) -> *mut CoBox {
     let co = pool::take().unwrap_or_else(CoBox::allocate);
     // SAFETY: ours until returned; nobody else references a pooled object.

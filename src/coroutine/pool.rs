@@ -83,26 +83,57 @@ fn put_shared(mut cos: Vec<*mut CoBox>) -> Vec<*mut CoBox> {
 }
 
 /// A terminated coroutine to reuse, if any pool has one.
+#[inline]
 pub(super) fn take() -> Option<*mut CoBox> {
     LOCAL.with(|l| {
         let mut local = l.borrow_mut();
         if let Some(co) = local.0.pop() {
             return Some(co);
         }
-        let mut shared = SHARED.lock();
-        let n = shared.0.len().min(BATCH);
-        let start = shared.0.len() - n;
-        local.0.extend(shared.0.drain(start..));
-        drop(shared);
-        local.0.pop()
+        refill(&mut local)
     })
+}
+
+/// [`take`] with an empty local pool: a batch from the shared pool.
+#[cold]
+#[inline(never)]
+fn refill(local: &mut Local) -> Option<*mut CoBox> {
+    let mut shared = SHARED.lock();
+    let n = shared.0.len().min(BATCH);
+    let start = shared.0.len() - n;
+    local.0.extend(shared.0.drain(start..));
+    drop(shared);
+    local.0.pop()
 }
 
 /// Pools (or frees) a coroutine that just terminated.
 ///
 /// # Safety
 /// `co` terminated and is switched out; the caller gives it up.
+/// Not inlined (the enter loop stays small); the overflow is out of line.
+#[inline(never)]
 pub(super) unsafe fn give_back(co: *mut CoBox) {
+    let pooled = LOCAL.try_with(|l| {
+        let mut local = l.borrow_mut();
+        if local.0.len() < LOCAL_MAX {
+            local.0.push(co);
+            return true;
+        }
+        false
+    });
+    if pooled != Ok(true) {
+        // SAFETY: per the caller.
+        unsafe { give_back_slow(co) };
+    }
+}
+
+/// [`give_back`] with a full local pool, or during thread exit.
+///
+/// # Safety
+/// As for [`give_back`].
+#[cold]
+#[inline(never)]
+unsafe fn give_back_slow(co: *mut CoBox) {
     let overflow = LOCAL.try_with(|l| {
         let mut local = l.borrow_mut();
         if local.0.len() < LOCAL_MAX {

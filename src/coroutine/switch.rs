@@ -52,46 +52,89 @@ pub(crate) fn self_or_leader() -> *mut CoBox {
 }
 
 /// The running coroutine, or a misuse naming what needs one.
+#[inline]
 pub(crate) fn require_current(what: &str) -> MisuseResult<&'static CoBox> {
     let co = current();
     if co.is_null() {
-        return Err(Misuse::new(format!(
-            "{what} must be called from a coroutine (this thread is not running one)"
-        )));
+        return Err(not_in_coroutine(what));
     }
     // SAFETY: the running coroutine is alive while it runs.
     Ok(unsafe { &*co })
 }
 
-/// Checks that `to` may be entered now.
+#[cold]
+#[inline(never)]
+fn not_in_coroutine(what: &str) -> Misuse {
+    Misuse::new(format!(
+        "{what} must be called from a coroutine (this thread is not running one)"
+    ))
+}
+
+/// Checks that `to` may be entered now. Inlined into the enter loop; the
+/// reports are built out of line.
+#[inline(always)]
 fn check_enterable(to: &CoBox) -> MisuseResult<()> {
     if to.is_leader() {
-        return Err(Misuse::new(
-            "this Coroutine is a thread's leader (qemu_coroutine_self outside a coroutine), not a coroutine",
-        ));
+        return Err(enter_leader());
     }
     if to.p.state.load(Ordering::Relaxed) == STATE_FREE {
-        return Err(Misuse::new(format!(
-            "coroutine '{}' has terminated (its object was returned to the pool)",
-            to.describe()
-        )));
+        return Err(enter_terminated(to));
     }
     let by = to.p.scheduled_by.load(Ordering::Acquire);
     if by != 0 {
-        return Err(Misuse::new(format!(
-            "coroutine '{}' is scheduled by {}{}; entering it now would enter it twice",
-            to.describe(),
-            scheduler_name(by),
-            to.scheduler_text()
-        )));
+        return Err(enter_scheduled(to, by));
     }
     if !to.p.caller.get().is_null() || !to.p.running_on.load(Ordering::Acquire).is_null() {
-        return Err(Misuse::new(format!(
-            "coroutine '{}' is already running (entered and not yielded); re-entering it is not allowed",
-            to.describe()
-        )));
+        return Err(enter_running(to));
     }
     Ok(())
+}
+
+#[cold]
+#[inline(never)]
+fn enter_leader() -> Misuse {
+    Misuse::new(
+        "this Coroutine is a thread's leader (qemu_coroutine_self outside a coroutine), not a coroutine",
+    )
+}
+
+#[cold]
+#[inline(never)]
+fn enter_terminated(to: &CoBox) -> Misuse {
+    Misuse::new(format!(
+        "coroutine '{}' has terminated (its object was returned to the pool)",
+        to.describe()
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn enter_scheduled(to: &CoBox, by: u32) -> Misuse {
+    Misuse::new(format!(
+        "coroutine '{}' is scheduled by {}{}; entering it now would enter it twice",
+        to.describe(),
+        scheduler_name(by),
+        to.scheduler_text()
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn enter_running(to: &CoBox) -> Misuse {
+    Misuse::new(format!(
+        "coroutine '{}' is already running (entered and not yielded); re-entering it is not allowed",
+        to.describe()
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn terminated_holding_locks(to: &CoBox) -> Misuse {
+    Misuse::new(format!(
+        "coroutine '{}' terminated while holding {} CoMutex/CoRwlock lock(s)",
+        to.describe(),
+        to.p.locks_held.get()
+    ))
 }
 
 /// `qemu_aio_coroutine_enter`: runs `co` (in `ctx`) until it yields or
@@ -153,11 +196,7 @@ pub(crate) fn enter(ctx: *const Context, co: &CoBox) -> MisuseResult<()> {
         to.p.caller.set(ptr::null_mut());
         if action == Action::Terminate {
             if to.p.locks_held.get() != 0 {
-                return Err(Misuse::new(format!(
-                    "coroutine '{}' terminated while holding {} CoMutex/CoRwlock lock(s)",
-                    to.describe(),
-                    to.p.locks_held.get()
-                )));
+                return Err(terminated_holding_locks(to));
             }
             to.p.state.store(STATE_FREE, Ordering::Relaxed);
             to.p.running_on.store(ptr::null_mut(), Ordering::Release);
@@ -174,7 +213,19 @@ pub(crate) fn enter(ctx: *const Context, co: &CoBox) -> MisuseResult<()> {
 }
 
 /// `qemu_coroutine_yield`: back to whoever entered the running coroutine.
+/// Never inlined: inlined, its read of the API name (a thread-local) could
+/// share the address the compiler computed for an earlier access in the
+/// caller, before an earlier switch (e.g. a CoQueue wait that yields, then
+/// takes a CoMutex that yields again).
+#[inline(never)]
 pub(crate) fn yield_now() -> MisuseResult<()> {
+    yield_inline()
+}
+
+/// [`yield_now`] inlined, for `qemu_coroutine_yield` itself, which touches
+/// no thread-local of its own after the switch.
+#[inline(always)]
+pub(crate) fn yield_inline() -> MisuseResult<()> {
     let co = require_current("qemu_coroutine_yield")?;
     // SAFETY: set by the trampoline before any C code ran on this stack;
     // the yielder lives at the base of the coroutine's stack.

@@ -166,14 +166,23 @@ pub(crate) fn bh_handle(bh: *mut Bh) -> *mut QEMUBH {
 
 /// Checks a pointer to caller memory (`what`: its C type, for the report):
 /// non-NULL and aligned.
+#[inline(always)]
 pub(crate) fn check_ptr<T>(p: *const T, what: &'static str) -> MisuseResult<()> {
-    if p.is_null() {
-        return Err(Misuse::new(format!("{what} is NULL")));
-    }
-    if !p.is_aligned() {
-        return Err(Misuse::new(format!("{what} pointer {p:p} is misaligned")));
+    if p.is_null() || !p.is_aligned() {
+        return Err(bad_ptr(p.cast(), what));
     }
     Ok(())
+}
+
+/// The report of [`check_ptr`], built out of line.
+#[cold]
+#[inline(never)]
+fn bad_ptr(p: *const u8, what: &'static str) -> Misuse {
+    if p.is_null() {
+        Misuse::new(format!("{what} is NULL"))
+    } else {
+        Misuse::new(format!("{what} pointer {p:p} is misaligned"))
+    }
 }
 
 /// Validates a caller-owned C struct (`QemuMutex`, `CoMutex`, `QEMUTimer`,

@@ -178,7 +178,8 @@ pub extern "C" fn qemu_coroutine_create(
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_coroutine_enter(co: *mut Coroutine) {
     ffi_call(c"qemu_coroutine_enter", || {
-        coroutine::enter(thread::current_context(), self::co(co)?)
+        let co = self::co(co)?;
+        coroutine::enter(thread::current_context(), co)
     })
 }
 
@@ -208,7 +209,7 @@ pub extern "C" fn qemu_aio_coroutine_enter(ctx: *mut AioContext, co: *mut Corout
 /// returns when it is entered again (maybe in another thread).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_coroutine_yield() {
-    ffi_call_yielding(c"qemu_coroutine_yield", coroutine::yield_now)
+    ffi_call_yielding(c"qemu_coroutine_yield", coroutine::yield_inline)
 }
 
 /// The running coroutine; outside a coroutine, the thread's "leader"
