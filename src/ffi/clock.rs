@@ -15,7 +15,7 @@ use std::ffi::{c_int, c_void};
 use std::ptr;
 
 use super::boundary::Handle;
-use super::boundary::{c_fn, ffi_call, main_context_if_any};
+use super::boundary::{c_fn, ffi_call, ffi_call_leaf, main_context_if_any};
 use super::timer::{
     QEMUClockType, QEMUTimerList, QEMUTimerListGroup, QEMUTimerListNotifyCB, SCALE_MS, SCALE_US,
 };
@@ -77,13 +77,13 @@ fn group_lists<'a>(tlg: *mut QEMUTimerListGroup) -> MisuseResult<[&'a TimerList;
 /// jump. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_clock_get_ns(clock_type: QEMUClockType) -> i64 {
-    ffi_call(c"qemu_clock_get_ns", || Ok(clock(clock_type)?.now_ns()))
+    ffi_call_leaf(c"qemu_clock_get_ns", |_| Ok(clock(clock_type)?.now_ns()))
 }
 
 /// `qemu_clock_get_ns(type) / SCALE_MS`.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_clock_get_ms(clock_type: QEMUClockType) -> i64 {
-    ffi_call(c"qemu_clock_get_ms", || {
+    ffi_call_leaf(c"qemu_clock_get_ms", |_| {
         Ok(clock(clock_type)?.now_ns() / i64::from(SCALE_MS))
     })
 }
@@ -91,7 +91,7 @@ pub extern "C" fn qemu_clock_get_ms(clock_type: QEMUClockType) -> i64 {
 /// `qemu_clock_get_ns(type) / SCALE_US`.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_clock_get_us(clock_type: QEMUClockType) -> i64 {
-    ffi_call(c"qemu_clock_get_us", || {
+    ffi_call_leaf(c"qemu_clock_get_us", |_| {
         Ok(clock(clock_type)?.now_ns() / i64::from(SCALE_US))
     })
 }

@@ -23,7 +23,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use super::boundary::Handle;
-use super::boundary::{self, caller_struct, context, ffi_call, required_c_fn};
+use super::boundary::{self, caller_struct, context, ffi_call, ffi_call_leaf, required_c_fn};
 use super::types::AioContext;
 use crate::context::Context;
 use crate::fatal::{Misuse, MisuseResult};
@@ -532,7 +532,7 @@ pub extern "C" fn timer_free(ts: *mut QEMUTimer) {
 /// Whether `ts` is armed and has not fired yet. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn timer_pending(ts: *const QEMUTimer) -> bool {
-    ffi_call(c"timer_pending", || Ok(timer(ts.cast_mut())?.pending()))
+    ffi_call_leaf(c"timer_pending", |_| Ok(timer(ts.cast_mut())?.pending()))
 }
 
 /// QEMU's `timer_head->expire_time <= current_time * scale`, with
@@ -540,7 +540,7 @@ pub extern "C" fn timer_pending(ts: *const QEMUTimer) -> bool {
 /// as expired (its `expire_time` is -1), as in QEMU.
 #[unsafe(no_mangle)]
 pub extern "C" fn timer_expired(timer_head: *const QEMUTimer, current_time: i64) -> bool {
-    ffi_call(c"timer_expired", || {
+    ffi_call_leaf(c"timer_expired", |_| {
         Ok(timer(timer_head.cast_mut())?.expired(current_time))
     })
 }
@@ -548,7 +548,7 @@ pub extern "C" fn timer_expired(timer_head: *const QEMUTimer, current_time: i64)
 /// The deadline of `ts` in nanoseconds, or -1 (UINT64_MAX) if not pending.
 #[unsafe(no_mangle)]
 pub extern "C" fn timer_expire_time_ns(ts: *const QEMUTimer) -> u64 {
-    ffi_call(c"timer_expire_time_ns", || {
+    ffi_call_leaf(c"timer_expire_time_ns", |_| {
         Ok(timer(ts.cast_mut())?.expire_time_ns() as u64)
     })
 }
