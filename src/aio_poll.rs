@@ -29,42 +29,50 @@ use crate::stats::LoopCounters;
 
 impl Context {
     /// `aio_poll`: one iteration; returns whether a callback made progress.
+    /// Inline, so that the caller handles the (inline) loop entry's result
+    /// and the iteration itself returns a plain `bool`.
+    #[inline(always)]
     pub(crate) fn poll(&self, blocking: bool) -> MisuseResult<bool> {
         let guard = self.enter_loop()?;
-        self.loop_stats(&guard).iterations.incr();
-        let watches_fds = self.sync_handlers(&guard);
+        Ok(self.poll_iteration(&guard, blocking))
+    }
+
+    /// The body of [`Context::poll`], inside the loop.
+    fn poll_iteration(&self, guard: &LoopGuard<'_>, blocking: bool) -> bool {
+        self.loop_stats(guard).iterations.incr();
+        let watches_fds = self.sync_handlers(guard);
         if !blocking && !watches_fds {
             // The common non-blocking case: nothing to wait for, no syscall.
             self.notify.accept();
-            let progress = self.bh_poll(&guard);
-            return Ok(progress | self.run_timers(&guard));
+            let progress = self.bh_poll(guard);
+            return progress | self.run_timers(guard);
         }
-        let (ready_cell, hits_cell) = self.dispatch_buffers(&guard);
+        let (ready_cell, hits_cell) = self.dispatch_buffers(guard);
         let mut ready = std::mem::take(&mut *ready_cell.borrow_mut());
         let mut hits = std::mem::take(&mut *hits_cell.borrow_mut());
 
         if blocking {
             let start = self.poll_params.enabled().then(now_ns);
-            let timeout = self.compute_timeout(&guard);
-            let polled = timeout != 0 && self.busy_poll(&guard, timeout, start, &mut hits);
+            let timeout = self.compute_timeout(guard);
+            let polled = timeout != 0 && self.busy_poll(guard, timeout, start, &mut hits);
             if !polled {
                 let kicks_before = self.kick_count();
                 self.notify.arm();
                 let timeout = if self.notify.is_notified() {
                     0
                 } else {
-                    self.compute_timeout(&guard)
+                    self.compute_timeout(guard)
                 };
                 if watches_fds {
                     let t0 = (timeout != 0).then(now_ns);
-                    self.wait_fds(&guard, timeout, &mut ready);
+                    self.wait_fds(guard, timeout, &mut ready);
                     self.notify.disarm();
-                    self.count_blocked(&guard, t0);
+                    self.count_blocked(guard, t0);
                 } else if timeout != 0 {
                     let t0 = Some(now_ns());
                     self.wait_for_wakeup(timeout);
                     self.notify.disarm();
-                    self.count_blocked(&guard, t0);
+                    self.count_blocked(guard, t0);
                 } else {
                     self.notify.disarm();
                     // Work was already there, but a notifier that saw us
@@ -80,13 +88,13 @@ impl Context {
                 self.poll_params.adapt(now_ns() - start, polled);
             }
         } else if watches_fds {
-            self.wait_fds(&guard, 0, &mut ready);
+            self.wait_fds(guard, 0, &mut ready);
         }
         self.notify.accept();
-        let progress = self.dispatch_phase(&guard, &mut ready, &mut hits);
+        let progress = self.dispatch_phase(guard, &mut ready, &mut hits);
         *ready_cell.borrow_mut() = ready;
         *hits_cell.borrow_mut() = hits;
-        Ok(progress)
+        progress
     }
 
     /// Adds the time since `t0` (when waiting began, if it was a real
