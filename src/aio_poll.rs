@@ -29,24 +29,26 @@ use crate::stats::LoopCounters;
 
 impl Context {
     /// `aio_poll`: one iteration; returns whether a callback made progress.
-    /// Inline, so that the caller handles the (inline) loop entry's result
-    /// and the iteration itself returns a plain `bool`.
+    /// Inline up to the common non-blocking case, so that it costs no call
+    /// and no stack frame of its own beyond the BH and timer work.
     #[inline(always)]
     pub(crate) fn poll(&self, blocking: bool) -> MisuseResult<bool> {
         let guard = self.enter_loop()?;
-        Ok(self.poll_iteration(&guard, blocking))
-    }
-
-    /// The body of [`Context::poll`], inside the loop.
-    fn poll_iteration(&self, guard: &LoopGuard<'_>, blocking: bool) -> bool {
-        self.loop_stats(guard).iterations.incr();
-        let watches_fds = self.sync_handlers(guard);
+        self.loop_stats(&guard).iterations.incr();
+        let watches_fds = self.sync_handlers(&guard);
         if !blocking && !watches_fds {
             // The common non-blocking case: nothing to wait for, no syscall.
             self.notify.accept();
-            let progress = self.bh_poll(guard);
-            return progress | self.run_timers(guard);
+            let progress = self.bh_poll(&guard);
+            return Ok(progress | self.run_timers(&guard));
         }
+        Ok(self.poll_fds_or_wait(&guard, blocking, watches_fds))
+    }
+
+    /// The rest of [`Context::poll`]: an iteration that waits (`blocking`)
+    /// or looks at the watched fds.
+    #[inline(never)]
+    fn poll_fds_or_wait(&self, guard: &LoopGuard<'_>, blocking: bool, watches_fds: bool) -> bool {
         let (ready_cell, hits_cell) = self.dispatch_buffers(guard);
         let mut ready = std::mem::take(&mut *ready_cell.borrow_mut());
         let mut hits = std::mem::take(&mut *hits_cell.borrow_mut());
@@ -108,7 +110,7 @@ impl Context {
     }
 
     /// Runs the expired timers of the context's lists, counting them.
-    #[inline]
+    #[inline(always)]
     fn run_timers(&self, guard: &LoopGuard<'_>) -> bool {
         let n = self.timers.run_expired_count();
         if n == 0 {

@@ -363,7 +363,7 @@ impl TimerLists {
 
     /// Whether any clock has an armed timer: the loop's per-iteration fast
     /// path (four loads, no clock read).
-    #[inline]
+    #[inline(always)]
     fn any_armed(&self) -> bool {
         self.lists
             .iter()
@@ -390,11 +390,22 @@ impl TimerLists {
 
     /// [`TimerLists::run_expired`], returning how many timers ran.
     ///
-    /// Runs on every loop iteration, so inline: a clock with no armed timer
-    /// costs a load and a compare, and an armed one reads its clock
-    /// directly (the clock is a constant here, not the list's field).
+    /// Runs on every loop iteration, so inline up to the check that some
+    /// timer is armed (four loads and compares).
     #[inline(always)]
     pub(crate) fn run_expired_count(&self) -> u64 {
+        if !self.any_armed() {
+            return 0;
+        }
+        self.run_armed()
+    }
+
+    /// [`TimerLists::run_expired_count`] once a timer was seen armed: a
+    /// clock with no armed timer costs a load and a compare, and an armed
+    /// one reads its clock directly (the clock is a constant here, not the
+    /// list's field).
+    #[inline(never)]
+    fn run_armed(&self) -> u64 {
         let mut ran = 0;
         for (list, clock) in self.lists.iter().zip(ClockType::ALL) {
             let earliest = list.earliest.load(Ordering::Acquire);
