@@ -29,6 +29,9 @@ use crate::stats::LoopCounters;
 
 impl Context {
     /// `aio_poll`: one iteration; returns whether a callback made progress.
+    /// Inline up to the common non-blocking case, so that it costs no call
+    /// and no stack frame of its own beyond the BH and timer work.
+    #[inline(always)]
     pub(crate) fn poll(&self, blocking: bool) -> MisuseResult<bool> {
         let guard = self.enter_loop()?;
         self.loop_stats(&guard).iterations.incr();
@@ -39,32 +42,39 @@ impl Context {
             let progress = self.bh_poll(&guard);
             return Ok(progress | self.run_timers(&guard));
         }
-        let (ready_cell, hits_cell) = self.dispatch_buffers(&guard);
+        Ok(self.poll_fds_or_wait(&guard, blocking, watches_fds))
+    }
+
+    /// The rest of [`Context::poll`]: an iteration that waits (`blocking`)
+    /// or looks at the watched fds.
+    #[inline(never)]
+    fn poll_fds_or_wait(&self, guard: &LoopGuard<'_>, blocking: bool, watches_fds: bool) -> bool {
+        let (ready_cell, hits_cell) = self.dispatch_buffers(guard);
         let mut ready = std::mem::take(&mut *ready_cell.borrow_mut());
         let mut hits = std::mem::take(&mut *hits_cell.borrow_mut());
 
         if blocking {
             let start = self.poll_params.enabled().then(now_ns);
-            let timeout = self.compute_timeout(&guard);
-            let polled = timeout != 0 && self.busy_poll(&guard, timeout, start, &mut hits);
+            let timeout = self.compute_timeout(guard);
+            let polled = timeout != 0 && self.busy_poll(guard, timeout, start, &mut hits);
             if !polled {
                 let kicks_before = self.kick_count();
                 self.notify.arm();
                 let timeout = if self.notify.is_notified() {
                     0
                 } else {
-                    self.compute_timeout(&guard)
+                    self.compute_timeout(guard)
                 };
                 if watches_fds {
                     let t0 = (timeout != 0).then(now_ns);
-                    self.wait_fds(&guard, timeout, &mut ready);
+                    self.wait_fds(guard, timeout, &mut ready);
                     self.notify.disarm();
-                    self.count_blocked(&guard, t0);
+                    self.count_blocked(guard, t0);
                 } else if timeout != 0 {
                     let t0 = Some(now_ns());
                     self.wait_for_wakeup(timeout);
                     self.notify.disarm();
-                    self.count_blocked(&guard, t0);
+                    self.count_blocked(guard, t0);
                 } else {
                     self.notify.disarm();
                     // Work was already there, but a notifier that saw us
@@ -80,13 +90,13 @@ impl Context {
                 self.poll_params.adapt(now_ns() - start, polled);
             }
         } else if watches_fds {
-            self.wait_fds(&guard, 0, &mut ready);
+            self.wait_fds(guard, 0, &mut ready);
         }
         self.notify.accept();
-        let progress = self.dispatch_phase(&guard, &mut ready, &mut hits);
+        let progress = self.dispatch_phase(guard, &mut ready, &mut hits);
         *ready_cell.borrow_mut() = ready;
         *hits_cell.borrow_mut() = hits;
-        Ok(progress)
+        progress
     }
 
     /// Adds the time since `t0` (when waiting began, if it was a real
@@ -100,7 +110,7 @@ impl Context {
     }
 
     /// Runs the expired timers of the context's lists, counting them.
-    #[inline]
+    #[inline(always)]
     fn run_timers(&self, guard: &LoopGuard<'_>) -> bool {
         let n = self.timers.run_expired_count();
         if n == 0 {

@@ -54,11 +54,11 @@ thread_local! {
     static POLLING: Cell<*const Context> = const { Cell::new(ptr::null()) };
     /// This thread's token (see [`thread_token`]); 0 until first asked.
     static TOKEN: Cell<usize> = const { Cell::new(0) };
-    /// Live `LoopGuard`s of this thread (polls of any context in progress),
-    /// see [`loop_entered`].
-    static ACTIVE_LOOPS: Cell<u32> = const { Cell::new(0) };
-    /// Whether this thread's exit hook is armed (see [`arm_exit_hook`]).
-    static EXIT_HOOK_ARMED: Cell<bool> = const { Cell::new(false) };
+    /// `(live LoopGuards << 1) | exit hook armed`: the number of polls of
+    /// any context in progress in this thread (see [`loop_entered`]) and
+    /// whether its exit hook is armed (see [`arm_exit_hook`]), in one word
+    /// so that entering a loop is one thread-local load and store.
+    static LOOP_STATE: Cell<u32> = const { Cell::new(0) };
 }
 
 static MAIN_CONTEXT: AtomicPtr<Context> = AtomicPtr::new(ptr::null_mut());
@@ -126,9 +126,14 @@ pub(crate) fn forget_home(ctx: &Context) {
 static EXIT_KEY: AtomicUsize = AtomicUsize::new(0);
 static EXIT_KEY_INIT: Once = Once::new();
 
+/// [`LOOP_STATE`]: the exit hook is armed.
+const HOOK_ARMED: u32 = 1;
+/// [`LOOP_STATE`]: one live `LoopGuard`.
+const ONE_LOOP: u32 = 2;
+
 /// Makes sure [`thread_exit_hook`] runs when the calling thread exits.
 fn arm_exit_hook() {
-    if EXIT_HOOK_ARMED.with(Cell::get) {
+    if LOOP_STATE.with(Cell::get) & HOOK_ARMED != 0 {
         return;
     }
     EXIT_KEY_INIT.call_once(|| {
@@ -145,24 +150,42 @@ fn arm_exit_hook() {
     // The value only has to be non-null for the destructor to run.
     // SAFETY: `key` was created above; the value is never dereferenced.
     unsafe { libc::pthread_setspecific(key, ptr::dangling::<u8>().cast()) };
-    EXIT_HOOK_ARMED.with(|a| a.set(true));
+    LOOP_STATE.with(|s| s.set(s.get() | HOOK_ARMED));
 }
 
 /// A `LoopGuard` was created in this thread (a poll of some context
-/// starts); arms the exit hook for the outermost one.
-#[inline]
+/// starts); arms the exit hook the first time.
+#[inline(always)]
 pub(crate) fn loop_entered() {
-    let n = ACTIVE_LOOPS.with(Cell::get);
-    if n == 0 {
-        arm_exit_hook();
-    }
-    ACTIVE_LOOPS.with(|a| a.set(n + 1));
+    LOOP_STATE.with(|s| {
+        let state = s.get();
+        if state == 0 {
+            // Never armed (so no guard is live either).
+            first_loop_entered();
+        } else {
+            s.set(state + ONE_LOOP);
+        }
+    });
+}
+
+/// [`loop_entered`] in a thread whose exit hook is not armed yet.
+#[inline(never)]
+fn first_loop_entered() {
+    arm_exit_hook();
+    LOOP_STATE.with(|s| s.set(s.get() + ONE_LOOP));
 }
 
 /// A `LoopGuard` of this thread was dropped.
-#[inline]
+#[inline(always)]
 pub(crate) fn loop_left() {
-    ACTIVE_LOOPS.with(|a| a.set(a.get().saturating_sub(1)));
+    LOOP_STATE.with(|s| {
+        let state = s.get();
+        // Never below zero guards (a guard dropped by another thread than
+        // the one that made it: a coroutine that moved, unsupported).
+        if state >= ONE_LOOP {
+            s.set(state - ONE_LOOP);
+        }
+    });
 }
 
 /// Runs when a thread that armed it exits: a thread that ends inside a
@@ -175,7 +198,7 @@ pub(crate) fn loop_left() {
 /// has returned, or `pthread_exit` is unwinding it), so the reports name
 /// the API function whose rule the thread broke.
 extern "C" fn thread_exit_hook(_: *mut c_void) {
-    if ACTIVE_LOOPS.with(Cell::get) != 0 {
+    if LOOP_STATE.with(Cell::get) >= ONE_LOOP {
         crate::fatal::die(
             "aio_poll",
             &format!(

@@ -26,13 +26,13 @@ pub(crate) struct LoopGuard<'a> {
 }
 
 impl Drop for LoopGuard<'_> {
+    #[inline(always)]
     fn drop(&mut self) {
         let depth = self.ctx.local.depth.get() - 1;
         self.ctx.local.depth.set(depth);
         thread::loop_left();
         if let Some(prev) = self.claimed_poller {
-            thread::leave_polling(prev);
-            self.ctx.poller.store(ptr::null_mut(), Ordering::Release);
+            self.ctx.release_poller(prev);
         }
     }
 }
@@ -60,55 +60,74 @@ impl Context {
     /// Enters loop-thread-only code (`aio_poll`, `aio_bh_poll`, ...), after
     /// checking that the calling thread may: it is the home thread, or the
     /// context is unbound and no other thread is polling it.
-    #[inline]
+    ///
+    /// Inline, with everything but the home-thread case out of line: this
+    /// runs on every `aio_poll`.
+    #[inline(always)]
     pub(crate) fn enter_loop(&self) -> MisuseResult<LoopGuard<'_>> {
         // Also here, not only in `from_handle`: the current context (a
         // thread-local copied by fork) reaches the loop without a handle.
         self.check_fork()?;
-        let mut claimed_poller = None;
-        if !thread::in_home_thread(self) {
-            let home = self.home.load(Ordering::Acquire);
-            let me = thread::thread_token();
-            if home.is_null() {
-                loop {
-                    match self.poller.compare_exchange(
-                        ptr::null_mut(),
-                        me,
-                        Ordering::Acquire,
-                        Ordering::Relaxed,
-                    ) {
-                        Ok(_) => {
-                            claimed_poller = Some(thread::enter_polling(self));
-                            break;
-                        }
-                        // Re-entered from a nested poll of another context.
-                        Err(other) if other == me => break,
-                        // Another thread is applying a handler removal
-                        // (`sync_handlers_if_idle`): a few instructions.
-                        Err(other) if other == TRANSIENT_CLAIM => std::thread::yield_now(),
-                        Err(_) => {
-                            return Err(Misuse::new(
-                                "context bound to no thread is already being polled by another thread",
-                            ));
-                        }
-                    }
-                }
-            } else if home != me {
-                // `home == me` without being in_home_thread: a context bound
-                // to this thread that is not its current one (the main
-                // loop's iohandler context).
-                return Err(Misuse::new(
-                    "called outside the context's home thread (the thread bound to it with \
-                     qemu_set_current_aio_context, or a BQL holder for the main context)",
-                ));
-            }
-        }
+        let claimed_poller = if thread::in_home_thread(self) {
+            None
+        } else {
+            self.enter_loop_away_from_home()?
+        };
         self.local.depth.set(self.local.depth.get() + 1);
         thread::loop_entered();
         Ok(LoopGuard {
             ctx: self,
             claimed_poller,
         })
+    }
+
+    /// [`Context::enter_loop`] from a thread for which the context is not
+    /// the current one: claims an unbound context for the thread (returns
+    /// the thread's previous polling context, for the guard to restore), or
+    /// accepts a nested poll or a context bound to this thread.
+    #[inline(never)]
+    fn enter_loop_away_from_home(&self) -> MisuseResult<Option<*const Context>> {
+        let home = self.home.load(Ordering::Acquire);
+        let me = thread::thread_token();
+        if home.is_null() {
+            loop {
+                match self.poller.compare_exchange(
+                    ptr::null_mut(),
+                    me,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Ok(Some(thread::enter_polling(self))),
+                    // Re-entered from a nested poll of another context.
+                    Err(other) if other == me => return Ok(None),
+                    // Another thread is applying a handler removal
+                    // (`sync_handlers_if_idle`): a few instructions.
+                    Err(other) if other == TRANSIENT_CLAIM => std::thread::yield_now(),
+                    Err(_) => {
+                        return Err(Misuse::new(
+                            "context bound to no thread is already being polled by another thread",
+                        ));
+                    }
+                }
+            }
+        } else if home != me {
+            // `home == me` without being in_home_thread: a context bound
+            // to this thread that is not its current one (the main
+            // loop's iohandler context).
+            return Err(Misuse::new(
+                "called outside the context's home thread (the thread bound to it with \
+                 qemu_set_current_aio_context, or a BQL holder for the main context)",
+            ));
+        }
+        Ok(None)
+    }
+
+    /// Drop of a [`LoopGuard`] that claimed the unbound context: gives the
+    /// poller slot back and restores the thread's previous polling context.
+    #[inline(never)]
+    fn release_poller(&self, prev: *const Context) {
+        thread::leave_polling(prev);
+        self.poller.store(ptr::null_mut(), Ordering::Release);
     }
 
     /// Applies pending handler changes of an unbound context from a thread

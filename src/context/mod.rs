@@ -245,16 +245,22 @@ impl Context {
 
     /// Applies pending fd handler changes; returns whether any fd is
     /// watched. Cheap (one atomic load) when nothing changed.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn sync_handlers(&self, guard: &LoopGuard<'_>) -> bool {
         if self.handlers.has_pending() {
-            let mut local = self.local_handlers(guard);
-            local.sync(&self.handlers, self.wakeup_fd());
-            self.local.watches_fds.set(local.watches_fds());
-            local.take_backend_changed();
-            self.publish_fdmon_ops(&local);
+            self.apply_handler_changes(guard);
         }
         self.local.watches_fds.get()
+    }
+
+    /// [`Context::sync_handlers`] when there are changes.
+    #[inline(never)]
+    fn apply_handler_changes(&self, guard: &LoopGuard<'_>) {
+        let mut local = self.local_handlers(guard);
+        local.sync(&self.handlers, self.wakeup_fd());
+        self.local.watches_fds.set(local.watches_fds());
+        local.take_backend_changed();
+        self.publish_fdmon_ops(&local);
     }
 
     /// Points `ctx->fdmon_ops` at the table of the backend `local` uses.

@@ -239,10 +239,22 @@ impl TimerList {
     /// [`TimerList::run_expired`], returning how many timers ran.
     pub(crate) fn run_expired_count(&self) -> u64 {
         let earliest = self.earliest.load(Ordering::Acquire);
-        if earliest == i64::MAX || !self.clock.is_enabled() {
+        if earliest == i64::MAX {
             return 0;
         }
-        let now = self.clock.now_ns();
+        self.run_if_due(self.clock, earliest)
+    }
+
+    /// The part of [`TimerList::run_expired_count`] after the list was seen
+    /// armed with `earliest` as its first deadline. `clock` is the list's
+    /// own clock, passed so that a caller that knows it reads it directly.
+    #[inline(always)]
+    fn run_if_due(&self, clock: ClockType, earliest: i64) -> u64 {
+        debug_assert_eq!(clock, self.clock);
+        if !clock.is_enabled() {
+            return 0;
+        }
+        let now = clock.now_ns();
         if earliest <= now { self.run(now) } else { 0 }
     }
 
@@ -254,6 +266,7 @@ impl TimerList {
     /// loads `enabled` before each callback; the disabler stores `enabled`
     /// and then loads `running` (all `SeqCst`). So either no further
     /// callback starts here, or the disabler sees us and waits.
+    #[inline(never)]
     fn run(&self, now: i64) -> u64 {
         // A callback may poll this context again (nested run): restore the
         // outer value rather than clearing it.
@@ -358,7 +371,7 @@ impl TimerLists {
 
     /// Whether any clock has an armed timer: the loop's per-iteration fast
     /// path (four loads, no clock read).
-    #[inline]
+    #[inline(always)]
     fn any_armed(&self) -> bool {
         self.lists
             .iter()
@@ -384,12 +397,31 @@ impl TimerLists {
     }
 
     /// [`TimerLists::run_expired`], returning how many timers ran.
-    #[inline]
+    ///
+    /// Runs on every loop iteration, so inline up to the check that some
+    /// timer is armed (four loads and compares).
+    #[inline(always)]
     pub(crate) fn run_expired_count(&self) -> u64 {
         if !self.any_armed() {
             return 0;
         }
-        self.lists.iter().map(TimerList::run_expired_count).sum()
+        self.run_armed()
+    }
+
+    /// [`TimerLists::run_expired_count`] once a timer was seen armed: a
+    /// clock with no armed timer costs a load and a compare, and an armed
+    /// one reads its clock directly (the clock is a constant here, not the
+    /// list's field).
+    #[inline(never)]
+    fn run_armed(&self) -> u64 {
+        let mut ran = 0;
+        for (list, clock) in self.lists.iter().zip(ClockType::ALL) {
+            let earliest = list.earliest.load(Ordering::Acquire);
+            if earliest != i64::MAX {
+                ran += list.run_if_due(clock, earliest);
+            }
+        }
+        ran
     }
 
     /// The armed timers of every clock, by clock then firing order (see
