@@ -24,7 +24,7 @@ pub(crate) trait Handle: Sized {
     /// Whether a misaligned pointer is reported before the magic is read.
     const CHECK_ALIGNED: bool = false;
 
-    /// The object's magic number (the impl picks the ordering).
+    /// The object's magic number.
     fn magic(&self) -> u32;
 
     /// Further checks of a live object (fork generation, owner), inlined
@@ -76,6 +76,35 @@ pub(crate) trait Handle: Sized {
         r.magic() == Self::LIVE && r.is_usable()
     }
 }
+
+/// Implements [`Handle`] for a type with a `magic: AtomicU32` field (read
+/// with `Acquire`): its C name, the magic numbers of a live and of a freed
+/// object, the two problem texts, optionally `aligned: true` (report a
+/// misaligned pointer before reading the magic), and after a `;` the
+/// further checks of a live object (`is_usable` / `unusable`) when it has
+/// any. One invocation per handle type.
+macro_rules! impl_handle {
+    ($ty:ty = $name:literal, magic: $live:expr, $dead:expr,
+     freed: $freed:literal, invalid: $invalid:literal $(, aligned: $aligned:literal)?
+     $(; $($item:item)*)?) => {
+        impl $crate::handle::Handle for $ty {
+            const NAME: &'static str = $name;
+            const LIVE: u32 = $live;
+            const DEAD: u32 = $dead;
+            const FREED: &'static str = $freed;
+            const INVALID: &'static str = $invalid;
+            $(const CHECK_ALIGNED: bool = $aligned;)?
+
+            #[inline(always)]
+            fn magic(&self) -> u32 {
+                self.magic.load(::std::sync::atomic::Ordering::Acquire)
+            }
+
+            $($($item)*)?
+        }
+    };
+}
+pub(crate) use impl_handle;
 
 /// What is wrong with a handle that failed [`Handle::from_handle`]'s fast
 /// path: NULL, misaligned, freed, garbage or unusable.

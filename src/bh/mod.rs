@@ -43,7 +43,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use crate::atomics::AtomicPtr;
 use crate::context::Context;
 use crate::fatal::{LazyApiCall, Misuse, MisuseResult};
-use crate::handle::Handle;
+use crate::handle::impl_handle;
 use crate::mpsc::MpscNode;
 
 pub(crate) const BH_PENDING: u32 = 1 << 0;
@@ -55,26 +55,12 @@ pub(crate) const BH_IDLE: u32 = 1 << 4;
 const BH_MAGIC_LIVE: u32 = 0x4248_4c56; // "BHLV"
 const BH_MAGIC_DEAD: u32 = 0x4248_4444; // "BHDD"
 
-/// A freed BH is detected only while its memory is not reused.
-impl Handle for Bh {
-    const NAME: &'static str = "QEMUBH";
-    const LIVE: u32 = BH_MAGIC_LIVE;
-    const DEAD: u32 = BH_MAGIC_DEAD;
-    const FREED: &'static str = "was already deleted and freed";
-    const INVALID: &'static str = "is not a valid bottom half";
-
-    fn magic(&self) -> u32 {
-        self.magic.load(Ordering::Relaxed)
-    }
-
+// A freed BH is detected only while its memory is not reused.
+impl_handle! { Bh = "QEMUBH", magic: BH_MAGIC_LIVE, BH_MAGIC_DEAD,
+    freed: "was already deleted and freed", invalid: "is not a valid bottom half";
     #[inline(always)]
-    fn is_usable(&self) -> bool {
-        self.context().is_current_fork()
-    }
-
-    fn unusable(&self) -> Misuse {
-        self.context().forked()
-    }
+    fn is_usable(&self) -> bool { self.context().is_current_fork() }
+    fn unusable(&self) -> Misuse { self.context().forked() }
 }
 
 /// Registry slot of a BH that is not in the context's registry (oneshot).

@@ -41,7 +41,7 @@ use crate::busy_poll::PollParams;
 use crate::context_layout::AioContextPublic;
 use crate::fatal::{self, LazyApiCall, Misuse, MisuseResult};
 use crate::gsource;
-use crate::handle::Handle;
+use crate::handle::impl_handle;
 use crate::handlers::{Callbacks, Handler, Handlers, HandlersLocal};
 use crate::mpsc::MpscQueue;
 use crate::notifier::EventNotifier;
@@ -82,26 +82,12 @@ mod block_hooks {
 const CTX_MAGIC_LIVE: u32 = 0x4143_5458; // "ACTX"
 const CTX_MAGIC_DEAD: u32 = 0x4445_4144; // "DEAD"
 
-/// A freed context is detected while it sits in the quarantine.
-impl Handle for Context {
-    const NAME: &'static str = "AioContext";
-    const LIVE: u32 = CTX_MAGIC_LIVE;
-    const DEAD: u32 = CTX_MAGIC_DEAD;
-    const FREED: &'static str = "was already freed (its last reference is gone)";
-    const INVALID: &'static str = "is not a valid context";
-
-    fn magic(&self) -> u32 {
-        self.magic.load(Ordering::Acquire)
-    }
-
+// A freed context is detected while it sits in the quarantine.
+impl_handle! { Context = "AioContext", magic: CTX_MAGIC_LIVE, CTX_MAGIC_DEAD,
+    freed: "was already freed (its last reference is gone)", invalid: "is not a valid context";
     #[inline(always)]
-    fn is_usable(&self) -> bool {
-        self.is_current_fork()
-    }
-
-    fn unusable(&self) -> Misuse {
-        self.forked()
-    }
+    fn is_usable(&self) -> bool { self.is_current_fork() }
+    fn unusable(&self) -> Misuse { self.forked() }
 }
 
 /// State touched only by the thread currently polling the context.

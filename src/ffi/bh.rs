@@ -6,6 +6,20 @@ use std::ptr;
 use super::boundary::{bh_handle, context, ffi_call, ffi_call_leaf, live_bh, required_c_fn};
 use super::types::{AioContext, MemReentrancyGuard, QEMUBH, QEMUBHFunc};
 use crate::bh::Bh;
+use crate::context::Context;
+use crate::fatal::MisuseResult;
+
+/// The body of the `*_bh_new*` functions: a new unscheduled BH of `ctx`.
+pub(super) fn new_bh(
+    ctx: &Context,
+    cb: *mut QEMUBHFunc,
+    opaque: *mut c_void,
+    name: *const c_char,
+    reentrancy_guard: *mut MemReentrancyGuard,
+) -> MisuseResult<*mut QEMUBH> {
+    let cb = required_c_fn(cb)?;
+    Ok(bh_handle(ctx.bh_new(cb, opaque, name, reentrancy_guard)))
+}
 
 /// Allocates a bottom half of `ctx` that calls `cb(opaque)`; not scheduled.
 /// Any thread. Free it with `qemu_bh_delete`.
@@ -16,13 +30,7 @@ pub extern "C" fn aio_bh_new(
     opaque: *mut c_void,
 ) -> *mut QEMUBH {
     ffi_call(c"aio_bh_new", || {
-        let ctx = context(ctx)?;
-        Ok(bh_handle(ctx.bh_new(
-            required_c_fn(cb)?,
-            opaque,
-            ptr::null(),
-            ptr::null_mut(),
-        )))
+        new_bh(context(ctx)?, cb, opaque, ptr::null(), ptr::null_mut())
     })
 }
 
@@ -38,13 +46,7 @@ pub extern "C" fn aio_bh_new_full(
     reentrancy_guard: *mut MemReentrancyGuard,
 ) -> *mut QEMUBH {
     ffi_call(c"aio_bh_new_full", || {
-        let ctx = context(ctx)?;
-        Ok(bh_handle(ctx.bh_new(
-            required_c_fn(cb)?,
-            opaque,
-            name,
-            reentrancy_guard,
-        )))
+        new_bh(context(ctx)?, cb, opaque, name, reentrancy_guard)
     })
 }
 

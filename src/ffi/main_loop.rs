@@ -3,8 +3,7 @@
 use std::ffi::c_void;
 
 use super::boundary::{
-    bh_handle, c_fn, context, context_handle, ffi_call, ffi_call_leaf, main_context,
-    main_context_if_any, required_c_fn,
+    c_fn, context, context_handle, ffi_call, ffi_call_leaf, main_context, main_context_if_any,
 };
 use super::error::propagate;
 use super::types::{AioContext, Error, QEMUBH, QEMUBHFunc};
@@ -129,12 +128,7 @@ fn main_context_or_misuse() -> Result<&'static crate::context::Context, Misuse> 
 pub extern "C" fn qemu_bh_new(cb: *mut QEMUBHFunc, opaque: *mut c_void) -> *mut QEMUBH {
     ffi_call(c"qemu_bh_new", || {
         let ctx = main_context_or_misuse()?;
-        Ok(bh_handle(ctx.bh_new(
-            required_c_fn(cb)?,
-            opaque,
-            std::ptr::null(),
-            std::ptr::null_mut(),
-        )))
+        super::bh::new_bh(ctx, cb, opaque, std::ptr::null(), std::ptr::null_mut())
     })
 }
 
@@ -149,12 +143,7 @@ pub extern "C" fn qemu_bh_new_full(
 ) -> *mut QEMUBH {
     ffi_call(c"qemu_bh_new_full", || {
         let ctx = main_context_or_misuse()?;
-        Ok(bh_handle(ctx.bh_new(
-            required_c_fn(cb)?,
-            opaque,
-            name,
-            reentrancy_guard,
-        )))
+        super::bh::new_bh(ctx, cb, opaque, name, reentrancy_guard)
     })
 }
 

@@ -41,7 +41,7 @@ use crate::bh::Bh;
 use crate::context::Context;
 use crate::coroutine;
 use crate::fatal::{self, Misuse, MisuseResult};
-use crate::handle::Handle;
+use crate::handle::impl_handle;
 use crate::mpsc::{MpscNode, MpscQueue};
 use crate::thread;
 use crate::wait;
@@ -59,26 +59,12 @@ const DONE: u32 = 2;
 const POOL_MAGIC_LIVE: u32 = 0x5450_4c41; // "TPLA"
 const POOL_MAGIC_DEAD: u32 = 0x5450_4444; // "TPDD"
 
-/// A freed pool is detected while its memory is not reused.
-impl Handle for AioPool {
-    const NAME: &'static str = "ThreadPoolAio";
-    const LIVE: u32 = POOL_MAGIC_LIVE;
-    const DEAD: u32 = POOL_MAGIC_DEAD;
-    const FREED: &'static str = "was already freed";
-    const INVALID: &'static str = "is not a valid pool";
-
-    fn magic(&self) -> u32 {
-        self.magic.load(Ordering::Relaxed)
-    }
-
+// A freed pool is detected while its memory is not reused.
+impl_handle! { AioPool = "ThreadPoolAio", magic: POOL_MAGIC_LIVE, POOL_MAGIC_DEAD,
+    freed: "was already freed", invalid: "is not a valid pool";
     #[inline(always)]
-    fn is_usable(&self) -> bool {
-        self.context().is_current_fork()
-    }
-
-    fn unusable(&self) -> Misuse {
-        crate::fork::forked("ThreadPoolAio")
-    }
+    fn is_usable(&self) -> bool { self.context().is_current_fork() }
+    fn unusable(&self) -> Misuse { crate::fork::forked("ThreadPoolAio") }
 }
 
 /// A request: QEMU's `ThreadPoolElementAio`. Allocated by `qemu_aio_get`

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::ThreadPoolFn;
 use super::workers::{JobQueue, Workers};
 use crate::fatal::{Misuse, MisuseResult};
-use crate::handle::Handle;
+use crate::handle::impl_handle;
 
 /// `GDestroyNotify`.
 pub(crate) type DestroyFn = unsafe extern "C" fn(data: *mut c_void);
@@ -29,26 +29,12 @@ pub(crate) type DestroyFn = unsafe extern "C" fn(data: *mut c_void);
 const MAGIC_LIVE: u32 = 0x5450_4c47; // "TPLG"
 const MAGIC_DEAD: u32 = 0x5450_4744; // "TPGD"
 
-/// A freed pool is detected while its memory is not reused.
-impl Handle for GenericPool {
-    const NAME: &'static str = "ThreadPool";
-    const LIVE: u32 = MAGIC_LIVE;
-    const DEAD: u32 = MAGIC_DEAD;
-    const FREED: &'static str = "was already freed";
-    const INVALID: &'static str = "is not a valid pool";
-
-    fn magic(&self) -> u32 {
-        self.magic.load(Ordering::Relaxed)
-    }
-
+// A freed pool is detected while its memory is not reused.
+impl_handle! { GenericPool = "ThreadPool", magic: MAGIC_LIVE, MAGIC_DEAD,
+    freed: "was already freed", invalid: "is not a valid pool";
     #[inline(always)]
-    fn is_usable(&self) -> bool {
-        crate::fork::is_current(self.fork_gen)
-    }
-
-    fn unusable(&self) -> Misuse {
-        crate::fork::forked("ThreadPool")
-    }
+    fn is_usable(&self) -> bool { crate::fork::is_current(self.fork_gen) }
+    fn unusable(&self) -> Misuse { crate::fork::forked("ThreadPool") }
 }
 
 pub(crate) struct Job {

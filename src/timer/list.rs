@@ -27,7 +27,7 @@ use super::{ClockNotifyFn, ClockType, TIMER_MAGIC_ORPHANED, clock};
 use crate::aio_poll::soonest_timeout;
 use crate::context::Context;
 use crate::fatal::{Misuse, MisuseResult};
-use crate::handle::Handle;
+use crate::handle::impl_handle;
 use crate::quarantine::{Quarantine, release_box};
 use crate::thread;
 
@@ -56,19 +56,10 @@ pub(crate) struct TimerList {
 const LIST_MAGIC_LIVE: u32 = 0x544c_5354; // "TLST"
 const LIST_MAGIC_DEAD: u32 = 0x544c_4444; // "TLDD"
 
-/// A `QEMUTimerList *`: a list this module made, or garbage the magic
-/// rejects.
-impl Handle for TimerList {
-    const NAME: &'static str = "QEMUTimerList";
-    const LIVE: u32 = LIST_MAGIC_LIVE;
-    const DEAD: u32 = LIST_MAGIC_DEAD;
-    const FREED: &'static str = "was freed (timerlist_free)";
-    const INVALID: &'static str = "is not a valid timer list";
-    const CHECK_ALIGNED: bool = true;
-
-    fn magic(&self) -> u32 {
-        self.magic.load(Ordering::Acquire)
-    }
+// A `QEMUTimerList *`: a list this module made, or garbage the magic
+// rejects.
+impl_handle! { TimerList = "QEMUTimerList", magic: LIST_MAGIC_LIVE, LIST_MAGIC_DEAD,
+    freed: "was freed (timerlist_free)", invalid: "is not a valid timer list", aligned: true;
 
     /// A context's list is valid only while its context is.
     #[inline(always)]
