@@ -121,7 +121,7 @@ RUN_C_TESTS = scripts/run-c-tests.sh \
 	--libs "$(C_TEST_LIBS)" \
 	$(foreach s,$(C_TEST_SUPPORT),--extra-src $(s))
 
-.PHONY: all lib examples demo run-examples deps deps-bench deps-callgrind deps-consumers deps-doc \
+.PHONY: all lib examples demo run-examples deps deps-recheck deps-bench deps-callgrind deps-consumers deps-doc \
 	test cargo-test test-consumers doc check-doc-comments \
 	c-tests sanitize sanitize-asan sanitize-tsan tsan-lib miri loom header \
 	check-header check-link-flags check-qemu-symbols print-link-flags bench bench-callgrind bench-stats bench-ab stress fault-walk fuzz deps-fuzz install-test \
@@ -130,23 +130,29 @@ RUN_C_TESTS = scripts/run-c-tests.sh \
 # ---------------------------------------------------------------------------
 all: demo
 
-deps:
-	@scripts/ensure-deb-packages.sh $(DEB_PACKAGES)
+# Each package list is checked once per checkout: a stamp under build/deps/
+# named after the list (editing a list checks it again), so every `cargo
+# build` through make does not call dpkg. `make deps-recheck` forgets them.
+DEPS_STAMP_DIR := $(BUILD)/deps
+deps_empty :=
+deps_space := $(deps_empty) $(deps_empty)
+deps_stamp = $(DEPS_STAMP_DIR)/$(subst $(deps_space),+,$(strip $(1)))
+# deps_rule TARGET,PACKAGES,PREREQUISITE-TARGETS
+define deps_rule
+$(call deps_stamp,$(2)):
+	@scripts/ensure-deb-packages.sh $(2)
+	@mkdir -p $(DEPS_STAMP_DIR) && touch $$@
+$(1): $(3) $(call deps_stamp,$(2))
+endef
+$(eval $(call deps_rule,deps,$(DEB_PACKAGES),))
+$(eval $(call deps_rule,deps-fuzz,$(DEB_FUZZ_PACKAGES),deps))
+$(eval $(call deps_rule,deps-bench,$(DEB_BENCH_PACKAGES),deps))
+$(eval $(call deps_rule,deps-callgrind,$(DEB_CALLGRIND_PACKAGES),deps-bench))
+$(eval $(call deps_rule,deps-consumers,$(DEB_CONSUMER_PACKAGES),deps))
+$(eval $(call deps_rule,deps-doc,$(DEB_DOC_PACKAGES),))
 
-deps-fuzz: deps
-	@scripts/ensure-deb-packages.sh $(DEB_FUZZ_PACKAGES)
-
-deps-bench: deps
-	@scripts/ensure-deb-packages.sh $(DEB_BENCH_PACKAGES)
-
-deps-callgrind: deps-bench
-	@scripts/ensure-deb-packages.sh $(DEB_CALLGRIND_PACKAGES)
-
-deps-consumers: deps
-	@scripts/ensure-deb-packages.sh $(DEB_CONSUMER_PACKAGES)
-
-deps-doc:
-	@scripts/ensure-deb-packages.sh $(DEB_DOC_PACKAGES)
+deps-recheck:
+	rm -rf $(DEPS_STAMP_DIR)
 
 # Cargo decides what is stale; the .a is only rewritten when it changes.
 lib: $(RELEASE_LIB)
@@ -410,6 +416,7 @@ help:
 	@echo 'make bench-stats    what the loop metrics cost (A/B against a build without them)'
 	@echo 'make bench-ab REV=R this tree against git revision R, A/B (AB_BENCHES, AB_ROUNDS)'
 	@echo 'make deps           install missing Debian packages ($(DEB_PACKAGES))'
+	@echo 'make deps-recheck   forget which package lists were checked (build/deps/ stamps)'
 	@echo 'make install        PREFIX=$(PREFIX): libaioctx.a/.so, headers, compat tree, .pc files, CMake package'
 	@echo 'make check-qemu-symbols  nm the archive for every QEMU 10.2 event-loop name'
 	@echo 'make install-test   install into a temp prefix, build examples with pkg-config'
