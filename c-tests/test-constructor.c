@@ -1,6 +1,6 @@
 /*
  * Sync primitives set up from __attribute__((constructor)) functions
- * (qemu-abi.md §5), before main() and before any context or main loop
+ * (docs/spec/qemu-abi.md §5), before main() and before any context or main loop
  * exists, as QEMU's module-init code does: qemu_mutex_init,
  * qemu_rec_mutex_init, qemu_cond_init, qemu_sem_init, qemu_event_init,
  * qemu_co_mutex_init, qemu_co_queue_init, qemu_spin_init. The constructor

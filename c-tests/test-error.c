@@ -1,5 +1,5 @@
 /*
- * QEMU 10.2's error-report / Error binary interface (spec qemu-abi.md §3,
+ * QEMU 10.2's error-report / Error binary interface (docs/spec/qemu-abi.md §3,
  * §5): Location's layout and the loc_* stack as error_report prints it,
  * message_with_timestamp / error_with_guestname, error classes,
  * warn_report_err_once.

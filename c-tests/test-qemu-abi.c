@@ -1,5 +1,5 @@
 /*
- * QEMU 10.2 binary interface (../shared/spec/qemu-abi.md): the sizes and
+ * QEMU 10.2 binary interface (docs/spec/qemu-abi.md): the sizes and
  * offsets callers compile in, and the block layer's hooks and names.
  *
  * - layouts that already match QEMU's, asserted at compile time;
@@ -30,7 +30,7 @@
 
 #include <stddef.h>
 
-/* ---- layouts (qemu-abi.md section 1, 2, 5) ---- */
+/* ---- layouts (docs/spec/qemu-abi.md section 1, 2, 5) ---- */
 
 #define ASSERT_LAYOUT(type, size, align)                                      \
     _Static_assert(sizeof(type) == (size), "sizeof(" #type ")");             \

@@ -34,7 +34,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* QEMU 10.2's own prototypes (qemu-abi.md section 4) must compile here. */
+/* QEMU 10.2's own prototypes (docs/spec/qemu-abi.md section 4) must compile here. */
 bool qemu_thread_is_self(QemuThread *thread);
 static inline void qemu_spin_destroy(QemuSpin *spin);
 

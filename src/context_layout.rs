@@ -1,5 +1,5 @@
 //! The bytes of an `AioContext` that code compiled against QEMU 10.2's own
-//! headers reaches into (`../shared/spec/qemu-abi.md` §2), and the
+//! headers reaches into (`docs/spec/qemu-abi.md` §2), and the
 //! pointer to the `FDMonOps` object (`fdmon/ops.rs`) `ctx->fdmon_ops` holds.
 //!
 //! A context handle is the address of a [`crate::context::Context`], whose

@@ -1,4 +1,4 @@
-//! `fork()` (api.md has no rule; this is the library's, see README "fork"):
+//! `fork()` (docs/spec/api.md has no rule; this is the library's, see README "fork"):
 //! objects created before a `fork()` belong to the parent. In the child,
 //! the threads behind them (IOThreads, pool workers) do not exist, and the
 //! wakeup eventfds and fd monitors are shared with the parent, so using

@@ -118,7 +118,7 @@ unsafe extern "C" fn aio_source_dispatch(
 
 /// A zeroed block of `size` bytes whose first bytes are a new GSource (one
 /// reference, owned by the caller): the memory of a context, so that
-/// `aio_get_g_source(ctx) == &ctx->source` as in QEMU (qemu-abi.md §2).
+/// `aio_get_g_source(ctx) == &ctx->source` as in QEMU (docs/spec/qemu-abi.md §2).
 /// GLib frees it when the last reference goes ([`release`]).
 pub(crate) fn alloc_context(size: usize) -> *mut u8 {
     assert!(size >= std::mem::size_of::<GSource>());

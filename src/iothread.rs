@@ -1,4 +1,4 @@
-//! IOThreads (aioctx extension, api.md §7): a thread running its own
+//! IOThreads (aioctx extension, docs/spec/api.md §7): a thread running its own
 //! context, as QEMU's `IOThread` objects do.
 //!
 //! The thread binds the context as its current context, attaches the

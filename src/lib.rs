@@ -7,7 +7,7 @@
 //!
 //! Layout: [`ffi`] holds every `extern "C"` function (thin wrappers around one
 //! panic/abort boundary); the other modules are the safe core. See
-//! `../shared/spec/architecture.md` for the decisions behind the layout.
+//! `docs/architecture.md` for the module map and the decisions behind it.
 
 pub mod ffi;
 

@@ -4,7 +4,7 @@
 //! `qemu_set_current_aio_context`, `qemu_get_aio_context`, `bql_*`,
 //! `in_aio_context_home_thread`).
 //!
-//! Rules (api.md §2):
+//! Rules (docs/spec/api.md §2):
 //! - A thread is bound to at most one context, once
 //!   (`qemu_set_current_aio_context`); `qemu_init_main_loop` binds the main
 //!   context to the calling thread.

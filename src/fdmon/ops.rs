@@ -1,4 +1,4 @@
-//! QEMU's `FDMonOps` table as C sees it (`ctx->fdmon_ops`, qemu-abi.md
+//! QEMU's `FDMonOps` table as C sees it (`ctx->fdmon_ops`, docs/spec/qemu-abi.md
 //! §2): one static object per backend, so that QEMU code comparing
 //! `ctx->fdmon_ops` with `&fdmon_poll_ops` and inline `aio_has_io_uring()`
 //! (which reads `->add_sqe`) work. The monitors themselves are Rust objects

@@ -116,7 +116,7 @@ const _: () = {
     assert!(offset_of!(QEMUTimer, attributes) == offset_of!(Timer, attributes));
     assert!(offset_of!(QEMUTimer, scale) == offset_of!(Timer, scale));
 };
-// QEMU 10.2's layouts (qemu-abi.md section 1).
+// QEMU 10.2's layouts (docs/spec/qemu-abi.md section 1).
 #[cfg(target_pointer_width = "64")]
 const _: () = {
     assert!(size_of::<QEMUTimer>() == 48 && align_of::<QEMUTimer>() == 8);

@@ -1,4 +1,4 @@
-/* aioctx compat: qemu/aio.h, an alias of QEMU's block/aio.h (api.md's name). */
+/* aioctx compat: qemu/aio.h, an alias of QEMU's block/aio.h (docs/spec/api.md's name). */
 #ifndef AIOCTX_COMPAT_QEMU_AIO_H
 #define AIOCTX_COMPAT_QEMU_AIO_H
 
