@@ -364,8 +364,9 @@ test-consumers: $(RELEASE_LIB) | deps-consumers
 	scripts/test-consumers.sh
 
 # Fault injection (scripts/fault-walk.sh): the workload c-tests/fault/workload.c
-# rerun with each eventfd/epoll_create1/pipe/pthread_create/big-mmap call
-# failing in turn (LD_PRELOAD shim c-tests/fault/fault-inject.c).
+# rerun with each eventfd/epoll_create1/pipe/pthread_create/big-mmap/
+# io_uring_setup/io_uring_enter call failing in turn (LD_PRELOAD shim
+# c-tests/fault/fault-inject.c), once per fd monitor.
 fault-walk: $(RELEASE_LIB) | deps
 	scripts/fault-walk.sh $(RELEASE_LIB) $(BUILD)/fault-walk "$(C_TEST_CFLAGS)" "$(C_TEST_LIBS)"
 

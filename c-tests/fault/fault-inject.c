@@ -6,21 +6,30 @@
  *                             others succeed. FUNC: eventfd, epoll_create1,
  *                             pipe (pipe and pipe2), pthread_create, mmap
  *                             (mappings of 1 MiB or more: coroutine
- *                             stacks; smaller ones are malloc's and GLib's).
+ *                             stacks; smaller ones are malloc's and GLib's),
+ *                             io_uring_setup, io_uring_enter.
  *   AIOCTX_FAULT_REPORT=PATH  at a normal exit, writes "FUNC COUNT" lines
  *                             (calls made) to PATH, so a walker knows
  *                             which N exist.
  *
  * A failed call fails the way the kernel or glibc would: eventfd,
  * epoll_create1 and pipe with EMFILE, mmap with ENOMEM, pthread_create by
- * returning EAGAIN. io_uring_setup/io_uring_enter cannot be interposed
- * (the io-uring crate issues them with inline syscalls); the seccomp test
- * c-tests/test-fdmon-fallback.c covers io_uring_enter.
+ * returning EAGAIN; io_uring_setup with EMFILE, io_uring_enter with EPERM
+ * (what a seccomp sandbox answers). Each failed call is announced on
+ * stderr as "fault-inject: FUNC:N failed", so the walker can tell a run
+ * whose fault was never reached.
+ *
+ * io_uring_setup/io_uring_enter: the io-uring crate (0.7, without its
+ * `direct-syscall` feature) issues them through libc's variadic syscall(),
+ * so this object interposes syscall() and forwards every other number to
+ * libc's (six long arguments, as x86-64/aarch64 pass them in registers).
+ * futex waits go through it too, hence no work beyond two compares.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -29,12 +38,23 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
-enum { F_EVENTFD, F_EPOLL_CREATE1, F_PIPE, F_PTHREAD_CREATE, F_MMAP, F_COUNT };
+enum {
+    F_EVENTFD,
+    F_EPOLL_CREATE1,
+    F_PIPE,
+    F_PTHREAD_CREATE,
+    F_MMAP,
+    F_IO_URING_SETUP,
+    F_IO_URING_ENTER,
+    F_COUNT
+};
 
 static const char *const names[F_COUNT] = {
-    "eventfd", "epoll_create1", "pipe", "pthread_create", "mmap",
+    "eventfd", "epoll_create1",  "pipe",           "pthread_create",
+    "mmap",    "io_uring_setup", "io_uring_enter",
 };
 
 static atomic_long calls[F_COUNT];
@@ -78,12 +98,44 @@ __attribute__((destructor)) static void fault_report(void)
     fclose(f);
 }
 
+/* Writes "fault-inject: FUNC:N failed" with one write(2): no stdio, no
+ * allocation (this may run inside malloc). */
+static void announce(int fn, long n)
+{
+    char buf[96], digits[24];
+    size_t len = 0, d = 0;
+
+#define PUT(str)                                                             \
+    for (const char *c_ = (str); *c_ && len < sizeof(buf) - 1; c_++) {       \
+        buf[len++] = *c_;                                                    \
+    }
+    PUT("fault-inject: ");
+    PUT(names[fn]);
+    PUT(":");
+    do {
+        digits[d++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n > 0 && d < sizeof(digits));
+    while (d > 0 && len < sizeof(buf) - 1) {
+        buf[len++] = digits[--d];
+    }
+    PUT(" failed\n");
+#undef PUT
+    if (write(2, buf, len) < 0) {
+        /* nothing to do: the walker then reports the fault as not reached */
+    }
+}
+
 /* Counts a call of `fn`; true when this one must fail. */
 static bool fail_now(int fn)
 {
     long n = atomic_fetch_add(&calls[fn], 1) + 1;
 
-    return fn == fault_fn && n == fault_nth;
+    if (fn == fault_fn && n == fault_nth) {
+        announce(fn, n);
+        return true;
+    }
+    return false;
 }
 
 #define REAL(ret, name, ...)                                                 \
@@ -151,4 +203,26 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
         return MAP_FAILED;
     }
     return real_mmap(addr, len, prot, flags, fd, off);
+}
+
+long syscall(long number, ...)
+{
+    REAL(long, syscall, long, ...);
+    va_list ap;
+    long a[6];
+
+    va_start(ap, number);
+    for (int i = 0; i < 6; i++) {
+        a[i] = va_arg(ap, long);
+    }
+    va_end(ap);
+    if (number == SYS_io_uring_setup && fail_now(F_IO_URING_SETUP)) {
+        errno = EMFILE;
+        return -1;
+    }
+    if (number == SYS_io_uring_enter && fail_now(F_IO_URING_ENTER)) {
+        errno = EPERM;
+        return -1;
+    }
+    return real_syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]);
 }

@@ -108,17 +108,24 @@ int main(void)
     poll_until(ctx, 1);
     timer_free(t);
 
-    /* An fd handler. */
+    /*
+     * An fd handler: two events (the second one re-arms the fd's poll with
+     * the io_uring backend), then its removal, applied by one more
+     * non-blocking poll (io_uring submits the cancellation at once).
+     */
     if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) {
         perror("workload: pipe2");
         return 2;
     }
     aio_set_fd_handler(ctx, p[0], drain_cb, NULL, NULL, NULL, &p[0]);
-    if (write(p[1], "x", 1) != 1) {
-        return 2;
+    for (int want = 2; want <= 3; want++) {
+        if (write(p[1], "x", 1) != 1) {
+            return 2;
+        }
+        poll_until(ctx, want);
     }
-    poll_until(ctx, 2);
     aio_set_fd_handler(ctx, p[0], NULL, NULL, NULL, NULL, NULL);
+    aio_poll(ctx, false);
     close(p[0]);
     close(p[1]);
 
@@ -131,13 +138,13 @@ int main(void)
     for (int i = 0; i < 4; i++) {
         qemu_coroutine_enter(co[i]);
     }
-    if (fired != 10) {
+    if (fired != 11) {
         return 3;
     }
 
     /* The main context's thread pool. */
     thread_pool_submit_aio(pool_job, NULL, pool_done, NULL);
-    poll_until(qemu_get_aio_context(), 11);
+    poll_until(qemu_get_aio_context(), 12);
 
     aioctx_iothread_join(io);
     aio_context_unref(ctx);
