@@ -365,7 +365,8 @@ test-consumers: $(RELEASE_LIB) | deps-consumers
 
 # Fault injection (scripts/fault-walk.sh): the workload c-tests/fault/workload.c
 # rerun with each eventfd/epoll_create1/pipe/pthread_create/big-mmap/
-# io_uring_setup/io_uring_enter call failing in turn (LD_PRELOAD shim
+# io_uring_setup/io_uring_enter call and each allocation of the library
+# (malloc from the executable's text) failing in turn (LD_PRELOAD shim
 # c-tests/fault/fault-inject.c), once per fd monitor.
 fault-walk: $(RELEASE_LIB) | deps
 	scripts/fault-walk.sh $(RELEASE_LIB) $(BUILD)/fault-walk "$(C_TEST_CFLAGS)" "$(C_TEST_LIBS)"

@@ -20,7 +20,31 @@
 #   - io_uring_enter: only success, with no "aioctx:" line or exactly one
 #     "aioctx: aio_poll: warning: io_uring_enter failed (...); falling back
 #     to epoll" (the demotion of issue 15 item 5); a warning line is accepted
-#     for no other function.
+#     for no other function;
+#   - malloc: only exactly one "aioctx: FUNC: out of memory..." line and
+#     SIGABRT: the global allocator's "aioctx: alloc: out of memory (N
+#     bytes)", or the report of a call that allocates with calloc itself
+#     (timer_new_*, an AIOCB).
+#
+# malloc is bounded to the library's own allocations: the shim counts and
+# fails only malloc/calloc/realloc/posix_memalign calls made from the
+# executable's text, where the library is statically linked (the Rust
+# global allocator, src/fatal.rs `Alloc`, and its few direct calloc calls);
+# GLib's and libc's allocations, from their shared objects, are left alone
+# (GLib aborts with its own message when g_malloc fails; not ours to fix).
+# That is about 50 calls per backend, so every one of them is walked, no
+# sampling.
+#
+# Known failure (counted apart, as "known", not as passed): Rust's std
+# allocates each thread's handle (std::thread::Thread::new: at every
+# std::thread spawn, and at the first std::thread::current() of a thread
+# std did not start) with the System allocator directly, bypassing the
+# global allocator; a failure there is reported by std's own handler
+# ("memory allocation of N bytes failed", a backtrace, SIGABRT), not by an
+# "aioctx:" line. Only that exact shape, with Thread::new in the backtrace
+# (the runs set RUST_BACKTRACE=1), is accepted as known; it goes away when
+# the library stops using std::thread for its threads and
+# std::thread::current() for identity.
 # The shim announces each injected failure ("fault-inject: FUNC:N failed"
 # on stderr); a run without it did not reach its Nth call (call counts of
 # the threads vary a little between runs) and passes only as a plain
@@ -39,14 +63,16 @@ $cc $cflags -o "$dir/workload" c-tests/fault/workload.c "$lib" $libs || exit 1
 ulimit -c 0 # the expected aborts must not write cores
 
 run() { # run FAULT: runs the workload, sets rc and err
-    err=$(AIOCTX_FDMON=$fdmon AIOCTX_FAULT=$1 AIOCTX_FAULT_REPORT=${report:-} timeout 20 \
+    err=$(RUST_BACKTRACE=1 AIOCTX_FDMON=$fdmon AIOCTX_FAULT=$1 AIOCTX_FAULT_REPORT=${report:-} timeout 20 \
         env LD_PRELOAD="$dir/fault-inject.so" "$dir/workload" 2>&1 >/dev/null)
     rc=$?
 }
 
-# judge FUNC: sets verdict from rc and err ("" when the run fails the walk).
+# judge FUNC: sets verdict from rc and err ("" when the run fails the walk),
+# or known (see the header).
 judge() {
     local fn=$1 lines warnings injected
+    known=
     lines=$(grep -c '^aioctx:' <<<"$err")
     warnings=$(grep -c '^aioctx: [^:]*: warning: ' <<<"$err")
     injected=$(grep -c "^fault-inject: $fn:[0-9]* failed" <<<"$err")
@@ -64,13 +90,20 @@ judge() {
         io_uring_setup:0:0:0) verdict="success" ;;
         io_uring_setup:2:0:0) verdict="Error" ;;
         io_uring_setup:*) ;;
+        malloc:134:1:0)
+            grep -q '^aioctx: [^:]*: out of memory' <<<"$err" && verdict="one out-of-memory line + abort" ;;
+        malloc:134:0:0)
+            grep -qE '^memory allocation of [0-9]+ bytes failed$' <<<"$err" &&
+                grep -q '<std::thread::thread::Thread>::new$' <<<"$err" &&
+                known="std's own out-of-memory report (Thread::new allocates with System)" ;;
+        malloc:*) ;;
         *:0:0:0) verdict="success" ;;
         *:2:0:0) verdict="Error" ;;
         *:134:1:0) verdict="one aioctx line + abort" ;;
     esac
 }
 
-pass=0 fail=0
+pass=0 fail=0 known_fail=0
 for backend in $backends; do
     fdmon=$backend
     [ "$backend" = default ] && fdmon=
@@ -95,6 +128,9 @@ for backend in $backends; do
             if [ -n "$verdict" ]; then
                 echo "ok - [$backend] $fn:$n: $verdict"
                 pass=$((pass + 1))
+            elif [ -n "$known" ]; then
+                echo "not ok - [$backend] $fn:$n: $known # TODO known failure"
+                known_fail=$((known_fail + 1))
             else
                 echo "not ok - [$backend] $fn:$n: exit $rc, $(grep -c '^aioctx:' <<<"$err") aioctx line(s)"
                 sed 's/^/#   /' <<<"$err" | head -5
@@ -103,6 +139,6 @@ for backend in $backends; do
         done
     done <"$counts"
 done
-echo "# fault-walk: $pass passed, $fail failed"
+echo "# fault-walk: $pass passed, $fail failed, $known_fail known failures (std::thread::Thread::new; see scripts/fault-walk.sh)"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -7,7 +7,8 @@
  *                             pipe (pipe and pipe2), pthread_create, mmap
  *                             (mappings of 1 MiB or more: coroutine
  *                             stacks; smaller ones are malloc's and GLib's),
- *                             io_uring_setup, io_uring_enter.
+ *                             io_uring_setup, io_uring_enter, malloc
+ *                             (the library's allocations only, see below).
  *   AIOCTX_FAULT_REPORT=PATH  at a normal exit, writes "FUNC COUNT" lines
  *                             (calls made) to PATH, so a walker knows
  *                             which N exist.
@@ -24,14 +25,26 @@
  * so this object interposes syscall() and forwards every other number to
  * libc's (six long arguments, as x86-64/aarch64 pass them in registers).
  * futex waits go through it too, hence no work beyond two compares.
+ *
+ * malloc: only the allocations made by code in the executable's text are
+ * counted and failed: the library is linked statically into it, so these
+ * are its Rust global allocator's (src/fatal.rs `Alloc` -> `System` ->
+ * malloc, calloc, realloc or posix_memalign, which this object interposes;
+ * the workload itself allocates nothing). GLib's and libc's own
+ * allocations (from their shared objects) are neither counted nor failed:
+ * GLib aborts with its own message when g_malloc fails, which is not the
+ * library's to fix, and counting them would make thousands of runs. A
+ * failed allocation returns NULL (posix_memalign: ENOMEM), as glibc does.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,12 +62,13 @@ enum {
     F_MMAP,
     F_IO_URING_SETUP,
     F_IO_URING_ENTER,
+    F_MALLOC,
     F_COUNT
 };
 
 static const char *const names[F_COUNT] = {
     "eventfd", "epoll_create1",  "pipe",           "pthread_create",
-    "mmap",    "io_uring_setup", "io_uring_enter",
+    "mmap",    "io_uring_setup", "io_uring_enter", "malloc",
 };
 
 static atomic_long calls[F_COUNT];
@@ -63,8 +77,37 @@ static long fault_nth;
 
 #define BIG_MAPPING (1024 * 1024)
 
+/* The executable's code: [exe_text_start, exe_text_end). */
+static uintptr_t exe_text_start, exe_text_end;
+
+/* dl_iterate_phdr reports the executable first: its executable segments. */
+static int find_exe_text(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    (void)data;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) {
+            continue;
+        }
+        if (!exe_text_start || start < exe_text_start) {
+            exe_text_start = start;
+        }
+        if (start + ph->p_memsz > exe_text_end) {
+            exe_text_end = start + ph->p_memsz;
+        }
+    }
+    return 1;
+}
+
 __attribute__((constructor)) static void fault_init(void)
 {
+    /* Before any code of the executable runs (preloaded objects are
+     * initialised first), so no allocation of the library goes uncounted. */
+    dl_iterate_phdr(find_exe_text, NULL);
+
     const char *spec = getenv("AIOCTX_FAULT");
     const char *colon = spec ? strchr(spec, ':') : NULL;
 
@@ -225,4 +268,68 @@ long syscall(long number, ...)
         return -1;
     }
     return real_syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+/*
+ * malloc and co.: glibc's implementations under their exported internal
+ * names, so no dlsym (which may itself allocate) is needed.
+ */
+void *__libc_malloc(size_t size);
+void *__libc_calloc(size_t n, size_t size);
+void *__libc_realloc(void *p, size_t size);
+void *__libc_memalign(size_t align, size_t size);
+
+/* A call from the library (the executable's code) that must fail. */
+static inline bool fail_alloc(void *caller)
+{
+    uintptr_t pc = (uintptr_t)caller;
+
+    return pc >= exe_text_start && pc < exe_text_end && fail_now(F_MALLOC);
+}
+
+void *malloc(size_t size)
+{
+    if (fail_alloc(__builtin_return_address(0))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __libc_malloc(size);
+}
+
+void *calloc(size_t n, size_t size)
+{
+    if (fail_alloc(__builtin_return_address(0))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __libc_calloc(n, size);
+}
+
+void *realloc(void *p, size_t size)
+{
+    if (fail_alloc(__builtin_return_address(0))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __libc_realloc(p, size);
+}
+
+int posix_memalign(void **out, size_t align, size_t size)
+{
+    int saved = errno;
+    void *p;
+
+    if (align == 0 || align % sizeof(void *) != 0 || (align & (align - 1)) != 0) {
+        return EINVAL;
+    }
+    if (fail_alloc(__builtin_return_address(0))) {
+        return ENOMEM;
+    }
+    p = __libc_memalign(align, size);
+    errno = saved;
+    if (!p) {
+        return ENOMEM;
+    }
+    *out = p;
+    return 0;
 }
