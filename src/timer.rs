@@ -46,7 +46,7 @@ pub(crate) use self::list::{
     TimerList, TimerLists, clock_deadline_ns_all, clock_enable, clock_notify, init_clocks,
 };
 use crate::context::Context;
-use crate::fatal::{Misuse, MisuseResult};
+use crate::fatal::{LazyApiCall, Misuse, MisuseResult};
 use crate::handle::Handle;
 
 /// A C timer callback (`QEMUTimerCB *`), already checked non-NULL.
@@ -140,24 +140,16 @@ impl Timer {
     /// The timer list of an initialized timer.
     #[inline]
     fn list(&self) -> MisuseResult<&TimerList> {
-        match self.magic.load(Ordering::Acquire) {
-            TIMER_MAGIC_LIVE => {}
-            TIMER_MAGIC_DEAD => {
-                return Err(Misuse::new(
-                    "QEMUTimer was deinitialized (timer_deinit or timer_free); initialize it again before use",
-                ));
-            }
-            TIMER_MAGIC_ORPHANED => {
-                return Err(Misuse::new(
-                    "QEMUTimer's AioContext was freed while the timer was armed",
-                ));
-            }
-            _ => {
-                return Err(Misuse::new(
-                    "QEMUTimer was never initialized (timer_init_*, timer_new_* or aio_timer_init* first)",
-                ));
-            }
+        let magic = self.magic.load(Ordering::Acquire);
+        if magic != TIMER_MAGIC_LIVE {
+            return Err(not_live(magic));
         }
+        self.live_list()
+    }
+
+    /// The timer list of a timer whose magic was just seen live.
+    #[inline(always)]
+    fn live_list(&self) -> MisuseResult<&TimerList> {
         // SAFETY: a live timer's list was valid at init: a context's lists
         // live inside the context (whose memory is quarantined a while after
         // it is freed), a standalone list until `timerlist_free`, which
@@ -168,8 +160,23 @@ impl Timer {
 
     /// `timer_mod` (`scaled`: `expire` is in the timer's scale) or
     /// `timer_mod_ns`; with `only_earlier`, `timer_mod_anticipate(_ns)`.
+    /// For callers whose API name is recorded (see [`Timer::arm_from`]).
     #[inline]
     pub(crate) fn arm(&self, expire: i64, scaled: bool, only_earlier: bool) -> MisuseResult<()> {
+        self.arm_from(expire, scaled, only_earlier, LazyApiCall::ACTIVE)
+    }
+
+    /// [`Timer::arm`] for a leaf API call: `api` is the exported function's
+    /// name, recorded only if the arming wakes someone (see
+    /// [`TimerList::wake`]).
+    #[inline]
+    pub(crate) fn arm_from(
+        &self,
+        expire: i64,
+        scaled: bool,
+        only_earlier: bool,
+        api: LazyApiCall,
+    ) -> MisuseResult<()> {
         let list = self.list()?;
         let mut expire_ns = expire;
         if scaled {
@@ -193,7 +200,7 @@ impl Timer {
             expire_ns < before
         };
         if moved_earlier {
-            list.wake();
+            list.wake(api);
         }
         Ok(())
     }
@@ -208,7 +215,7 @@ impl Timer {
         {
             return Ok(());
         }
-        let list = self.list()?;
+        let list = self.live_list()?;
         let mut heap = list.heap.lock();
         if let Some(pos) = heap.position(self)? {
             heap.remove_at(pos);
@@ -275,6 +282,19 @@ impl Timer {
             scale: AtomicI32::new(1),
         }
     }
+}
+
+/// Why a timer whose magic is `magic` (not live) cannot be used.
+#[cold]
+#[inline(never)]
+fn not_live(magic: u32) -> Misuse {
+    Misuse::new(match magic {
+        TIMER_MAGIC_DEAD => {
+            "QEMUTimer was deinitialized (timer_deinit or timer_free); initialize it again before use"
+        }
+        TIMER_MAGIC_ORPHANED => "QEMUTimer's AioContext was freed while the timer was armed",
+        _ => "QEMUTimer was never initialized (timer_init_*, timer_new_* or aio_timer_init* first)",
+    })
 }
 
 #[cfg(test)]

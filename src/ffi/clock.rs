@@ -20,7 +20,7 @@ use super::timer::{
     QEMUClockType, QEMUTimerList, QEMUTimerListGroup, QEMUTimerListNotifyCB, SCALE_MS, SCALE_US,
 };
 use crate::aio_poll::soonest_timeout;
-use crate::fatal::{Misuse, MisuseResult};
+use crate::fatal::{LazyApiCall, Misuse, MisuseResult};
 use crate::timer::{self, CLOCK_COUNT, ClockType, TimerList};
 
 #[inline(always)]
@@ -205,7 +205,7 @@ pub extern "C" fn timerlist_run_timers(timer_list: *mut QEMUTimerList) -> bool {
 #[unsafe(no_mangle)]
 pub extern "C" fn timerlist_notify(timer_list: *mut QEMUTimerList) {
     ffi_call(c"timerlist_notify", || {
-        list(timer_list)?.wake();
+        list(timer_list)?.wake(LazyApiCall::ACTIVE);
         Ok(())
     })
 }

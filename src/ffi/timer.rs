@@ -461,6 +461,11 @@ pub extern "C" fn timer_new_ms(
 }
 
 // ---- arming and state ----
+//
+// The arming functions and `timer_del` are leaf calls (`ffi_call_leaf`):
+// the name is recorded only when an arming wakes the list's runner
+// (`TimerList::wake` enters it before the eventfd write, which may report
+// with `die_here`, and before calling a notify callback).
 
 /// Arms (or re-arms) `ts` to fire when its clock reaches `expire_time`, in
 /// units of the timer's scale. A negative deadline means 0 (already due).
@@ -469,14 +474,16 @@ pub extern "C" fn timer_new_ms(
 /// initialized.
 #[unsafe(no_mangle)]
 pub extern "C" fn timer_mod(ts: *mut QEMUTimer, expire_time: i64) {
-    ffi_call(c"timer_mod", || timer(ts)?.arm(expire_time, true, false))
+    ffi_call_leaf(c"timer_mod", |api| {
+        timer(ts)?.arm_from(expire_time, true, false, api)
+    })
 }
 
 /// Like `timer_mod`, with `expire_time` in nanoseconds.
 #[unsafe(no_mangle)]
 pub extern "C" fn timer_mod_ns(ts: *mut QEMUTimer, expire_time: i64) {
-    ffi_call(c"timer_mod_ns", || {
-        timer(ts)?.arm(expire_time, false, false)
+    ffi_call_leaf(c"timer_mod_ns", |api| {
+        timer(ts)?.arm_from(expire_time, false, false, api)
     })
 }
 
@@ -484,16 +491,16 @@ pub extern "C" fn timer_mod_ns(ts: *mut QEMUTimer, expire_time: i64) {
 /// later.
 #[unsafe(no_mangle)]
 pub extern "C" fn timer_mod_anticipate(ts: *mut QEMUTimer, expire_time: i64) {
-    ffi_call(c"timer_mod_anticipate", || {
-        timer(ts)?.arm(expire_time, true, true)
+    ffi_call_leaf(c"timer_mod_anticipate", |api| {
+        timer(ts)?.arm_from(expire_time, true, true, api)
     })
 }
 
 /// Like `timer_mod_anticipate`, with `expire_time` in nanoseconds.
 #[unsafe(no_mangle)]
 pub extern "C" fn timer_mod_anticipate_ns(ts: *mut QEMUTimer, expire_time: i64) {
-    ffi_call(c"timer_mod_anticipate_ns", || {
-        timer(ts)?.arm(expire_time, false, true)
+    ffi_call_leaf(c"timer_mod_anticipate_ns", |api| {
+        timer(ts)?.arm_from(expire_time, false, true, api)
     })
 }
 
@@ -502,7 +509,7 @@ pub extern "C" fn timer_mod_anticipate_ns(ts: *mut QEMUTimer, expire_time: i64) 
 /// that is not initialized or was deinitialized (as in QEMU).
 #[unsafe(no_mangle)]
 pub extern "C" fn timer_del(ts: *mut QEMUTimer) {
-    ffi_call(c"timer_del", || timer(ts)?.del())
+    ffi_call_leaf(c"timer_del", |_| timer(ts)?.del())
 }
 
 /// Disarms `ts` (if armed) and detaches it from its context; initialize it

@@ -26,7 +26,7 @@ use super::heap::TimerHeap;
 use super::{ClockNotifyFn, ClockType, TIMER_MAGIC_ORPHANED, clock};
 use crate::aio_poll::soonest_timeout;
 use crate::context::Context;
-use crate::fatal::{Misuse, MisuseResult};
+use crate::fatal::{LazyApiCall, Misuse, MisuseResult};
 use crate::handle::impl_handle;
 use crate::quarantine::{Quarantine, release_box};
 use crate::thread;
@@ -185,18 +185,22 @@ impl TimerList {
 
     /// After an arming moved the earliest deadline earlier: make whoever
     /// runs this list recompute its timeout (QEMU's `timerlist_notify`).
+    /// `api`: the calling API function's name if it is not recorded yet
+    /// (a leaf call, see `ffi_call_leaf`); it is recorded before anything
+    /// that may report with `die_here` or call back into C.
     #[inline]
-    pub(crate) fn wake(&self) {
+    pub(crate) fn wake(&self, api: LazyApiCall) {
         let owner = self.owner.load(Ordering::Acquire);
         if !owner.is_null() {
             // SAFETY: a context outlives its lists' use (validated by the
             // arming timer's `list()`).
-            wake_owner(unsafe { &*owner }, self.clock);
+            wake_owner(unsafe { &*owner }, self.clock, api);
         } else if let Some((cb, opaque)) = self.notify {
+            let _call = api.enter();
             // SAFETY: the C caller registered it; no lock is held.
             unsafe { cb(opaque, self.clock.index() as c_int) };
         } else {
-            notify_clock_listener(self.clock);
+            notify_clock_listener(self.clock, api);
         }
     }
 
@@ -439,29 +443,31 @@ impl TimerLists {
 }
 
 /// After an arming moved `ctx`'s earliest deadline of `clock` earlier: make
-/// its poller recompute its timeout.
+/// its poller recompute its timeout. `api`: see [`TimerList::wake`].
 #[inline]
-fn wake_owner(ctx: &Context, clock: ClockType) {
+fn wake_owner(ctx: &Context, clock: ClockType, api: LazyApiCall) {
     // The thread bound to ctx, when not armed to sleep, is running and will
     // compute a fresh timeout before it next blocks: nothing to do.
     let own_running_loop = ptr::eq(thread::bound_context(), ctx) && !ctx.notify.is_armed();
     if !own_running_loop {
-        ctx.notify();
+        ctx.notify_from(api);
     }
     // Timers of the main context are QEMU's main-loop timers, whose lists
     // call `init_clocks`' callback.
     if ptr::eq(thread::main_context(), ctx) {
-        notify_clock_listener(clock);
+        notify_clock_listener(clock, api);
     }
 }
 
-fn notify_clock_listener(clock: ClockType) {
+/// Calls `init_clocks`' callback, if any. `api`: see [`TimerList::wake`].
+fn notify_clock_listener(clock: ClockType, api: LazyApiCall) {
     let cb = CLOCK_NOTIFY_CB.load(Ordering::Acquire);
     if cb.is_null() {
         return;
     }
     // SAFETY: stored by `init_clocks` from a `ClockNotifyFn`.
     let cb = unsafe { std::mem::transmute::<*mut c_void, ClockNotifyFn>(cb) };
+    let _call = api.enter();
     // SAFETY: the C caller registered it; no lock is held.
     unsafe { cb(ptr::null_mut(), clock.index() as c_int) };
 }
@@ -508,7 +514,7 @@ fn wake_all(clock: ClockType) {
             unsafe { &*owner }.notify();
         }
     });
-    notify_clock_listener(clock);
+    notify_clock_listener(clock, LazyApiCall::ACTIVE);
 }
 
 /// `qemu_clock_notify`: every context with timers on `clock` and the
