@@ -69,12 +69,14 @@ pub(crate) fn ffi_call<R>(func: &'static CStr, body: impl FnOnce() -> MisuseResu
 }
 
 /// [`ffi_call`] for the cheapest exported functions (`qemu_bh_schedule`,
-/// `aio_notify`, `qemu_in_coroutine`, ...), whose body calls no callback
-/// and reports with [`fatal::die_here`] only on a cold path: the body gets
-/// the name as a [`fatal::LazyApiCall`] and records it on that path, so the
-/// fast path does not touch the thread-local. The reports are the same as
-/// with [`ffi_call`]. In debug builds a placeholder is recorded for the
-/// whole call, and `die_here` asserts it never reports under it.
+/// `aio_notify`, `timer_mod`, `qemu_in_coroutine`, ...), whose body reports
+/// with [`fatal::die_here`] and calls C callbacks only on rare paths: the
+/// body gets the name as a [`fatal::LazyApiCall`] and records it
+/// ([`fatal::LazyApiCall::enter`]) around each such path (a failed wakeup
+/// write, `timer_mod`'s clock-notify callback), so the fast path does not
+/// touch the thread-local. The reports are the same as with [`ffi_call`].
+/// In debug builds a placeholder is recorded for the whole call, and
+/// `die_here` asserts it never reports under it.
 #[inline(always)]
 pub(crate) fn ffi_call_leaf<R>(
     func: &'static CStr,
