@@ -130,6 +130,15 @@ const NO_API_CALL: &str = "(no API call active)";
 pub(crate) struct ApiName(*const c_char);
 
 impl ApiName {
+    /// No API call active.
+    pub(crate) const NONE: ApiName = ApiName(ptr::null());
+
+    /// `func`'s name.
+    #[cfg(debug_assertions)]
+    pub(crate) fn of(func: &'static CStr) -> ApiName {
+        ApiName(func.as_ptr())
+    }
+
     /// The name as text ("" when none).
     pub(crate) fn as_str(self) -> &'static str {
         if self.0.is_null() {
@@ -207,35 +216,52 @@ impl LazyApiCall {
 pub(crate) const UNRECORDED_LEAF: &CStr = c"(leaf API call: name not recorded)";
 
 /// Records `func` for an exported function that may suspend the calling
-/// coroutine (`qemu_coroutine_yield`, `qemu_co_mutex_lock`, ...), with no
+/// coroutine (`qemu_co_queue_wait`, `qemu_co_sleep_ns`, ...), with no
 /// restore: the coroutine may come back on another thread, where the name
 /// current before the call means nothing. The name stays until the
-/// coroutine's next API call or until it is switched out, when its resumer
-/// ([`crate::coroutine`]'s enter) puts its own name back.
+/// coroutine's next API call; while the coroutine is switched out its
+/// resumer ([`crate::coroutine`]'s enter) keeps it in the coroutine object
+/// and puts its own name back, and the next resumer makes it current again
+/// before the coroutine continues.
 #[inline(always)]
 pub(crate) fn enter_yielding_api(func: &'static CStr) {
     set_current_api(ApiName(func.as_ptr()));
 }
 
-/// The API function this thread is inside, for code that switches stacks
-/// (a coroutine switch) and gives it back afterwards with
-/// [`set_current_api`] or [`set_current_api_after_switch`].
+/// The API function this thread is inside.
 #[inline(always)]
 pub(crate) fn current_api() -> ApiName {
     ApiName(CURRENT_API.with(|slot| slot.load(Ordering::Relaxed)))
 }
 
-/// Restores what [`current_api`] returned, on the thread that read it (a
-/// resumer after the coroutine it entered switched back).
+/// Makes `name` the API function this thread is inside, without restore.
 #[inline(always)]
 pub(crate) fn set_current_api(name: ApiName) {
     CURRENT_API.with(|slot| slot.store(name.0.cast_mut(), Ordering::Relaxed));
 }
 
-/// [`set_current_api`] in a coroutine that was just resumed, maybe on
-/// another thread. Never inlined: the caller must not reuse a thread-local
-/// address the compiler computed before the switch, which would be the
-/// previous thread's slot.
+/// Makes `name` the API function this thread is inside and returns the
+/// one that was: the resumer of a coroutine (`coroutine::enter`) gives it
+/// its own name for the time it runs, and takes it back when it switches
+/// out. Inlined, so the caller must stay on its thread between two calls
+/// (a resumer does: the coroutine it entered switches back to it there).
+#[inline(always)]
+pub(crate) fn replace_current_api(name: ApiName) -> ApiName {
+    // A load and a store, not a swap: no one else writes this thread's
+    // slot, and an atomic swap would be a locked instruction.
+    CURRENT_API.with(|slot| {
+        let was = slot.load(Ordering::Relaxed);
+        slot.store(name.0.cast_mut(), Ordering::Relaxed);
+        ApiName(was)
+    })
+}
+
+/// [`set_current_api`] in a coroutine that may have been switched out and
+/// resumed on another thread since it last touched the name (the debug
+/// builds' check of `ffi::boundary::ffi_call_yielding_leaf`). Never
+/// inlined: the caller must not reuse a thread-local address the compiler
+/// computed before the switch, which would be the previous thread's slot.
+#[cfg(debug_assertions)]
 #[inline(never)]
 pub(crate) fn set_current_api_after_switch(name: ApiName) {
     set_current_api(name);
@@ -244,7 +270,7 @@ pub(crate) fn set_current_api_after_switch(name: ApiName) {
 fn here() -> &'static str {
     #[cfg(debug_assertions)]
     assert!(
-        current_api() != ApiName(UNRECORDED_LEAF.as_ptr()),
+        current_api() != ApiName::of(UNRECORDED_LEAF),
         "die_here in an ffi_call_leaf body outside LazyApiCall::enter"
     );
     match current_api().as_str() {
@@ -422,5 +448,60 @@ mod tests {
             assert_eq!(current_api().as_str(), "aio_co_wake");
         }
         assert_eq!(*SEEN.lock().unwrap(), ["qemu_co_mutex_lock"]);
+    }
+
+    static SEEN_LEAF: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+    unsafe extern "C" fn leaf_co_body(m: *mut c_void) {
+        use crate::ffi::coroutine::{
+            CoMutex, qemu_co_mutex_lock, qemu_co_mutex_unlock, qemu_coroutine_yield,
+        };
+        let m = m.cast::<CoMutex>();
+        let seen = |n| SEEN_LEAF.lock().unwrap().push(n);
+        // A new coroutine is inside no API call, whoever entered it.
+        seen(current_api().as_str());
+        qemu_co_mutex_lock(m);
+        seen(current_api().as_str());
+        qemu_coroutine_yield();
+        seen(current_api().as_str());
+        // A yielding call that records its name leaves it, across a
+        // yield that records none.
+        super::enter_yielding_api(c"qemu_co_sleep_ns");
+        qemu_coroutine_yield();
+        seen(current_api().as_str());
+        qemu_co_mutex_unlock(m);
+        seen(current_api().as_str());
+    }
+
+    /// The leaf calls of the enter/yield/CoMutex path record no name: each
+    /// side of a switch keeps the name it had (in debug builds, the
+    /// placeholder of the leaf calls is put back to what it replaced).
+    #[test]
+    fn leaf_coroutine_calls_keep_each_sides_api_name() {
+        use crate::ffi::coroutine::{
+            CoMutex, CoroutineEntry, qemu_co_mutex_init, qemu_coroutine_create,
+            qemu_coroutine_enter,
+        };
+        // SAFETY: all-zero is a valid (unlocked) CoMutex.
+        let mut m: CoMutex = unsafe { std::mem::zeroed() };
+        qemu_co_mutex_init(&raw mut m);
+        let entry = leaf_co_body as unsafe extern "C" fn(*mut c_void);
+        let co = qemu_coroutine_create(entry as *mut CoroutineEntry, (&raw mut m).cast::<c_void>());
+        {
+            let _call = ApiCall::enter(c"aio_poll");
+            qemu_coroutine_enter(co);
+            assert_eq!(current_api().as_str(), "aio_poll");
+        }
+        qemu_coroutine_enter(co);
+        assert_eq!(current_api().as_str(), "");
+        {
+            let _call = ApiCall::enter(c"aio_co_wake");
+            qemu_coroutine_enter(co);
+            assert_eq!(current_api().as_str(), "aio_co_wake");
+        }
+        assert_eq!(
+            *SEEN_LEAF.lock().unwrap(),
+            ["", "", "", "qemu_co_sleep_ns", "qemu_co_sleep_ns"]
+        );
     }
 }

@@ -68,7 +68,7 @@ pub(crate) use self::schedule::{
 };
 pub(crate) use self::sleep::{SleepCore, co_sleep, co_sleep_ns_wakeable, co_sleep_wake};
 pub(crate) use self::switch::{
-    current, enter, require_current, self_or_leader, wait_switched_out, yield_inline, yield_now,
+    current, enter, require_current, self_or_leader, wait_switched_out, yield_now,
 };
 
 /// Usable stack of each coroutine (QEMU's default, `COROUTINE_STACK_SIZE`).

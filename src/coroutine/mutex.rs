@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use super::comutex_handoff::{self, Acquired, HandoffState, MutexWaiter};
 use super::{CoBox, aio_co_wake, require_current, yield_now};
 use crate::context::Context;
-use crate::fatal::{Misuse, MisuseResult};
+use crate::fatal::{LazyApiCall, Misuse, MisuseResult};
 
 #[repr(C)]
 pub(crate) struct CoMutexCore {
@@ -105,8 +105,9 @@ impl CoMutexCore {
     }
 
     /// `qemu_co_mutex_lock`: from a coroutine; yields while another holds it.
-    /// Inlined: it touches no thread-local itself (`current` and
-    /// `yield_now` are calls), so no address is cached across the yield.
+    /// Inlined: it touches no thread-local itself (`current` is a call,
+    /// and `yield_now` touches none), so no address is cached across the
+    /// yield.
     #[inline(always)]
     pub(crate) fn lock(&self) -> MisuseResult<()> {
         let me = require_current("qemu_co_mutex_lock")?;
@@ -128,6 +129,13 @@ impl CoMutexCore {
     /// `qemu_co_mutex_unlock`: from the holding coroutine.
     #[inline]
     pub(crate) fn unlock(&self) -> MisuseResult<()> {
+        self.unlock_as(LazyApiCall::ACTIVE)
+    }
+
+    /// [`CoMutexCore::unlock`] for `qemu_co_mutex_unlock`, whose name
+    /// (`api`) is recorded only to wake a waiter.
+    #[inline(always)]
+    pub(crate) fn unlock_as(&self, api: LazyApiCall) -> MisuseResult<()> {
         let me = require_current("qemu_co_mutex_unlock")?;
         if !ptr::eq(self.holder.load(Ordering::Relaxed), me) {
             return Err(unlock_not_holder(me));
@@ -138,6 +146,10 @@ impl CoMutexCore {
         if next.is_null() {
             return Ok(());
         }
+        // `aio_co_wake` may report with `die_here`; it does not yield (we
+        // run in a coroutine, so the waiter is queued or scheduled, never
+        // entered from here).
+        let _call = api.enter();
         // SAFETY: a waiter stays alive (suspended) until woken.
         aio_co_wake(unsafe { &*next })
     }

@@ -20,7 +20,7 @@ use corosensei::stack::DefaultStack;
 use super::{Action, EntryFn, STACK_SIZE, Stackful, current, pool, tsan};
 use crate::bh::describe_fn;
 use crate::context::Context;
-use crate::fatal::{self, Misuse, MisuseResult};
+use crate::fatal::{self, ApiName, Misuse, MisuseResult};
 use crate::quarantine::{Quarantine, release_box};
 
 /// The bytes C sees as `struct Coroutine` (QEMU's field order; the size is
@@ -113,6 +113,12 @@ pub(crate) struct CoPrivate {
     pub(super) wakeup_head: Cell<*mut CoBox>,
     pub(super) wakeup_tail: Cell<*mut CoBox>,
     pub(super) locks_held: Cell<usize>,
+    /// The API function the coroutine is inside ([`fatal::die_here`])
+    /// while it is switched out: its resumer saves the thread's name here
+    /// when the coroutine switches back, and makes it the thread's name
+    /// again before it resumes the coroutine (see `switch::enter`). None
+    /// for a coroutine that has not run yet.
+    pub(super) api: Cell<ApiName>,
     /// TSan builds: this object's fiber (see `tsan.rs`); null otherwise.
     pub(super) tsan_fiber: Cell<*mut c_void>,
 }
@@ -156,6 +162,7 @@ impl CoBox {
                 wakeup_head: Cell::new(ptr::null_mut()),
                 wakeup_tail: Cell::new(ptr::null_mut()),
                 locks_held: Cell::new(0),
+                api: Cell::new(ApiName::NONE),
                 tsan_fiber: Cell::new(ptr::null_mut()),
             },
         }
@@ -407,6 +414,7 @@ pub(crate) fn create(entry: EntryFn, arg: *mut c_void) -> *mut CoBox {
     b.p.caller.set(ptr::null_mut());
     b.p.ctx.store(ptr::null_mut(), Ordering::Relaxed);
     b.p.locks_held.set(0);
+    b.p.api.set(ApiName::NONE);
     b.p.state.store(STATE_CREATED, Ordering::Relaxed);
     // SAFETY: handing the object out: the visible bytes are (re)initialized,
     // each field on its own (`scheduled` atomically, see `vis_scheduled`).

@@ -168,9 +168,14 @@ pub(crate) fn enter(ctx: *const Context, co: &CoBox) -> MisuseResult<()> {
             (*to.vis()).ctx = ctx.cast_mut().cast();
         }
         set_current(to.as_ptr());
-        // The resumer's API function (`fatal::die_here`) is its own again
-        // after the switch back, whatever the coroutine entered meanwhile.
-        let resumer_api = fatal::current_api();
+        // Each side keeps its own API function (`fatal::die_here`): the
+        // coroutine continues inside the call it switched out from (kept
+        // in `api` meanwhile, maybe by a resumer in another thread), and
+        // the resumer's is current again after the switch back. Done here
+        // rather than in the coroutine: the resumer stays on this thread
+        // across the switch, so one thread-local address serves all four
+        // accesses, and a yield touches no thread-local after its switch.
+        let resumer_api = fatal::replace_current_api(to.p.api.get());
         let resumer_fiber = tsan::current_fiber();
         // SAFETY: the coroutine's fiber is live; the resume below switches.
         unsafe { tsan::switch_to_fiber(to.p.tsan_fiber.get()) };
@@ -179,7 +184,7 @@ pub(crate) fn enter(ctx: *const Context, co: &CoBox) -> MisuseResult<()> {
         let result = unsafe { (*to.p.coro.get()).as_mut().unwrap_unchecked() }.resume(());
         // SAFETY: our own fiber is live (it is running this code).
         unsafe { tsan::switch_to_fiber(resumer_fiber) };
-        fatal::set_current_api(resumer_api);
+        to.p.api.set(fatal::replace_current_api(resumer_api));
         set_current(from);
         let action = match result {
             CoroutineResult::Yield(a) => a,
@@ -213,28 +218,17 @@ pub(crate) fn enter(ctx: *const Context, co: &CoBox) -> MisuseResult<()> {
 }
 
 /// `qemu_coroutine_yield`: back to whoever entered the running coroutine.
-/// Never inlined: inlined, its read of the API name (a thread-local) could
-/// share the address the compiler computed for an earlier access in the
-/// caller, before an earlier switch (e.g. a CoQueue wait that yields, then
-/// takes a CoMutex that yields again).
-#[inline(never)]
+/// Resumed (maybe by another API call, or in another thread), the
+/// coroutine is inside the call it yielded from again for `die_here`: its
+/// resumers keep its API name across the switch (see [`enter`]). Touches
+/// no thread-local itself (`current` is a call), so it may be inlined.
+#[inline]
 pub(crate) fn yield_now() -> MisuseResult<()> {
-    yield_inline()
-}
-
-/// [`yield_now`] inlined, for `qemu_coroutine_yield` itself, which touches
-/// no thread-local of its own after the switch.
-#[inline(always)]
-pub(crate) fn yield_inline() -> MisuseResult<()> {
     let co = require_current("qemu_coroutine_yield")?;
     // SAFETY: set by the trampoline before any C code ran on this stack;
     // the yielder lives at the base of the coroutine's stack.
     let yielder = unsafe { &*co.p.yielder.get() };
-    // Resumed (maybe by another API call, or in another thread), the
-    // coroutine is inside the call it yielded from again (`die_here`).
-    let api = fatal::current_api();
     yielder.suspend(Action::Yield);
-    fatal::set_current_api_after_switch(api);
     Ok(())
 }
 

@@ -58,7 +58,8 @@ fn install_panic_hook() {
 /// ([`fatal::ApiCall`]), which core code reporting with
 /// [`fatal::die_here`] names; the outer one (a callback's caller) is
 /// current again when the body returns. The body must not suspend the
-/// calling coroutine: functions that may yield use [`ffi_call_yielding`].
+/// calling coroutine: functions that may yield use [`ffi_call_yielding`]
+/// (or [`ffi_call_yielding_leaf`]).
 #[inline(always)]
 pub(crate) fn ffi_call<R>(func: &'static CStr, body: impl FnOnce() -> MisuseResult<R>) -> R {
     install_panic_hook();
@@ -69,14 +70,16 @@ pub(crate) fn ffi_call<R>(func: &'static CStr, body: impl FnOnce() -> MisuseResu
 }
 
 /// [`ffi_call`] for the cheapest exported functions (`qemu_bh_schedule`,
-/// `aio_notify`, `timer_mod`, `qemu_in_coroutine`, ...), whose body reports
-/// with [`fatal::die_here`] and calls C callbacks only on rare paths: the
-/// body gets the name as a [`fatal::LazyApiCall`] and records it
-/// ([`fatal::LazyApiCall::enter`]) around each such path (a failed wakeup
-/// write, `timer_mod`'s clock-notify callback), so the fast path does not
-/// touch the thread-local. The reports are the same as with [`ffi_call`].
-/// In debug builds a placeholder is recorded for the whole call, and
-/// `die_here` asserts it never reports under it.
+/// `aio_notify`, `timer_mod`, `qemu_coroutine_enter`, `qemu_in_coroutine`,
+/// ...), whose body reports with [`fatal::die_here`] and calls C callbacks
+/// only on rare paths: the body gets the name as a [`fatal::LazyApiCall`]
+/// and records it ([`fatal::LazyApiCall::enter`]) around each such path (a
+/// failed wakeup write, `timer_mod`'s clock-notify callback), so the fast
+/// path does not touch the thread-local. Entering a coroutine is allowed:
+/// it runs under its own API name, and the resumer puts the caller's back
+/// (see `coroutine::enter`). The reports are the same as with
+/// [`ffi_call`]. In debug builds a placeholder is recorded for the whole
+/// call, and `die_here` asserts it never reports under it.
 #[inline(always)]
 pub(crate) fn ffi_call_leaf<R>(
     func: &'static CStr,
@@ -95,9 +98,39 @@ pub(crate) fn ffi_call_leaf<R>(
     }
 }
 
+/// [`ffi_call_leaf`] for an exported function that may suspend the calling
+/// coroutine but whose body never reports with [`fatal::die_here`]
+/// (`qemu_coroutine_yield`, `qemu_co_mutex_lock`: their misuse is returned
+/// and reported here with `func`). Nothing is recorded: while the
+/// coroutine is switched out its resumers keep its API name in the
+/// coroutine object (`coroutine::enter`), so the name it had before the
+/// call is current again when the call returns, as it would be after an
+/// [`ffi_call`]. In debug builds the placeholder of [`ffi_call_leaf`] is
+/// recorded for the call, and the name found is put back after it with
+/// [`fatal::set_current_api_after_switch`] (not through an address
+/// computed before a switch: the coroutine may come back on another
+/// thread).
+#[inline(always)]
+pub(crate) fn ffi_call_yielding_leaf<R>(
+    func: &'static CStr,
+    body: impl FnOnce() -> MisuseResult<R>,
+) -> R {
+    install_panic_hook();
+    #[cfg(debug_assertions)]
+    let outer = fatal::replace_current_api(fatal::ApiName::of(fatal::UNRECORDED_LEAF));
+    // No catch_unwind: a panic cannot return here (the hook aborts).
+    let result = body();
+    #[cfg(debug_assertions)]
+    fatal::set_current_api_after_switch(outer);
+    match result {
+        Ok(value) => value,
+        Err(misuse) => fail(func, &misuse.0),
+    }
+}
+
 /// [`ffi_call`] for an exported function that may suspend the calling
-/// coroutine and resume it on another thread (`qemu_coroutine_yield`,
-/// `qemu_co_mutex_lock`, ...): the name is recorded with
+/// coroutine and resume it on another thread (`qemu_co_queue_wait`,
+/// `qemu_co_sleep_ns`, ...): the name is recorded with
 /// [`fatal::enter_yielding_api`], which does not restore the caller's.
 #[inline(always)]
 pub(crate) fn ffi_call_yielding<R>(

@@ -16,7 +16,7 @@ use std::mem::{align_of, offset_of, size_of};
 
 use super::boundary::{
     caller_struct, context, context_handle, ffi_call, ffi_call_leaf, ffi_call_yielding,
-    required_c_fn,
+    ffi_call_yielding_leaf, required_c_fn,
 };
 use super::timer::QEMUClockType;
 use super::types::AioContext;
@@ -177,7 +177,16 @@ pub extern "C" fn qemu_coroutine_create(
 /// terminated or scheduled.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_coroutine_enter(co: *mut Coroutine) {
-    ffi_call(c"qemu_coroutine_enter", || {
+    // A leaf call: its name is never recorded. `fatal::die_here` must name
+    // the API function the thread is inside, and nothing here reports
+    // with it: `coroutine::enter` returns its misuse (reported below with
+    // this function's name) and calls no library callback. The coroutines
+    // it enters run under their own names (the resumer swaps them in and
+    // out, `coroutine::enter`), so their API calls name themselves and
+    // nothing they do is reported under the caller's name; when the last
+    // one switches back, the resumer puts back the name it found, which is
+    // the caller's: the same one `ffi_call` would restore on return.
+    ffi_call_leaf(c"qemu_coroutine_enter", |_| {
         let co = self::co(co)?;
         coroutine::enter(thread::current_context(), co)
     })
@@ -187,7 +196,8 @@ pub extern "C" fn qemu_coroutine_enter(co: *mut Coroutine) {
 /// waiting for a coroutine it entered).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_coroutine_enter_if_inactive(co: *mut Coroutine) {
-    ffi_call(c"qemu_coroutine_enter_if_inactive", || {
+    // A leaf call, as `qemu_coroutine_enter`.
+    ffi_call_leaf(c"qemu_coroutine_enter_if_inactive", |_| {
         let co = self::co(co)?;
         if co.entered() {
             return Ok(());
@@ -200,7 +210,9 @@ pub extern "C" fn qemu_coroutine_enter_if_inactive(co: *mut Coroutine) {
 /// (call in ctx's home thread; NULL records "no context", as in QEMU).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_aio_coroutine_enter(ctx: *mut AioContext, co: *mut Coroutine) {
-    ffi_call(c"qemu_aio_coroutine_enter", || {
+    // A leaf call, as `qemu_coroutine_enter` (`opt_context` returns its
+    // misuse too).
+    ffi_call_leaf(c"qemu_aio_coroutine_enter", |_| {
         coroutine::enter(opt_context(ctx)?, self::co(co)?)
     })
 }
@@ -209,7 +221,8 @@ pub extern "C" fn qemu_aio_coroutine_enter(ctx: *mut AioContext, co: *mut Corout
 /// returns when it is entered again (maybe in another thread).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_coroutine_yield() {
-    ffi_call_yielding(c"qemu_coroutine_yield", coroutine::yield_inline)
+    // Records no name: the only report is the misuse `yield_now` returns.
+    ffi_call_yielding_leaf(c"qemu_coroutine_yield", coroutine::yield_now)
 }
 
 /// The running coroutine; outside a coroutine, the thread's "leader"
@@ -365,14 +378,21 @@ pub extern "C" fn qemu_co_mutex_init(mutex: *mut CoMutex) {
 /// it. Waiters get it in FIFO order.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_mutex_lock(mutex: *mut CoMutex) {
-    ffi_call_yielding(c"qemu_co_mutex_lock", || self::mutex(mutex)?.lock())
+    // Records no name: the lock reports only the misuse it returns (the
+    // hand-off protocol and the yield of a queued locker report nothing).
+    ffi_call_yielding_leaf(c"qemu_co_mutex_lock", || self::mutex(mutex)?.lock())
 }
 
 /// Coroutine only (the holder): releases `mutex`, handing it to the oldest
 /// waiter, which is woken in its own context.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_co_mutex_unlock(mutex: *mut CoMutex) {
-    ffi_call(c"qemu_co_mutex_unlock", || self::mutex(mutex)?.unlock())
+    // A leaf call: the name is recorded only to wake the waiter the mutex
+    // is handed to (`aio_co_wake` may schedule it, and the context's
+    // notification reports a failed eventfd write with `die_here`).
+    ffi_call_leaf(c"qemu_co_mutex_unlock", |api| {
+        self::mutex(mutex)?.unlock_as(api)
+    })
 }
 
 /// Aborts unless the running coroutine holds `mutex`.
