@@ -492,21 +492,20 @@ struct TransmuteFinder<'a>(&'a mut Vec<(Type, Type)>);
 
 impl<'ast> Visit<'ast> for TransmuteFinder<'_> {
     fn visit_expr_path(&mut self, e: &'ast syn::ExprPath) {
-        if let Some(last) = e.path.segments.last() {
-            if last.ident == "transmute" {
-                if let syn::PathArguments::AngleBracketed(args) = &last.arguments {
-                    let tys: Vec<_> = args
-                        .args
-                        .iter()
-                        .filter_map(|a| match a {
-                            syn::GenericArgument::Type(t) => Some(t.clone()),
-                            _ => None,
-                        })
-                        .collect();
-                    if let [from, to] = &tys[..] {
-                        self.0.push((from.clone(), to.clone()));
-                    }
-                }
+        if let Some(last) = e.path.segments.last()
+            && last.ident == "transmute"
+            && let syn::PathArguments::AngleBracketed(args) = &last.arguments
+        {
+            let tys: Vec<_> = args
+                .args
+                .iter()
+                .filter_map(|a| match a {
+                    syn::GenericArgument::Type(t) => Some(t.clone()),
+                    _ => None,
+                })
+                .collect();
+            if let [from, to] = &tys[..] {
+                self.0.push((from.clone(), to.clone()));
             }
         }
         syn::visit::visit_expr_path(self, e);
@@ -804,13 +803,12 @@ fn canon(ty: &Type, side: Side, depth: usize) -> Result<String, String> {
                 if inner.qself.is_none()
                     && !r.aliases.contains_key(&name)
                     && r.struct_names.contains(&name)
+                    && let Some(f) = header_fn_typedef(h, &name)
                 {
-                    if let Some(f) = header_fn_typedef(h, &name) {
-                        if p.mutability.is_none() {
-                            return Err(format!("`*const {name}`: use `*mut {name}`"));
-                        }
-                        return canon(f, Side::Header(h), d);
+                    if p.mutability.is_none() {
+                        return Err(format!("`*const {name}`: use `*mut {name}`"));
                     }
+                    return canon(f, Side::Header(h), d);
                 }
             }
             Ok(format!("{q} {}", canon(&p.elem, side, d)?))
@@ -1220,10 +1218,10 @@ fn compare_types(h: &HeaderModel, r: &RustModel, rt: &[RustLayout]) -> Vec<Strin
             ));
         }
         for (f, co) in &cfields {
-            if let Some(ro) = rfields.get(f) {
-                if ro != co {
-                    problems.push(format!("struct {name}.{f}: offset {ro} in Rust, {co} in C"));
-                }
+            if let Some(ro) = rfields.get(f)
+                && ro != co
+            {
+                problems.push(format!("struct {name}.{f}: offset {ro} in Rust, {co} in C"));
             }
         }
         if layout.offsets.keys().any(|f| f.starts_with("_bitfield")) {
