@@ -38,10 +38,10 @@ void aioctx_error_propagate_prepend(Error **dst_errp, Error *err,
  * variadic.c: the C definitions of QEMU's error functions. Each
  * aioctx_c_NAME is exported as NAME by a Rust trampoline (the table in
  * src/ffi/c_exports.rs), so its prototype is NAME's in the compat headers
- * (qemu/error-report.h, qapi/error.h).
- * Hidden: the trampolines are their only callers outside variadic.c.
+ * (qemu/error-report.h, qapi/error.h; tests/header_abi.rs compares them).
+ * Not hidden, so that tests/header_abi.rs (bindgen skips hidden functions)
+ * sees them; both shared libraries keep them local all the same.
  */
-#pragma GCC visibility push(hidden)
 int aioctx_c_error_vprintf(const char *fmt, va_list ap)
     __attribute__((format(printf, 1, 0)));
 int aioctx_c_error_printf(const char *fmt, ...)
@@ -92,6 +92,5 @@ void aioctx_c_error_setg_file_open_internal(Error **errp, const char *src,
                                             int os_errno,
                                             const char *filename);
 ErrorClass aioctx_c_error_get_class(const Error *err);
-#pragma GCC visibility pop
 
 #endif

@@ -4,11 +4,11 @@
  * error_printf, ...) and qapi/error.h (error_setg, error_prepend,
  * error_append_hint, ...).
  *
- * Each is defined here as aioctx_c_NAME (hidden, declared in internal.h)
- * and exported as NAME by a Rust trampoline (src/ffi/c_exports.rs) that
- * jumps here with every argument register intact: rustc exports only
- * Rust-defined symbols from the cdylib, so a C definition of NAME would be
- * missing from target/release/libaioctx.so.
+ * Each is defined here as aioctx_c_NAME (declared in internal.h) and
+ * exported as NAME by a Rust trampoline (src/ffi/c_exports.rs) that jumps
+ * here with every argument register intact: rustc exports only Rust items
+ * from the cdylib, so a C definition of NAME would be missing from
+ * target/release/libaioctx.so.
  *
  * Each is a shim: it formats its va_list into a string and hands it to Rust
  * (src/ffi/report.rs, src/ffi/error_c.rs, declared in internal.h), where

@@ -7,8 +7,8 @@
 //! items and makes every other symbol local — the C objects' included
 //! (GNU ld takes no second anonymous version script, and
 //! `--export-dynamic-symbol` does not override `local: *`). So each C
-//! function is defined as `aioctx_c_NAME` (hidden, `src/c/internal.h`), and
-//! `NAME` here is a naked function whose only instruction jumps there: a
+//! function is defined as `aioctx_c_NAME` (declared in `src/c/internal.h`),
+//! and `NAME` here is a naked function whose only instruction jumps there: a
 //! tail jump leaves every argument register (and `%al`, the vector-register
 //! count of a variadic call on x86_64) and the stack as the caller set them,
 //! so C sees the caller's call. Being Rust items, the trampolines are in
@@ -18,8 +18,9 @@
 //!
 //! Their Rust signature, `unsafe extern "C" fn()`, is not the C one: Rust
 //! never calls them. C code sees the compat headers' prototypes
-//! (`qemu/error-report.h`, `qapi/error.h`); cbindgen does not expand
-//! macros, so `aioctx.h` does not declare them.
+//! (`qemu/error-report.h`, `qapi/error.h`), which `tests/header_abi.rs`
+//! compares with the `aioctx_c_NAME` declarations of `internal.h`; cbindgen
+//! does not expand macros, so `aioctx.h` does not declare them.
 //!
 //! Not here: the weak defaults of `src/c/block_hooks.c`
 //! (`register_aiocontext`, `bdrv_aio_cancel`, ...). A trampoline is a
@@ -54,8 +55,8 @@ macro_rules! c_exports {
 }
 
 /// The one-instruction tail jump of a trampoline, per architecture. The
-/// target is in the same library (hidden), so a direct branch always
-/// reaches it.
+/// target is always linked into the same executable or library (the
+/// shared libraries keep it local), so a direct branch reaches it.
 #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
 macro_rules! tail_jump {
     () => {
