@@ -124,7 +124,7 @@ RUN_C_TESTS = scripts/run-c-tests.sh \
 .PHONY: all lib examples demo run-examples deps deps-recheck deps-bench deps-callgrind deps-consumers deps-doc \
 	test cargo-test test-consumers doc check-doc-comments \
 	c-tests sanitize sanitize-asan sanitize-tsan tsan-lib miri loom header \
-	check-header check-link-flags check-qemu-symbols print-link-flags bench bench-callgrind bench-stats bench-ab stress fault-walk fuzz deps-fuzz install-test \
+	check-header check-link-flags check-qemu-symbols check-cdylib-exports print-link-flags bench bench-callgrind bench-stats bench-ab stress fault-walk fuzz deps-fuzz install-test \
 	install clean help FORCE
 
 # ---------------------------------------------------------------------------
@@ -178,7 +178,8 @@ run-examples: examples
 		echo "==== $$e"; timeout 60 $$e </dev/null; done
 
 # ---------------------------------------------------------------------------
-test: cargo-test check-doc-comments doc c-tests install-test test-consumers check-qemu-symbols
+test: cargo-test check-doc-comments doc c-tests install-test test-consumers check-qemu-symbols \
+	check-cdylib-exports
 
 cargo-test: | deps
 	$(CARGO) test
@@ -322,7 +323,10 @@ NATIVE_LIBS_CMAKE := $(subst $(space),;,$(strip $(patsubst -l%,%,$(NATIVE_LIBS))
 SHARED_LIB := $(SHARED_DIR)/libaioctx.so.$(VERSION)
 
 # The installed shared library is linked from the static one (see the
-# script): cargo's cdylib would not export the functions written in C.
+# script). Cargo's cdylib (CARGO_CDYLIB) exports the same names, the
+# functions written in C included (Rust trampolines, src/ffi/c_exports.rs);
+# `make check-cdylib-exports` keeps it so.
+CARGO_CDYLIB := target/release/libaioctx.so
 $(SHARED_LIB): $(RELEASE_LIB) scripts/build-shared-lib.sh
 	scripts/build-shared-lib.sh $(RELEASE_LIB) $(SHARED_DIR) $(VERSION) "$(GLIB_LIBS) $(NATIVE_LIBS)"
 
@@ -354,6 +358,13 @@ install: $(RELEASE_LIB) $(SHARED_LIB)
 # is defined in the archive; known gaps are listed in tests/data/qemu-abi-missing.txt.
 check-qemu-symbols: $(RELEASE_LIB)
 	scripts/check-qemu-symbols.sh $(RELEASE_LIB)
+
+# Cargo's cdylib is a usable shared library: it exports what the installed
+# one does (the C-written functions too) and a C program linked against it
+# alone calls them; the C objects define no name it could miss.
+check-cdylib-exports: $(RELEASE_LIB) $(SHARED_LIB)
+	CFLAGS_EXTRA="$(GLIB_CFLAGS)" scripts/check-cdylib-exports.sh \
+		$(CARGO_CDYLIB) $(SHARED_LIB) $(RELEASE_LIB)
 
 install-test: $(RELEASE_LIB) | deps
 	scripts/test-install.sh
@@ -421,6 +432,7 @@ help:
 	@echo 'make deps-recheck   forget which package lists were checked (build/deps/ stamps)'
 	@echo 'make install        PREFIX=$(PREFIX): libaioctx.a/.so, headers, compat tree, .pc files, CMake package'
 	@echo 'make check-qemu-symbols  nm the archive for every QEMU 10.2 event-loop name'
+	@echo 'make check-cdylib-exports  cargo'"'"'s libaioctx.so exports what the installed one does'
 	@echo 'make install-test   install into a temp prefix, build examples with pkg-config'
 	@echo 'make test-consumers install into a temp prefix, build a consumer with pkg-config, CMake, Meson'
 	@echo 'make clean          remove build/ and target/'

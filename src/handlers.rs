@@ -293,13 +293,13 @@ impl HandlersLocal {
         let mut m = self.open_monitor(backend, wakeup_fd);
         for (fd, h) in &self.mirror {
             let interest = h.cb.interest();
-            if interest != 0 {
-                if let Err(e) = m.set(*fd, interest) {
-                    if m.name() != "poll" && e.raw_os_error() == Some(libc::EPERM) {
-                        return self.switch_monitor(Backend::Poll, wakeup_fd);
-                    }
-                    die_monitor("watch", *fd, &e);
+            if interest != 0
+                && let Err(e) = m.set(*fd, interest)
+            {
+                if m.name() != "poll" && e.raw_os_error() == Some(libc::EPERM) {
+                    return self.switch_monitor(Backend::Poll, wakeup_fd);
                 }
+                die_monitor("watch", *fd, &e);
             }
         }
         self.monitor = Some(m);
@@ -472,22 +472,24 @@ impl HandlersLocal {
 pub(crate) fn dispatch_ready(ready: &[(Arc<Handler>, u32)], stats: &LoopCounters) -> bool {
     let mut progress = false;
     for (h, revents) in ready {
-        if revents & (POLLIN | POLLHUP | POLLERR) != 0 && h.is_live() {
-            if let Some(read) = h.cb.io_read {
-                count_callback(h, stats);
-                // SAFETY: registered by the C caller for `opaque`; no lock
-                // or borrow is held.
-                unsafe { read(h.cb.opaque) };
-                progress = true;
-            }
+        if revents & (POLLIN | POLLHUP | POLLERR) != 0
+            && h.is_live()
+            && let Some(read) = h.cb.io_read
+        {
+            count_callback(h, stats);
+            // SAFETY: registered by the C caller for `opaque`; no lock
+            // or borrow is held.
+            unsafe { read(h.cb.opaque) };
+            progress = true;
         }
-        if revents & (POLLOUT | POLLHUP | POLLERR) != 0 && h.is_live() {
-            if let Some(write) = h.cb.io_write {
-                count_callback(h, stats);
-                // SAFETY: as above.
-                unsafe { write(h.cb.opaque) };
-                progress = true;
-            }
+        if revents & (POLLOUT | POLLHUP | POLLERR) != 0
+            && h.is_live()
+            && let Some(write) = h.cb.io_write
+        {
+            count_callback(h, stats);
+            // SAFETY: as above.
+            unsafe { write(h.cb.opaque) };
+            progress = true;
         }
     }
     progress

@@ -286,7 +286,7 @@ impl QemuThread {
         // At least one word, so that an empty set is passed as one (EINVAL).
         let mut set = vec![0 as c_ulong; bitmap_words(nbits).max(1)];
         set[..host_cpus.len()].copy_from_slice(host_cpus);
-        if nbits % ULONG_BITS != 0 {
+        if !nbits.is_multiple_of(ULONG_BITS) {
             // Bits past `nbits` are not the caller's.
             set[nbits / ULONG_BITS] &= (1 << (nbits % ULONG_BITS)) - 1;
         }

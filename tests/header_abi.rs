@@ -19,6 +19,13 @@
 //!   (an entry `QEMUBHFunc => F` of `c_fn_types!` in `src/ffi/boundary.rs`,
 //!   or `transmute::<*mut QEMUBHFunc, F>`) into a function type `F` with the
 //!   same signature as the C typedef;
+//! - every function written in C and exported by a Rust trampoline (an
+//!   entry `NAME => aioctx_c_NAME;` of `c_exports!` in
+//!   `src/ffi/c_exports.rs`) is declared in the compat headers of QEMU's
+//!   error API (`qemu/error-report.h`, `qapi/error.h`) with the signature
+//!   `src/c/internal.h` gives its C definition `aioctx_c_NAME`, and every
+//!   function those compat headers declare is exported (by `src/ffi/` or a
+//!   trampoline);
 //! - every complete struct/union of the header has a `#[repr(C)]` Rust
 //!   definition with the same fields (names, order, types), and the same
 //!   size, alignment and field offsets as computed by clang; every enum has
@@ -160,6 +167,8 @@ struct RustModel {
     enums: BTreeMap<String, RustEnum>,
     /// `transmute::<A, B>` turbofish pairs in src/ffi/.
     transmutes: Vec<(Type, Type)>,
+    /// The trampolines of `c_exports!`: (exported name, C definition, file).
+    c_exports: Vec<(String, String, PathBuf)>,
     /// Problems found while collecting (bad ABI, export outside src/ffi, ...).
     problems: Vec<String>,
 }
@@ -492,21 +501,20 @@ struct TransmuteFinder<'a>(&'a mut Vec<(Type, Type)>);
 
 impl<'ast> Visit<'ast> for TransmuteFinder<'_> {
     fn visit_expr_path(&mut self, e: &'ast syn::ExprPath) {
-        if let Some(last) = e.path.segments.last() {
-            if last.ident == "transmute" {
-                if let syn::PathArguments::AngleBracketed(args) = &last.arguments {
-                    let tys: Vec<_> = args
-                        .args
-                        .iter()
-                        .filter_map(|a| match a {
-                            syn::GenericArgument::Type(t) => Some(t.clone()),
-                            _ => None,
-                        })
-                        .collect();
-                    if let [from, to] = &tys[..] {
-                        self.0.push((from.clone(), to.clone()));
-                    }
-                }
+        if let Some(last) = e.path.segments.last()
+            && last.ident == "transmute"
+            && let syn::PathArguments::AngleBracketed(args) = &last.arguments
+        {
+            let tys: Vec<_> = args
+                .args
+                .iter()
+                .filter_map(|a| match a {
+                    syn::GenericArgument::Type(t) => Some(t.clone()),
+                    _ => None,
+                })
+                .collect();
+            if let [from, to] = &tys[..] {
+                self.0.push((from.clone(), to.clone()));
             }
         }
         syn::visit::visit_expr_path(self, e);
@@ -554,6 +562,37 @@ impl<'ast> Visit<'ast> for TransmuteFinder<'_> {
     }
 }
 
+/// The table of `src/ffi/c_exports.rs`: `c_exports! { NAME => C_NAME; ... }`.
+#[derive(Default)]
+struct CExportsFinder(Vec<(String, String)>);
+
+impl<'ast> Visit<'ast> for CExportsFinder {
+    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        if mac
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "c_exports")
+        {
+            let entries = mac
+                .parse_body_with(|input: syn::parse::ParseStream<'_>| {
+                    let mut v = Vec::new();
+                    while !input.is_empty() {
+                        let name: syn::Ident = input.parse()?;
+                        input.parse::<syn::Token![=>]>()?;
+                        let c_name: syn::Ident = input.parse()?;
+                        input.parse::<syn::Token![;]>()?;
+                        v.push((name.to_string(), c_name.to_string()));
+                    }
+                    Ok(v)
+                })
+                .unwrap_or_else(|e| panic!("c_exports! does not parse: {e}"));
+            self.0.extend(entries);
+        }
+        syn::visit::visit_macro(self, mac);
+    }
+}
+
 fn rust_model(src: &Path) -> RustModel {
     let mut files = Vec::new();
     rust_files(src, &mut files);
@@ -566,6 +605,15 @@ fn rust_model(src: &Path) -> RustModel {
         let in_ffi = path.starts_with(&ffi_dir);
         if in_ffi {
             TransmuteFinder(&mut m.transmutes).visit_file(&file);
+            let mut exports = CExportsFinder::default();
+            exports.visit_file(&file);
+            let rel = path.strip_prefix(manifest_dir()).unwrap_or(&path);
+            m.c_exports.extend(
+                exports
+                    .0
+                    .into_iter()
+                    .map(|(name, c_name)| (name, c_name, rel.to_path_buf())),
+            );
         }
         collect_items(&file.items, &path, in_ffi, &mut m);
     }
@@ -804,13 +852,12 @@ fn canon(ty: &Type, side: Side, depth: usize) -> Result<String, String> {
                 if inner.qself.is_none()
                     && !r.aliases.contains_key(&name)
                     && r.struct_names.contains(&name)
+                    && let Some(f) = header_fn_typedef(h, &name)
                 {
-                    if let Some(f) = header_fn_typedef(h, &name) {
-                        if p.mutability.is_none() {
-                            return Err(format!("`*const {name}`: use `*mut {name}`"));
-                        }
-                        return canon(f, Side::Header(h), d);
+                    if p.mutability.is_none() {
+                        return Err(format!("`*const {name}`: use `*mut {name}`"));
                     }
+                    return canon(f, Side::Header(h), d);
                 }
             }
             Ok(format!("{q} {}", canon(&p.elem, side, d)?))
@@ -1220,10 +1267,10 @@ fn compare_types(h: &HeaderModel, r: &RustModel, rt: &[RustLayout]) -> Vec<Strin
             ));
         }
         for (f, co) in &cfields {
-            if let Some(ro) = rfields.get(f) {
-                if ro != co {
-                    problems.push(format!("struct {name}.{f}: offset {ro} in Rust, {co} in C"));
-                }
+            if let Some(ro) = rfields.get(f)
+                && ro != co
+            {
+                problems.push(format!("struct {name}.{f}: offset {ro} in Rust, {co} in C"));
             }
         }
         if layout.offsets.keys().any(|f| f.starts_with("_bitfield")) {
@@ -1327,12 +1374,116 @@ fn add_hand_declared(h: &mut HeaderModel) {
     }
 }
 
+/// The compat headers of QEMU's error API: they declare the functions of
+/// the `c_exports!` table (and Rust-defined ones).
+const C_EXPORT_HEADERS: &[&str] = &[
+    "include/compat/qemu/error-report.h",
+    "include/compat/qapi/error.h",
+];
+
+/// Parsed once per test thread (syn's types are not `Sync`): every `check`
+/// (one per mutant) needs it.
+fn compat_error_model() -> &'static HeaderModel {
+    thread_local! {
+        static MODEL: &'static HeaderModel = Box::leak(Box::new(parse_compat_error_headers()));
+    }
+    MODEL.with(|m| *m)
+}
+
+fn parse_compat_error_headers() -> HeaderModel {
+    let root = manifest_dir();
+    let mut args = glib_cflags();
+    args.push(format!("-I{}", root.join("include").display()));
+    args.push(format!("-I{}", root.join("include/compat").display()));
+    let mut h = HeaderModel::default();
+    for rel in C_EXPORT_HEADERS {
+        let m = header_model(&run_bindgen_with(&root.join(rel), &args));
+        assert!(!m.fns.is_empty(), "bindgen found no function in {rel}");
+        h.fns.extend(m.fns);
+        for (name, ty) in m.aliases {
+            h.aliases.entry(name).or_insert(ty);
+        }
+    }
+    h
+}
+
+/// Each trampoline `NAME => C_NAME` must export a function the compat
+/// headers declare as NAME with C_NAME's signature (`internal.h`, in `h`);
+/// and every function of the compat headers must be exported.
+fn check_c_exports(h: &HeaderModel, compat: &HeaderModel, r: &RustModel) -> Vec<String> {
+    let mut problems = Vec::new();
+    let (cs, hs) = (Side::Header(compat), Side::Header(h));
+    let mut exported: BTreeSet<&str> = r.fns.keys().map(String::as_str).collect();
+    for (name, c_name, file) in &r.c_exports {
+        let at = file.display();
+        if !exported.insert(name) {
+            problems.push(format!(
+                "{name} ({at}): exported twice (c_exports! and a Rust fn)"
+            ));
+        }
+        let Some(public) = compat.fns.get(name) else {
+            problems.push(format!(
+                "{name} ({at}): exported by c_exports! but declared in none of {C_EXPORT_HEADERS:?}"
+            ));
+            continue;
+        };
+        let Some(def) = h.fns.get(c_name) else {
+            problems.push(format!(
+                "{name} ({at}): its C definition {c_name} is not declared in src/c/internal.h"
+            ));
+            continue;
+        };
+        if public.variadic != def.variadic {
+            problems.push(format!(
+                "{name}: variadic in the compat header or in {c_name} only"
+            ));
+        }
+        if public.params.len() != def.params.len() {
+            problems.push(format!(
+                "{name}: {} parameters in the compat header, {} in {c_name}",
+                public.params.len(),
+                def.params.len()
+            ));
+            continue;
+        }
+        for (i, ((pn, pt), (dn, dt))) in public.params.iter().zip(&def.params).enumerate() {
+            let (pc, dc) = (canon(pt, cs, 0), canon(dt, hs, 0));
+            if !same(&pc, &dc, false) {
+                problems.push(format!(
+                    "{name}: parameter {} (`{pn}` / `{dn}`): compat header {} vs {c_name} {}",
+                    i + 1,
+                    show(&pc),
+                    show(&dc)
+                ));
+            }
+        }
+        let (pc, dc) = (canon_ret(&public.ret, cs), canon_ret(&def.ret, hs));
+        if !same(&pc, &dc, false) {
+            problems.push(format!(
+                "{name}: return type: compat header {} vs {c_name} {}",
+                show(&pc),
+                show(&dc)
+            ));
+        }
+    }
+    for name in compat.fns.keys() {
+        if !exported.contains(name.as_str()) {
+            problems.push(format!(
+                "{name} is declared in {C_EXPORT_HEADERS:?} but exported neither by src/ffi/ nor \
+                 by c_exports!"
+            ));
+        }
+    }
+    problems
+}
+
 fn check(header: &Path) -> (Vec<String>, Vec<String>, usize, usize) {
     let mut h = header_model(&run_bindgen(header));
     add_hand_declared(&mut h);
     let src = manifest_dir().join("src");
     let r = rust_model(&src);
-    let fns = compare_functions(&h, &r, &src);
+    let mut fns = compare_functions(&h, &r, &src);
+    fns.extend(check_c_exports(&h, compat_error_model(), &r));
     let types = compare_types(&h, &r, &rust_layouts());
     (fns, types, h.fns.len(), h.layouts.len())
 }
@@ -1391,6 +1542,46 @@ fn discovery_finds_every_export() {
     ] {
         assert!(r.fns.contains_key(must), "{must} not discovered");
     }
+    for must in ["error_report", "error_setg_internal", "error_get_class"] {
+        assert!(
+            r.c_exports.iter().any(|(name, _, _)| name == must),
+            "{must} not discovered in c_exports!"
+        );
+    }
+}
+
+/// A `c_exports!` entry whose C definition has another signature, and a
+/// compat-header function nobody exports, must be rejected.
+#[test]
+fn c_exports_checker_detects_mismatches() {
+    let mut h = header_model(&run_bindgen(&header_path()));
+    add_hand_declared(&mut h);
+    let mut r = rust_model(&manifest_dir().join("src"));
+    let compat = compat_error_model();
+    let entry = r
+        .c_exports
+        .iter_mut()
+        .find(|(name, _, _)| name == "error_report")
+        .expect("error_report is in c_exports!");
+    // error_printf returns int; error_report, void.
+    entry.1 = "aioctx_c_error_printf".into();
+    let problems = check_c_exports(&h, compat, &r);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("error_report: return type")),
+        "{problems:#?}"
+    );
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+
+    r.c_exports.retain(|(name, _, _)| name != "warn_report");
+    let problems = check_c_exports(&h, compat, &r);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("warn_report is declared in")),
+        "{problems:#?}"
+    );
 }
 
 /// Mutated copies of the header must be rejected.

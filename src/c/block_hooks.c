@@ -10,6 +10,15 @@
  *
  * bdrv_aio_cancel / bdrv_aio_cancel_async: QEMU's block/io.c defines them;
  * without it they forward to the library's implementation.
+ *
+ * Overriding works when the program links the static library: its strong
+ * definitions win over these. The shared libraries (cargo's cdylib and
+ * scripts/build-shared-lib.sh's) export none of the four; their own calls
+ * bind to these defaults. Exporting them would take a Rust definition (the
+ * cdylib exports only Rust items, see src/ffi/c_exports.rs), which is
+ * strong and would clash with the program's in a static link; and a
+ * program's definition would then override the library's only by ELF
+ * interposition.
  */
 #include "aioctx.h"
 

@@ -4,6 +4,12 @@
  * error_printf, ...) and qapi/error.h (error_setg, error_prepend,
  * error_append_hint, ...).
  *
+ * Each is defined here as aioctx_c_NAME (declared in internal.h) and
+ * exported as NAME by a Rust trampoline (src/ffi/c_exports.rs) that jumps
+ * here with every argument register intact: rustc exports only Rust items
+ * from the cdylib, so a C definition of NAME would be missing from
+ * target/release/libaioctx.so.
+ *
  * Each is a shim: it formats its va_list into a string and hands it to Rust
  * (src/ffi/report.rs, src/ffi/error_c.rs, declared in internal.h), where
  * the report format, the Error object (with its hint) and the errp rules
@@ -19,18 +25,18 @@ enum { REPORT_ERROR, REPORT_WARNING, REPORT_INFO };
 
 /* ---------------------------------------------------------------- reports */
 
-int error_vprintf(const char *fmt, va_list ap)
+int aioctx_c_error_vprintf(const char *fmt, va_list ap)
 {
     return vfprintf(stderr, fmt, ap);
 }
 
-int error_printf(const char *fmt, ...)
+int aioctx_c_error_printf(const char *fmt, ...)
 {
     va_list ap;
     int ret;
 
     va_start(ap, fmt);
-    ret = error_vprintf(fmt, ap);
+    ret = aioctx_c_error_vprintf(fmt, ap);
     va_end(ap);
     return ret;
 }
@@ -44,45 +50,45 @@ static void vreport(int kind, const char *fmt, va_list ap)
     errno = saved_errno;
 }
 
-void error_vreport(const char *fmt, va_list ap)
+void aioctx_c_error_vreport(const char *fmt, va_list ap)
 {
     vreport(REPORT_ERROR, fmt, ap);
 }
 
-void warn_vreport(const char *fmt, va_list ap)
+void aioctx_c_warn_vreport(const char *fmt, va_list ap)
 {
     vreport(REPORT_WARNING, fmt, ap);
 }
 
-void info_vreport(const char *fmt, va_list ap)
+void aioctx_c_info_vreport(const char *fmt, va_list ap)
 {
     vreport(REPORT_INFO, fmt, ap);
 }
 
-void error_report(const char *fmt, ...)
+void aioctx_c_error_report(const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
-    error_vreport(fmt, ap);
+    aioctx_c_error_vreport(fmt, ap);
     va_end(ap);
 }
 
-void warn_report(const char *fmt, ...)
+void aioctx_c_warn_report(const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
-    warn_vreport(fmt, ap);
+    aioctx_c_warn_vreport(fmt, ap);
     va_end(ap);
 }
 
-void info_report(const char *fmt, ...)
+void aioctx_c_info_report(const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
-    info_vreport(fmt, ap);
+    aioctx_c_info_vreport(fmt, ap);
     va_end(ap);
 }
 
@@ -96,7 +102,7 @@ static bool vreport_once(bool *printed, int kind, const char *fmt, va_list ap)
     return ret;
 }
 
-bool error_report_once_cond(bool *printed, const char *fmt, ...)
+bool aioctx_c_error_report_once_cond(bool *printed, const char *fmt, ...)
 {
     va_list ap;
     bool ret;
@@ -107,7 +113,7 @@ bool error_report_once_cond(bool *printed, const char *fmt, ...)
     return ret;
 }
 
-bool warn_report_once_cond(bool *printed, const char *fmt, ...)
+bool aioctx_c_warn_report_once_cond(bool *printed, const char *fmt, ...)
 {
     va_list ap;
     bool ret;
@@ -120,7 +126,7 @@ bool warn_report_once_cond(bool *printed, const char *fmt, ...)
 
 /* ------------------------------------------------------------ qapi/error.h */
 
-void error_vprepend(Error *const *errp, const char *fmt, va_list ap)
+void aioctx_c_error_vprepend(Error *const *errp, const char *fmt, va_list ap)
 {
     int saved_errno = errno;
     g_autofree char *prefix = g_strdup_vprintf(fmt, ap);
@@ -129,36 +135,36 @@ void error_vprepend(Error *const *errp, const char *fmt, va_list ap)
     errno = saved_errno;
 }
 
-void error_prepend(Error *const *errp, const char *fmt, ...)
+void aioctx_c_error_prepend(Error *const *errp, const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
-    error_vprepend(errp, fmt, ap);
+    aioctx_c_error_vprepend(errp, fmt, ap);
     va_end(ap);
 }
 
-void error_reportf_err(Error *err, const char *fmt, ...)
+void aioctx_c_error_reportf_err(Error *err, const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
-    error_vprepend(&err, fmt, ap);
+    aioctx_c_error_vprepend(&err, fmt, ap);
     va_end(ap);
     error_report_err(err);
 }
 
-void warn_reportf_err(Error *err, const char *fmt, ...)
+void aioctx_c_warn_reportf_err(Error *err, const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
-    error_vprepend(&err, fmt, ap);
+    aioctx_c_error_vprepend(&err, fmt, ap);
     va_end(ap);
     warn_report_err(err);
 }
 
-void error_append_hint(Error *const *errp, const char *fmt, ...)
+void aioctx_c_error_append_hint(Error *const *errp, const char *fmt, ...)
 {
     va_list ap;
     int saved_errno = errno;
@@ -170,8 +176,8 @@ void error_append_hint(Error *const *errp, const char *fmt, ...)
     errno = saved_errno;
 }
 
-void error_propagate_prepend(Error **dst_errp, Error *local_err,
-                             const char *fmt, ...)
+void aioctx_c_error_propagate_prepend(Error **dst_errp, Error *local_err,
+                                      const char *fmt, ...)
 {
     va_list ap;
     int saved_errno = errno;
@@ -201,8 +207,8 @@ static void error_setv(Error **errp, const char *src, int line,
     errno = saved_errno;
 }
 
-void error_setg_internal(Error **errp, const char *src, int line,
-                         const char *func, const char *fmt, ...)
+void aioctx_c_error_setg_internal(Error **errp, const char *src, int line,
+                                  const char *func, const char *fmt, ...)
 {
     va_list ap;
 
@@ -212,9 +218,9 @@ void error_setg_internal(Error **errp, const char *src, int line,
     va_end(ap);
 }
 
-void error_set_internal(Error **errp, const char *src, int line,
-                        const char *func, ErrorClass err_class,
-                        const char *fmt, ...)
+void aioctx_c_error_set_internal(Error **errp, const char *src, int line,
+                                 const char *func, ErrorClass err_class,
+                                 const char *fmt, ...)
 {
     va_list ap;
 
@@ -223,9 +229,9 @@ void error_set_internal(Error **errp, const char *src, int line,
     va_end(ap);
 }
 
-void error_setg_errno_internal(Error **errp, const char *src, int line,
-                               const char *func, int os_errno,
-                               const char *fmt, ...)
+void aioctx_c_error_setg_errno_internal(Error **errp, const char *src, int line,
+                                        const char *func, int os_errno,
+                                        const char *fmt, ...)
 {
     va_list ap;
     int saved_errno = errno;
@@ -238,16 +244,16 @@ void error_setg_errno_internal(Error **errp, const char *src, int line,
 }
 
 /* Not variadic, but a shim all the same: it only supplies the format. */
-void error_setg_file_open_internal(Error **errp, const char *src, int line,
-                                   const char *func, int os_errno,
-                                   const char *filename)
+void aioctx_c_error_setg_file_open_internal(Error **errp, const char *src,
+                                            int line, const char *func,
+                                            int os_errno, const char *filename)
 {
-    error_setg_errno_internal(errp, src, line, func, os_errno,
-                              "Could not open '%s'", filename);
+    aioctx_c_error_setg_errno_internal(errp, src, line, func, os_errno,
+                                       "Could not open '%s'", filename);
 }
 
 /* Not variadic: gives Rust's int class QEMU's enum return type. */
-ErrorClass error_get_class(const Error *err)
+ErrorClass aioctx_c_error_get_class(const Error *err)
 {
     return (ErrorClass)aioctx_error_class(err);
 }

@@ -287,10 +287,10 @@ fn is_transient(e: &io::Error) -> bool {
 /// Removes report `i`, keeping the moved report's index right.
 fn drop_report(reports: &mut Vec<Ready>, watched: &mut HashMap<RawFd, Watch>, i: usize) {
     reports.swap_remove(i);
-    if let Some(moved) = reports.get(i) {
-        if let Some(w) = watched.get_mut(&moved.fd) {
-            w.report = Some(i);
-        }
+    if let Some(moved) = reports.get(i)
+        && let Some(w) = watched.get_mut(&moved.fd)
+    {
+        w.report = Some(i);
     }
 }
 
@@ -405,11 +405,13 @@ impl FdMonitor for IoUringMonitor {
         // poll armed on an fd that is still ready completes during the
         // submission below.
         for (fd, generation) in self.rearm.drain(..) {
-            if let Some(w) = self.watched.get_mut(&fd) {
-                if w.generation == generation && !w.armed && !w.broken {
-                    self.backlog.push(poll_add(fd, w.interest, generation));
-                    w.armed = true;
-                }
+            if let Some(w) = self.watched.get_mut(&fd)
+                && w.generation == generation
+                && !w.armed
+                && !w.broken
+            {
+                self.backlog.push(poll_add(fd, w.interest, generation));
+                w.armed = true;
             }
         }
         self.reap();

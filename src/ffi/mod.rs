@@ -17,6 +17,7 @@ pub(crate) mod boundary;
 pub mod types;
 
 pub mod bh;
+pub mod c_exports;
 pub mod clock;
 pub mod co_timeout;
 pub mod context;
