@@ -124,7 +124,7 @@ RUN_C_TESTS = scripts/run-c-tests.sh \
 .PHONY: all lib examples demo run-examples deps deps-recheck deps-bench deps-callgrind deps-consumers deps-doc \
 	test cargo-test test-consumers doc check-doc-comments \
 	c-tests sanitize sanitize-asan sanitize-tsan tsan-lib miri loom header \
-	check-header check-link-flags check-qemu-symbols check-cdylib-exports print-link-flags bench bench-callgrind bench-stats bench-ab stress fault-walk fuzz deps-fuzz install-test \
+	check-header check-link-flags check-qemu-symbols check-cdylib-exports print-link-flags bench bench-callgrind bench-stats bench-ab bench-ops stress fault-walk fuzz deps-fuzz install-test \
 	install clean help FORCE
 
 # ---------------------------------------------------------------------------
@@ -281,27 +281,49 @@ BENCH_AB = scripts/bench-ab.sh --libs "$(NATIVE_LIBS) -lpthread -rdynamic" --rou
 NOSTATS_LIB := target/nostats/release/libaioctx.a
 STATS_BENCHES ?= loop_count bh_reschedule fd_1000 aio_wait_oneshot
 STATS_RESULTS ?= bench/STATS-OVERHEAD.md
+# The loop's operations whose instructions the counters could add to.
+STATS_OPS ?= aio_poll_empty aio_poll_bh bh_resched bh_resched_blocking oneshot aio_notify
 
 $(NOSTATS_LIB): FORCE | deps
 	RUSTFLAGS="--cfg aioctx_no_stats" $(CARGO) build --release --lib --target-dir target/nostats
 
 # What the loop metrics (aioctx_context_get_stats) cost: the library without
 # them (A) against the real one (B); part of `make bench`.
-bench-stats: $(RELEASE_LIB) $(NOSTATS_LIB) | deps-bench
+bench-stats: $(RELEASE_LIB) $(NOSTATS_LIB) | deps-callgrind
 	$(BENCH_AB) --a-lib $(NOSTATS_LIB) --a-include include --a-name "no stats (--cfg aioctx_no_stats)" \
 		--b-lib $(RELEASE_LIB) --b-include include --b-name "with stats (release)" \
 		--build-dir $(BUILD)/bench-stats --out $(STATS_RESULTS) $(call c_srcs,$(STATS_BENCHES),bench)
+	{ echo; scripts/bench-ops.sh --libs "$(NATIVE_LIBS) -lpthread -rdynamic" \
+		--a-lib $(NOSTATS_LIB) --a-include include --a-name "no stats" \
+		--b-lib $(RELEASE_LIB) --b-include include --b-name "with stats" \
+		--build-dir $(BUILD)/bench-stats-ops $(STATS_OPS); } | tee -a $(STATS_RESULTS)
 
-# This tree against the git revision REV (make bench-ab REV=645e626), whose
-# library is built in a worktree under $(BUILD)/ab/.
+# The release library of git revision REV, built in a worktree under
+# $(BUILD)/ab/ (shell code: leaves its directory in $$dir and its short
+# hash in $$rev).
+define build_rev_lib
+test -n "$(REV)" || { echo "make $@: set REV=<git revision>" >&2; exit 2; }; \
+rev=$$(git rev-parse --short "$(REV)") && dir=$(BUILD)/ab/$$rev && \
+{ test -d $$dir || git worktree add --detach $$dir $$rev; } && \
+(cd $$dir && $(CARGO) build --release --lib)
+endef
+
+# This tree against the git revision REV (make bench-ab REV=645e626),
+# wall clock, the programs run alternately.
 bench-ab: $(RELEASE_LIB) | deps-bench
-	@test -n "$(REV)" || { echo "make bench-ab: set REV=<git revision>" >&2; exit 2; }
-	rev=$$(git rev-parse --short "$(REV)") && dir=$(BUILD)/ab/$$rev && \
-	{ test -d $$dir || git worktree add --detach $$dir $$rev; } && \
-	(cd $$dir && $(CARGO) build --release --lib) && \
+	$(build_rev_lib) && \
 	$(BENCH_AB) --a-lib $$dir/$(RELEASE_LIB) --a-include $$dir/include --a-name "$$rev" \
 		--b-lib $(RELEASE_LIB) --b-include include --b-name "this tree" \
 		--build-dir $(BUILD)/bench-ab $(call c_srcs,$(AB_BENCHES),bench)
+
+# This tree against REV in instructions per API call (bench/ops/ops.c under
+# callgrind; deterministic). OPS: the operations (default: all).
+bench-ops: $(RELEASE_LIB) | deps-callgrind
+	$(build_rev_lib) && \
+	scripts/bench-ops.sh --libs "$(NATIVE_LIBS) -lpthread -rdynamic" \
+		--a-lib $$dir/$(RELEASE_LIB) --a-include $$dir/include --a-name "$$rev" \
+		--b-lib $(RELEASE_LIB) --b-include include --b-name "this tree" \
+		--build-dir $(BUILD)/bench-ops $(OPS)
 
 bench-callgrind: $(RELEASE_LIB) | deps-callgrind
 	scripts/run-bench.sh --callgrind --lib $(RELEASE_LIB) \
@@ -428,6 +450,7 @@ help:
 	@echo 'make bench-callgrind  bench programs under callgrind (instruction counts)'
 	@echo 'make bench-stats    what the loop metrics cost (A/B against a build without them)'
 	@echo 'make bench-ab REV=R this tree against git revision R, A/B (AB_BENCHES, AB_ROUNDS)'
+	@echo 'make bench-ops REV=R instructions per API call, this tree against R (callgrind; OPS)'
 	@echo 'make deps           install missing Debian packages ($(DEB_PACKAGES))'
 	@echo 'make deps-recheck   forget which package lists were checked (build/deps/ stamps)'
 	@echo 'make install        PREFIX=$(PREFIX): libaioctx.a/.so, headers, compat tree, .pc files, CMake package'

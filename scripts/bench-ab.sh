@@ -62,18 +62,8 @@ fi
 CC=${CC:-cc}
 mkdir -p "$build_dir"
 
-peer_cflags=
-peer_libs=
-for pc in libuv glib-2.0; do
-    if pkg-config --exists "$pc" 2>/dev/null; then
-        peer_cflags+=" $(pkg-config --cflags "$pc")"
-        peer_libs+=" $(pkg-config --libs "$pc")"
-        case $pc in
-            libuv) peer_cflags+=" -DAIOCTX_HAVE_LIBUV=1" ;;
-            glib-2.0) peer_cflags+=" -DAIOCTX_HAVE_GLIB=1" ;;
-        esac
-    fi
-done
+# shellcheck source=scripts/bench-peers.sh
+. "$(dirname "$0")/bench-peers.sh"
 
 # build SIDE LIB INCLUDE SRC: compiles SRC (or the side's own copy) to
 # $build_dir/PROG.SIDE; prints a note when it fell back.

@@ -54,20 +54,9 @@ if [ "${#benches[@]}" -eq 0 ]; then
 fi
 mkdir -p "$build_dir"
 
-cflags="-std=gnu11 -Wall -Wextra -Werror -g -O2 -Iinclude/compat -Iinclude"
-peer_libs=
-for pc in libuv glib-2.0; do
-    if pkg-config --exists "$pc" 2>/dev/null; then
-        cflags+=" $(pkg-config --cflags "$pc")"
-        peer_libs+=" $(pkg-config --libs "$pc")"
-        case $pc in
-            libuv) cflags+=" -DAIOCTX_HAVE_LIBUV=1" ;;
-            glib-2.0) cflags+=" -DAIOCTX_HAVE_GLIB=1" ;;
-        esac
-    else
-        echo "run-bench: $pc not found by pkg-config; building without it" >&2
-    fi
-done
+# shellcheck source=scripts/bench-peers.sh
+. "$(dirname "$0")/bench-peers.sh"
+cflags="-std=gnu11 -Wall -Wextra -Werror -g -O2 -Iinclude/compat -Iinclude$peer_cflags"
 
 status=0
 built=()
