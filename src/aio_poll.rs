@@ -38,7 +38,7 @@ impl Context {
         let watches_fds = self.sync_handlers(&guard);
         if !blocking && !watches_fds {
             // The common non-blocking case: nothing to wait for, no syscall.
-            self.notify.accept();
+            self.notify_state().accept();
             let progress = self.bh_poll(&guard);
             return Ok(progress | self.run_timers(&guard));
         }
@@ -54,13 +54,13 @@ impl Context {
         let mut hits = std::mem::take(&mut *hits_cell.borrow_mut());
 
         if blocking {
-            let start = self.poll_params.enabled().then(now_ns);
+            let start = self.poll_params().enabled().then(now_ns);
             let timeout = self.compute_timeout(guard);
             let polled = timeout != 0 && self.busy_poll(guard, timeout, start, &mut hits);
             if !polled {
                 let kicks_before = self.kick_count();
-                self.notify.arm();
-                let timeout = if self.notify.is_notified() {
+                self.notify_state().arm();
+                let timeout = if self.notify_state().is_notified() {
                     0
                 } else {
                     self.compute_timeout(guard)
@@ -68,15 +68,15 @@ impl Context {
                 if watches_fds {
                     let t0 = (timeout != 0).then(now_ns);
                     self.wait_fds(guard, timeout, &mut ready);
-                    self.notify.disarm();
+                    self.notify_state().disarm();
                     self.count_blocked(guard, t0);
                 } else if timeout != 0 {
                     let t0 = Some(now_ns());
                     self.wait_for_wakeup(timeout);
-                    self.notify.disarm();
+                    self.notify_state().disarm();
                     self.count_blocked(guard, t0);
                 } else {
-                    self.notify.disarm();
+                    self.notify_state().disarm();
                     // Work was already there, but a notifier that saw us
                     // armed may have written the eventfd: consume it now
                     // rather than return early from the next blocking poll.
@@ -87,12 +87,12 @@ impl Context {
                 }
             }
             if let Some(start) = start {
-                self.poll_params.adapt(now_ns() - start, polled);
+                self.poll_params().adapt(now_ns() - start, polled);
             }
         } else if watches_fds {
             self.wait_fds(guard, 0, &mut ready);
         }
-        self.notify.accept();
+        self.notify_state().accept();
         let progress = self.dispatch_phase(guard, &mut ready, &mut hits);
         *ready_cell.borrow_mut() = ready;
         *hits_cell.borrow_mut() = hits;
@@ -112,7 +112,7 @@ impl Context {
     /// Runs the expired timers of the context's lists, counting them.
     #[inline(always)]
     fn run_timers(&self, guard: &LoopGuard<'_>) -> bool {
-        let n = self.timers.run_expired_count();
+        let n = self.timers().run_expired_count();
         if n == 0 {
             return false;
         }
@@ -167,7 +167,7 @@ impl Context {
     /// `aio_prepare`: runs each `io_poll` once (when every handler has one);
     /// returns whether one found work, which the next dispatch handles.
     pub(crate) fn gsource_prepare(&self, guard: &LoopGuard<'_>) -> bool {
-        if self.handlers.poll_disabled() {
+        if self.handlers().poll_disabled() {
             return false;
         }
         let pollers: Vec<Arc<Handler>> = self.local_handlers(guard).pollers().to_vec();
@@ -206,8 +206,8 @@ impl Context {
         if woken {
             self.clear_wakeup();
         }
-        self.notify.accept();
-        self.pending(guard) || self.bh_any_scheduled(guard) || self.timers.deadline_ns() == 0
+        self.notify_state().accept();
+        self.pending(guard) || self.bh_any_scheduled(guard) || self.timers().deadline_ns() == 0
     }
 
     /// `aio_dispatch` (and GSource dispatch): runs whatever is ready now.
@@ -235,7 +235,7 @@ impl Context {
         if bh == 0 {
             return 0;
         }
-        soonest_timeout(bh, self.timers.deadline_ns())
+        soonest_timeout(bh, self.timers().deadline_ns())
     }
 }
 

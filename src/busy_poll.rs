@@ -230,8 +230,8 @@ impl Context {
         hits: &mut Vec<Arc<Handler>>,
     ) -> bool {
         let Some(start) = start else { return false };
-        let window = self.poll_params.spin_ns();
-        if window == 0 || self.handlers.poll_disabled() {
+        let window = self.poll_params().spin_ns();
+        if window == 0 || self.handlers().poll_disabled() {
             return false;
         }
         let max_ns = if timeout_ns < 0 {
@@ -248,7 +248,7 @@ impl Context {
         }
         let poll_once = |hits: &mut Vec<Arc<Handler>>| {
             poll_handlers_once(&pollers, hits);
-            !hits.is_empty() || !self.bh_queue.is_empty() || self.notify.is_notified()
+            !hits.is_empty() || !self.bh_queue().is_empty() || self.notify_state().is_notified()
         };
         let mut found = poll_once(hits);
         let mut last_yield = start;

@@ -85,11 +85,11 @@ impl Context {
     unsafe fn dump_text(&self) -> String {
         // SAFETY: per the caller (the same rule).
         let bhs = unsafe { self.bh_snapshot() };
-        let fds = self.handlers.snapshot();
-        let timers = self.timers.armed();
+        let fds = self.handlers().snapshot();
+        let timers = self.timers().armed();
         // SAFETY: per the caller (the same rule).
         let coroutines =
-            unsafe { crate::coroutine::describe_scheduled(&self.scheduled_coroutines) };
+            unsafe { crate::coroutine::describe_scheduled(self.scheduled_coroutines()) };
 
         let mut out = String::new();
         // Writing to a String cannot fail.

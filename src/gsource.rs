@@ -79,7 +79,7 @@ unsafe extern "C" fn aio_source_prepare(source: *mut GSource, timeout: *mut c_in
     // SAFETY: GLib calls this only for contexts' sources.
     let ctx = unsafe { source_context(source) };
     let guard = enter_or_die(ctx);
-    ctx.notify.arm_gsource();
+    ctx.notify_state().arm_gsource();
     ctx.sync_gsource(&guard, source);
     let ns = if ctx.gsource_prepare(&guard) {
         0
@@ -97,7 +97,7 @@ unsafe extern "C" fn aio_source_check(source: *mut GSource) -> gboolean {
     // SAFETY: as in prepare.
     let ctx = unsafe { source_context(source) };
     let guard = enter_or_die(ctx);
-    ctx.notify.disarm_gsource();
+    ctx.notify_state().disarm_gsource();
     gboolean::from(ctx.gsource_check(&guard))
 }
 
@@ -111,7 +111,7 @@ unsafe extern "C" fn aio_source_dispatch(
     let ctx = unsafe { source_context(source) };
     let guard = enter_or_die(ctx);
     // prepare may have found work and GLib then skips check.
-    ctx.notify.disarm_gsource();
+    ctx.notify_state().disarm_gsource();
     ctx.dispatch(&guard);
     glib_sys::GTRUE
 }

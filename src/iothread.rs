@@ -124,7 +124,7 @@ impl IoThread {
         // SAFETY: just created, we own its reference.
         let ctx_ref = unsafe { &*ctx };
         ctx_ref
-            .poll_params
+            .poll_params()
             .set(
                 IOTHREAD_POLL_MAX_NS,
                 IOTHREAD_POLL_GROW,

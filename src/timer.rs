@@ -90,7 +90,7 @@ impl Timer {
         cb: TimerFn,
         opaque: *mut c_void,
     ) -> MisuseResult<()> {
-        self.init_on(ctx.timers.list(clock), scale, attributes, cb, opaque)
+        self.init_on(ctx.timers().list(clock), scale, attributes, cb, opaque)
     }
 
     /// `timer_init_full`: binds the timer to `list` (a context's, the main
@@ -339,23 +339,23 @@ mod tests {
     fn due_timers_run_in_deadline_order_and_deadline_follows() {
         let ctx = Ctx::new();
         let c = ctx.get();
-        assert_eq!(c.timers.deadline_ns(), -1);
+        assert_eq!(c.timers().deadline_ns(), -1);
         let now = ClockType::Realtime.now_ns();
         let ts: Vec<_> = (0..4).map(|i| timer_on(c, i)).collect();
         ts[0].arm(now - 10, false, false).unwrap();
         ts[1].arm(now - 30, false, false).unwrap();
         ts[2].arm(now - 20, false, false).unwrap();
         ts[3].arm(now + 60_000_000_000, false, false).unwrap();
-        assert_eq!(c.timers.deadline_ns(), 0);
+        assert_eq!(c.timers().deadline_ns(), 0);
         FIRED.with(|f| f.borrow_mut().clear());
-        assert!(c.timers.run_expired(c));
+        assert!(c.timers().run_expired(c));
         assert_eq!(FIRED.with(|f| f.borrow().clone()), vec![1, 2, 0]);
-        let d = c.timers.deadline_ns();
+        let d = c.timers().deadline_ns();
         assert!(d > 59_000_000_000 && d <= 60_000_000_000, "{d}");
-        assert!(!c.timers.run_expired(c));
+        assert!(!c.timers().run_expired(c));
         ts[3].del().unwrap();
         assert!(!ts[3].pending());
-        assert_eq!(c.timers.deadline_ns(), -1);
+        assert_eq!(c.timers().deadline_ns(), -1);
     }
 
     #[test]

@@ -142,8 +142,8 @@ impl Context {
     pub(crate) fn enqueue(&self, bh: &Bh, api: LazyApiCall) {
         // SAFETY: the caller flipped PENDING 0 -> 1, so the BH is in no queue,
         // and it stays alive until the loop dequeues it (only the loop frees).
-        unsafe { self.bh_queue.push(ptr::from_ref(bh).cast_mut()) };
-        if self.notify.must_kick_after_push() {
+        unsafe { self.bh_queue().push(ptr::from_ref(bh).cast_mut()) };
+        if self.notify_state().must_kick_after_push() {
             self.kick_from(api);
         }
     }
@@ -151,7 +151,7 @@ impl Context {
     /// Links a BH without waking the poller (used for deletions).
     pub(crate) fn enqueue_quietly(&self, bh: &Bh) {
         // SAFETY: as in `enqueue`.
-        unsafe { self.bh_queue.push(ptr::from_ref(bh).cast_mut()) };
+        unsafe { self.bh_queue().push(ptr::from_ref(bh).cast_mut()) };
     }
 
     /// `aio_bh_new_full`: a registered, unscheduled BH.
@@ -206,7 +206,7 @@ impl Context {
     /// order, after what outer (nesting) calls have not run yet. Returns
     /// whether a non-idle BH ran. The caller holds a [`LoopGuard`].
     pub(crate) fn bh_poll(&self, guard: &LoopGuard<'_>) -> bool {
-        let (batch, batch_tail) = self.bh_queue.take_all_fifo_with_tail();
+        let (batch, batch_tail) = self.bh_queue().take_all_fifo_with_tail();
         if !batch.is_null() {
             let tail = self.bh_dispatch().run_tail.get();
             if tail.is_null() {
@@ -269,7 +269,7 @@ impl Context {
         if scan(self.bh_dispatch().run_head.get()) {
             return 0;
         }
-        if scan(self.bh_queue.peek()) {
+        if scan(self.bh_queue().peek()) {
             return 0;
         }
         timeout
@@ -309,7 +309,7 @@ impl Context {
         oneshots(self.bh_dispatch().run_head.get(), &mut out);
         // The queue is newest first: reverse its part for dispatch order.
         let queued_from = out.len();
-        oneshots(self.bh_queue.peek(), &mut out);
+        oneshots(self.bh_queue().peek(), &mut out);
         out[queued_from..].reverse();
         out
     }

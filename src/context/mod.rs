@@ -115,8 +115,8 @@ pub(crate) struct Context {
     /// The fork generation it was created in (`fork.rs`).
     fork_gen: u32,
     refcount: AtomicUsize,
-    pub(crate) notify: NotifyState,
-    pub(crate) bh_queue: MpscQueue<Bh>,
+    notify: NotifyState,
+    bh_queue: MpscQueue<Bh>,
     /// The BH registry and run list (`bh/dispatch.rs`).
     bhs: BhDispatch,
     wakeup: EventNotifier,
@@ -125,19 +125,65 @@ pub(crate) struct Context {
     /// For an unbound context: token of the thread polling it, or null.
     poller: AtomicPtr<u8>,
     local: LoopLocal,
-    pub(crate) timers: TimerLists,
+    timers: TimerLists,
     /// Coroutines waiting for `aio_co_schedule`'s BH (`src/coroutine/`).
-    pub(crate) scheduled_coroutines: crate::coroutine::ScheduledCoroutines,
-    pub(crate) handlers: Handlers,
-    pub(crate) poll_params: PollParams,
+    scheduled_coroutines: crate::coroutine::ScheduledCoroutines,
+    handlers: Handlers,
+    poll_params: PollParams,
     /// Eventfd writes so far: lets a poller that skipped its wait notice a
     /// wakeup written meanwhile and consume it (no spurious wakeup later).
     kicks: AtomicU32,
     /// The context's thread pool (created on first use) and its limits.
-    pub(crate) thread_pool: crate::thread_pool::ContextPool,
+    thread_pool: crate::thread_pool::ContextPool,
     /// `aio_notify` outcomes (`stats.rs`): written by any thread, so on a
     /// cache line of their own.
     notify_counters: NotifyCounters,
+}
+
+/// Accessors of the parts other modules work on; the fields stay private so
+/// that what `Context` exposes is this list and its methods.
+impl Context {
+    /// The `aio_notify` handshake words (`notify.rs`).
+    #[inline(always)]
+    pub(crate) fn notify_state(&self) -> &NotifyState {
+        &self.notify
+    }
+
+    /// The queue scheduled BHs are pushed onto (`bh/`).
+    #[inline(always)]
+    pub(crate) fn bh_queue(&self) -> &MpscQueue<Bh> {
+        &self.bh_queue
+    }
+
+    /// The context's four timer lists (`timer/list.rs`).
+    #[inline(always)]
+    pub(crate) fn timers(&self) -> &TimerLists {
+        &self.timers
+    }
+
+    /// Coroutines waiting for `aio_co_schedule`'s BH (`coroutine/`).
+    #[inline(always)]
+    pub(crate) fn scheduled_coroutines(&self) -> &crate::coroutine::ScheduledCoroutines {
+        &self.scheduled_coroutines
+    }
+
+    /// The fd handlers (`handlers.rs`).
+    #[inline(always)]
+    pub(crate) fn handlers(&self) -> &Handlers {
+        &self.handlers
+    }
+
+    /// The adaptive busy-poll parameters (`busy_poll.rs`).
+    #[inline(always)]
+    pub(crate) fn poll_params(&self) -> &PollParams {
+        &self.poll_params
+    }
+
+    /// The context's thread pool and its limits (`thread_pool/`).
+    #[inline(always)]
+    pub(crate) fn thread_pool(&self) -> &crate::thread_pool::ContextPool {
+        &self.thread_pool
+    }
 }
 
 /// Ready fd handlers (with their `revents`) and busy-poll hits.

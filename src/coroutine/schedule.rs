@@ -61,7 +61,7 @@ pub(crate) unsafe fn describe_scheduled(queue: &ScheduledCoroutines) -> Vec<Stri
 unsafe extern "C" fn run_scheduled(opaque: *mut c_void) {
     // SAFETY: `opaque` is the context the BH runs on (alive while it runs).
     let ctx = unsafe { &*opaque.cast::<Context>() };
-    let mut co = ctx.scheduled_coroutines.take_all_fifo();
+    let mut co = ctx.scheduled_coroutines().take_all_fifo();
     while !co.is_null() {
         // SAFETY: scheduled coroutines are alive until entered.
         let c = unsafe { &*co };
@@ -90,7 +90,7 @@ fn push_scheduled(ctx: &Context, co: &CoBox) {
     ctx.ref_();
     // SAFETY: `co` is live and, marked scheduled, in no queue until the BH
     // below takes it; a scheduled coroutine stays alive until entered.
-    if unsafe { ctx.scheduled_coroutines.push(co.as_ptr()) } {
+    if unsafe { ctx.scheduled_coroutines().push(co.as_ptr()) } {
         ctx.schedule_oneshot(
             run_scheduled,
             ctx.as_ptr().cast_mut().cast(),

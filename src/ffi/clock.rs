@@ -293,7 +293,7 @@ pub extern "C" fn qemu_timeout_ns_to_ms(ns: i64) -> c_int {
 
 /// The main loop's list of `clock`, if the main loop exists.
 fn main_list<'a>(clock: ClockType) -> Option<&'a TimerList> {
-    main_context_if_any().map(|main| main.timers.list(clock))
+    main_context_if_any().map(|main| main.timers().list(clock))
 }
 
 /// Whether a main-loop timer of `type` is armed. Any thread.

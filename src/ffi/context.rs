@@ -73,7 +73,7 @@ pub extern "C" fn aio_notify(ctx: *mut AioContext) {
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_notify_accept(ctx: *mut AioContext) {
     ffi_call(c"aio_notify_accept", || {
-        context(ctx)?.notify.accept();
+        context(ctx)?.notify_state().accept();
         Ok(())
     })
 }

@@ -100,7 +100,7 @@ pub extern "C" fn aio_set_event_notifier_poll(
     ffi_call(c"aio_set_event_notifier_poll", || {
         let ctx = context(ctx)?;
         let fd = notifier_fd(notifier)?;
-        let Some(mut cb) = ctx.handlers.get(fd) else {
+        let Some(mut cb) = ctx.handlers().get(fd) else {
             return Ok(());
         };
         cb.io_poll_begin = c_fn(io_poll_begin);
@@ -124,7 +124,7 @@ pub extern "C" fn aio_context_set_poll_params(
 ) {
     ffi_call(c"aio_context_set_poll_params", || {
         let ctx = context(ctx)?;
-        match ctx.poll_params.set(max_ns, grow, shrink) {
+        match ctx.poll_params().set(max_ns, grow, shrink) {
             Ok(()) => ctx.notify(),
             // SAFETY: errp is an `Error **` per QEMU's contract.
             Err(msg) => unsafe { propagate("aio_context_set_poll_params", errp, &msg) },
@@ -138,7 +138,7 @@ pub extern "C" fn aio_context_set_poll_params(
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_poll_disabled(ctx: *mut AioContext) -> bool {
     ffi_call(c"aio_poll_disabled", || {
-        Ok(context(ctx)?.handlers.poll_disabled())
+        Ok(context(ctx)?.handlers().poll_disabled())
     })
 }
 
@@ -147,7 +147,7 @@ pub extern "C" fn aio_poll_disabled(ctx: *mut AioContext) -> bool {
 #[unsafe(no_mangle)]
 pub extern "C" fn aioctx_context_get_poll_ns(ctx: *mut AioContext) -> i64 {
     ffi_call(c"aioctx_context_get_poll_ns", || {
-        Ok(context(ctx)?.poll_params.window_ns())
+        Ok(context(ctx)?.poll_params().window_ns())
     })
 }
 

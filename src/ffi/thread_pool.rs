@@ -136,7 +136,7 @@ pub extern "C" fn thread_pool_new_aio(ctx: *mut AioContext) -> *mut ThreadPoolAi
         } else {
             context(ctx)?
         };
-        let (min, max) = ctx.thread_pool.params();
+        let (min, max) = ctx.thread_pool().params();
         Ok(AioPool::new(ctx, min, max)?.cast())
     })
 }
@@ -152,7 +152,7 @@ pub extern "C" fn thread_pool_free_aio(pool: *mut ThreadPoolAio) {
             return Ok(());
         }
         let p = aio_pool(pool)?;
-        if p.context().thread_pool.owns(p) {
+        if p.context().thread_pool().owns(p) {
             return Err(Misuse::new(
                 "this is a context's own pool (aio_get_thread_pool); it is freed with the context",
             ));
@@ -169,7 +169,7 @@ pub extern "C" fn thread_pool_free_aio(pool: *mut ThreadPoolAio) {
 #[unsafe(no_mangle)]
 pub extern "C" fn thread_pool_update_params(pool: *mut ThreadPoolAio, ctx: *mut AioContext) {
     ffi_call(c"thread_pool_update_params", || {
-        let (min, max) = context(ctx)?.thread_pool.params();
+        let (min, max) = context(ctx)?.thread_pool().params();
         aio_pool(pool)?.set_limits(min, max)
     })
 }
@@ -180,7 +180,7 @@ pub extern "C" fn thread_pool_update_params(pool: *mut ThreadPoolAio, ctx: *mut 
 pub extern "C" fn aio_get_thread_pool(ctx: *mut AioContext) -> *mut ThreadPoolAio {
     ffi_call(c"aio_get_thread_pool", || {
         let ctx = context(ctx)?;
-        Ok(ptr::from_ref(ctx.thread_pool.get_or_create(ctx)?)
+        Ok(ptr::from_ref(ctx.thread_pool().get_or_create(ctx)?)
             .cast_mut()
             .cast())
     })
@@ -201,7 +201,7 @@ pub extern "C" fn aio_context_set_thread_pool_params(
     errp: *mut *mut Error,
 ) {
     ffi_call(c"aio_context_set_thread_pool_params", || {
-        if let Err(msg) = context(ctx)?.thread_pool.set_params(min, max) {
+        if let Err(msg) = context(ctx)?.thread_pool().set_params(min, max) {
             // SAFETY: errp is an `Error **` per the contract.
             unsafe { propagate("aio_context_set_thread_pool_params", errp, &msg) };
         }

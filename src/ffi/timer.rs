@@ -138,7 +138,7 @@ pub static mut main_loop_tlg: QEMUTimerListGroup = QEMUTimerListGroup {
 
 /// Points `main_loop_tlg` at the main context's lists.
 pub(crate) fn fill_main_loop_tlg(main: &Context) {
-    let lists = main.timers.group_pointers();
+    let lists = main.timers().group_pointers();
     for (i, list) in lists.into_iter().enumerate() {
         // SAFETY: the slot is inside the static; written atomically, as C
         // readers may load it from any thread.
@@ -183,7 +183,7 @@ fn main_context<'a>() -> MisuseResult<&'a Context> {
 /// The list of `clock` in `group`; NULL means the main loop's group.
 fn group_list<'a>(group: *mut QEMUTimerListGroup, clock: ClockType) -> MisuseResult<&'a TimerList> {
     if group.is_null() || ptr::eq(group, &raw mut main_loop_tlg) {
-        return Ok(main_context()?.timers.list(clock));
+        return Ok(main_context()?.timers().list(clock));
     }
     let group = super::clock::group_ptr(group)?;
     // SAFETY: a non-null, aligned group pointer is caller memory of the
@@ -202,7 +202,7 @@ fn group_list<'a>(group: *mut QEMUTimerListGroup, clock: ClockType) -> MisuseRes
 
 /// The main loop's list of `clock_type`.
 fn main_list<'a>(clock_type: QEMUClockType) -> MisuseResult<&'a TimerList> {
-    Ok(main_context()?.timers.list(clock(clock_type)?))
+    Ok(main_context()?.timers().list(clock(clock_type)?))
 }
 
 /// The list of `clock_type` of `ctx`.
@@ -210,7 +210,7 @@ fn context_list<'a>(
     ctx: *mut AioContext,
     clock_type: QEMUClockType,
 ) -> MisuseResult<&'a TimerList> {
-    Ok(context(ctx)?.timers.list(clock(clock_type)?))
+    Ok(context(ctx)?.timers().list(clock(clock_type)?))
 }
 
 fn init(

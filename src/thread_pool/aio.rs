@@ -529,7 +529,7 @@ pub(crate) fn submit_aio(
         ));
     };
     ctx.check_fork_as("the current AioContext (and its thread pool)")?;
-    ctx.thread_pool
+    ctx.thread_pool()
         .get_or_create(ctx)?
         .submit(func, arg, cb, opaque)
 }

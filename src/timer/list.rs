@@ -448,7 +448,7 @@ impl TimerLists {
 fn wake_owner(ctx: &Context, clock: ClockType, api: LazyApiCall) {
     // The thread bound to ctx, when not armed to sleep, is running and will
     // compute a fresh timeout before it next blocks: nothing to do.
-    let own_running_loop = ptr::eq(thread::bound_context(), ctx) && !ctx.notify.is_armed();
+    let own_running_loop = ptr::eq(thread::bound_context(), ctx) && !ctx.notify_state().is_armed();
     if !own_running_loop {
         ctx.notify_from(api);
     }
