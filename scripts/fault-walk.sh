@@ -35,16 +35,12 @@
 # That is about 50 calls per backend, so every one of them is walked, no
 # sampling.
 #
-# Known failure (counted apart, as "known", not as passed): Rust's std
-# allocates each thread's handle (std::thread::Thread::new: at every
-# std::thread spawn, and at the first std::thread::current() of a thread
-# std did not start) with the System allocator directly, bypassing the
-# global allocator; a failure there is reported by std's own handler
-# ("memory allocation of N bytes failed", a backtrace, SIGABRT), not by an
-# "aioctx:" line. Only that exact shape, with Thread::new in the backtrace
-# (the runs set RUST_BACKTRACE=1), is accepted as known; it goes away when
-# the library stops using std::thread for its threads and
-# std::thread::current() for identity.
+# Rust's std allocates each std thread's handle (std::thread::Thread::new)
+# with the System allocator, bypassing the global allocator, so a failure
+# there would print std's "memory allocation of N bytes failed" and a
+# backtrace: the library therefore starts its threads with pthread
+# (src/qemu_thread.rs spawn_lib_thread) and never asks for
+# std::thread::current(); such a run fails the walk like any other.
 # The shim announces each injected failure ("fault-inject: FUNC:N failed"
 # on stderr); a run without it did not reach its Nth call (call counts of
 # the threads vary a little between runs) and passes only as a plain
@@ -68,11 +64,9 @@ run() { # run FAULT: runs the workload, sets rc and err
     rc=$?
 }
 
-# judge FUNC: sets verdict from rc and err ("" when the run fails the walk),
-# or known (see the header).
+# judge FUNC: sets verdict from rc and err ("" when the run fails the walk).
 judge() {
     local fn=$1 lines warnings injected
-    known=
     lines=$(grep -c '^aioctx:' <<<"$err")
     warnings=$(grep -c '^aioctx: [^:]*: warning: ' <<<"$err")
     injected=$(grep -c "^fault-inject: $fn:[0-9]* failed" <<<"$err")
@@ -92,10 +86,6 @@ judge() {
         io_uring_setup:*) ;;
         malloc:134:1:0)
             grep -q '^aioctx: [^:]*: out of memory' <<<"$err" && verdict="one out-of-memory line + abort" ;;
-        malloc:134:0:0)
-            grep -qE '^memory allocation of [0-9]+ bytes failed$' <<<"$err" &&
-                grep -q '<std::thread::thread::Thread>::new$' <<<"$err" &&
-                known="std's own out-of-memory report (Thread::new allocates with System)" ;;
         malloc:*) ;;
         *:0:0:0) verdict="success" ;;
         *:2:0:0) verdict="Error" ;;
@@ -103,7 +93,7 @@ judge() {
     esac
 }
 
-pass=0 fail=0 known_fail=0
+pass=0 fail=0
 for backend in $backends; do
     fdmon=$backend
     [ "$backend" = default ] && fdmon=
@@ -128,9 +118,6 @@ for backend in $backends; do
             if [ -n "$verdict" ]; then
                 echo "ok - [$backend] $fn:$n: $verdict"
                 pass=$((pass + 1))
-            elif [ -n "$known" ]; then
-                echo "not ok - [$backend] $fn:$n: $known # TODO known failure"
-                known_fail=$((known_fail + 1))
             else
                 echo "not ok - [$backend] $fn:$n: exit $rc, $(grep -c '^aioctx:' <<<"$err") aioctx line(s)"
                 sed 's/^/#   /' <<<"$err" | head -5
@@ -139,6 +126,5 @@ for backend in $backends; do
         done
     done <"$counts"
 done
-echo "# fault-walk: $pass passed, $fail failed, $known_fail known failures (std::thread::Thread::new; see scripts/fault-walk.sh)"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -25,11 +25,11 @@
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use crate::context::Context;
 use crate::fatal::{Misuse, MisuseResult};
+use crate::qemu_thread::{LibThread, spawn_lib_thread};
 use crate::thread;
 
 const IOTHREAD_POLL_MAX_NS: i64 = 32_768;
@@ -42,7 +42,35 @@ pub(crate) struct IoThread {
     /// thread does not exist.
     fork_gen: u32,
     stop: AtomicBool,
-    handle: Option<JoinHandle<()>>,
+    handle: Option<LibThread>,
+}
+
+/// How the new thread tells `spawn` that it is bound and polling (or why
+/// it could not be). A mutex and a condition variable rather than
+/// `std::sync::mpsc`, whose blocking receive asks for
+/// `std::thread::current()`: std would allocate the spawning thread's handle
+/// with the `System` allocator (see [`LibThread`]).
+#[derive(Default)]
+struct Ready {
+    result: Mutex<Option<Result<(), String>>>,
+    cond: Condvar,
+}
+
+impl Ready {
+    fn send(&self, r: Result<(), String>) {
+        *self.result.lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
+        self.cond.notify_one();
+    }
+
+    fn recv(&self) -> Result<(), String> {
+        let mut g = self.result.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(r) = g.take() {
+                return r;
+            }
+            g = self.cond.wait(g).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
 }
 
 struct SendPtr<T>(*const T);
@@ -80,12 +108,7 @@ struct SendGCtx(*mut glib_sys::GMainContext);
 // handed to the new thread, which owns it from then on.
 unsafe impl Send for SendGCtx {}
 
-fn run(
-    ctx: &Context,
-    io: &IoThread,
-    gctx: *mut glib_sys::GMainContext,
-    ready: mpsc::Sender<Result<(), String>>,
-) {
+fn run(ctx: &Context, io: &IoThread, gctx: *mut glib_sys::GMainContext, ready: &Ready) {
     // The IOThread is the library's: no API call is active in it, so the
     // reports of the core (`fatal::die_here`) name it.
     let _role = crate::fatal::ApiCall::enter(c"aioctx_iothread");
@@ -98,10 +121,10 @@ fn run(
         glib_sys::g_source_unref(source);
     }
     if let Err(m) = thread::bind_current(ctx) {
-        let _ = ready.send(Err(m.to_string()));
+        ready.send(Err(m.to_string()));
         return;
     }
-    let _ = ready.send(Ok(()));
+    ready.send(Ok(()));
     while !io.stop.load(Ordering::Acquire) {
         if let Err(m) = ctx.poll(true) {
             crate::fatal::die("aioctx_iothread", &m.0);
@@ -149,16 +172,19 @@ impl IoThread {
             }
         };
         let gctx_raw = gctx.0;
-        let (tx, rx) = mpsc::channel();
+        let ready = Arc::new(Ready::default());
+        let tx = Arc::clone(&ready);
         let (ctx_p, io_p) = (SendPtr(ctx), SendPtr(io.cast_const()));
-        let spawned = std::thread::Builder::new()
-            .name(name.chars().take(15).collect())
-            .spawn(move || {
+        let name: String = name.chars().take(15).collect();
+        let spawned = spawn_lib_thread(
+            &name,
+            Box::new(move || {
                 let (ctx_p, io_p, gctx) = (ctx_p, io_p, gctx);
                 // SAFETY: both outlive the thread (see SendPtr).
                 let (ctx, io) = unsafe { (&*ctx_p.0, &*io_p.0) };
-                run(ctx, io, gctx.0, tx);
-            });
+                run(ctx, io, gctx.0, &tx);
+            }),
+        );
         let handle = match spawned {
             Ok(h) => h,
             Err(e) => {
@@ -171,7 +197,9 @@ impl IoThread {
                 return Err(format!("cannot start the thread: {e}"));
             }
         };
-        let started = rx.recv().unwrap_or_else(|_| Err("the thread died".into()));
+        // The thread always reports before it can end (a panic aborts the
+        // process).
+        let started = ready.recv();
         // SAFETY: `io` is ours; the thread only reads `stop` and `ctx`.
         unsafe { (*io).handle = Some(handle) };
         if let Err(e) = started {
@@ -196,9 +224,7 @@ impl IoThread {
     }
 
     pub(crate) fn is_current_thread(&self) -> bool {
-        self.handle
-            .as_ref()
-            .is_some_and(|h| h.thread().id() == std::thread::current().id())
+        self.handle.as_ref().is_some_and(LibThread::is_current)
     }
 
     /// Stops the thread after the BHs already scheduled, joins it, drops the
@@ -213,7 +239,7 @@ impl IoThread {
         let ctx = unsafe { &*this.ctx };
         ctx.schedule_oneshot(stop_bh, io.cast(), c"aioctx_iothread_stop".as_ptr());
         if let Some(h) = this.handle.take() {
-            let _ = h.join();
+            h.join();
         }
         // SAFETY: we own one reference; the thread is gone.
         unsafe {

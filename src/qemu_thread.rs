@@ -330,6 +330,122 @@ impl QemuThread {
     }
 }
 
+// ---------------------------------------------------------------------------
+// The library's own threads
+
+/// A thread the library starts for itself (an IOThread, a thread-pool
+/// worker, the `call_rcu` thread), started by [`spawn_lib_thread`].
+///
+/// These are plain pthreads, not `std::thread`s: std allocates every thread
+/// handle it makes (at each `std::thread` spawn, and at the first
+/// `std::thread::current()` of a thread it did not start) with the `System`
+/// allocator, bypassing the library's global allocator, so an out-of-memory
+/// there was reported by std ("memory allocation of N bytes failed" and a
+/// backtrace) instead of the library's one line (issue 15). Here every
+/// allocation goes through the global allocator (`fatal::Alloc`). Nothing
+/// in these threads may call `std::thread::current()`, park or `ThreadId`.
+///
+/// Dropping the value detaches the thread (as dropping a `JoinHandle`
+/// does); [`LibThread::join`] waits for it instead.
+pub(crate) struct LibThread {
+    handle: libc::pthread_t,
+}
+
+// SAFETY: a pthread handle may be used (joined, compared) from any thread.
+unsafe impl Send for LibThread {}
+// SAFETY: `&LibThread` only compares the handle (`is_current`).
+unsafe impl Sync for LibThread {}
+
+/// What a [`spawn_lib_thread`] thread runs; owned by it once it runs.
+struct LibStart {
+    name: CString,
+    body: Box<dyn FnOnce() + Send>,
+}
+
+extern "C" fn lib_thread_start(opaque: *mut c_void) -> *mut c_void {
+    // SAFETY: `opaque` is the box `spawn_lib_thread` leaked for this
+    // thread, handed over exactly once.
+    let start = unsafe { Box::from_raw(opaque.cast::<LibStart>()) };
+    // Best effort, as std's Builder::name: a thread without a name runs.
+    // SAFETY: `name` is a NUL-terminated string of at most 15 bytes.
+    unsafe { libc::pthread_setname_np(libc::pthread_self(), start.name.as_ptr()) };
+    let LibStart { name, body } = *start;
+    drop(name);
+    body();
+    ptr::null_mut()
+}
+
+/// Starts `body` on a new joinable pthread named `name` (the first 15
+/// bytes), with the pthread default attributes and the caller's signal
+/// mask (block signals around the call to start it with them blocked).
+/// A failed pthread_create is returned as the `std::io::Error` of its errno,
+/// the error (and text) `std::thread::Builder::spawn` gave.
+pub(crate) fn spawn_lib_thread(
+    name: &str,
+    body: Box<dyn FnOnce() + Send>,
+) -> std::io::Result<LibThread> {
+    let name = name.as_bytes();
+    let name = &name[..name.len().min(THREAD_NAME_MAX)];
+    let name = CString::new(
+        name.iter()
+            .copied()
+            .filter(|&b| b != 0)
+            .collect::<Vec<u8>>(),
+    )
+    .expect("NUL bytes were filtered out");
+    let start = Box::into_raw(Box::new(LibStart { name, body }));
+    let mut handle = MaybeUninit::<libc::pthread_t>::uninit();
+    // SAFETY: `handle` is a writable out-parameter; default attributes. On
+    // success the new thread owns `start`.
+    let rc = unsafe {
+        libc::pthread_create(
+            handle.as_mut_ptr(),
+            ptr::null(),
+            lib_thread_start,
+            start.cast(),
+        )
+    };
+    if rc != 0 {
+        // SAFETY: the thread was not created: `start` is still ours.
+        drop(unsafe { Box::from_raw(start) });
+        return Err(std::io::Error::from_raw_os_error(rc));
+    }
+    Ok(LibThread {
+        // SAFETY: pthread_create succeeded and filled it in.
+        handle: unsafe { handle.assume_init() },
+    })
+}
+
+impl LibThread {
+    /// Whether the calling thread is this one.
+    pub(crate) fn is_current(&self) -> bool {
+        // SAFETY: pthread_equal compares two handles.
+        unsafe { libc::pthread_equal(self.handle, libc::pthread_self()) != 0 }
+    }
+
+    /// Waits for the thread to end. Must not be called by the thread itself.
+    pub(crate) fn join(self) {
+        let handle = self.handle;
+        std::mem::forget(self);
+        // SAFETY: a joinable thread, joined once (`self` is consumed and
+        // its detaching drop skipped).
+        let rc = unsafe { libc::pthread_join(handle, ptr::null_mut()) };
+        if rc != 0 {
+            crate::fatal::die_here(&format!(
+                "pthread_join failed: {}",
+                std::io::Error::from_raw_os_error(rc)
+            ));
+        }
+    }
+}
+
+impl Drop for LibThread {
+    fn drop(&mut self) {
+        // SAFETY: a joinable thread nobody joined or detached before.
+        unsafe { libc::pthread_detach(self.handle) };
+    }
+}
+
 /// Bits in a bitmap word (`unsigned long`).
 const ULONG_BITS: usize = c_ulong::BITS as usize;
 /// The largest CPU bitmap the affinity functions handle (far above Linux's
@@ -373,6 +489,49 @@ mod tests {
         QemuThread {
             thread: UnsafeCell::new(0),
         }
+    }
+
+    #[test]
+    fn lib_thread_runs_named_and_is_joined() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let seen = Arc::new(std::sync::Mutex::new(None::<(Vec<u8>, bool)>));
+        let gate = Arc::new(AtomicBool::new(false));
+        let (s, g) = (Arc::clone(&seen), Arc::clone(&gate));
+        let t = Arc::new(std::sync::Mutex::new(None::<LibThread>));
+        let t2 = Arc::clone(&t);
+        let handle = spawn_lib_thread(
+            "a-rather-long-thread-name",
+            Box::new(move || {
+                while !g.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
+                let mut buf = [0 as libc::c_char; 16];
+                // SAFETY: `buf` is a writable 16-byte buffer.
+                let rc = unsafe {
+                    libc::pthread_getname_np(libc::pthread_self(), buf.as_mut_ptr(), buf.len())
+                };
+                assert_eq!(rc, 0);
+                // SAFETY: pthread_getname_np wrote a NUL-terminated string.
+                let name = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_bytes().to_vec();
+                let current = t2.lock().unwrap().as_ref().unwrap().is_current();
+                *s.lock().unwrap() = Some((name, current));
+            }),
+        )
+        .unwrap();
+        assert!(!handle.is_current());
+        *t.lock().unwrap() = Some(handle);
+        gate.store(true, Ordering::Release);
+        let handle = loop {
+            if seen.lock().unwrap().is_some() {
+                break t.lock().unwrap().take().unwrap();
+            }
+            std::thread::yield_now();
+        };
+        handle.join();
+        let (name, current) = seen.lock().unwrap().take().unwrap();
+        assert_eq!(name, b"a-rather-long-t");
+        assert!(current, "is_current must hold in the thread itself");
     }
 
     #[test]

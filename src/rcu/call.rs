@@ -98,9 +98,9 @@ fn start_thread() -> MisuseResult<()> {
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
     }
-    let spawned = std::thread::Builder::new()
-        .name("call_rcu".into())
-        .spawn(call_rcu_thread);
+    // Never joined: the thread lives as long as the process; dropping the
+    // handle detaches it.
+    let spawned = crate::qemu_thread::spawn_lib_thread("call_rcu", Box::new(call_rcu_thread));
     // SAFETY: restores the mask saved above.
     unsafe {
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut());

@@ -202,9 +202,10 @@ impl<Q: JobQueue> Workers<Q> {
         let mut failed = None;
         for started in 0..n {
             let w = Arc::clone(self);
-            let res = std::thread::Builder::new()
-                .name("worker".into())
-                .spawn(move || w.worker_main());
+            // Detached: a worker ends on its own (`cur` counts it until
+            // then); dropping the handle detaches it.
+            let res =
+                crate::qemu_thread::spawn_lib_thread("worker", Box::new(move || w.worker_main()));
             if let Err(e) = res {
                 failed = Some((n - started, e));
                 break;
