@@ -111,6 +111,28 @@ impl fmt::Write for LineBuf {
 /// The kernel thread id of the thread printing the fatal report, or 0.
 static DYING: AtomicI32 = AtomicI32::new(0);
 
+/// Registered with `atexit` once (on the first API call): a thread calling
+/// `exit()` (returning from `main`) while another one is printing a fatal
+/// report waits for that report's `abort()`, so the process does not end
+/// with the exit status after the `aioctx:` line was printed (a library
+/// thread that ran out of memory while `main` returned).
+extern "C" fn wait_for_fatal_report() {
+    if DYING.load(Ordering::Acquire) != 0 {
+        loop {
+            // SAFETY: pause takes no arguments; the dying thread aborts the
+            // process, which ends this wait.
+            unsafe { libc::pause() };
+        }
+    }
+}
+
+/// See [`wait_for_fatal_report`]. Call once.
+pub(crate) fn install_exit_guard() {
+    // SAFETY: registers a function with no arguments that only loads an
+    // atomic and pauses; a failed registration only loses the guard.
+    unsafe { libc::atexit(wait_for_fatal_report) };
+}
+
 thread_local! {
     /// The exported function this thread is inside: a static NUL-terminated
     /// name, or null when none. An atomic only so that a store through a

@@ -36,7 +36,8 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
 }
 
 /// With `panic = "abort"` a panic never returns to `catch_unwind`, so the
-/// hook prints the one-line report before the runtime aborts.
+/// hook prints the one-line report before the runtime aborts. Installed with
+/// the exit guard ([`fatal::install_exit_guard`]) on the first API call.
 fn install_panic_hook() {
     PANIC_HOOK.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
@@ -49,6 +50,7 @@ fn install_panic_hook() {
                 &format!("{} (at {place})", panic_message(info.payload())),
             );
         }));
+        fatal::install_exit_guard();
     });
 }
 
