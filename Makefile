@@ -400,9 +400,11 @@ test-consumers: $(RELEASE_LIB) | deps-consumers
 # rerun with each eventfd/epoll_create1/pipe/pthread_create/big-mmap/
 # io_uring_setup/io_uring_enter call and each allocation of the library
 # (malloc from the executable's text) failing in turn (LD_PRELOAD shim
-# c-tests/fault/fault-inject.c), once per fd monitor.
+# c-tests/fault/fault-inject.c), once per fd monitor; then again, malloc
+# aside, with the workload built with ASAN_CFLAGS: runs that succeed or
+# report an Error must also be leak-free (LeakSanitizer).
 fault-walk: $(RELEASE_LIB) | deps
-	scripts/fault-walk.sh $(RELEASE_LIB) $(BUILD)/fault-walk "$(C_TEST_CFLAGS)" "$(C_TEST_LIBS)"
+	scripts/fault-walk.sh $(RELEASE_LIB) $(BUILD)/fault-walk "$(C_TEST_CFLAGS)" "$(C_TEST_LIBS)" "$(ASAN_CFLAGS)"
 
 # Coverage-guided fuzzing (scripts/fuzz.sh): libFuzzer drives the model
 # test's operation sequence (fuzz/fuzz_targets/api_sequence.rs, sharing
@@ -446,7 +448,7 @@ help:
 	@echo 'make bench          run bench/*.c, write $(BENCH_RESULTS)'
 	@echo 'make stress         long stress test and model-based test runs'
 	@echo 'make fuzz           fuzz the API sequence against the model for FUZZ_SECONDS (60)'
-	@echo 'make fault-walk     fault injection: each resource call of a workload fails in turn'
+	@echo 'make fault-walk     fault injection: each resource call of a workload fails in turn (+ ASan/LSan pass)'
 	@echo 'make bench-callgrind  bench programs under callgrind (instruction counts)'
 	@echo 'make bench-stats    what the loop metrics cost (A/B against a build without them)'
 	@echo 'make bench-ab REV=R this tree against git revision R, A/B (AB_BENCHES, AB_ROUNDS)'

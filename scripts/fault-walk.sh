@@ -46,21 +46,47 @@
 # the threads vary a little between runs) and passes only as a plain
 # success, reported as "not reached".
 #
-# Usage: scripts/fault-walk.sh LIB BUILD_DIR "CFLAGS" "LIBS"
+# A second pass (when ASAN_CFLAGS, the fifth argument, is given) repeats
+# the walk with the workload built with ASan+UBSan (the Rust library stays
+# uninstrumented; LeakSanitizer still sees its allocations through ASan's
+# malloc interceptors) and ASAN_OPTIONS=detect_leaks=1: every run that ends
+# in success or a reported Error must also be leak-free and sanitizer-clean.
+# A sanitizer report exits 23 (exitcode=23) and fails the run, its report
+# shown; aborted runs (the one "aioctx:" line + SIGABRT) end before LSan's
+# atexit check, so they are judged as in the first pass. ASan must come
+# first in the load order, so the shim is preloaded with
+# verify_asan_link_order=0, and it is built with -DFAULT_INJECT_NO_MALLOC:
+# its malloc interposition would bypass ASan's allocator, so this pass walks
+# every function but malloc. GLib's one-time allocations are reachable from
+# its globals at exit, so no LSan suppressions are needed (nor used by
+# `make sanitize`); G_SLICE=always-malloc as there.
+#
+# Usage: scripts/fault-walk.sh LIB BUILD_DIR "CFLAGS" "LIBS" ["ASAN_CFLAGS"]
 set -uo pipefail
-lib=$1 dir=$2 cflags=$3 libs=$4
+lib=$1 dir=$2 cflags=$3 libs=$4 asan_cflags=${5:-}
 backends=${FAULT_WALK_BACKENDS:-default epoll io_uring}
 mkdir -p "$dir"
 cc=${CC:-cc}
 $cc -shared -fPIC -O1 -Wall -Wextra -Werror -o "$dir/fault-inject.so" c-tests/fault/fault-inject.c -ldl || exit 1
 # shellcheck disable=SC2086
 $cc $cflags -o "$dir/workload" c-tests/fault/workload.c "$lib" $libs || exit 1
+if [ -n "$asan_cflags" ]; then
+    $cc -shared -fPIC -O1 -Wall -Wextra -Werror -DFAULT_INJECT_NO_MALLOC \
+        -o "$dir/fault-inject-nomalloc.so" c-tests/fault/fault-inject.c -ldl || exit 1
+    # shellcheck disable=SC2086
+    $cc $cflags $asan_cflags -o "$dir/workload-asan" c-tests/fault/workload.c "$lib" $libs || exit 1
+fi
 
 ulimit -c 0 # the expected aborts must not write cores
 
-run() { # run FAULT: runs the workload, sets rc and err
+# The ASan pass's environment: sanitizer reports exit 23, distinct from
+# the workload's own statuses.
+asan_env=(ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:exitcode=23:verify_asan_link_order=0
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 G_SLICE=always-malloc G_DEBUG=gc-friendly)
+
+run() { # run FAULT: runs the workload ($shim, $workload, $env), sets rc and err
     err=$(RUST_BACKTRACE=1 AIOCTX_FDMON=$fdmon AIOCTX_FAULT=$1 AIOCTX_FAULT_REPORT=${report:-} timeout 20 \
-        env LD_PRELOAD="$dir/fault-inject.so" "$dir/workload" 2>&1 >/dev/null)
+        env ${env[@]+"${env[@]}"} LD_PRELOAD="$shim" "$workload" 2>&1 >/dev/null)
     rc=$?
 }
 
@@ -71,6 +97,7 @@ judge() {
     warnings=$(grep -c '^aioctx: [^:]*: warning: ' <<<"$err")
     injected=$(grep -c "^fault-inject: $fn:[0-9]* failed" <<<"$err")
     verdict=
+    [ "$rc" -eq 23 ] && return # a sanitizer report (the ASan pass)
     if [ "$injected" -eq 0 ]; then
         [ "$rc" -eq 0 ] && [ "$lines" -eq 0 ] && verdict="not reached (success)"
         return
@@ -93,38 +120,56 @@ judge() {
     esac
 }
 
+# walk PASS SKIP: the walk over every backend with $shim, $workload and
+# $env; PASS labels the output, function SKIP is not walked.
+walk() {
+    local pass_name=$1 skip=$2 backend counts fn count n label
+    for backend in $backends; do
+        fdmon=$backend
+        [ "$backend" = default ] && fdmon=
+        label=$pass_name$backend
+        counts="$dir/counts.$pass_name$backend"
+        report=$counts
+        rm -f "$counts"
+        run ""
+        report=
+        if [ "$rc" -ne 0 ] || [ ! -s "$counts" ] || grep -q '^aioctx:' <<<"$err"; then
+            echo "not ok - fault-walk [$label]: the workload fails without faults (rc $rc): $err"
+            fail=$((fail + 1))
+            continue
+        fi
+        if [ "$backend" = io_uring ] && ! grep -qE '^io_uring_enter [1-9]' "$counts"; then
+            echo "# fault-walk [$label]: no io_uring_enter call (io_uring unavailable here?): nothing to fail"
+        fi
+        echo "# fault-walk [$label]: calls per function: $(tr '\n' ' ' <"$counts")"
+        while read -r fn count; do
+            [ "$fn" = "$skip" ] && continue
+            for ((n = 1; n <= count; n++)); do
+                run "$fn:$n"
+                judge "$fn"
+                if [ -n "$verdict" ]; then
+                    echo "ok - [$label] $fn:$n: $verdict"
+                    pass=$((pass + 1))
+                elif [ "$rc" -eq 23 ]; then
+                    echo "not ok - [$label] $fn:$n: sanitizer report (exit 23):"
+                    sed -n '/^==[0-9]*==ERROR: /,$p' <<<"$err" | sed 's/^/#   /' | head -30
+                    fail=$((fail + 1))
+                else
+                    echo "not ok - [$label] $fn:$n: exit $rc, $(grep -c '^aioctx:' <<<"$err") aioctx line(s)"
+                    sed 's/^/#   /' <<<"$err" | head -5
+                    fail=$((fail + 1))
+                fi
+            done
+        done <"$counts"
+    done
+}
+
 pass=0 fail=0
-for backend in $backends; do
-    fdmon=$backend
-    [ "$backend" = default ] && fdmon=
-    counts="$dir/counts.$backend"
-    report=$counts
-    rm -f "$counts"
-    run ""
-    report=
-    if [ "$rc" -ne 0 ] || [ ! -s "$counts" ] || grep -q '^aioctx:' <<<"$err"; then
-        echo "not ok - fault-walk [$backend]: the workload fails without faults (rc $rc): $err"
-        fail=$((fail + 1))
-        continue
-    fi
-    if [ "$backend" = io_uring ] && ! grep -qE '^io_uring_enter [1-9]' "$counts"; then
-        echo "# fault-walk [$backend]: no io_uring_enter call (io_uring unavailable here?): nothing to fail"
-    fi
-    echo "# fault-walk [$backend]: calls per function: $(tr '\n' ' ' <"$counts")"
-    while read -r fn count; do
-        for ((n = 1; n <= count; n++)); do
-            run "$fn:$n"
-            judge "$fn"
-            if [ -n "$verdict" ]; then
-                echo "ok - [$backend] $fn:$n: $verdict"
-                pass=$((pass + 1))
-            else
-                echo "not ok - [$backend] $fn:$n: exit $rc, $(grep -c '^aioctx:' <<<"$err") aioctx line(s)"
-                sed 's/^/#   /' <<<"$err" | head -5
-                fail=$((fail + 1))
-            fi
-        done
-    done <"$counts"
-done
+shim=$dir/fault-inject.so workload=$dir/workload env=()
+walk "" ""
+if [ -n "$asan_cflags" ]; then
+    shim=$dir/fault-inject-nomalloc.so workload=$dir/workload-asan env=("${asan_env[@]}")
+    walk "asan " malloc
+fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

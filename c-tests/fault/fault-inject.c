@@ -35,6 +35,10 @@
  * GLib aborts with its own message when g_malloc fails, which is not the
  * library's to fix, and counting them would make thousands of runs. A
  * failed allocation returns NULL (posix_memalign: ENOMEM), as glibc does.
+ *
+ * Built with -DFAULT_INJECT_NO_MALLOC (the walk's ASan pass), the object
+ * leaves malloc and co. alone, so that ASan's allocator, which must see
+ * every allocation to find leaks, is not bypassed; "malloc" then counts 0.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -270,6 +274,7 @@ long syscall(long number, ...)
     return real_syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 
+#ifndef FAULT_INJECT_NO_MALLOC
 /*
  * malloc and co.: glibc's implementations under their exported internal
  * names, so no dlsym (which may itself allocate) is needed.
@@ -333,3 +338,4 @@ int posix_memalign(void **out, size_t align, size_t size)
     *out = p;
     return 0;
 }
+#endif /* FAULT_INJECT_NO_MALLOC */
