@@ -513,3 +513,67 @@ pub extern "C" fn qemu_co_rwlock_downgrade(lock: *mut CoRwlock) {
 pub extern "C" fn qemu_co_rwlock_unlock(lock: *mut CoRwlock) {
     ffi_call(c"qemu_co_rwlock_unlock", || rwlock(lock)?.unlock())
 }
+
+/// The API names the leaf wrappers of the enter/yield/CoMutex path leave
+/// on each side of a coroutine switch (`fatal.rs` holds the name; the
+/// wrappers are here).
+#[cfg(test)]
+mod tests {
+    use std::ffi::c_void;
+    use std::sync::Mutex;
+
+    use crate::fatal::{self, ApiCall, current_api};
+
+    static SEEN_LEAF: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+    unsafe extern "C" fn leaf_co_body(m: *mut c_void) {
+        use super::{CoMutex, qemu_co_mutex_lock, qemu_co_mutex_unlock, qemu_coroutine_yield};
+        let m = m.cast::<CoMutex>();
+        let seen = |n| SEEN_LEAF.lock().unwrap().push(n);
+        // A new coroutine is inside no API call, whoever entered it.
+        seen(current_api().as_str());
+        qemu_co_mutex_lock(m);
+        seen(current_api().as_str());
+        qemu_coroutine_yield();
+        seen(current_api().as_str());
+        // A yielding call that records its name leaves it, across a
+        // yield that records none.
+        fatal::enter_yielding_api(c"qemu_co_sleep_ns");
+        qemu_coroutine_yield();
+        seen(current_api().as_str());
+        qemu_co_mutex_unlock(m);
+        seen(current_api().as_str());
+    }
+
+    /// The leaf calls of the enter/yield/CoMutex path record no name: each
+    /// side of a switch keeps the name it had (in debug builds, the
+    /// placeholder of the leaf calls is put back to what it replaced).
+    #[test]
+    fn leaf_coroutine_calls_keep_each_sides_api_name() {
+        use super::{
+            CoMutex, CoroutineEntry, qemu_co_mutex_init, qemu_coroutine_create,
+            qemu_coroutine_enter,
+        };
+        // SAFETY: all-zero is a valid (unlocked) CoMutex.
+        let mut m: CoMutex = unsafe { std::mem::zeroed() };
+        qemu_co_mutex_init(&raw mut m);
+        let entry = leaf_co_body as unsafe extern "C" fn(*mut c_void);
+        let co = qemu_coroutine_create(entry as *mut CoroutineEntry, (&raw mut m).cast::<c_void>());
+        {
+            let _call = ApiCall::enter(c"aio_poll");
+            qemu_coroutine_enter(co);
+            assert_eq!(current_api().as_str(), "aio_poll");
+        }
+        qemu_coroutine_enter(co);
+        assert_eq!(current_api().as_str(), "");
+        {
+            let _call = ApiCall::enter(c"aio_co_wake");
+            qemu_coroutine_enter(co);
+            assert_eq!(current_api().as_str(), "aio_co_wake");
+        }
+        assert_eq!(
+            *SEEN_LEAF.lock().unwrap(),
+            ["", "", "", "qemu_co_sleep_ns", "qemu_co_sleep_ns"]
+        );
+    }
+}
