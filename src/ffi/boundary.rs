@@ -94,10 +94,7 @@ pub(crate) fn ffi_call_leaf<R>(
     let result = body(fatal::LazyApiCall::new(func));
     #[cfg(debug_assertions)]
     drop(call);
-    match result {
-        Ok(value) => value,
-        Err(misuse) => fail(func, &misuse.0),
-    }
+    or_fail(func, result)
 }
 
 /// [`ffi_call_leaf`] for an exported function that may suspend the calling
@@ -124,10 +121,7 @@ pub(crate) fn ffi_call_yielding_leaf<R>(
     let result = body();
     #[cfg(debug_assertions)]
     fatal::set_current_api_after_switch(outer);
-    match result {
-        Ok(value) => value,
-        Err(misuse) => fail(func, &misuse.0),
-    }
+    or_fail(func, result)
 }
 
 /// [`ffi_call`] for an exported function that may suspend the calling
@@ -144,12 +138,21 @@ pub(crate) fn ffi_call_yielding<R>(
     finish(func, catch_unwind(AssertUnwindSafe(body)))
 }
 
+/// The value of a caught body (see [`or_fail`]), or the panic reported.
 #[inline(always)]
 fn finish<R>(func: &'static CStr, result: std::thread::Result<MisuseResult<R>>) -> R {
     match result {
-        Ok(Ok(value)) => value,
-        Ok(Err(misuse)) => fail(func, &misuse.0),
+        Ok(result) => or_fail(func, result),
         Err(payload) => fail(func, panic_message(&*payload)),
+    }
+}
+
+/// The body's value, or its misuse reported for `func`.
+#[inline(always)]
+fn or_fail<R>(func: &'static CStr, result: MisuseResult<R>) -> R {
+    match result {
+        Ok(value) => value,
+        Err(misuse) => fail(func, &misuse.0),
     }
 }
 
