@@ -660,7 +660,7 @@ typedef bool (*QemuCondTimedWaitFunc)(struct QemuCond*, struct QemuMutex*, int, 
  * and `add_sqe` (offset 56) matter to callers: inline `aio_has_io_uring()`
  * tests `ctx->fdmon_ops->add_sqe`, and QEMU code compares `ctx->fdmon_ops`
  * with `&fdmon_poll_ops`. aioctx's monitors are Rust objects, so the other
- * slots are NULL.
+ * slots are NULL; `add_sqe` is set in the io_uring monitor's table.
  */
 typedef struct FDMonOps {
   /**
@@ -669,10 +669,13 @@ typedef struct FDMonOps {
    */
   void (*internal[7])(void);
   /**
-   * `aio_add_sqe` support: NULL, since aioctx does not submit io_uring
-   * requests for callers (see `aio_add_sqe`).
+   * `aio_add_sqe` support: non-NULL only in the io_uring monitor's
+   * table (`context/sqe.rs`); NULL for poll and epoll. QEMU's
+   * `void (*add_sqe)(AioContext *, void (*prep_sqe)(struct io_uring_sqe *,
+   * void *), void *opaque, CqeHandler *)`, with `void *` for the pointer
+   * types (the same ABI).
    */
-  void (*add_sqe)(void);
+  void (*add_sqe)(void *ctx, void (*prep_sqe)(void *sqe, void *opaque), void *opaque, void *cqe_handler);
 } FDMonOps;
 
 /**
@@ -1081,10 +1084,12 @@ void aio_context_set_aio_params(struct AioContext *ctx, int64_t max_batch);
 int64_t aioctx_context_get_aio_max_batch(struct AioContext *ctx);
 
 /**
- * QEMU 10.2's io_uring submission for callers (`aio_add_sqe`). aioctx does
- * not offer it: every context's `fdmon_ops->add_sqe` is NULL, so inline
- * `aio_has_io_uring()` is false and QEMU code does not call this. A call
- * anyway is the one-line abort QEMU's own assertion gives.
+ * QEMU 10.2's io_uring submission for callers (`aio_add_sqe`, see
+ * `context/sqe.rs`): `prep_sqe` fills a zeroed SQE, which is submitted
+ * with the current context's next wait; when it completes, `aio_poll` in
+ * this thread fills `cqe_handler->cqe` and calls `cqe_handler->cb`. Only
+ * where inline `aio_has_io_uring()` is true (the context's fd monitor is
+ * io_uring); elsewhere a call is a one-line abort.
  */
 void aio_add_sqe(void (*prep_sqe)(struct io_uring_sqe*, void*), void *opaque, struct CqeHandler *cqe_handler);
 

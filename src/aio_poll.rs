@@ -4,7 +4,8 @@
 //! Order inside one `aio_poll`, as in QEMU: apply handler changes; if
 //! blocking and nothing is ready, busy-poll (see `busy_poll.rs`) and then
 //! wait; accept the notification; run bottom halves, then ready fd handlers
-//! (read before write), then expired timers.
+//! (read before write), then completed io_uring requests of callers
+//! (`context/sqe.rs`), then expired timers.
 //!
 //! A blocking poll arms `notify_me`, then checks for work (`notified`, the
 //! BH queue, timers); only if there is none does it sleep. See `notify.rs`
@@ -136,6 +137,7 @@ impl Context {
             self.publish_fdmon_ops(&local); // fell back after a failed wait
         }
         local.take_ready(ready);
+        self.refresh_watches_fds(&local);
     }
 
     /// The dispatch half of an iteration, in QEMU's order: BHs, busy-poll
@@ -150,6 +152,7 @@ impl Context {
         let mut progress = self.bh_poll(guard);
         progress |= dispatch_poll_ready(hits, stats);
         progress |= dispatch_ready(ready, stats);
+        progress |= self.dispatch_user_completions(guard);
         progress |= self.run_timers(guard);
         ready.clear();
         hits.clear();
@@ -196,7 +199,9 @@ impl Context {
         if local.take_backend_changed() {
             self.publish_fdmon_ops(&local); // fell back after a failed wait
         }
-        local.has_fresh_ready() || !self.dispatch_buffers(guard).1.borrow().is_empty()
+        local.has_fresh_ready()
+            || local.has_user_completions()
+            || !self.dispatch_buffers(guard).1.borrow().is_empty()
     }
 
     /// GSource check: consumes the wakeup and says whether anything of the

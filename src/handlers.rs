@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use parking_lot::Mutex;
 
 use crate::fatal::{self, Misuse, MisuseResult};
+use crate::fdmon::io_uring::UserCompletion;
 use crate::fdmon::{self, Backend, EPOLL_THRESHOLD, FdMonitor, Ready};
 use crate::gsource;
 use crate::stats::LoopCounters;
@@ -216,6 +217,12 @@ pub(crate) struct HandlersLocal {
     gsource: Option<GSourceFds>,
     /// The monitor was replaced since `take_backend_changed` last looked.
     backend_changed: bool,
+    /// A failed io_uring monitor kept (after `demote_after_failed_wait`)
+    /// until callers' requests still in its kernel ring have completed.
+    draining: Option<Box<dyn FdMonitor>>,
+    /// Completions of callers' io_uring requests (`aio_add_sqe`) not yet
+    /// handed to their `CqeHandler`s.
+    user_done: Vec<UserCompletion>,
 }
 
 /// The fds a context's GSource watches, mirroring the registry.
@@ -252,6 +259,8 @@ impl Default for HandlersLocal {
             ready_fresh: false,
             gsource: None,
             backend_changed: false,
+            draining: None,
+            user_done: Vec::new(),
         }
     }
 }
@@ -263,10 +272,90 @@ fn die_monitor(op: &str, fd: RawFd, e: &std::io::Error) -> ! {
 }
 
 impl HandlersLocal {
-    /// True when the loop must ask the monitor (some fd is registered).
+    /// True when the loop must ask the monitor: some fd is registered, or
+    /// callers' io_uring requests are in flight (their completions come
+    /// from the monitor's waits).
     #[inline]
     pub(crate) fn watches_fds(&self) -> bool {
-        !self.mirror.is_empty()
+        !self.mirror.is_empty() || self.has_user_requests()
+    }
+
+    /// Whether callers' io_uring requests are queued or in the kernel.
+    fn has_user_requests(&self) -> bool {
+        self.draining.is_some() || self.monitor.as_ref().is_some_and(|m| m.has_user_requests())
+    }
+
+    /// Opens the monitor now rather than at the first registration: with
+    /// `AIOCTX_FDMON=io_uring`, so that `ctx->fdmon_ops` says from the
+    /// start whether `aio_add_sqe` works.
+    pub(crate) fn open_eagerly(&mut self, wakeup_fd: RawFd) {
+        if self.monitor.is_none() {
+            let m = self.open_monitor(self.forced.unwrap_or(Backend::Poll), wakeup_fd);
+            self.monitor = Some(m);
+        }
+    }
+
+    /// Queues a caller's io_uring request (`aio_add_sqe`); fails when the
+    /// context's monitor is not io_uring.
+    ///
+    /// # Safety
+    /// As [`fdmon::io_uring::IoUringMonitor::queue_user`].
+    pub(crate) unsafe fn queue_user_sqe(
+        &mut self,
+        sqe: ::io_uring::squeue::Entry,
+        handler: u64,
+    ) -> Result<(), &'static str> {
+        let monitor = self.monitor.as_mut().map(|m| m.as_io_uring());
+        match monitor {
+            Some(Some(m)) => {
+                // SAFETY: forwarded from the caller.
+                unsafe { m.queue_user(sqe, handler) };
+                Ok(())
+            }
+            _ => Err(self.backend_name()),
+        }
+    }
+
+    /// `Err(backend name)` unless the monitor takes callers' io_uring
+    /// requests.
+    pub(crate) fn can_queue_user_sqe(&mut self) -> Result<(), &'static str> {
+        match self.monitor.as_mut().map(|m| m.as_io_uring().is_some()) {
+            Some(true) => Ok(()),
+            _ => Err(self.backend_name()),
+        }
+    }
+
+    /// Whether teardown has callers' io_uring requests to cancel or
+    /// completions to deliver.
+    pub(crate) fn has_user_requests_or_completions(&self) -> bool {
+        self.has_user_requests() || self.has_user_completions()
+    }
+
+    /// Whether completions of callers' io_uring requests wait for their
+    /// handlers.
+    #[inline]
+    pub(crate) fn has_user_completions(&self) -> bool {
+        !self.user_done.is_empty()
+    }
+
+    /// The completions of callers' io_uring requests found so far; the
+    /// caller calls their handlers with no borrow of `self` held.
+    pub(crate) fn take_user_completions(&mut self) -> Vec<UserCompletion> {
+        std::mem::take(&mut self.user_done)
+    }
+
+    /// Context teardown: cancels callers' io_uring requests still in
+    /// flight and waits for each (see
+    /// [`fdmon::io_uring::IoUringMonitor::cancel_user_requests`]); their completions are
+    /// then in [`HandlersLocal::take_user_completions`].
+    pub(crate) fn cancel_user_requests(&mut self) {
+        for m in self.monitor.iter_mut().chain(self.draining.iter_mut()) {
+            if let Some(u) = m.as_io_uring() {
+                u.cancel_user_requests();
+                u.take_user_completions(&mut self.user_done);
+            }
+        }
+        self.draining = None;
     }
 
     pub(crate) fn pollers(&self) -> &[Arc<Handler>] {
@@ -327,6 +416,17 @@ impl HandlersLocal {
             "epoll" => ("epoll_wait", Backend::Poll),
             _ => fatal::die_here(&format!("fd monitor wait failed: {e}")),
         };
+        if let Some(mut old) = self.monitor.take()
+            && let Some(u) = old.as_io_uring()
+        {
+            // Requests the kernel never saw complete with the error; the
+            // others keep the old ring until they are done.
+            let in_kernel = u.fail_unsubmitted(e.raw_os_error().unwrap_or(libc::EIO));
+            u.take_user_completions(&mut self.user_done);
+            if in_kernel {
+                self.draining = Some(old);
+            }
+        }
         self.switch_monitor(next, wakeup_fd);
         let now = self.backend_name();
         // Never back up again: no automatic poll -> epoll switch either.
@@ -435,6 +535,11 @@ impl HandlersLocal {
     /// whether the wakeup fd was among the ready ones. The ready list is
     /// kept for [`HandlersLocal::take_ready`].
     pub(crate) fn wait(&mut self, timeout_ns: i64, wakeup_fd: RawFd) -> bool {
+        // A ring that can no longer be entered is looked at every 1 ms.
+        let timeout_ns = match self.draining {
+            Some(_) if !(0..=1_000_000).contains(&timeout_ns) => 1_000_000,
+            _ => timeout_ns,
+        };
         loop {
             self.ready.clear();
             let monitor = self
@@ -446,6 +551,16 @@ impl HandlersLocal {
                 // Then the same wait on the new monitor: the failed one
                 // returned at once, so the timeout is (nearly) whole still.
                 Err(e) => self.demote_after_failed_wait(&e, wakeup_fd),
+            }
+        }
+        if let Some(u) = self.monitor.as_mut().and_then(|m| m.as_io_uring()) {
+            u.take_user_completions(&mut self.user_done);
+        }
+        if let Some(u) = self.draining.as_mut().and_then(|m| m.as_io_uring()) {
+            let left = u.drain_user_requests();
+            u.take_user_completions(&mut self.user_done);
+            if !left {
+                self.draining = None;
             }
         }
         self.ready_fresh = true;

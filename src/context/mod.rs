@@ -26,7 +26,10 @@
 
 mod home;
 mod memory;
+mod sqe;
 mod teardown;
+
+pub(crate) use sqe::{CqeHandlerView, PrepSqeFn, fdmon_io_uring_add_sqe};
 
 pub(crate) use home::LoopGuard;
 
@@ -239,6 +242,13 @@ impl Context {
             let c = unsafe { &*ctx };
             c.public.set_tlg(c.timers.group_pointers());
             c.timers.bind(ctx);
+            if crate::fdmon::forced_backend() == Some(crate::fdmon::Backend::IoUring) {
+                // So that `fdmon_ops->add_sqe` (`aio_has_io_uring()`) is
+                // right before the first fd is registered.
+                let mut local = c.local.handlers.borrow_mut();
+                local.open_eagerly(c.wakeup_fd());
+                c.publish_fdmon_ops(&local);
+            }
         }
         // SAFETY: the hook gets a fully set-up context, as QEMU's does; the
         // default is a no-op, a block layer's stores into `bdrv_graph`.
@@ -293,6 +303,13 @@ impl Context {
         self.local.watches_fds.set(local.watches_fds());
         local.take_backend_changed();
         self.publish_fdmon_ops(&local);
+    }
+
+    /// Re-reads whether the loop must ask the monitor (callers' io_uring
+    /// requests in flight count, and they end with a wait).
+    #[inline]
+    pub(crate) fn refresh_watches_fds(&self, local: &HandlersLocal) {
+        self.local.watches_fds.set(local.watches_fds());
     }
 
     /// Points `ctx->fdmon_ops` at the table of the backend `local` uses.

@@ -1,5 +1,5 @@
 //! Context teardown (`aio_context_unref` dropping the last reference):
-//! the thread pool, the BHs (`bh/dispatch.rs`), fd handlers, the GSource,
+//! callers' io_uring requests (cancelled, completed: `sqe.rs`), the thread pool, the BHs (`bh/dispatch.rs`), fd handlers, the GSource,
 //! the timers and the thread binding go, then the dead shell is
 //! quarantined (`memory.rs`).
 
@@ -31,6 +31,8 @@ impl Context {
         if ptr::eq(thread::main_context(), ctx) {
             fatal::die_here("the main context cannot be freed");
         }
+        // While the context is whole: the handlers may still use it.
+        r.cancel_user_requests();
         // Before any memory goes: a bound thread exiting now must not see it.
         thread::forget_home(r);
         // SAFETY: the context is still whole; the hook (a no-op unless the

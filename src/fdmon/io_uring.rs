@@ -1,54 +1,57 @@
-//! The `io_uring` backend: fds watched with `IORING_OP_POLL_ADD` requests,
-//! so that one `io_uring_enter` per wait both submits every change made
-//! since the last wait and sleeps for the next event (epoll needs one
-//! `epoll_ctl` per change on top of its wait).
+//! The `io_uring` backend: fds watched with multishot `IORING_OP_POLL_ADD`
+//! requests, readiness confirmed with one `poll(2)` of the few fds that
+//! may be ready; and the ring through which callers submit their own
+//! requests (QEMU 10.2's `aio_add_sqe`, see [`IoUringMonitor::queue_user`]).
 //!
 //! # How it works
-//! - `set` only records the change and queues SQEs (`POLL_REMOVE` for the
-//!   old request, `POLL_ADD` for the new one); they reach the kernel with
-//!   the next wait. The exception is removal, which is submitted at once: an
-//!   armed poll holds a reference to the open file, and a caller that
-//!   removes an fd and closes it expects the file (a socket, a pipe end) to
-//!   be closed for real, not when the context next polls.
-//! - Each request carries `user_data = generation << 32 | fd`. Every `set`
-//!   of an fd starts a new generation, so a completion of an older request
-//!   (one that completed before its `POLL_REMOVE` arrived, or that the
-//!   removal cancelled) is recognized as stale and ignored, even when the
-//!   same fd number is watched again in the meantime. Generation 0 marks
+//! - `set` records the change and queues SQEs (`POLL_REMOVE` for the old
+//!   request, a multishot `POLL_ADD` for the new one); they reach the kernel
+//!   with the next wait, batched. The exception is removal, which is
+//!   submitted at once: an armed poll holds a reference to the open file,
+//!   and a caller that removes an fd and closes it expects the file (a
+//!   socket, a pipe end) to be closed for real, not when the context next
+//!   polls.
+//! - A multishot poll (`IORING_POLL_ADD_MULTI`) stays armed: the kernel
+//!   posts a completion each time the fd's wait queue is woken (new data,
+//!   space, hang-up), with no SQE and no syscall per event. It ends (no
+//!   `IORING_CQE_F_MORE`) only on errors, cancellation or for files that
+//!   cannot be waited on; it is then armed again.
+//! - Each poll carries `user_data = generation << 32 | fd` (bit 63 clear).
+//!   Every `set` of an fd starts a new generation, so a completion of an
+//!   older request is recognized as stale and ignored, even when the same
+//!   fd number is watched again in the meantime. Generation 0 marks
 //!   requests whose completions carry no news (`POLL_REMOVE` itself).
-//! - `wait` is one `io_uring_enter` with `IORING_ENTER_EXT_ARG` and a
-//!   nanosecond `timespec` (no timeout SQE to cancel afterwards), then reads
-//!   the completion ring. If it was woken only by stale completions it waits
-//!   again for the rest of the timeout.
+//!   Callers' requests carry `1 << 63 | address of their CqeHandler`.
 //!
-//! # Level-triggered, with single-shot polls
-//! Polls are single-shot. An fd reported by one wait is re-armed by the
-//! next one (after its handler had the chance to drain it; re-arming at
-//! once would only complete at once), and a poll armed on an fd that is
-//! still ready completes during that very submission. So an fd that stays
-//! readable is reported by every wait, as with poll and epoll, for one
-//! `POLL_ADD` per report and no extra syscall.
-//! Multishot polls (`IORING_POLL_ADD_MULTI`, Linux 5.13) are not used
-//! although every kernel this backend accepts has them: they post a
-//! completion per *wakeup* (new data), not while data stays unread, i.e.
-//! they are edge-triggered. Making them level-triggered needs a re-check of
-//! every reported fd at the next wait, which is one SQE per event: exactly
-//! what the single-shot re-arm costs, without the second mechanism.
-//!
-//! One difference from poll and epoll remains: a completion that the kernel
-//! posted while nobody waited is reported by the next wait even if the fd
-//! was drained in between, so a handler may occasionally run and find
-//! nothing to read (`EAGAIN`). QEMU's handlers, like its own io_uring
-//! monitor, tolerate that; re-checking every completion with `poll(2)`
-//! would cost a syscall per event.
+//! # Level-triggered and exact
+//! A completion only says that an fd *may* be ready: it may have been
+//! posted before a handler drained the fd (an edge, not a level), and an fd
+//! that stays readable posts nothing more. So each wait builds a short list
+//! of *candidates* — the fds with a completion since the last wait, plus
+//! the fds it reported last time (level-triggered: one that a handler did
+//! not drain must be reported again) — and asks the kernel about exactly
+//! those with one `poll(2)` (timeout 0). Only what `poll(2)` confirms is
+//! reported, with `poll(2)`'s bits. This is what epoll does inside
+//! `epoll_wait` for level-triggered entries, and it means:
+//! - an fd that stays readable is reported by every wait, as with poll and
+//!   epoll;
+//! - a handler never runs for readiness that is gone (the stale-readiness
+//!   caveat of the earlier single-shot design is fixed);
+//! - the common "one fd became ready" wait costs one `poll(2)` of one or
+//!   two fds, and no `io_uring_enter` at all when the completion is already
+//!   in the ring: the completion ring is read without a syscall, and
+//!   `io_uring_enter` is made only to submit queued SQEs or to sleep.
 //!
 //! # Requirements and fallback
 //! [`IoUringMonitor::new`] fails (and the caller falls back to epoll) when
 //! `io_uring_setup` fails (seccomp or `kernel.io_uring_disabled`: `EPERM`;
 //! no io_uring: `ENOSYS`; `RLIMIT_MEMLOCK` on kernels before 5.12:
 //! `ENOMEM`), when the kernel lacks `IORING_FEAT_EXT_ARG` (Linux < 5.11)
-//! or `IORING_FEAT_NODROP`, or when the opcode probe says `POLL_ADD` or
-//! `POLL_REMOVE` is missing (partial implementations such as gVisor's).
+//! or `IORING_FEAT_NODROP`, or when the opcode probe says `POLL_ADD`,
+//! `POLL_REMOVE` or `ASYNC_CANCEL` is missing (partial implementations such
+//! as gVisor's). Multishot polls need Linux 5.13; on an older kernel the
+//! first completion lacks `IORING_CQE_F_MORE` and the poll is re-armed
+//! after each event, which is slower but correct.
 //!
 //! # Edge cases
 //! - The completion ring can overflow when very many fds become ready at
@@ -57,29 +60,40 @@
 //!   asks for when the overflow flag is set.
 //! - An fd closed before its `POLL_ADD` was submitted completes with
 //!   `EBADF`: it is not re-armed (a busy loop otherwise) nor reported.
-//! - An fd closed while its poll is armed is not noticed at once: the armed
-//!   poll keeps the file open until it completes, and that completion is
-//!   reported (once) under the old number. The re-arm looks the number up
-//!   afresh, so it then fails with `EBADF` (or watches whatever file the
-//!   number names by then). Callers must remove before closing, as QEMU
-//!   requires: until then a socket stays open for its peer.
+//! - An fd closed while its poll is armed: the armed poll keeps the file
+//!   open, but the `poll(2)` check sees the closed number (`POLLNVAL`) and
+//!   the fd stops being reported; a number reused meanwhile is checked as
+//!   whatever file it names then. Callers must remove before closing, as
+//!   QEMU requires: until then a socket stays open for its peer.
 //! - Any other error completion is reported once as `POLLERR`, so that the
 //!   handler runs and notices, and the fd is not re-armed until the next
 //!   `set`.
-//! - Regular files complete at once as readable and writable (the kernel's
-//!   default poll mask), like poll(2) reports them.
+//! - Regular files cannot be waited on: their poll completes at once, once,
+//!   and `poll(2)` reports them readable and writable at every wait, like
+//!   the poll backend does.
+//!
+//! # Callers' requests (`aio_add_sqe`)
+//! [`IoUringMonitor::queue_user`] takes an SQE the caller prepared and
+//! queues it with the monitor's own; it reaches the kernel with the next
+//! wait (which a loop with requests in flight always makes: see
+//! `HandlersLocal::watches_fds`). Completions are collected by the waits
+//! and handed out by [`IoUringMonitor::take_user_completions`]; the
+//! context calls each `CqeHandler` in its thread, with no borrow held.
+//! [`IoUringMonitor::cancel_user_requests`] (context teardown) asks the
+//! kernel to cancel every request still in flight and waits until each
+//! has completed, so that no buffer of the caller is written afterwards.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-use ::io_uring::{IoUring, Probe, opcode, squeue, types};
+use ::io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
 
-use super::{FdMonitor, Interest, REVENTS_MASK, Ready, check_fd_open, check_set_args};
+use super::{FdMonitor, Interest, REVENTS_MASK, Ready, check_fd_open, check_set_args, cvt};
 
-/// Submission ring size: SQEs queued by `set` beyond this are submitted in
-/// chunks.
+/// Submission ring size: SQEs queued beyond this are submitted in chunks.
 const SQ_ENTRIES: u32 = 256;
 /// Completion ring size; more completions than this at once overflow into
 /// the kernel's list (see the module docs).
@@ -87,6 +101,13 @@ const CQ_ENTRIES: u32 = 4096;
 
 /// `user_data` of SQEs whose completion is ignored.
 const UD_IGNORED: u64 = 0;
+/// `user_data` bit of callers' requests (`aio_add_sqe`); the other bits
+/// are the address of their `CqeHandler`. User-space addresses never have
+/// bit 63 set, and poll tokens keep it clear (31-bit generations).
+const UD_USER: u64 = 1 << 63;
+/// Generations wrap below this, so that poll tokens never look like
+/// callers' requests.
+const GENERATION_LIMIT: u32 = 1 << 31;
 
 fn user_data(fd: RawFd, generation: u32) -> u64 {
     (u64::from(generation) << 32) | u64::from(fd as u32)
@@ -96,33 +117,51 @@ fn split_user_data(ud: u64) -> (RawFd, u32) {
     (ud as u32 as RawFd, (ud >> 32) as u32)
 }
 
+/// One completion of a caller's request, for its `CqeHandler`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UserCompletion {
+    /// The handler's address (what the caller's `cqe.user_data` reads).
+    pub(crate) handler: u64,
+    pub(crate) res: i32,
+    pub(crate) flags: u32,
+}
+
 /// One watched fd.
 struct Watch {
     interest: Interest,
     /// Generation of the current `POLL_ADD`; completions of others are stale.
     generation: u32,
-    /// A `POLL_ADD` of this generation is queued or in the kernel.
+    /// A multishot `POLL_ADD` of this generation is queued or in the kernel.
     armed: bool,
-    /// Index in `IoUringMonitor::reports` while a report is pending.
-    report: Option<usize>,
-    /// The poll failed in an unexpected way and was reported as `POLLERR`:
-    /// not re-armed until the next `set`.
+    /// In `IoUringMonitor::candidates`.
+    candidate: bool,
+    /// Not watched any more until the next `set`: the poll failed in an
+    /// unexpected way (reported once as `POLLERR`), or the fd was closed.
     broken: bool,
 }
 
 /// Watches fds with io_uring poll requests.
 pub(crate) struct IoUringMonitor {
-    ring: IoUring,
+    /// Dropped by hand: see `Drop`.
+    ring: ManuallyDrop<IoUring>,
     watched: HashMap<RawFd, Watch>,
     /// SQEs not yet copied into the submission ring.
     backlog: Vec<squeue::Entry>,
-    /// Readiness found by `reap`, handed out by the next `wait`; at most one
-    /// entry per fd.
-    reports: Vec<Ready>,
-    /// fds (with their generation) reported by the last `wait`, re-armed
-    /// by the next one.
-    rearm: Vec<(RawFd, u32)>,
+    /// fds (with their generation) that may be ready: a completion since
+    /// the last wait, or reported by it. Checked with `poll(2)`.
+    candidates: Vec<(RawFd, u32)>,
+    /// The `poll(2)` array for the check; reused.
+    pollfds: Vec<libc::pollfd>,
+    /// Error reports found by `reap` (`POLLERR`), handed out by the next wait.
+    errors: Vec<Ready>,
     last_generation: u32,
+    /// Callers' requests queued or in the kernel, by `user_data`.
+    user_in_flight: HashSet<u64>,
+    /// Callers' requests copied into the submission ring since the last
+    /// successful `io_uring_enter`: the kernel has not seen them yet.
+    user_unsubmitted: Vec<u64>,
+    /// Completions of callers' requests not yet handed out.
+    user_done: Vec<UserCompletion>,
     /// Completions ignored as stale (for tests).
     #[cfg(test)]
     stale_seen: usize,
@@ -152,41 +191,43 @@ impl IoUringMonitor {
         ring.submitter().register_probe(&mut probe)?;
         if !probe.is_supported(opcode::PollAdd::CODE)
             || !probe.is_supported(opcode::PollRemove::CODE)
+            || !probe.is_supported(opcode::AsyncCancel::CODE)
         {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                "io_uring without POLL_ADD/POLL_REMOVE",
+                "io_uring without POLL_ADD, POLL_REMOVE or ASYNC_CANCEL",
             ));
         }
         Ok(IoUringMonitor {
-            ring,
+            ring: ManuallyDrop::new(ring),
             watched: HashMap::new(),
             backlog: Vec::new(),
-            reports: Vec::new(),
-            rearm: Vec::new(),
+            candidates: Vec::new(),
+            pollfds: Vec::new(),
+            errors: Vec::new(),
             last_generation: 0,
+            user_in_flight: HashSet::new(),
+            user_unsubmitted: Vec::new(),
+            user_done: Vec::new(),
             #[cfg(test)]
             stale_seen: 0,
         })
     }
 
     fn next_generation(&mut self) -> u32 {
-        self.last_generation = self.last_generation.wrapping_add(1);
+        self.last_generation = (self.last_generation + 1) % GENERATION_LIMIT;
         if self.last_generation == 0 {
             self.last_generation = 1; // 0 is UD_IGNORED's
         }
         self.last_generation
     }
 
-    /// Stops watching `fd`: cancels its armed poll (if any) and drops a
-    /// pending report. Returns whether a cancellation was queued.
+    /// Stops watching `fd`: cancels its armed poll (if any). Returns whether
+    /// a cancellation was queued.
     fn forget(&mut self, fd: RawFd) -> bool {
         let Some(w) = self.watched.remove(&fd) else {
             return false;
         };
-        if let Some(i) = w.report {
-            drop_report(&mut self.reports, &mut self.watched, i);
-        }
         if w.armed {
             let cancel = opcode::PollRemove::new(user_data(fd, w.generation))
                 .build()
@@ -204,15 +245,18 @@ impl IoUringMonitor {
             {
                 let mut sq = self.ring.submission();
                 let n = (sq.capacity() - sq.len()).min(self.backlog.len() - done);
-                // SAFETY: POLL_ADD and POLL_REMOVE SQEs carry no pointers,
-                // so there is no buffer to keep alive until completion.
+                // SAFETY: our POLL_ADD, POLL_REMOVE and ASYNC_CANCEL SQEs
+                // carry no pointers. Callers' SQEs point at buffers the
+                // caller keeps alive until their CqeHandler is called (the
+                // `aio_add_sqe` contract); `cancel_user_requests` waits for
+                // every one before the ring goes.
                 unsafe { sq.push_multiple(&self.backlog[done..done + n]) }
                     .expect("room was checked");
                 done += n;
             }
             if done < self.backlog.len() {
-                match self.ring.submit() {
-                    Ok(_) => {}
+                match self.submit() {
+                    Ok(()) => {}
                     Err(e) if is_transient(&e) => self.reap(),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
@@ -224,6 +268,27 @@ impl IoUringMonitor {
         }
         self.backlog.clear();
         Ok(())
+    }
+
+    /// Submits what the submission ring holds, without waiting.
+    fn submit(&mut self) -> io::Result<()> {
+        let res = self.ring.submit();
+        self.note_enter(&res);
+        res.map(drop)
+    }
+
+    /// After an `io_uring_enter` that returned `res`: on success the kernel
+    /// has taken every SQE in the ring (we never set `IOSQE_IO_DRAIN`-like
+    /// limits, and a bad SQE completes with an error instead of stopping
+    /// the submission once the kernel has any).
+    fn note_enter(&mut self, res: &io::Result<usize>) {
+        let taken = match res {
+            Ok(_) => true,
+            Err(e) => e.raw_os_error() == Some(libc::ETIME),
+        };
+        if taken && self.ring.submission().is_empty() {
+            self.user_unsubmitted.clear();
+        }
     }
 
     /// One `io_uring_enter`: submits everything queued and, unless `wait` is
@@ -239,6 +304,7 @@ impl IoUringMonitor {
                 self.ring.submitter().submit_with_args(1, &args)
             }
         };
+        self.note_enter(&res);
         match res {
             Ok(_) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(()),
@@ -249,17 +315,31 @@ impl IoUringMonitor {
         }
     }
 
-    /// Reads every completion: current ones become reports (or, if they
-    /// report nothing, re-arms); stale ones are dropped.
+    /// Reads every completion (no syscall unless the kernel kept
+    /// overflowed ones): polls' become candidates or error reports, stale
+    /// ones are dropped, callers' are kept for their handlers.
     fn reap(&mut self) {
         loop {
             for cqe in self.ring.completion() {
+                let (ud, res, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
+                if ud & UD_USER != 0 {
+                    if !cqueue::more(flags) {
+                        self.user_in_flight.remove(&ud);
+                    }
+                    self.user_done.push(UserCompletion {
+                        handler: ud & !UD_USER,
+                        res,
+                        flags,
+                    });
+                    continue;
+                }
                 let stale = complete(
                     &mut self.watched,
-                    &mut self.backlog,
-                    &mut self.reports,
-                    cqe.user_data(),
-                    cqe.result(),
+                    &mut self.candidates,
+                    &mut self.errors,
+                    ud,
+                    res,
+                    flags,
                 );
                 #[cfg(test)]
                 {
@@ -271,8 +351,173 @@ impl IoUringMonitor {
             // Completions that did not fit wait in the kernel (NODROP); an
             // enter with GETEVENTS (which `submit` adds when the flag is
             // set) moves them into the ring.
-            if !self.ring.submission().cq_overflow() || self.ring.submit().is_err() {
+            if !self.ring.submission().cq_overflow() || self.submit().is_err() {
                 break;
+            }
+        }
+    }
+
+    /// Asks `poll(2)` which candidates are ready; appends them to `ready`.
+    /// Candidates found idle stop being candidates (and get their poll
+    /// armed again if it had ended); ready ones stay, to be checked again
+    /// by the next wait (level-triggered).
+    fn check_candidates(&mut self, ready: &mut Vec<Ready>) -> io::Result<()> {
+        self.pollfds.clear();
+        let watched = &self.watched;
+        self.candidates.retain(|&(fd, generation)| {
+            watched
+                .get(&fd)
+                .is_some_and(|w| w.generation == generation && w.candidate && !w.broken)
+        });
+        if self.candidates.is_empty() {
+            return Ok(());
+        }
+        self.pollfds
+            .extend(self.candidates.iter().map(|&(fd, _)| libc::pollfd {
+                fd,
+                events: watched[&fd].interest as libc::c_short,
+                revents: 0,
+            }));
+        // SAFETY: `pollfds` is a valid array of `len` pollfds the kernel may
+        // write `revents` into.
+        let res = unsafe {
+            libc::poll(
+                self.pollfds.as_mut_ptr(),
+                self.pollfds.len() as libc::nfds_t,
+                0,
+            )
+        };
+        match cvt(res) {
+            Ok(_) => {}
+            // Checked again by the next wait: the candidates stay.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let mut i = 0;
+        let (watched, backlog) = (&mut self.watched, &mut self.backlog);
+        let pollfds = &self.pollfds;
+        self.candidates.retain(|&(fd, generation)| {
+            let revents = pollfds[i].revents as u32;
+            i += 1;
+            let w = watched.get_mut(&fd).expect("kept above");
+            if revents & libc::POLLNVAL as u32 != 0 {
+                // Closed behind our back: stop (see the module docs).
+                w.broken = true;
+                w.candidate = false;
+                return false;
+            }
+            if revents != 0 {
+                ready.push(Ready {
+                    fd,
+                    revents: revents & REVENTS_MASK,
+                });
+                return true;
+            }
+            w.candidate = false;
+            if !w.armed {
+                backlog.push(poll_add(fd, w.interest, generation));
+                w.armed = true;
+            }
+            false
+        });
+        Ok(())
+    }
+
+    /// Queues a caller's SQE (`aio_add_sqe`), whose completion goes to the
+    /// `CqeHandler` at `handler`; it reaches the kernel with the next wait.
+    ///
+    /// # Safety
+    /// Whatever the SQE points at (buffers, iovecs, paths) stays valid
+    /// until the handler's completion has been handed out by
+    /// [`IoUringMonitor::take_user_completions`]; `handler` is the address
+    /// of a `CqeHandler` that lives as long.
+    pub(crate) unsafe fn queue_user(&mut self, sqe: squeue::Entry, handler: u64) {
+        let ud = UD_USER | handler;
+        self.user_in_flight.insert(ud);
+        self.user_unsubmitted.push(ud);
+        self.backlog.push(sqe.user_data(ud));
+    }
+
+    /// Moves the completions of callers' requests found so far to `out`.
+    pub(crate) fn take_user_completions(&mut self, out: &mut Vec<UserCompletion>) {
+        out.append(&mut self.user_done);
+    }
+
+    /// The monitor is being dropped after `io_uring_enter` failed (see
+    /// `HandlersLocal::demote_after_failed_wait`): callers' requests the
+    /// kernel never saw complete now with `-errno`. Returns whether others
+    /// are still in the kernel (then the ring must stay until they finish:
+    /// [`IoUringMonitor::drain_user_requests`]).
+    pub(crate) fn fail_unsubmitted(&mut self, errno: i32) -> bool {
+        for ud in std::mem::take(&mut self.user_unsubmitted) {
+            if self.user_in_flight.remove(&ud) {
+                self.user_done.push(UserCompletion {
+                    handler: ud & !UD_USER,
+                    res: -errno,
+                    flags: 0,
+                });
+            }
+        }
+        self.backlog.clear();
+        !self.user_in_flight.is_empty()
+    }
+
+    /// Reaps completions of callers' requests without entering the kernel
+    /// (for a ring that can no longer be entered); returns whether some
+    /// are still in flight.
+    pub(crate) fn drain_user_requests(&mut self) -> bool {
+        for cqe in self.ring.completion() {
+            let (ud, res, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
+            if ud & UD_USER != 0 {
+                if !cqueue::more(flags) {
+                    self.user_in_flight.remove(&ud);
+                }
+                self.user_done.push(UserCompletion {
+                    handler: ud & !UD_USER,
+                    res,
+                    flags,
+                });
+            }
+        }
+        !self.user_in_flight.is_empty()
+    }
+
+    /// Context teardown: asks the kernel to cancel every caller's request
+    /// still in flight (queued ones are submitted and cancelled alike) and
+    /// waits until each has completed (`-ECANCELED`, or its result if it
+    /// finished first). The completions are then handed out as usual.
+    pub(crate) fn cancel_user_requests(&mut self) {
+        const ROUND: Duration = Duration::from_millis(10);
+        while !self.user_in_flight.is_empty() {
+            // Queued after the requests themselves: the kernel sees each
+            // request before its cancellation. Asked again every round, for
+            // a request that was running (`-EALREADY`) and is not done yet.
+            for &ud in &self.user_in_flight {
+                self.backlog
+                    .push(opcode::AsyncCancel::new(ud).build().user_data(UD_IGNORED));
+            }
+            let until = Instant::now() + ROUND;
+            let mut res = self.enter(Some(Duration::ZERO));
+            loop {
+                if let Err(e) = &res
+                    && e.kind() != io::ErrorKind::Interrupted
+                {
+                    // The ring cannot be entered: what the kernel never saw
+                    // completes with the error; the rest is looked for
+                    // without entering.
+                    self.fail_unsubmitted(e.raw_os_error().unwrap_or(libc::EIO));
+                    let give_up = Instant::now() + Duration::from_secs(1);
+                    while self.drain_user_requests() && Instant::now() < give_up {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    return; // what is left keeps the ring alive (see Drop)
+                }
+                self.reap();
+                let left = until.saturating_duration_since(Instant::now());
+                if self.user_in_flight.is_empty() || left.is_zero() {
+                    break;
+                }
+                res = self.enter(Some(left));
             }
         }
     }
@@ -284,23 +529,14 @@ fn is_transient(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN))
 }
 
-/// Removes report `i`, keeping the moved report's index right.
-fn drop_report(reports: &mut Vec<Ready>, watched: &mut HashMap<RawFd, Watch>, i: usize) {
-    reports.swap_remove(i);
-    if let Some(moved) = reports.get(i)
-        && let Some(w) = watched.get_mut(&moved.fd)
-    {
-        w.report = Some(i);
-    }
-}
-
-/// Handles one completion; returns whether it was stale.
+/// Handles one poll completion; returns whether it was stale.
 fn complete(
     watched: &mut HashMap<RawFd, Watch>,
-    backlog: &mut Vec<squeue::Entry>,
-    reports: &mut Vec<Ready>,
+    candidates: &mut Vec<(RawFd, u32)>,
+    errors: &mut Vec<Ready>,
     ud: u64,
     res: i32,
+    flags: u32,
 ) -> bool {
     if ud == UD_IGNORED {
         return false;
@@ -312,45 +548,61 @@ fn complete(
     if w.generation != generation || !w.armed {
         return true; // re-added or changed since
     }
-    w.armed = false;
-    let revents = match res {
-        r if r >= 0 => r as u32 & REVENTS_MASK,
-        // Cancelled by something other than our POLL_REMOVE (those carry
-        // old generations), e.g. the submitting thread exited: re-arm.
-        r if r == -libc::ECANCELED => 0,
+    if !cqueue::more(flags) {
+        w.armed = false; // re-armed once a check finds the fd idle
+    }
+    match res {
+        // Maybe ready: `poll(2)` decides. Cancelled by something other
+        // than our POLL_REMOVE (those carry old generations), e.g. the
+        // submitting thread exited: the check re-arms it.
+        r if r >= 0 || r == -libc::ECANCELED => {
+            if !w.candidate && !w.broken {
+                w.candidate = true;
+                candidates.push((fd, generation));
+            }
+        }
         // Closed before the poll was submitted: stop, don't spin.
-        r if r == -libc::EBADF => return false,
+        r if r == -libc::EBADF => {
+            w.armed = false;
+            w.broken = true;
+        }
         // Unexpected: let the handler see an error once; no re-arm.
         _ => {
-            w.broken = true;
-            report(reports, w, fd, libc::POLLERR as u32);
-            return false;
+            w.armed = false;
+            if !w.broken {
+                w.broken = true;
+                errors.push(Ready {
+                    fd,
+                    revents: libc::POLLERR as u32,
+                });
+            }
         }
-    };
-    if revents != 0 {
-        // Re-armed by the next wait, once the handler had its chance to
-        // drain the fd: re-arming now would complete at once, for nothing.
-        report(reports, w, fd, revents);
-    } else {
-        backlog.push(poll_add(fd, w.interest, generation));
-        w.armed = true;
     }
     false
 }
 
 fn poll_add(fd: RawFd, interest: Interest, generation: u32) -> squeue::Entry {
     opcode::PollAdd::new(types::Fd(fd), interest)
+        .multi(true)
         .build()
         .user_data(user_data(fd, generation))
 }
 
-/// Adds (or merges into) the pending report of `fd`.
-fn report(reports: &mut Vec<Ready>, w: &mut Watch, fd: RawFd, revents: u32) {
-    match w.report {
-        Some(i) => reports[i].revents |= revents,
-        None => {
-            w.report = Some(reports.len());
-            reports.push(Ready { fd, revents });
+impl Drop for IoUringMonitor {
+    /// Unmaps the ring, unless callers' requests are still in the kernel
+    /// (teardown could not cancel them: the ring could not be entered).
+    /// Then the ring is leaked, with one warning line: the kernel may
+    /// still write their buffers and completions, and their handlers are
+    /// never called, so their owners never free what the kernel writes.
+    fn drop(&mut self) {
+        if self.user_in_flight.is_empty() {
+            // SAFETY: dropped once, here, and never used again.
+            unsafe { ManuallyDrop::drop(&mut self.ring) };
+        } else {
+            crate::fatal::warn_here(&format!(
+                "{} io_uring request(s) could not be cancelled; keeping their ring",
+                self.user_in_flight.len()
+            ));
         }
     }
 }
@@ -367,12 +619,12 @@ impl FdMonitor for IoUringMonitor {
                 // Let go of the file now (see the module docs). Errors are
                 // transient here; the next wait submits what is left.
                 if self.flush_backlog().is_ok() {
-                    let _ = self.ring.submit();
+                    let _ = self.submit();
                 }
             }
             return Ok(());
         }
-        // Checked on every call: the poll is re-armed on whatever file the
+        // Checked on every call: the poll is armed on whatever file the
         // number names now, which must be open.
         if let Err(e) = check_fd_open(fd) {
             self.forget(fd);
@@ -387,7 +639,7 @@ impl FdMonitor for IoUringMonitor {
                 interest,
                 generation,
                 armed: true,
-                report: None,
+                candidate: false,
                 broken: false,
             },
         );
@@ -401,46 +653,59 @@ impl FdMonitor for IoUringMonitor {
         } else {
             None
         };
-        // Level-triggered: what the last wait reported is watched again; a
-        // poll armed on an fd that is still ready completes during the
-        // submission below.
-        for (fd, generation) in self.rearm.drain(..) {
-            if let Some(w) = self.watched.get_mut(&fd)
-                && w.generation == generation
-                && !w.armed
-                && !w.broken
-            {
-                self.backlog.push(poll_add(fd, w.interest, generation));
-                w.armed = true;
+        let first = ready.len();
+        // New polls and callers' requests go in first: a poll armed on an
+        // fd that is ready completes during the submission.
+        if !self.backlog.is_empty() {
+            match self.enter(Some(Duration::ZERO)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+                Err(e) => return Err(e),
             }
         }
         self.reap();
         loop {
-            let wait = if !self.reports.is_empty() || timeout_ns == 0 {
-                Some(Duration::ZERO)
-            } else {
-                deadline.map(|d| d.saturating_duration_since(Instant::now()))
-            };
+            ready.append(&mut self.errors);
+            self.check_candidates(ready)?;
+            let done = !self.user_done.is_empty();
+            if ready.len() > first || done || timeout_ns == 0 {
+                // Re-arms found by the check go with the next enter.
+                return Ok(());
+            }
+            let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if wait == Some(Duration::ZERO) {
+                // Re-arms the check queued must reach the kernel before
+                // the caller can rely on this monitor to wake it.
+                return self.enter(Some(Duration::ZERO)).or_else(interrupted_ok);
+            }
             let res = self.enter(wait);
             self.reap();
             match res {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    ready.append(&mut self.errors);
+                    return self.check_candidates(ready);
+                }
                 Err(e) => return Err(e),
             }
-            if !self.reports.is_empty() || wait == Some(Duration::ZERO) {
-                break;
-            }
-            // Woken by stale completions only: wait for the rest.
+            // Woken by stale or idle completions only: wait for the rest.
         }
-        for r in self.reports.drain(..) {
-            if let Some(w) = self.watched.get_mut(&r.fd) {
-                w.report = None;
-                self.rearm.push((r.fd, w.generation));
-            }
-            ready.push(r);
-        }
+    }
+
+    fn as_io_uring(&mut self) -> Option<&mut IoUringMonitor> {
+        Some(self)
+    }
+
+    fn has_user_requests(&self) -> bool {
+        !self.user_in_flight.is_empty()
+    }
+}
+
+fn interrupted_ok(e: io::Error) -> io::Result<()> {
+    if e.kind() == io::ErrorKind::Interrupted {
         Ok(())
+    } else {
+        Err(e)
     }
 }
 

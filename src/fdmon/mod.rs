@@ -89,6 +89,15 @@ pub(crate) trait FdMonitor: Send {
     fn set(&mut self, fd: RawFd, interest: Interest) -> io::Result<()>;
     /// Waits up to `timeout_ns` (-1 forever, 0 no blocking); appends ready fds.
     fn wait(&mut self, timeout_ns: i64, ready: &mut Vec<Ready>) -> io::Result<()>;
+    /// The io_uring monitor, which also carries callers' requests
+    /// (`aio_add_sqe`); `None` for the others.
+    fn as_io_uring(&mut self) -> Option<&mut io_uring::IoUringMonitor> {
+        None
+    }
+    /// Whether callers' io_uring requests are queued or in the kernel.
+    fn has_user_requests(&self) -> bool {
+        false
+    }
 }
 
 /// The backends, for `AIOCTX_FDMON` and for tests.

@@ -3,10 +3,10 @@
 use std::ffi::c_void;
 use std::ptr;
 
-use super::boundary::{context, context_handle, ffi_call, ffi_call_leaf};
+use super::boundary::{check_ptr, context, context_handle, ffi_call, ffi_call_leaf};
 use super::error::propagate;
 use super::types::{AioContext, CqeHandler, Error, io_uring_sqe};
-use crate::context::Context;
+use crate::context::{Context, CqeHandlerView, PrepSqeFn};
 use crate::fatal::{Misuse, MisuseResult};
 
 /// Creates an event loop with its own wakeup notifier and one reference,
@@ -132,20 +132,37 @@ pub extern "C" fn aioctx_context_get_aio_max_batch(ctx: *mut AioContext) -> i64 
     })
 }
 
-/// QEMU 10.2's io_uring submission for callers (`aio_add_sqe`). aioctx does
-/// not offer it: every context's `fdmon_ops->add_sqe` is NULL, so inline
-/// `aio_has_io_uring()` is false and QEMU code does not call this. A call
-/// anyway is the one-line abort QEMU's own assertion gives.
+/// QEMU 10.2's io_uring submission for callers (`aio_add_sqe`, see
+/// `context/sqe.rs`): `prep_sqe` fills a zeroed SQE, which is submitted
+/// with the current context's next wait; when it completes, `aio_poll` in
+/// this thread fills `cqe_handler->cqe` and calls `cqe_handler->cb`. Only
+/// where inline `aio_has_io_uring()` is true (the context's fd monitor is
+/// io_uring); elsewhere a call is a one-line abort.
 #[unsafe(no_mangle)]
 pub extern "C" fn aio_add_sqe(
     prep_sqe: Option<unsafe extern "C" fn(*mut io_uring_sqe, *mut c_void)>,
     opaque: *mut c_void,
     cqe_handler: *mut CqeHandler,
 ) {
-    let _ = (prep_sqe, opaque, cqe_handler);
     ffi_call(c"aio_add_sqe", || -> MisuseResult<()> {
-        Err(Misuse::new(
-            "io_uring submission is not supported (fdmon_ops->add_sqe is NULL: check aio_has_io_uring() first)",
-        ))
+        let prep = prep_sqe.ok_or_else(|| Misuse::new("prep_sqe is NULL"))?;
+        check_ptr(cqe_handler, "cqe_handler")?;
+        // SAFETY: the current context is live while it is current.
+        let ctx = unsafe { crate::thread::current_context().as_ref() }.ok_or_else(|| {
+            Misuse::new("no current AioContext in this thread (call it from a context's thread)")
+        })?;
+        // SAFETY: `PrepSqeFn` is the same C signature with `void *` for the
+        // SQE pointer; the caller keeps the SQE's buffers and the handler
+        // valid until `cb` runs (the aio_add_sqe contract).
+        unsafe {
+            ctx.add_sqe(
+                std::mem::transmute::<
+                    unsafe extern "C" fn(*mut io_uring_sqe, *mut c_void),
+                    PrepSqeFn,
+                >(prep),
+                opaque,
+                cqe_handler.cast::<CqeHandlerView>(),
+            )
+        }
     })
 }
