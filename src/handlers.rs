@@ -16,7 +16,7 @@
 //!
 //! Lookup is by fd in a hash map, never a list scan.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::ffi::c_void;
 use std::os::fd::RawFd;
 use std::sync::Arc;
@@ -253,7 +253,7 @@ impl Default for HandlersLocal {
         HandlersLocal {
             monitor: None,
             forced: fdmon::forced_backend(),
-            mirror: HashMap::new(),
+            mirror: HashMap::default(),
             pollers: Vec::new(),
             ready: Vec::new(),
             ready_fresh: false,
@@ -507,7 +507,7 @@ impl HandlersLocal {
         let mut g = GSourceFds {
             source,
             wakeup_tag: gsource::add_unix_fd(source, wakeup_fd, POLLIN),
-            tags: HashMap::new(),
+            tags: HashMap::default(),
         };
         for (fd, h) in &self.mirror {
             g.set(*fd, h.cb.interest());

@@ -27,7 +27,7 @@
 //!   (level-triggered) and come with the next wait, and the kernel rotates
 //!   its ready list so none starves.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
@@ -92,7 +92,7 @@ impl EpollMonitor {
         Ok(EpollMonitor {
             // SAFETY: the fd was just created and is owned by nobody else.
             epfd: unsafe { OwnedFd::from_raw_fd(fd) },
-            registered: HashMap::new(),
+            registered: HashMap::default(),
             events: vec![libc::epoll_event { events: 0, u64: 0 }; EVENT_BATCH],
             use_pwait2: HAVE_PWAIT2.load(Ordering::Relaxed),
         })

@@ -23,24 +23,29 @@
 //!   requests whose completions carry no news (`POLL_REMOVE` itself).
 //!   Callers' requests carry `1 << 63 | address of their CqeHandler`.
 //!
-//! # Level-triggered and exact
-//! A completion only says that an fd *may* be ready: it may have been
-//! posted before a handler drained the fd (an edge, not a level), and an fd
-//! that stays readable posts nothing more. So each wait builds a short list
-//! of *candidates* — the fds with a completion since the last wait, plus
-//! the fds it reported last time (level-triggered: one that a handler did
-//! not drain must be reported again) — and asks the kernel about exactly
-//! those with one `poll(2)` (timeout 0). Only what `poll(2)` confirms is
-//! reported, with `poll(2)`'s bits. This is what epoll does inside
-//! `epoll_wait` for level-triggered entries, and it means:
-//! - an fd that stays readable is reported by every wait, as with poll and
-//!   epoll;
-//! - a handler never runs for readiness that is gone (the stale-readiness
-//!   caveat of the earlier single-shot design is fixed);
-//! - the common "one fd became ready" wait costs one `poll(2)` of one or
-//!   two fds, and no `io_uring_enter` at all when the completion is already
-//!   in the ring: the completion ring is read without a syscall, and
-//!   `io_uring_enter` is made only to submit queued SQEs or to sleep.
+//! # Level-triggered, never stale
+//! A multishot completion is an edge: it says that the fd was woken, and
+//! nothing more is posted while it stays ready. Each wait therefore
+//! combines two sources:
+//! - *Fresh* completions, for fds not reported by the previous wait: the
+//!   fd was woken after its handler last ran, so it is reported as is,
+//!   with the completion's bits, and no syscall (the completion ring is
+//!   read from memory).
+//! - One `poll(2)` (timeout 0) of the *level set*, the fds reported by
+//!   earlier waits and not yet found idle, which asks the kernel for their
+//!   readiness now: what is still ready is reported again
+//!   (level-triggered), what is idle leaves the set. This check runs when
+//!   a completion arrives for an fd reported by the previous wait (it may
+//!   predate the handler's read: it is checked, never trusted, so a handler
+//!   never runs for readiness that is gone), when the wait has nothing
+//!   fresh to report, and otherwise every [`LEVEL_CHECK_EVERY`] waits.
+//!
+//! So an fd that stays readable is reported by every wait that has
+//! nothing fresher, and under a stream of other events at least every
+//! [`LEVEL_CHECK_EVERY`] waits; the common "one fd became ready" wait costs
+//! no syscall when its completion is already in the ring (`io_uring_enter`
+//! is made only to submit queued SQEs or to sleep), and an amortized share
+//! of one `poll(2)`.
 //!
 //! # Requirements and fallback
 //! [`IoUringMonitor::new`] fails (and the caller falls back to epoll) when
@@ -83,7 +88,7 @@
 //! kernel to cancel every request still in flight and waits until each
 //! has completed, so that no buffer of the caller is written afterwards.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::io;
 use std::mem::ManuallyDrop;
 use std::os::fd::RawFd;
@@ -93,11 +98,18 @@ use ::io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
 
 use super::{FdMonitor, Interest, REVENTS_MASK, Ready, check_fd_open, check_set_args, cvt};
 
+/// Always reported, whatever the interest (as poll(2) does).
+const ERR_HUP: u32 = (libc::POLLERR | libc::POLLHUP) as u32;
+
 /// Submission ring size: SQEs queued beyond this are submitted in chunks.
 const SQ_ENTRIES: u32 = 256;
 /// Completion ring size; more completions than this at once overflow into
 /// the kernel's list (see the module docs).
 const CQ_ENTRIES: u32 = 4096;
+
+/// A wait with fresh completions to report still checks the level set at
+/// least this often (see the module docs).
+const LEVEL_CHECK_EVERY: u32 = 8;
 
 /// `user_data` of SQEs whose completion is ignored.
 const UD_IGNORED: u64 = 0;
@@ -133,8 +145,13 @@ struct Watch {
     generation: u32,
     /// A multishot `POLL_ADD` of this generation is queued or in the kernel.
     armed: bool,
-    /// In `IoUringMonitor::candidates`.
-    candidate: bool,
+    /// Events of fresh completions not yet reported (0: none); the fd is
+    /// in `IoUringMonitor::fresh` while non-zero.
+    fresh: u32,
+    /// In `IoUringMonitor::level`.
+    in_level: bool,
+    /// The number of the wait that last reported the fd (0: none).
+    reported: u64,
     /// Not watched any more until the next `set`: the poll failed in an
     /// unexpected way (reported once as `POLLERR`), or the fd was closed.
     broken: bool,
@@ -147,11 +164,20 @@ pub(crate) struct IoUringMonitor {
     watched: HashMap<RawFd, Watch>,
     /// SQEs not yet copied into the submission ring.
     backlog: Vec<squeue::Entry>,
-    /// fds (with their generation) that may be ready: a completion since
-    /// the last wait, or reported by it. Checked with `poll(2)`.
-    candidates: Vec<(RawFd, u32)>,
+    /// fds (with their generation) with fresh completions.
+    fresh: Vec<(RawFd, u32)>,
+    /// The level set: fds reported and not yet found idle (module docs).
+    level: Vec<(RawFd, u32)>,
+    /// The level set must be checked by this wait.
+    level_due: bool,
+    /// Waits since the level set was last checked.
+    level_age: u32,
+    /// Waits so far; numbers `Watch::reported`.
+    waits: u64,
     /// The `poll(2)` array for the check; reused.
     pollfds: Vec<libc::pollfd>,
+    /// Completions copied out of the ring by `reap`; reused.
+    cqe_buf: Vec<(u64, i32, u32)>,
     /// Error reports found by `reap` (`POLLERR`), handed out by the next wait.
     errors: Vec<Ready>,
     last_generation: u32,
@@ -200,13 +226,18 @@ impl IoUringMonitor {
         }
         Ok(IoUringMonitor {
             ring: ManuallyDrop::new(ring),
-            watched: HashMap::new(),
+            watched: HashMap::default(),
             backlog: Vec::new(),
-            candidates: Vec::new(),
+            fresh: Vec::new(),
+            level: Vec::new(),
+            level_due: false,
+            level_age: 0,
+            waits: 0,
             pollfds: Vec::new(),
+            cqe_buf: Vec::new(),
             errors: Vec::new(),
             last_generation: 0,
-            user_in_flight: HashSet::new(),
+            user_in_flight: HashSet::default(),
             user_unsubmitted: Vec::new(),
             user_done: Vec::new(),
             #[cfg(test)]
@@ -316,12 +347,19 @@ impl IoUringMonitor {
     }
 
     /// Reads every completion (no syscall unless the kernel kept
-    /// overflowed ones): polls' become candidates or error reports, stale
+    /// overflowed ones): polls' become fresh, due checks or error reports, stale
     /// ones are dropped, callers' are kept for their handlers.
     fn reap(&mut self) {
         loop {
-            for cqe in self.ring.completion() {
-                let (ud, res, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
+            // Copied out first: `complete` needs `self` while the ring is
+            // borrowed by its iterator.
+            let mut cqes = std::mem::take(&mut self.cqe_buf);
+            cqes.extend(
+                self.ring
+                    .completion()
+                    .map(|cqe| (cqe.user_data(), cqe.result(), cqe.flags())),
+            );
+            for &(ud, res, flags) in &cqes {
                 if ud & UD_USER != 0 {
                     if !cqueue::more(flags) {
                         self.user_in_flight.remove(&ud);
@@ -333,14 +371,7 @@ impl IoUringMonitor {
                     });
                     continue;
                 }
-                let stale = complete(
-                    &mut self.watched,
-                    &mut self.candidates,
-                    &mut self.errors,
-                    ud,
-                    res,
-                    flags,
-                );
+                let stale = self.complete(ud, res, flags);
                 #[cfg(test)]
                 {
                     self.stale_seen += usize::from(stale);
@@ -348,6 +379,8 @@ impl IoUringMonitor {
                 #[cfg(not(test))]
                 let _ = stale;
             }
+            cqes.clear();
+            self.cqe_buf = cqes;
             // Completions that did not fit wait in the kernel (NODROP); an
             // enter with GETEVENTS (which `submit` adds when the flag is
             // set) moves them into the ring.
@@ -357,23 +390,47 @@ impl IoUringMonitor {
         }
     }
 
-    /// Asks `poll(2)` which candidates are ready; appends them to `ready`.
-    /// Candidates found idle stop being candidates (and get their poll
-    /// armed again if it had ended); ready ones stay, to be checked again
-    /// by the next wait (level-triggered).
-    fn check_candidates(&mut self, ready: &mut Vec<Ready>) -> io::Result<()> {
-        self.pollfds.clear();
+    /// Reports the fds with fresh completions (see the module docs).
+    fn report_fresh(&mut self, ready: &mut Vec<Ready>) {
+        let wait_no = self.waits;
+        for (fd, generation) in self.fresh.drain(..) {
+            let Some(w) = self.watched.get_mut(&fd) else {
+                continue;
+            };
+            let events = std::mem::take(&mut w.fresh) & (w.interest | ERR_HUP);
+            if w.generation != generation || w.broken || events == 0 {
+                continue;
+            }
+            w.reported = wait_no;
+            ready.push(Ready {
+                fd,
+                revents: events,
+            });
+            if !w.in_level {
+                w.in_level = true;
+                self.level.push((fd, generation));
+            }
+        }
+    }
+
+    /// Asks `poll(2)` about the level set; appends the fds still ready
+    /// (unless this wait reported them already). Idle ones leave the set
+    /// (and get their poll armed again if it had ended).
+    fn check_level(&mut self, ready: &mut Vec<Ready>) -> io::Result<()> {
+        self.level_due = false;
+        self.level_age = 0;
         let watched = &self.watched;
-        self.candidates.retain(|&(fd, generation)| {
+        self.level.retain(|&(fd, generation)| {
             watched
                 .get(&fd)
-                .is_some_and(|w| w.generation == generation && w.candidate && !w.broken)
+                .is_some_and(|w| w.generation == generation && w.in_level && !w.broken)
         });
-        if self.candidates.is_empty() {
+        if self.level.is_empty() {
             return Ok(());
         }
+        self.pollfds.clear();
         self.pollfds
-            .extend(self.candidates.iter().map(|&(fd, _)| libc::pollfd {
+            .extend(self.level.iter().map(|&(fd, _)| libc::pollfd {
                 fd,
                 events: watched[&fd].interest as libc::c_short,
                 revents: 0,
@@ -389,31 +446,38 @@ impl IoUringMonitor {
         };
         match cvt(res) {
             Ok(_) => {}
-            // Checked again by the next wait: the candidates stay.
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            // Checked again by the next wait: the set stays.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                self.level_due = true;
+                return Ok(());
+            }
             Err(e) => return Err(e),
         }
+        let wait_no = self.waits;
         let mut i = 0;
         let (watched, backlog) = (&mut self.watched, &mut self.backlog);
         let pollfds = &self.pollfds;
-        self.candidates.retain(|&(fd, generation)| {
+        self.level.retain(|&(fd, generation)| {
             let revents = pollfds[i].revents as u32;
             i += 1;
             let w = watched.get_mut(&fd).expect("kept above");
             if revents & libc::POLLNVAL as u32 != 0 {
                 // Closed behind our back: stop (see the module docs).
                 w.broken = true;
-                w.candidate = false;
+                w.in_level = false;
                 return false;
             }
             if revents != 0 {
-                ready.push(Ready {
-                    fd,
-                    revents: revents & REVENTS_MASK,
-                });
+                if w.reported != wait_no {
+                    w.reported = wait_no;
+                    ready.push(Ready {
+                        fd,
+                        revents: revents & REVENTS_MASK,
+                    });
+                }
                 return true;
             }
-            w.candidate = false;
+            w.in_level = false;
             if !w.armed {
                 backlog.push(poll_add(fd, w.interest, generation));
                 w.armed = true;
@@ -421,6 +485,76 @@ impl IoUringMonitor {
             false
         });
         Ok(())
+    }
+
+    /// Reports what this wait has: error reports, fresh completions, and
+    /// the level set when its check is due (see the module docs).
+    fn collect(&mut self, ready: &mut Vec<Ready>, first: usize) -> io::Result<()> {
+        ready.append(&mut self.errors);
+        self.report_fresh(ready);
+        if self.level_due || ready.len() == first || self.level_age >= LEVEL_CHECK_EVERY {
+            self.check_level(ready)
+        } else {
+            self.level_age += u32::from(!self.level.is_empty());
+            Ok(())
+        }
+    }
+
+    /// Handles one poll completion; returns whether it was stale.
+    fn complete(&mut self, ud: u64, res: i32, flags: u32) -> bool {
+        if ud == UD_IGNORED {
+            return false;
+        }
+        let (fd, generation) = split_user_data(ud);
+        let Some(w) = self.watched.get_mut(&fd) else {
+            return true; // removed since
+        };
+        if w.generation != generation || !w.armed {
+            return true; // re-added or changed since
+        }
+        if !cqueue::more(flags) {
+            w.armed = false; // armed again once the fd is found idle
+        }
+        match res {
+            // Woken since its handler last ran: fresh, reported as is.
+            r if r > 0 && w.reported + 1 != self.waits => {
+                if w.fresh == 0 {
+                    self.fresh.push((fd, generation));
+                }
+                w.fresh |= r as u32;
+            }
+            // Maybe from before its handler's read (reported by the
+            // previous wait), or without events; or cancelled by something
+            // other than our POLL_REMOVE (those carry old generations),
+            // e.g. the submitting thread exited: the level check decides,
+            // and arms it again if idle.
+            r if r >= 0 || r == -libc::ECANCELED => {
+                if !w.broken {
+                    if !w.in_level {
+                        w.in_level = true;
+                        self.level.push((fd, generation));
+                    }
+                    self.level_due = true;
+                }
+            }
+            // Closed before the poll was submitted: stop, don't spin.
+            r if r == -libc::EBADF => {
+                w.armed = false;
+                w.broken = true;
+            }
+            // Unexpected: let the handler see an error once; no re-arm.
+            _ => {
+                w.armed = false;
+                if !w.broken {
+                    w.broken = true;
+                    self.errors.push(Ready {
+                        fd,
+                        revents: libc::POLLERR as u32,
+                    });
+                }
+            }
+        }
+        false
     }
 
     /// Queues a caller's SQE (`aio_add_sqe`), whose completion goes to the
@@ -529,58 +663,6 @@ fn is_transient(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN))
 }
 
-/// Handles one poll completion; returns whether it was stale.
-fn complete(
-    watched: &mut HashMap<RawFd, Watch>,
-    candidates: &mut Vec<(RawFd, u32)>,
-    errors: &mut Vec<Ready>,
-    ud: u64,
-    res: i32,
-    flags: u32,
-) -> bool {
-    if ud == UD_IGNORED {
-        return false;
-    }
-    let (fd, generation) = split_user_data(ud);
-    let Some(w) = watched.get_mut(&fd) else {
-        return true; // removed since
-    };
-    if w.generation != generation || !w.armed {
-        return true; // re-added or changed since
-    }
-    if !cqueue::more(flags) {
-        w.armed = false; // re-armed once a check finds the fd idle
-    }
-    match res {
-        // Maybe ready: `poll(2)` decides. Cancelled by something other
-        // than our POLL_REMOVE (those carry old generations), e.g. the
-        // submitting thread exited: the check re-arms it.
-        r if r >= 0 || r == -libc::ECANCELED => {
-            if !w.candidate && !w.broken {
-                w.candidate = true;
-                candidates.push((fd, generation));
-            }
-        }
-        // Closed before the poll was submitted: stop, don't spin.
-        r if r == -libc::EBADF => {
-            w.armed = false;
-            w.broken = true;
-        }
-        // Unexpected: let the handler see an error once; no re-arm.
-        _ => {
-            w.armed = false;
-            if !w.broken {
-                w.broken = true;
-                errors.push(Ready {
-                    fd,
-                    revents: libc::POLLERR as u32,
-                });
-            }
-        }
-    }
-    false
-}
-
 fn poll_add(fd: RawFd, interest: Interest, generation: u32) -> squeue::Entry {
     opcode::PollAdd::new(types::Fd(fd), interest)
         .multi(true)
@@ -639,7 +721,9 @@ impl FdMonitor for IoUringMonitor {
                 interest,
                 generation,
                 armed: true,
-                candidate: false,
+                fresh: 0,
+                in_level: false,
+                reported: 0,
                 broken: false,
             },
         );
@@ -663,10 +747,10 @@ impl FdMonitor for IoUringMonitor {
                 Err(e) => return Err(e),
             }
         }
+        self.waits += 1;
         self.reap();
         loop {
-            ready.append(&mut self.errors);
-            self.check_candidates(ready)?;
+            self.collect(ready, first)?;
             let done = !self.user_done.is_empty();
             if ready.len() > first || done || timeout_ns == 0 {
                 // Re-arms found by the check go with the next enter.
@@ -683,8 +767,7 @@ impl FdMonitor for IoUringMonitor {
             match res {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    ready.append(&mut self.errors);
-                    return self.check_candidates(ready);
+                    return self.collect(ready, first);
                 }
                 Err(e) => return Err(e),
             }

@@ -14,7 +14,9 @@
 //!   that context: no internal locking.
 //! - [`FdMonitor::set`] starts, changes or (with empty interest) stops
 //!   watching an fd. Level-triggered semantics: an fd that stays readable is
-//!   reported by every `wait` until it is drained.
+//!   reported by every `wait` until it is drained (io_uring: by every wait
+//!   with nothing fresher to report, and at least every 8 waits under a
+//!   stream of other events; see its module docs).
 //! - [`FdMonitor::wait`] blocks for at most `timeout_ns` nanoseconds (-1:
 //!   forever, 0: do not block) and appends one [`Ready`] per ready fd.
 //!   Timeouts are never rounded *down*: a backend with millisecond resolution

@@ -169,3 +169,58 @@ fn one_report_per_fd_per_wait() {
         assert_eq!(wait(&mut m, 0), [ready(&r, IN)]);
     }
 }
+
+#[test]
+fn completion_from_before_the_handlers_read_is_not_reported() {
+    let Some(mut m) = open_ring() else { return };
+    let e = eventfd();
+    m.set(e.as_raw_fd(), IN).unwrap();
+    assert_eq!(wait(&mut m, 0), []);
+    poke(&e);
+    assert_eq!(wait(&mut m, 1_000_000_000), [ready(&e, IN)]);
+    // The "handler": more data arrives (its completion is posted by task
+    // work at the next syscall's return), then it reads everything.
+    poke(&e);
+    // SAFETY: getpid has no arguments.
+    unsafe { libc::getpid() };
+    assert!(!m.ring.completion().is_empty(), "completion not posted");
+    drain(&e);
+    // The completion predates the read: checked, not trusted.
+    assert_eq!(wait(&mut m, 0), []);
+    assert_eq!(wait(&mut m, 0), []);
+    poke(&e);
+    assert_eq!(wait(&mut m, 1_000_000_000), [ready(&e, IN)]);
+}
+
+#[test]
+fn undrained_fd_is_reported_again_under_a_stream_of_other_events() {
+    let Some(mut m) = open_ring() else { return };
+    let stuck = eventfd();
+    let others: Vec<_> = (0..4).map(|_| eventfd()).collect();
+    m.set(stuck.as_raw_fd(), IN).unwrap();
+    for o in &others {
+        m.set(o.as_raw_fd(), IN).unwrap();
+    }
+    assert_eq!(wait(&mut m, 0), []);
+    poke(&stuck);
+    let mut last_seen = 0;
+    for i in 1..=(4 * LEVEL_CHECK_EVERY as usize) {
+        // Something fresh every wait; `stuck` is never drained.
+        let o = &others[i % others.len()];
+        poke(o);
+        let got = wait(&mut m, 1_000_000_000);
+        assert!(got.contains(&ready(o, IN)), "wait {i}: {got:?}");
+        drain(o);
+        if got.contains(&ready(&stuck, IN)) {
+            last_seen = i;
+        }
+        assert!(
+            i - last_seen <= LEVEL_CHECK_EVERY as usize + 1,
+            "wait {i}: the undrained fd was last reported by wait {last_seen}"
+        );
+    }
+    // With nothing fresh, it is reported by every wait.
+    for _ in 0..3 {
+        assert_eq!(wait(&mut m, 0), [ready(&stuck, IN)]);
+    }
+}
