@@ -9,6 +9,8 @@
  *   handler's address;
  * - file: writes, then reads back, a temp file through the ring, one
  *   request and then 300 at once (more than the submission ring holds);
+ * - gsource: a context run as a GSource wakes GLib's blocking iteration
+ *   when a request completes (GLib watches the ring's fd);
  * - teardown: a read from an empty pipe still in flight when the last
  *   reference goes is cancelled: cb runs once with -ECANCELED before
  *   aio_context_unref returns, and the pipe's later data is still there
@@ -187,6 +189,51 @@ static void test_file(void)
     close(fd);
 }
 
+static void submit_one(void *opaque);
+
+static void test_gsource(void)
+{
+    Watchdog wd;
+    AioContext *ctx = new_context();
+    GMainContext *mctx;
+    GSource *src;
+    int p[2];
+    char buf[8] = "";
+
+    if (!have_io_uring(ctx)) {
+        aio_context_unref(ctx);
+        return;
+    }
+    watchdog_start(&wd, "io_uring completion through GLib", 30);
+    mctx = g_main_context_new();
+    src = aio_get_g_source(ctx);
+    g_source_attach(src, mctx);
+    g_source_unref(src);
+    g_assert_cmpint(pipe(p), ==, 0);
+
+    /* A read that completes only once the pipe has data. */
+    Req r = { .opcode = IORING_OP_READ, .fd = p[0], .buf = buf, .len = 4 };
+    aio_bh_schedule_oneshot(ctx, submit_one, &r);
+    while (!g_main_context_iteration(mctx, FALSE)) {
+    }
+    g_main_context_iteration(mctx, FALSE); /* submitted */
+    g_assert_cmpint(r.calls, ==, 0);
+    g_assert_cmpint(write(p[1], "data", 4), ==, 4);
+    /* Blocking: only the ring's fd can wake GLib here. */
+    while (r.calls == 0) {
+        g_main_context_iteration(mctx, TRUE);
+    }
+    g_assert_cmpint(r.res, ==, 4);
+    g_assert_cmpmem(buf, 4, "data", 4);
+
+    g_source_destroy(src);
+    g_main_context_unref(mctx);
+    aio_context_unref(ctx);
+    close(p[0]);
+    close(p[1]);
+    watchdog_stop(&wd);
+}
+
 static void submit_one(void *opaque)
 {
     Req *r = opaque;
@@ -258,6 +305,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/sqe/ops", test_ops);
     g_test_add_func("/sqe/file", test_file);
+    g_test_add_func("/sqe/gsource", test_gsource);
     g_test_add_func("/sqe/teardown", test_teardown);
     g_test_add_func("/sqe/unavailable", test_unavailable);
     return g_test_run();

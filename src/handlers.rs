@@ -230,6 +230,9 @@ struct GSourceFds {
     source: *mut glib_sys::GSource,
     wakeup_tag: glib_sys::gpointer,
     tags: HashMap<RawFd, glib_sys::gpointer>,
+    /// The io_uring monitor's ring fd, readable while completions wait:
+    /// callers' io_uring completions (`aio_add_sqe`) must wake GLib too.
+    ring: Option<(RawFd, glib_sys::gpointer)>,
 }
 
 // SAFETY: only used by the thread polling the context (like the rest of
@@ -501,18 +504,39 @@ impl HandlersLocal {
     /// Makes `source` watch the wakeup fd and every registered fd (once;
     /// later changes follow through `sync`).
     pub(crate) fn attach_gsource(&mut self, source: *mut glib_sys::GSource, wakeup_fd: RawFd) {
-        if self.gsource.as_ref().is_some_and(|g| g.source == source) {
+        if !self.gsource.as_ref().is_some_and(|g| g.source == source) {
+            let mut g = GSourceFds {
+                source,
+                wakeup_tag: gsource::add_unix_fd(source, wakeup_fd, POLLIN),
+                tags: HashMap::default(),
+                ring: None,
+            };
+            for (fd, h) in &self.mirror {
+                g.set(*fd, h.cb.interest());
+            }
+            self.gsource = Some(g);
+        }
+        self.watch_ring_in_gsource();
+    }
+
+    /// Keeps the GSource watching the io_uring monitor's ring fd (if the
+    /// monitor is io_uring), following monitor switches.
+    fn watch_ring_in_gsource(&mut self) {
+        let want = self
+            .monitor
+            .as_mut()
+            .and_then(|m| m.as_io_uring())
+            .map(|u| u.ring_fd());
+        let Some(g) = &mut self.gsource else { return };
+        if g.ring.map(|(fd, _)| fd) == want {
             return;
         }
-        let mut g = GSourceFds {
-            source,
-            wakeup_tag: gsource::add_unix_fd(source, wakeup_fd, POLLIN),
-            tags: HashMap::default(),
-        };
-        for (fd, h) in &self.mirror {
-            g.set(*fd, h.cb.interest());
+        if let Some((_, tag)) = g.ring.take() {
+            gsource::remove_unix_fd(g.source, tag);
         }
-        self.gsource = Some(g);
+        if let Some(fd) = want {
+            g.ring = Some((fd, gsource::add_unix_fd(g.source, fd, POLLIN)));
+        }
     }
 
     /// Whether GLib's last poll saw the context's wakeup fd readable.

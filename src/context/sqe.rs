@@ -26,6 +26,10 @@
 //!   complete with `-errno`, and the ones in the kernel are still
 //!   delivered from the old ring.
 //!
+//! A context run as a GSource has GLib watch the ring's fd as well
+//! (`HandlersLocal::watch_ring_in_gsource`), so a completion wakes a
+//! blocking `g_main_context_iteration` (QEMU's main loop is one).
+//!
 //! Threading: home thread only (the thread whose current context this is).
 //! `prep_sqe` and `cb` run with no lock and no borrow held.
 

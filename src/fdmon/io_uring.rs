@@ -91,7 +91,7 @@
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::io;
 use std::mem::ManuallyDrop;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use ::io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
@@ -570,6 +570,12 @@ impl IoUringMonitor {
         self.user_in_flight.insert(ud);
         self.user_unsubmitted.push(ud);
         self.backlog.push(sqe.user_data(ud));
+    }
+
+    /// The ring's fd: readable while completions wait in the ring (a
+    /// context run as a GSource has GLib watch it).
+    pub(crate) fn ring_fd(&self) -> RawFd {
+        self.ring.as_raw_fd()
     }
 
     /// Moves the completions of callers' requests found so far to `out`.
