@@ -504,7 +504,7 @@ impl HandlersLocal {
     /// Makes `source` watch the wakeup fd and every registered fd (once;
     /// later changes follow through `sync`).
     pub(crate) fn attach_gsource(&mut self, source: *mut glib_sys::GSource, wakeup_fd: RawFd) {
-        if !self.gsource.as_ref().is_some_and(|g| g.source == source) {
+        if self.gsource.as_ref().is_none_or(|g| g.source != source) {
             let mut g = GSourceFds {
                 source,
                 wakeup_tag: gsource::add_unix_fd(source, wakeup_fd, POLLIN),
