@@ -13,9 +13,11 @@
 #define _GNU_SOURCE
 #include "aioctx.h"
 #include "test-util.h"
+#include "compat/block/aio.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/io_uring.h>
 #include <glib.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -276,6 +278,112 @@ static void test_case(gconstpointer opaque)
     g_string_free(more, TRUE);
 }
 
+/* ---- callers' io_uring requests (aio_add_sqe) across the fallback ---- */
+
+typedef struct {
+    CqeHandler handler; /* first: cb gets its address */
+    int fd;
+    char buf[8];
+    int calls;
+    int res;
+} PipeRead;
+
+static void prep_read(struct io_uring_sqe *sqe, void *opaque)
+{
+    PipeRead *r = opaque;
+
+    sqe->opcode = IORING_OP_READ;
+    sqe->fd = r->fd;
+    sqe->addr = (uint64_t)(uintptr_t)r->buf;
+    sqe->len = sizeof(r->buf);
+}
+
+static void on_read_cqe(CqeHandler *h)
+{
+    PipeRead *r = (PipeRead *)h;
+
+    r->calls++;
+    r->res = h->cqe.res;
+}
+
+static void submit_read(void *opaque)
+{
+    PipeRead *r = opaque;
+
+    r->handler.cb = on_read_cqe;
+    aio_add_sqe(prep_read, r, &r->handler);
+}
+
+/*
+ * io_uring_enter starts failing with one read in the kernel and one only
+ * queued: the queued one completes with -EPERM, the one in the kernel
+ * still completes with its data (from the old ring), and the context,
+ * now on epoll, no longer offers aio_add_sqe.
+ */
+static void run_requests_child(void)
+{
+    static const long io_uring_enter_nr[] = { __NR_io_uring_enter, -1 };
+    Watchdog wd;
+    Reader r;
+    int p[2], in_kernel[2], queued[2];
+    AioContext *ctx = io_uring_context(&r, p);
+    PipeRead a = { .fd = -1 }, b = { .fd = -1 };
+
+    g_assert_cmpint(pipe(in_kernel), ==, 0);
+    g_assert_cmpint(pipe(queued), ==, 0);
+    a.fd = in_kernel[0];
+    b.fd = queued[0];
+    watchdog_start(&wd, "requests across the fallback", 10);
+    aio_bh_schedule_oneshot(ctx, submit_read, &a);
+    aio_poll(ctx, false); /* the BH queues a */
+    aio_poll(ctx, false); /* a is submitted: waits for data */
+    aio_bh_schedule_oneshot(ctx, submit_read, &b);
+    aio_poll(ctx, false); /* the BH queues b */
+    g_assert_true(aio_has_io_uring(ctx));
+
+    g_assert_true(deny_syscalls(io_uring_enter_nr, NULL, EPERM));
+    aio_poll(ctx, false); /* submitting b fails: epoll from now on */
+    while (b.calls == 0) {
+        aio_poll(ctx, true);
+    }
+    g_assert_cmpint(b.res, ==, -EPERM);
+    g_assert_cmpstr(aioctx_context_fdmon_name(ctx), ==, "epoll");
+    g_assert_false(aio_has_io_uring(ctx));
+
+    g_assert_cmpint(a.calls, ==, 0);
+    g_assert_cmpint(write(in_kernel[1], "data", 4), ==, 4);
+    while (a.calls == 0) {
+        aio_poll(ctx, true);
+    }
+    g_assert_cmpint(a.res, ==, 4);
+    g_assert_cmpmem(a.buf, 4, "data", 4);
+    g_assert_cmpint(b.calls, ==, 1);
+
+    watchdog_stop(&wd);
+    aio_set_fd_handler(ctx, p[0], NULL, NULL, NULL, NULL, NULL);
+    aio_context_unref(ctx);
+    exit(0);
+}
+
+static void test_requests(void)
+{
+    if (!io_uring_available()) {
+        g_test_skip("io_uring is unavailable here");
+        return;
+    }
+    if (g_test_subprocess()) {
+        run_requests_child();
+        return;
+    }
+    if (!seccomp_available()) {
+        g_test_skip("seccomp filters are unavailable here");
+        return;
+    }
+    trap_subprocess_expect(20, true,
+                           "aioctx: aio_poll: warning: io_uring_enter failed (*); "
+                           "falling back to epoll\n");
+}
+
 static const Case cases[] = {
     {
         "/fdmon-fallback/io_uring_enter-eperm-to-epoll",
@@ -314,5 +422,6 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
         g_test_add_data_func(cases[i].name, &cases[i], test_case);
     }
+    g_test_add_func("/fdmon-fallback/io_uring-requests-survive", test_requests);
     return g_test_run();
 }
