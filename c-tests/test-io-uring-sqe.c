@@ -85,6 +85,8 @@ static void submit_batch(void *opaque)
 {
     Batch *b = opaque;
 
+    /* QEMU 10.2's form: the current context's (this one, being polled). */
+    g_assert_true(aio_has_io_uring());
     for (int i = 0; i < b->n; i++) {
         b->reqs[i].handler.cb = on_cqe;
         aio_add_sqe(prep_rw, &b->reqs[i], &b->reqs[i].handler);
@@ -285,6 +287,7 @@ static void test_unavailable(void)
         Req r = { .opcode = IORING_OP_NOP };
 
         g_assert_false(aio_has_io_uring(ctx));
+        g_assert_false(aio_has_io_uring()); /* no current context here */
         aio_bh_schedule_oneshot(ctx, submit_one, &r);
         aio_poll(ctx, false);
         return;

@@ -47,10 +47,27 @@ typedef struct AioctxContextPublic {
     unsigned char private4[608 - 600];
 } AioctxContextPublic;
 
-/* Whether aio_add_sqe() works on ctx: false in aioctx. */
-static inline bool aio_has_io_uring(AioContext *ctx)
+/* Whether aio_add_sqe() works on ctx: its fd monitor is io_uring
+ * (AIOCTX_FDMON=io_uring, where the kernel allows it). */
+static inline bool aioctx_has_io_uring_in(AioContext *ctx)
 {
-    return ((const AioctxContextPublic *)ctx)->fdmon_ops->add_sqe != NULL;
+    return ctx && ((const AioctxContextPublic *)ctx)->fdmon_ops->add_sqe != NULL;
 }
+
+/* QEMU 10.2's form, aio_has_io_uring(void): the current context's. */
+static inline bool aioctx_has_io_uring_here(void)
+{
+    return aioctx_has_io_uring_in(qemu_get_current_aio_context());
+}
+
+/*
+ * aio_has_io_uring() as QEMU 10.2 spells it (no argument: the current
+ * thread's context), or aio_has_io_uring(ctx) for a given context (the
+ * form earlier aioctx headers had).
+ */
+#define AIOCTX_HAS_IO_URING_PICK(_0, _1, name, ...) name
+#define aio_has_io_uring(...)                                              \
+    AIOCTX_HAS_IO_URING_PICK(_0, ##__VA_ARGS__, aioctx_has_io_uring_in,    \
+                             aioctx_has_io_uring_here)(__VA_ARGS__)
 
 #endif /* AIOCTX_COMPAT_BLOCK_AIO_H */
