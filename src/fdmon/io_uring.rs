@@ -351,24 +351,10 @@ impl IoUringMonitor {
     /// ones are dropped, callers' are kept for their handlers.
     fn reap(&mut self) {
         loop {
-            // Copied out first: `complete` needs `self` while the ring is
-            // borrowed by its iterator.
-            let mut cqes = std::mem::take(&mut self.cqe_buf);
-            cqes.extend(
-                self.ring
-                    .completion()
-                    .map(|cqe| (cqe.user_data(), cqe.result(), cqe.flags())),
-            );
+            let cqes = self.copy_cqes();
             for &(ud, res, flags) in &cqes {
                 if ud & UD_USER != 0 {
-                    if !cqueue::more(flags) {
-                        self.user_in_flight.remove(&ud);
-                    }
-                    self.user_done.push(UserCompletion {
-                        handler: ud & !UD_USER,
-                        res,
-                        flags,
-                    });
+                    self.user_completed(ud, res, flags);
                     continue;
                 }
                 let stale = self.complete(ud, res, flags);
@@ -379,8 +365,7 @@ impl IoUringMonitor {
                 #[cfg(not(test))]
                 let _ = stale;
             }
-            cqes.clear();
-            self.cqe_buf = cqes;
+            self.cqe_buf_back(cqes);
             // Completions that did not fit wait in the kernel (NODROP); an
             // enter with GETEVENTS (which `submit` adds when the flag is
             // set) moves them into the ring.
@@ -606,20 +591,45 @@ impl IoUringMonitor {
     /// (for a ring that can no longer be entered); returns whether some
     /// are still in flight.
     pub(crate) fn drain_user_requests(&mut self) -> bool {
-        for cqe in self.ring.completion() {
-            let (ud, res, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
+        let cqes = self.copy_cqes();
+        for &(ud, res, flags) in &cqes {
             if ud & UD_USER != 0 {
-                if !cqueue::more(flags) {
-                    self.user_in_flight.remove(&ud);
-                }
-                self.user_done.push(UserCompletion {
-                    handler: ud & !UD_USER,
-                    res,
-                    flags,
-                });
+                self.user_completed(ud, res, flags);
             }
         }
+        self.cqe_buf_back(cqes);
         !self.user_in_flight.is_empty()
+    }
+
+    /// Copies the completions out of the ring (handling one needs `self`,
+    /// which the ring's iterator borrows), into the reused buffer; give it
+    /// back with [`IoUringMonitor::cqe_buf_back`].
+    fn copy_cqes(&mut self) -> Vec<(u64, i32, u32)> {
+        let mut cqes = std::mem::take(&mut self.cqe_buf);
+        cqes.extend(
+            self.ring
+                .completion()
+                .map(|cqe| (cqe.user_data(), cqe.result(), cqe.flags())),
+        );
+        cqes
+    }
+
+    fn cqe_buf_back(&mut self, mut cqes: Vec<(u64, i32, u32)>) {
+        cqes.clear();
+        self.cqe_buf = cqes;
+    }
+
+    /// Keeps the completion of a caller's request for its handler; the
+    /// request is done unless more completions follow (multishot).
+    fn user_completed(&mut self, ud: u64, res: i32, flags: u32) {
+        if !cqueue::more(flags) {
+            self.user_in_flight.remove(&ud);
+        }
+        self.user_done.push(UserCompletion {
+            handler: ud & !UD_USER,
+            res,
+            flags,
+        });
     }
 
     /// Context teardown: asks the kernel to cancel every caller's request
