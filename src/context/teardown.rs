@@ -21,18 +21,23 @@ impl Context {
     pub(super) unsafe fn destroy(ctx: *mut Context) {
         // Reports name the API call that dropped the last reference
         // (`aio_context_unref`, or e.g. `aioctx_iothread_join`).
+        {
+            // Shared: callbacks below reach the context through its handle.
+            // SAFETY: live until the end of this function.
+            let shared = unsafe { &*ctx };
+            if shared.local.depth.get() != 0 {
+                fatal::die_here(
+                    "last reference dropped while the context is being polled (from one of its own callbacks)",
+                );
+            }
+            if ptr::eq(thread::main_context(), ctx) {
+                fatal::die_here("the main context cannot be freed");
+            }
+            // While the context is whole: the handlers may still use it.
+            shared.cancel_user_requests();
+        }
         // SAFETY: live, and ours alone now.
         let r = unsafe { &mut *ctx };
-        if r.local.depth.get() != 0 {
-            fatal::die_here(
-                "last reference dropped while the context is being polled (from one of its own callbacks)",
-            );
-        }
-        if ptr::eq(thread::main_context(), ctx) {
-            fatal::die_here("the main context cannot be freed");
-        }
-        // While the context is whole: the handlers may still use it.
-        r.cancel_user_requests();
         // Before any memory goes: a bound thread exiting now must not see it.
         thread::forget_home(r);
         // SAFETY: the context is still whole; the hook (a no-op unless the
