@@ -383,7 +383,17 @@ impl IoUringMonitor {
                 continue;
             };
             let events = std::mem::take(&mut w.fresh) & (w.interest | ERR_HUP);
-            if w.generation != generation || w.broken || events == 0 {
+            if w.generation != generation || w.broken {
+                continue;
+            }
+            if events == 0 {
+                // Nothing the caller asked for; if the poll ended, the
+                // level check arms it again.
+                if !w.armed && !w.in_level {
+                    w.in_level = true;
+                    self.level.push((fd, generation));
+                    self.level_due = true;
+                }
                 continue;
             }
             w.reported = wait_no;
