@@ -140,6 +140,12 @@ impl CoMutexCore {
         if !ptr::eq(self.holder.load(Ordering::Relaxed), me) {
             return Err(unlock_not_holder(me));
         }
+        // Clear `ctx` as well (QEMU does): a locker that finds the mutex
+        // handed to a waiter that has not run yet must not take our context
+        // for the holder's, or it queues at once instead of spinning, and
+        // two threads handing the lock back and forth then sleep and wake
+        // each other on every hand-off.
+        self.ctx.store(ptr::null_mut(), Ordering::Relaxed);
         self.holder.store(ptr::null_mut(), Ordering::Relaxed);
         me.locks_held_add(-1);
         let next = comutex_handoff::unlock(self);
