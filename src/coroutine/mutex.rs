@@ -85,9 +85,14 @@ fn unlock_not_holder(me: &CoBox) -> Misuse {
     ))
 }
 
-/// Iterations [`CoMutexCore::lock`] spins, at most, for a holder running in
-/// another thread before it queues (QEMU spins up to 1000).
-const LOCK_SPINS: u32 = 1000;
+/// Turns [`CoMutexCore::lock`] spins, at most, for a holder running in
+/// another thread before it queues (QEMU spins up to 1000 CPU hints). One
+/// in `comutex_handoff::SPIN_YIELD_EVERY` (16) is a `sched_yield`: 64 of
+/// them, so the holder gets that many chances to run if it shares our CPU
+/// (measured on 2 CPUs, `bench/co_multithread.c`: with 16 yields, five
+/// lockers on five IOThreads still fell into the convoy of queued
+/// hand-offs most of the time; with 64, rarely).
+const LOCK_SPINS: u32 = 1024;
 
 impl CoMutexCore {
     /// `qemu_co_mutex_init`.
