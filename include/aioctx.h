@@ -89,12 +89,6 @@ typedef void BlockCompletionFunc(void *opaque, int ret);
 #define QEMU_TIMER_ATTR_ALL UINT32_MAX
 
 /**
- * In [`spin_for_unlock`], every this many turns gives the CPU away
- * (`sched_yield`) instead of a CPU hint.
- */
-#define SPIN_YIELD_EVERY 16
-
-/**
  * `qemu_thread_create` mode: the thread must be joined with
  * `qemu_thread_join`, which returns its result.
  */

@@ -155,19 +155,22 @@ fn take_wait_lock<M: HandoffState>(m: &M) -> WaitGuard<'_, M> {
     WaitGuard(m)
 }
 
-/// Locks `m` for `me`: at once, after spinning up to `spins` times for a
+/// Locks `m` for `me`: at once, after spinning up to `spins` turns for a
 /// holder that `holder_is_local` says is not local, or by queueing.
+/// `out_of_time` is asked after each turn that yielded the CPU and ends
+/// the spin when it says so (a bound on the spin's wall-clock time).
 #[inline]
 pub fn lock<M: HandoffState>(
     m: &M,
     me: *mut M::Waiter,
     spins: u32,
     holder_is_local: impl Fn() -> bool,
+    out_of_time: impl FnMut() -> bool,
 ) -> Acquired {
     if m.locked()
         .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
-        && !spin_for_unlock(m, spins, holder_is_local)
+        && !spin_for_unlock(m, spins, holder_is_local, out_of_time)
         && m.locked().fetch_add(1, Ordering::Acquire) != 0
     {
         return queue_or_take_handoff(m, me);
@@ -177,7 +180,7 @@ pub fn lock<M: HandoffState>(
 
 /// In [`spin_for_unlock`], every this many turns gives the CPU away
 /// (`sched_yield`) instead of a CPU hint.
-pub const SPIN_YIELD_EVERY: u32 = 16;
+pub(crate) const SPIN_YIELD_EVERY: u32 = 16;
 
 /// The mutex is held: while its only holder is not local (so it can
 /// unlock while we wait) and nobody queued, spin a little for the unlock
@@ -190,9 +193,17 @@ pub const SPIN_YIELD_EVERY: u32 = 16;
 /// IOThreads sharing one CPU handed the mutex over through the queue on
 /// nearly every turn of the holder's time slice (a spin that can only time
 /// out, then a cross-thread wake-up), and five coroutines on two CPUs
-/// formed a convoy of wake-ups that never drained.
+/// formed a convoy of wake-ups that never drained. On a loaded machine a
+/// yield can give the CPU away for a whole time slice, so the caller's
+/// `out_of_time`, asked after each yield, bounds the spin in wall-clock
+/// time as well.
 #[cold]
-fn spin_for_unlock<M: HandoffState>(m: &M, spins: u32, holder_is_local: impl Fn() -> bool) -> bool {
+fn spin_for_unlock<M: HandoffState>(
+    m: &M,
+    spins: u32,
+    holder_is_local: impl Fn() -> bool,
+    mut out_of_time: impl FnMut() -> bool,
+) -> bool {
     for turn in 1..=spins {
         match m.locked().load(Ordering::Relaxed) {
             0 => {
@@ -211,6 +222,9 @@ fn spin_for_unlock<M: HandoffState>(m: &M, spins: u32, holder_is_local: impl Fn(
         }
         if turn % SPIN_YIELD_EVERY == 0 {
             spin_yield();
+            if out_of_time() {
+                return false;
+            }
         } else {
             spin_hint();
         }

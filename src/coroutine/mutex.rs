@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use super::comutex_handoff::{self, Acquired, HandoffState, MutexWaiter};
 use super::{CoBox, aio_co_wake, require_current, yield_now};
+use crate::busy_poll::now_ns;
 use crate::context::Context;
 use crate::fatal::{LazyApiCall, Misuse, MisuseResult};
 
@@ -94,6 +95,14 @@ fn unlock_not_holder(me: &CoBox) -> Misuse {
 /// hand-offs most of the time; with 64, rarely).
 const LOCK_SPINS: u32 = 1024;
 
+/// The spin's wall-clock bound, counted from its first yield: on an idle
+/// CPU the 1024 turns take some 15-40 us (a pause is ~13 ns, a yield a
+/// fraction of a microsecond, on the 2-CPU VM this was measured on), so
+/// this only ends spins whose yields gave the CPU away for long (a loaded
+/// machine), which would otherwise keep this coroutine's thread from its
+/// other work for up to 64 time slices.
+const LOCK_SPIN_MAX_NS: i64 = 200_000;
+
 impl CoMutexCore {
     /// `qemu_co_mutex_init`.
     pub(crate) fn init(&self) {
@@ -120,7 +129,13 @@ impl CoMutexCore {
             return Err(lock_recursive(me));
         }
         let holder_is_local = || ptr::eq(self.ctx.load(Ordering::Relaxed), me.context());
-        if comutex_handoff::lock(self, me.as_ptr(), LOCK_SPINS, holder_is_local) == Acquired::Queued
+        let mut deadline = None;
+        let out_of_time = || {
+            let now = now_ns();
+            now >= *deadline.get_or_insert(now + LOCK_SPIN_MAX_NS)
+        };
+        if comutex_handoff::lock(self, me.as_ptr(), LOCK_SPINS, holder_is_local, out_of_time)
+            == Acquired::Queued
         {
             // The unlocker hands the mutex over, then wakes us.
             yield_now()?;
