@@ -89,10 +89,7 @@ fn unlock_not_holder(me: &CoBox) -> Misuse {
 /// Turns [`CoMutexCore::lock`] spins, at most, for a holder running in
 /// another thread before it queues (QEMU spins up to 1000 CPU hints). One
 /// in `comutex_handoff::SPIN_YIELD_EVERY` (16) is a `sched_yield`: 64 of
-/// them, so the holder gets that many chances to run if it shares our CPU
-/// (measured on 2 CPUs, `bench/co_multithread.c`: with 16 yields, five
-/// lockers on five IOThreads still fell into the convoy of queued
-/// hand-offs most of the time; with 64, rarely).
+/// them, so the holder gets that many chances to run if it shares our CPU.
 const LOCK_SPINS: u32 = 1024;
 
 /// The spin's wall-clock bound, counted from its first yield: on an idle
@@ -101,6 +98,14 @@ const LOCK_SPINS: u32 = 1024;
 /// this only ends spins whose yields gave the CPU away for long (a loaded
 /// machine), which would otherwise keep this coroutine's thread from its
 /// other work for up to 64 time slices.
+///
+/// The price, measured with `bench/co_multithread.c` on 2 CPUs: five
+/// lockers on five IOThreads (`co_mutex/contended`) reach 0.5-1.1x of a
+/// pthread mutex when they may spin-and-yield for milliseconds, because
+/// they then never queue, but mostly fall back into the convoy of queued
+/// hand-offs (one cross-thread wake-up per acquisition, 0.01-0.3x) with
+/// this bound. A CoMutex exists so that a waiter does not hold up its
+/// thread; QEMU's spin is bounded the same way (1000 CPU hints).
 const LOCK_SPIN_MAX_NS: i64 = 200_000;
 
 impl CoMutexCore {
