@@ -282,6 +282,19 @@ int main(void)
         snprintf(name, sizeof name, "%s/%dthr", wl->name, wl->nthreads);
         bench_line(name, bench_stat_of(wl->v, runs), "raw_pthread",
                    bench_stat_of(wl->peer, runs), "Mops/s");
+        /* The same-run ratios: the peer ran right after, under the same load. */
+        {
+            char ratios[BENCH_MAX_RUNS * 8 + 1] = "";
+            size_t len = 0;
+            for (int r = 0; r < runs && r < BENCH_MAX_RUNS; r++) {
+                len += (size_t)snprintf(ratios + len, sizeof ratios - len, " %.2f",
+                                        wl->peer[r] != 0 ? wl->v[r] / wl->peer[r] : 0);
+                if (len >= sizeof ratios) {
+                    break;
+                }
+            }
+            bench_note("  %s: same-run ratios:%s", name, ratios);
+        }
     }
 
     for (int i = 0; i < NUM_CONTEXTS; i++) {

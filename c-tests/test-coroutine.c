@@ -333,6 +333,11 @@ static void test_co_mutex(void)
         g_assert_cmpuint(mutex_order[i], ==, i); /* FIFO hand-off */
     }
     g_assert_cmpuint(mutex.locked, ==, 0);
+    /* The last unlock clears the holder and its context, as QEMU's does
+     * (a locker that read a stale context equal to its own would queue
+     * instead of spinning for a holder in another thread). */
+    g_assert_null(mutex.holder);
+    g_assert_null(mutex.ctx);
 }
 
 /* CoMutex through QemuLockable: lock guards and qemu_co_queue_wait. */

@@ -21,8 +21,10 @@
 //!
 //! What is not modelled: the waiter links and the token live in std
 //! `UnsafeCell`s behind `wait_lock`, which loom does not race-check (the
-//! protected data is); `holder_is_local` only ends the spin early, which is
-//! always correct, so the models pass `|| false` and spin on every holder.
+//! protected data is); `holder_is_local` and `out_of_time` only end the
+//! spin early, which is always correct, so the models pass `|| false` for
+//! both and spin on every holder. (The models' spins are too short to
+//! reach a turn that yields the CPU: under loom a CPU hint is a yield too.)
 //!
 //! `broken_*` runs a local copy of `unlock` that looks for a waiter before
 //! it publishes the release, and expects loom to find the lost wakeup
@@ -146,7 +148,7 @@ fn critical_section_then_unlock(m: &Mutex, unlock: Unlock) {
 
 /// One coroutine: lock (suspending if queued), critical section, unlock.
 fn coroutine(m: &Mutex, i: usize, spins: u32, unlock: Unlock) {
-    match comutex_handoff::lock(m, m.waiter(i), spins, || false) {
+    match comutex_handoff::lock(m, m.waiter(i), spins, || false, || false) {
         Acquired::Now => critical_section_then_unlock(m, unlock),
         Acquired::Queued => {} // suspended: the unlocker that wakes it runs the rest
     }
@@ -161,7 +163,7 @@ fn contend(lockers: usize, spins: u32, unlock: Unlock) {
     model(preemptions, move || {
         let m = Arc::new(Mutex::new(lockers + 1));
         assert_eq!(
-            comutex_handoff::lock(&*m, m.waiter(0), spins, || false),
+            comutex_handoff::lock(&*m, m.waiter(0), spins, || false, || false),
             Acquired::Now
         );
         let threads: Vec<_> = (1..=lockers)

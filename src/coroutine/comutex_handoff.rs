@@ -8,7 +8,8 @@
 //! Uncontended lock and unlock are one atomic RMW each (a CAS 0 -> 1, a
 //! subtraction). A locker that finds the mutex held by exactly one holder
 //! that is not local (it can unlock while we wait) spins, bounded, for the
-//! unlock before it queues. Otherwise it adds itself to `locked`; if that
+//! unlock before it queues, giving the CPU away every few turns (the
+//! holder's thread may be waiting for it). Otherwise it adds itself to `locked`; if that
 //! did not make it the holder, it takes `wait_lock` (a spinlock around a few
 //! pointer writes) and appends itself to the FIFO, then suspends. An unlock
 //! that does not bring `locked` to 0 takes `wait_lock`, removes the oldest
@@ -154,19 +155,22 @@ fn take_wait_lock<M: HandoffState>(m: &M) -> WaitGuard<'_, M> {
     WaitGuard(m)
 }
 
-/// Locks `m` for `me`: at once, after spinning up to `spins` times for a
+/// Locks `m` for `me`: at once, after spinning up to `spins` turns for a
 /// holder that `holder_is_local` says is not local, or by queueing.
+/// `out_of_time` is asked after each turn that yielded the CPU and ends
+/// the spin when it says so (a bound on the spin's wall-clock time).
 #[inline]
 pub fn lock<M: HandoffState>(
     m: &M,
     me: *mut M::Waiter,
     spins: u32,
     holder_is_local: impl Fn() -> bool,
+    out_of_time: impl FnMut() -> bool,
 ) -> Acquired {
     if m.locked()
         .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
-        && !spin_for_unlock(m, spins, holder_is_local)
+        && !spin_for_unlock(m, spins, holder_is_local, out_of_time)
         && m.locked().fetch_add(1, Ordering::Acquire) != 0
     {
         return queue_or_take_handoff(m, me);
@@ -174,12 +178,33 @@ pub fn lock<M: HandoffState>(
     Acquired::Now
 }
 
+/// In [`spin_for_unlock`], every this many turns gives the CPU away
+/// (`sched_yield`) instead of a CPU hint.
+pub(crate) const SPIN_YIELD_EVERY: u32 = 16;
+
 /// The mutex is held: while its only holder is not local (so it can
 /// unlock while we wait) and nobody queued, spin a little for the unlock
 /// instead of queueing. True if the mutex is now ours.
+///
+/// Every [`SPIN_YIELD_EVERY`]th turn yields the CPU: the holder's thread
+/// may be waiting for this very CPU (more threads than CPUs), and then
+/// pausing only burns the time it needs to unlock; yielding lets it run
+/// (and on an otherwise idle CPU costs one system call). Without it, two
+/// IOThreads sharing one CPU handed the mutex over through the queue on
+/// nearly every turn of the holder's time slice (a spin that can only time
+/// out, then a cross-thread wake-up), and five coroutines on two CPUs
+/// formed a convoy of wake-ups that never drained. On a loaded machine a
+/// yield can give the CPU away for a whole time slice, so the caller's
+/// `out_of_time`, asked after each yield, bounds the spin in wall-clock
+/// time as well.
 #[cold]
-fn spin_for_unlock<M: HandoffState>(m: &M, spins: u32, holder_is_local: impl Fn() -> bool) -> bool {
-    for _ in 0..spins {
+fn spin_for_unlock<M: HandoffState>(
+    m: &M,
+    spins: u32,
+    holder_is_local: impl Fn() -> bool,
+    mut out_of_time: impl FnMut() -> bool,
+) -> bool {
+    for turn in 1..=spins {
         match m.locked().load(Ordering::Relaxed) {
             0 => {
                 if m.locked()
@@ -195,7 +220,14 @@ fn spin_for_unlock<M: HandoffState>(m: &M, spins: u32, holder_is_local: impl Fn(
             // Others wait already: queue behind them (FIFO).
             _ => return false,
         }
-        spin_hint();
+        if turn % SPIN_YIELD_EVERY == 0 {
+            spin_yield();
+            if out_of_time() {
+                return false;
+            }
+        } else {
+            spin_hint();
+        }
     }
     false
 }

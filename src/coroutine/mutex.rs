@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use super::comutex_handoff::{self, Acquired, HandoffState, MutexWaiter};
 use super::{CoBox, aio_co_wake, require_current, yield_now};
+use crate::busy_poll::now_ns;
 use crate::context::Context;
 use crate::fatal::{LazyApiCall, Misuse, MisuseResult};
 
@@ -85,9 +86,27 @@ fn unlock_not_holder(me: &CoBox) -> Misuse {
     ))
 }
 
-/// Iterations [`CoMutexCore::lock`] spins, at most, for a holder running in
-/// another thread before it queues (QEMU spins up to 1000).
-const LOCK_SPINS: u32 = 1000;
+/// Turns [`CoMutexCore::lock`] spins, at most, for a holder running in
+/// another thread before it queues (QEMU spins up to 1000 CPU hints). One
+/// in `comutex_handoff::SPIN_YIELD_EVERY` (16) is a `sched_yield`: 64 of
+/// them, so the holder gets that many chances to run if it shares our CPU.
+const LOCK_SPINS: u32 = 1024;
+
+/// The spin's wall-clock bound, counted from its first yield: on an idle
+/// CPU the 1024 turns take some 15-40 us (a pause is ~13 ns, a yield a
+/// fraction of a microsecond, on the 2-CPU VM this was measured on), so
+/// this only ends spins whose yields gave the CPU away for long (a loaded
+/// machine), which would otherwise keep this coroutine's thread from its
+/// other work for up to 64 time slices.
+///
+/// The price, measured with `bench/co_multithread.c` on 2 CPUs: five
+/// lockers on five IOThreads (`co_mutex/contended`) reach 0.5-1.1x of a
+/// pthread mutex when they may spin-and-yield for milliseconds, because
+/// they then never queue, but mostly fall back into the convoy of queued
+/// hand-offs (one cross-thread wake-up per acquisition, 0.01-0.3x) with
+/// this bound. A CoMutex exists so that a waiter does not hold up its
+/// thread; QEMU's spin is bounded the same way (1000 CPU hints).
+const LOCK_SPIN_MAX_NS: i64 = 200_000;
 
 impl CoMutexCore {
     /// `qemu_co_mutex_init`.
@@ -115,7 +134,13 @@ impl CoMutexCore {
             return Err(lock_recursive(me));
         }
         let holder_is_local = || ptr::eq(self.ctx.load(Ordering::Relaxed), me.context());
-        if comutex_handoff::lock(self, me.as_ptr(), LOCK_SPINS, holder_is_local) == Acquired::Queued
+        let mut deadline = None;
+        let out_of_time = || {
+            let now = now_ns();
+            now >= *deadline.get_or_insert(now + LOCK_SPIN_MAX_NS)
+        };
+        if comutex_handoff::lock(self, me.as_ptr(), LOCK_SPINS, holder_is_local, out_of_time)
+            == Acquired::Queued
         {
             // The unlocker hands the mutex over, then wakes us.
             yield_now()?;
@@ -140,6 +165,12 @@ impl CoMutexCore {
         if !ptr::eq(self.holder.load(Ordering::Relaxed), me) {
             return Err(unlock_not_holder(me));
         }
+        // Clear `ctx` as well (QEMU does): a locker that finds the mutex
+        // handed to a waiter that has not run yet must not take our context
+        // for the holder's, or it queues at once instead of spinning, and
+        // two threads handing the lock back and forth then sleep and wake
+        // each other on every hand-off.
+        self.ctx.store(ptr::null_mut(), Ordering::Relaxed);
         self.holder.store(ptr::null_mut(), Ordering::Relaxed);
         me.locks_held_add(-1);
         let next = comutex_handoff::unlock(self);

@@ -12,7 +12,7 @@
 use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
 use std::sync::atomic::AtomicU32;
 
-use super::boundary::{caller_struct, check_ptr, ffi_call};
+use super::boundary::{caller_struct, check_ptr, ffi_call, ffi_call_leaf};
 use crate::fatal::MisuseResult;
 use crate::sync as core;
 
@@ -93,7 +93,7 @@ pub extern "C" fn qemu_mutex_destroy(mutex: *mut QemuMutex) {
 /// calling thread already holds it (it is not recursive).
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_mutex_lock(mutex: *mut QemuMutex) {
-    ffi_call(c"qemu_mutex_lock", || self::mutex(mutex)?.lock())
+    ffi_call_leaf(c"qemu_mutex_lock", |_| self::mutex(mutex)?.lock())
 }
 
 /// Locks the mutex if it is free: returns 0, or -EBUSY (without blocking)
@@ -107,7 +107,7 @@ pub extern "C" fn qemu_mutex_trylock(mutex: *mut QemuMutex) -> c_int {
 /// a mutex that is not locked, or that another thread holds, aborts.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_mutex_unlock(mutex: *mut QemuMutex) {
-    ffi_call(c"qemu_mutex_unlock", || self::mutex(mutex)?.unlock())
+    ffi_call_leaf(c"qemu_mutex_unlock", |_| self::mutex(mutex)?.unlock())
 }
 
 // ---------------------------------------------------------------------------
@@ -250,7 +250,7 @@ pub static mut qemu_cond_timedwait_func: QemuCondTimedWaitFunc = Some(qemu_cond_
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_mutex_lock_impl(mutex: *mut QemuMutex, file: *const c_char, line: c_int) {
     let _ = (file, line);
-    ffi_call(c"qemu_mutex_lock_impl", || self::mutex(mutex)?.lock())
+    ffi_call_leaf(c"qemu_mutex_lock_impl", |_| self::mutex(mutex)?.lock())
 }
 
 /// `qemu_mutex_trylock` with the caller's location (unused): 0 or -EBUSY.
@@ -268,7 +268,7 @@ pub extern "C" fn qemu_mutex_trylock_impl(
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_mutex_unlock_impl(mutex: *mut QemuMutex, file: *const c_char, line: c_int) {
     let _ = (file, line);
-    ffi_call(c"qemu_mutex_unlock_impl", || self::mutex(mutex)?.unlock())
+    ffi_call_leaf(c"qemu_mutex_unlock_impl", |_| self::mutex(mutex)?.unlock())
 }
 
 /// `qemu_rec_mutex_lock` with the caller's location (unused).
@@ -425,13 +425,15 @@ pub extern "C" fn qemu_event_wait(ev: *mut QemuEvent) {
 /// not 4-byte aligned.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_futex_wait(f: *mut c_void, val: c_uint) {
-    ffi_call(c"qemu_futex_wait", || core::futex_wait(futex_word(f)?, val))
+    ffi_call_leaf(c"qemu_futex_wait", |_| {
+        core::futex_wait(futex_word(f)?, val)
+    })
 }
 
 /// Wakes one thread sleeping in `qemu_futex_wait` on `f`, if any.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_futex_wake_single(f: *mut c_void) {
-    ffi_call(c"qemu_futex_wake_single", || {
+    ffi_call_leaf(c"qemu_futex_wake_single", |_| {
         core::futex_wake(futex_word(f)?, 1)
     })
 }
@@ -439,7 +441,7 @@ pub extern "C" fn qemu_futex_wake_single(f: *mut c_void) {
 /// Wakes every thread sleeping in `qemu_futex_wait` on `f`.
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_futex_wake_all(f: *mut c_void) {
-    ffi_call(c"qemu_futex_wake_all", || {
+    ffi_call_leaf(c"qemu_futex_wake_all", |_| {
         core::futex_wake(futex_word(f)?, c_int::MAX)
     })
 }

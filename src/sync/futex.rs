@@ -83,11 +83,19 @@ fn futex_wait_syscall(word: &AtomicU32, val: u32) -> MisuseResult<()> {
 
 /// Wakes up to `count` threads sleeping in [`futex_wait`] on `word`; the
 /// caller changed the word before (no system call if nobody sleeps).
+/// Inlined: when nobody sleeps (a hand-off lock whose next owner has not
+/// gone to sleep yet), the whole call is the fence and one load.
+#[inline]
 pub(crate) fn futex_wake(word: &AtomicU32, count: c_int) -> MisuseResult<()> {
     fence(Ordering::SeqCst);
     if bucket(word).load(Ordering::Relaxed) == 0 {
         return Ok(());
     }
+    futex_wake_syscall(word, count)
+}
+
+#[inline(never)]
+fn futex_wake_syscall(word: &AtomicU32, count: c_int) -> MisuseResult<()> {
     // SAFETY: FUTEX_WAKE only uses the address to find sleepers.
     let rc = unsafe {
         libc::syscall(
