@@ -29,15 +29,20 @@ use crate::stats::LoopCounters;
 
 impl Context {
     /// `aio_poll`: one iteration; returns whether a callback made progress.
-    /// Inline up to the common non-blocking case, so that it costs no call
-    /// and no stack frame of its own beyond the BH and timer work.
+    /// Inline up to the common cases without fds, so that they cost no call
+    /// and no stack frame of their own beyond the BH and timer work.
     #[inline(always)]
     pub(crate) fn poll(&self, blocking: bool) -> MisuseResult<bool> {
         let guard = self.enter_loop()?;
         self.loop_stats(&guard).iterations.incr();
         let watches_fds = self.sync_handlers(&guard);
-        if !blocking && !watches_fds {
-            // The common non-blocking case: nothing to wait for, no syscall.
+        // Non-blocking, or blocking with a BH ready (QEMU's iothread loop
+        // running BH after BH): nothing to wait for, no syscall, no
+        // `notify_me` announcement and no clock read.
+        if !watches_fds && (!blocking || self.bh_ready(&guard)) {
+            if blocking {
+                self.poll_params().adapt_ready_at_once();
+            }
             self.notify_state().accept();
             let progress = self.bh_poll(&guard);
             return Ok(progress | self.run_timers(&guard));
@@ -54,40 +59,16 @@ impl Context {
         let mut hits = std::mem::take(&mut *hits_cell.borrow_mut());
 
         if blocking {
-            let start = self.poll_params().enabled().then(now_ns);
             let timeout = self.compute_timeout(guard);
-            let polled = timeout != 0 && self.busy_poll(guard, timeout, start, &mut hits);
-            if !polled {
-                let kicks_before = self.kick_count();
-                self.notify_state().arm();
-                let timeout = if self.notify_state().is_notified() {
-                    0
-                } else {
-                    self.compute_timeout(guard)
-                };
+            if timeout == 0 {
+                // Work is ready: look at the fds without waiting, and
+                // announce nothing (there is no sleep to wake).
+                self.poll_params().adapt_ready_at_once();
                 if watches_fds {
-                    let t0 = (timeout != 0).then(now_ns);
-                    self.wait_fds(guard, timeout, &mut ready);
-                    self.notify_state().disarm();
-                    self.count_blocked(guard, t0);
-                } else if timeout != 0 {
-                    let t0 = Some(now_ns());
-                    self.wait_for_wakeup(timeout);
-                    self.notify_state().disarm();
-                    self.count_blocked(guard, t0);
-                } else {
-                    self.notify_state().disarm();
-                    // Work was already there, but a notifier that saw us
-                    // armed may have written the eventfd: consume it now
-                    // rather than return early from the next blocking poll.
-                    // (It may still be writing: this read then waits for it.)
-                    if self.kick_count() != kicks_before {
-                        self.clear_wakeup();
-                    }
+                    self.wait_fds(guard, 0, &mut ready);
                 }
-            }
-            if let Some(start) = start {
-                self.poll_params().adapt(now_ns() - start, polled);
+            } else {
+                self.wait_for_work(guard, timeout, watches_fds, &mut ready, &mut hits);
             }
         } else if watches_fds {
             self.wait_fds(guard, 0, &mut ready);
@@ -97,6 +78,53 @@ impl Context {
         *ready_cell.borrow_mut() = ready;
         *hits_cell.borrow_mut() = hits;
         progress
+    }
+
+    /// The waiting part of a blocking poll that found nothing ready
+    /// (`timeout`, from `aio_compute_timeout`, is not 0): busy-poll if the
+    /// window is open, else raise `notify_me`, check again and wait.
+    fn wait_for_work(
+        &self,
+        guard: &LoopGuard<'_>,
+        timeout: i64,
+        watches_fds: bool,
+        ready: &mut Vec<(Arc<Handler>, u32)>,
+        hits: &mut Vec<Arc<Handler>>,
+    ) {
+        let start = self.poll_params().enabled().then(now_ns);
+        let polled = self.busy_poll(guard, timeout, start, hits);
+        if !polled {
+            let kicks_before = self.kick_count();
+            self.notify_state().arm();
+            let timeout = if self.notify_state().is_notified() {
+                0
+            } else {
+                self.compute_timeout(guard)
+            };
+            if watches_fds {
+                let t0 = (timeout != 0).then(now_ns);
+                self.wait_fds(guard, timeout, ready);
+                self.notify_state().disarm();
+                self.count_blocked(guard, t0);
+            } else if timeout != 0 {
+                let t0 = Some(now_ns());
+                self.wait_for_wakeup(timeout);
+                self.notify_state().disarm();
+                self.count_blocked(guard, t0);
+            } else {
+                self.notify_state().disarm();
+                // Work arrived meanwhile, but a notifier that saw us armed
+                // may have written the eventfd: consume it now rather than
+                // return early from the next blocking poll. (It may still
+                // be writing: this read then waits for it.)
+                if self.kick_count() != kicks_before {
+                    self.clear_wakeup();
+                }
+            }
+        }
+        if let Some(start) = start {
+            self.poll_params().adapt(now_ns() - start, polled);
+        }
     }
 
     /// Adds the time since `t0` (when waiting began, if it was a real

@@ -14,6 +14,8 @@
 //!   `qatomic_set(&ctx->notify_me, qatomic_read(&ctx->notify_me) + 2)`, not
 //!   an RMW. (Until issue 14 one word held both, with RMWs; the two are kept
 //!   apart so that the GSource bit and a poll's count never share a word.)
+//!   A poll that finds work before it would wait (`aio_compute_timeout` is
+//!   0) does not raise `notify_me` at all: there is nothing to wake.
 //! - `notified`: the number of explicit `aio_notify` calls so far, one
 //!   increment each; `accepted`: its value when the poller last accepted
 //!   (`accept`). The two differ while a notification is pending: it lets a

@@ -314,6 +314,12 @@ impl Context {
         out
     }
 
+    /// Whether a non-idle BH is scheduled: a blocking poll would not wait.
+    #[inline]
+    pub(crate) fn bh_ready(&self, guard: &LoopGuard<'_>) -> bool {
+        self.bh_timeout(guard) == 0
+    }
+
     /// Whether any BH (idle ones included) is scheduled.
     pub(crate) fn bh_any_scheduled(&self, guard: &LoopGuard<'_>) -> bool {
         self.bh_timeout(guard) >= 0
