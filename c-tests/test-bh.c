@@ -672,6 +672,58 @@ static void test_order_fifo(void)
 }
 
 /*
+ * A BH scheduled from inside the loop (a callback) and one scheduled later
+ * from outside it run in that order: the library links the first on a
+ * loop-local list and the second on the atomic queue, and must not let
+ * the second overtake the first.
+ */
+typedef struct {
+    GString *log;
+    QEMUBH *next;
+} LogThen;
+
+static void log_then_cb(void *opaque)
+{
+    LogThen *t = opaque;
+    g_string_append_c(t->log, 'X');
+    qemu_bh_schedule(t->next);
+}
+
+static void test_order_fifo_across_loop_exit(void)
+{
+    AioContext *ctx = new_context();
+    GString *log = g_string_new("");
+    LogItem b = { .log = log, .tag = 'B' };
+    LogItem c = { .log = log, .tag = 'C' };
+    LogThen x = { .log = log };
+    QEMUBH *bh_x = aio_bh_new(ctx, log_then_cb, &x);
+    QEMUBH *bh_c = aio_bh_new(ctx, log_cb, &c);
+
+    x.next = aio_bh_new(ctx, log_cb, &b);
+    qemu_bh_schedule(bh_x);
+    g_assert_true(aio_poll(ctx, false));    /* X runs and schedules B */
+    g_assert_cmpstr(log->str, ==, "X");
+    qemu_bh_schedule(bh_c);                 /* from outside the loop */
+    g_assert_true(aio_poll(ctx, false));
+    g_assert_cmpstr(log->str, ==, "XBC");
+
+    /* The same through aio_bh_poll and a blocking aio_poll. */
+    g_string_truncate(log, 0);
+    qemu_bh_schedule(bh_x);
+    g_assert_cmpint(aio_bh_poll(ctx), ==, 1);
+    qemu_bh_schedule(bh_c);
+    g_assert_true(aio_poll(ctx, true));
+    g_assert_cmpstr(log->str, ==, "XBC");
+    g_assert_false(aio_poll(ctx, false));
+
+    qemu_bh_delete(bh_x);
+    qemu_bh_delete(bh_c);
+    qemu_bh_delete(x.next);
+    aio_context_unref(ctx);
+    g_string_free(log, TRUE);
+}
+
+/*
  * clock_gettime, interposed for /aio/bh/no-clock-read: the library (linked
  * statically into this program) binds to this definition, which counts
  * the calls while `count_clock` is set and asks the kernel directly.
@@ -1655,6 +1707,7 @@ int main(int argc, char **argv)
     g_test_add_func("/aio/bh/callback-delete/many", test_callback_delete_many);
     g_test_add_func("/aio/bh/callback-delete/next", test_callback_delete_next);
     g_test_add_func("/aio/bh/order/fifo", test_order_fifo);
+    g_test_add_func("/aio/bh/order/fifo-across-loop-exit", test_order_fifo_across_loop_exit);
     g_test_add_func("/aio/bh/no-clock-read", test_no_clock_read);
     g_test_add_func("/aio/bh/nested-poll/basic", test_nested_poll);
     g_test_add_func("/aio/bh/nested-poll/deep", test_nested_poll_deep);

@@ -260,7 +260,7 @@ impl Context {
         }
         let poll_once = |hits: &mut Vec<Arc<Handler>>| {
             poll_handlers_once(&pollers, hits);
-            !hits.is_empty() || !self.bh_queue().is_empty() || self.notify_state().is_notified()
+            !hits.is_empty() || self.bh_linked(guard) || self.notify_state().is_notified()
         };
         let mut found = poll_once(hits);
         let mut last_yield = start;

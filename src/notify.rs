@@ -42,6 +42,14 @@
 //! is before F1); if F2 comes first, the producer's load (after F1) sees
 //! the poller's increment and writes the eventfd, which ends the wait.
 //!
+//! A BH scheduled by the thread that is in the context's loop right now
+//! (inside one of its callbacks) skips all of this: it is linked on a
+//! loop-local list (`bh/dispatch.rs`), with no CAS, fence or wakeup check,
+//! because the only thread that could sleep on the context is the caller
+//! itself, which looks at that list before it next waits. (Unless another
+//! thread has announced a sleep, `notify_gsource`: then the queue and the
+//! check as here.)
+//!
 //! Explicit `aio_notify` (a condition changed outside the queue): the
 //! notifier increments `notified` (a `Release` RMW), then a `SeqCst` fence
 //! and a load of `notify_me`; the poller arms (store + fence), then loads
