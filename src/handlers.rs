@@ -14,9 +14,8 @@
 //! (or is being dispatched) is never called after its removal, whichever
 //! thread removed it.
 //!
-//! Lookup is by fd in a hash map, never a list scan.
+//! Lookup is by fd in a hash map (`fdmon::FdMap`), never a list scan.
 
-use std::collections::HashMap;
 use std::ffi::c_void;
 use std::os::fd::RawFd;
 use std::sync::Arc;
@@ -25,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use parking_lot::Mutex;
 
 use crate::fatal::{self, Misuse, MisuseResult};
-use crate::fdmon::{self, Backend, EPOLL_THRESHOLD, FdMonitor, Ready};
+use crate::fdmon::{self, Backend, EPOLL_THRESHOLD, FdMap, FdMonitor, Ready};
 use crate::gsource;
 use crate::stats::LoopCounters;
 
@@ -89,7 +88,7 @@ impl Handler {
 
 #[derive(Default)]
 struct Registry {
-    by_fd: HashMap<RawFd, Arc<Handler>>,
+    by_fd: FdMap<Arc<Handler>>,
     /// Changes not yet applied by the poller, in order.
     pending: Vec<(RawFd, Option<Arc<Handler>>)>,
 }
@@ -205,7 +204,7 @@ pub(crate) struct HandlersLocal {
     monitor: Option<Box<dyn FdMonitor>>,
     forced: Option<Backend>,
     /// fd -> registration, as of the last sync.
-    mirror: HashMap<RawFd, Arc<Handler>>,
+    mirror: FdMap<Arc<Handler>>,
     /// Registrations with `io_poll`, as of the last sync.
     pollers: Vec<Arc<Handler>>,
     /// Reused buffer for ready fds.
@@ -222,7 +221,7 @@ pub(crate) struct HandlersLocal {
 struct GSourceFds {
     source: *mut glib_sys::GSource,
     wakeup_tag: glib_sys::gpointer,
-    tags: HashMap<RawFd, glib_sys::gpointer>,
+    tags: FdMap<glib_sys::gpointer>,
 }
 
 // SAFETY: only used by the thread polling the context (like the rest of
@@ -246,7 +245,7 @@ impl Default for HandlersLocal {
         HandlersLocal {
             monitor: None,
             forced: fdmon::forced_backend(),
-            mirror: HashMap::new(),
+            mirror: FdMap::default(),
             pollers: Vec::new(),
             ready: Vec::new(),
             ready_fresh: false,
@@ -407,7 +406,7 @@ impl HandlersLocal {
         let mut g = GSourceFds {
             source,
             wakeup_tag: gsource::add_unix_fd(source, wakeup_fd, POLLIN),
-            tags: HashMap::new(),
+            tags: FdMap::default(),
         };
         for (fd, h) in &self.mirror {
             g.set(*fd, h.cb.interest());

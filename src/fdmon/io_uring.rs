@@ -69,14 +69,13 @@
 //! - Regular files complete at once as readable and writable (the kernel's
 //!   default poll mask), like poll(2) reports them.
 
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use ::io_uring::{IoUring, Probe, opcode, squeue, types};
 
-use super::{FdMonitor, Interest, REVENTS_MASK, Ready, check_fd_open, check_set_args};
+use super::{FdMap, FdMonitor, Interest, REVENTS_MASK, Ready, check_fd_open, check_set_args};
 
 /// Submission ring size: SQEs queued by `set` beyond this are submitted in
 /// chunks.
@@ -113,7 +112,7 @@ struct Watch {
 /// Watches fds with io_uring poll requests.
 pub(crate) struct IoUringMonitor {
     ring: IoUring,
-    watched: HashMap<RawFd, Watch>,
+    watched: FdMap<Watch>,
     /// SQEs not yet copied into the submission ring.
     backlog: Vec<squeue::Entry>,
     /// Readiness found by `reap`, handed out by the next `wait`; at most one
@@ -160,7 +159,7 @@ impl IoUringMonitor {
         }
         Ok(IoUringMonitor {
             ring,
-            watched: HashMap::new(),
+            watched: FdMap::default(),
             backlog: Vec::new(),
             reports: Vec::new(),
             rearm: Vec::new(),
@@ -285,7 +284,7 @@ fn is_transient(e: &io::Error) -> bool {
 }
 
 /// Removes report `i`, keeping the moved report's index right.
-fn drop_report(reports: &mut Vec<Ready>, watched: &mut HashMap<RawFd, Watch>, i: usize) {
+fn drop_report(reports: &mut Vec<Ready>, watched: &mut FdMap<Watch>, i: usize) {
     reports.swap_remove(i);
     if let Some(moved) = reports.get(i)
         && let Some(w) = watched.get_mut(&moved.fd)
@@ -296,7 +295,7 @@ fn drop_report(reports: &mut Vec<Ready>, watched: &mut HashMap<RawFd, Watch>, i:
 
 /// Handles one completion; returns whether it was stale.
 fn complete(
-    watched: &mut HashMap<RawFd, Watch>,
+    watched: &mut FdMap<Watch>,
     backlog: &mut Vec<squeue::Entry>,
     reports: &mut Vec<Ready>,
     ud: u64,

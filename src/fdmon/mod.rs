@@ -60,6 +60,38 @@ pub(crate) use select::{forced_backend, open_with_fallback};
 #[cfg(test)]
 use select::{new_monitor, parse_backend};
 
+/// A map keyed by fd. fds are small integers that no attacker picks, so
+/// the key is hashed with one multiplication ([`FdHasher`]) instead of
+/// SipHash: the lookup of each ready fd is on every loop iteration.
+pub(crate) type FdMap<V> =
+    std::collections::HashMap<RawFd, V, std::hash::BuildHasherDefault<FdHasher>>;
+
+/// The hasher of [`FdMap`]: Fibonacci hashing of the fd (odd multiplier,
+/// so distinct fds keep distinct low bits, and the high bits the table
+/// uses as tags are mixed).
+#[derive(Default)]
+pub(crate) struct FdHasher(u64);
+
+impl std::hash::Hasher for FdHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    #[inline]
+    fn write_i32(&mut self, fd: i32) {
+        self.0 = u64::from(fd as u32).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    /// Only `RawFd` keys are hashed (`write_i32`); kept correct for any
+    /// other input all the same.
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+}
+
 /// A non-negative nanosecond duration (or absolute time) as a `timespec`.
 pub(crate) fn timespec_from_ns(ns: i64) -> libc::timespec {
     libc::timespec {
