@@ -24,7 +24,7 @@ use std::sync::Arc;
 use crate::busy_poll::{now_ns, poll_handlers_once};
 use crate::context::{Context, LoopGuard};
 use crate::fatal::MisuseResult;
-use crate::handlers::{Handler, count_callback, dispatch_ready};
+use crate::handlers::{Handler, ReadyHandler, count_callback, dispatch_ready};
 use crate::stats::LoopCounters;
 
 impl Context {
@@ -88,7 +88,7 @@ impl Context {
         guard: &LoopGuard<'_>,
         timeout: i64,
         watches_fds: bool,
-        ready: &mut Vec<(Arc<Handler>, u32)>,
+        ready: &mut Vec<ReadyHandler>,
         hits: &mut Vec<Arc<Handler>>,
     ) {
         let start = self.poll_params().enabled().then(now_ns);
@@ -150,12 +150,7 @@ impl Context {
 
     /// Asks the fd monitor (and so the wakeup eventfd, consumed if set) for
     /// ready fds, waiting up to `timeout_ns`; appends their handlers.
-    fn wait_fds(
-        &self,
-        guard: &LoopGuard<'_>,
-        timeout_ns: i64,
-        ready: &mut Vec<(Arc<Handler>, u32)>,
-    ) {
+    fn wait_fds(&self, guard: &LoopGuard<'_>, timeout_ns: i64, ready: &mut Vec<ReadyHandler>) {
         let mut local = self.local_handlers(guard);
         if local.wait(timeout_ns, self.wakeup_fd()) {
             self.clear_wakeup();
@@ -171,13 +166,15 @@ impl Context {
     fn dispatch_phase(
         &self,
         guard: &LoopGuard<'_>,
-        ready: &mut Vec<(Arc<Handler>, u32)>,
+        ready: &mut Vec<ReadyHandler>,
         hits: &mut Vec<Arc<Handler>>,
     ) -> bool {
         let stats = self.loop_stats(guard);
         let mut progress = self.bh_poll(guard);
         progress |= dispatch_poll_ready(hits, stats);
-        progress |= dispatch_ready(ready, stats);
+        // SAFETY: `ready` was filled by `wait_fds`/`take_ready` in this
+        // iteration (the caller's), and is cleared below.
+        progress |= unsafe { dispatch_ready(ready, stats) };
         progress |= self.run_timers(guard);
         ready.clear();
         hits.clear();
