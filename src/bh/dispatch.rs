@@ -259,6 +259,7 @@ impl Context {
     }
 
     /// `aio_bh_schedule_oneshot_full`: allocate, schedule, free after running.
+    #[inline]
     pub(crate) fn schedule_oneshot(&self, cb: BhFn, opaque: *mut c_void, name: *const c_char) {
         let bh = Bh::alloc(
             self,
