@@ -59,8 +59,7 @@ impl Context {
         let mut hits = std::mem::take(&mut *hits_cell.borrow_mut());
 
         if blocking {
-            let timeout = self.compute_timeout(guard);
-            if timeout == 0 {
+            if self.bh_ready(guard) {
                 // Work is ready: look at the fds without waiting, and
                 // announce nothing (there is no sleep to wake).
                 self.poll_params().adapt_ready_at_once();
@@ -68,7 +67,7 @@ impl Context {
                     self.wait_fds(guard, 0, &mut ready);
                 }
             } else {
-                self.wait_for_work(guard, timeout, watches_fds, &mut ready, &mut hits);
+                self.wait_for_work(guard, watches_fds, &mut ready, &mut hits);
             }
         } else if watches_fds {
             self.wait_fds(guard, 0, &mut ready);
@@ -80,19 +79,22 @@ impl Context {
         progress
     }
 
-    /// The waiting part of a blocking poll that found nothing ready
-    /// (`timeout`, from `aio_compute_timeout`, is not 0): busy-poll if the
-    /// window is open, else raise `notify_me`, check again and wait.
+    /// The waiting part of a blocking poll that found no BH ready:
+    /// busy-poll if the window is open (and nothing else is due), else
+    /// raise `notify_me`, compute the timeout (0 if a timer expired or a
+    /// notification came meanwhile) and wait.
     fn wait_for_work(
         &self,
         guard: &LoopGuard<'_>,
-        timeout: i64,
         watches_fds: bool,
         ready: &mut Vec<ReadyHandler>,
         hits: &mut Vec<Arc<Handler>>,
     ) {
         let start = self.poll_params().enabled().then(now_ns);
-        let polled = self.busy_poll(guard, timeout, start, hits);
+        let polled = start.is_some() && {
+            let timeout = self.compute_timeout(guard);
+            timeout != 0 && self.busy_poll(guard, timeout, start, hits)
+        };
         if !polled {
             let kicks_before = self.kick_count();
             self.notify_state().arm();
