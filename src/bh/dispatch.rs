@@ -15,9 +15,9 @@
 //! thread that could sleep on the context is the caller, which looks at
 //! this list before it waits: `bh_timeout`). Its PENDING edge is still
 //! the flags word's RMW, so it races correctly with other threads'
-//! `qemu_bh_schedule`. Only when no other thread announced that it may sleep
-//! on the context (`NotifyState::is_armed`: a GLib loop of another thread
-//! in its poll; otherwise the queue and the wakeup as before).
+//! `qemu_bh_schedule`. If another thread has announced that it may sleep on
+//! the context (`NotifyState::is_armed`: a GLib loop of another thread in
+//! its poll), the BH takes the queue and the wakeup check as before.
 //! `aio_bh_poll` appends the queue's batch and then the local list to the
 //! run list; leaving the loop (the last `LoopGuard`) moves the local list
 //! onto the run list, so a BH the thread schedules after that, through the
