@@ -14,6 +14,10 @@
  *   GLib idle source       BenchGIdle, bench_g_idle_*: an idle source whose
  *                          callback counts and returns G_SOURCE_CONTINUE
  *                          (bh_reschedule, loop_count).
+ *   floors of a BH         bench_indirect_call_body: cb(opaque) through a
+ *                          function pointer the compiler cannot see through;
+ *                          BenchFq, bench_fq_*: the least a thread-safe
+ *                          bottom half does per run (bh_reschedule).
  *
  * The libuv / GLib parts exist only when AIOCTX_HAVE_LIBUV /
  * AIOCTX_HAVE_GLIB (see bench-util.h) say the library is available.
@@ -177,5 +181,73 @@ static inline GSource *bench_g_idle_attach(BenchGIdle *s)
     return src;
 }
 #endif
+
+/* ---- floors of a bottom half ------------------------------------------- */
+
+/* n calls cb(opaque) through a function pointer the compiler cannot see
+ * through (a volatile load each time): the floor of any deferred call. */
+typedef struct {
+    void (*volatile cb)(void *);
+    void *opaque;
+} BenchIndirect;
+
+static inline void bench_indirect_call_body(void *arg, uint64_t n)
+{
+    BenchIndirect *s = arg;
+    for (uint64_t i = 0; i < n; i++) {
+        void (*f)(void *) = s->cb;
+        f(s->opaque);
+    }
+}
+
+/*
+ * flag_queue_call: what a bottom half that other threads may schedule
+ * needs at least, per run of a callback that reschedules itself:
+ *   schedule  one atomic RMW on the node's flag (so that of several
+ *             concurrent schedulers exactly one links it) and, on the
+ *             0 -> 1 edge, a push onto an intrusive queue;
+ *   dispatch  pop, clear the flag (a release store: the flag has no other
+ *             bit a concurrent RMW could set), call through the pointer.
+ * The queue itself is the same-thread case (plain head/tail pointers): a
+ * schedule from another thread would add a CAS and a wakeup check.
+ */
+typedef struct BenchFqNode {
+    struct BenchFqNode *next;
+    unsigned flag;
+    void (*volatile cb)(void *);
+    void *opaque;
+} BenchFqNode;
+
+typedef struct {
+    BenchFqNode *head, *tail;
+} BenchFq;
+
+static inline void bench_fq_schedule(BenchFq *q, BenchFqNode *node)
+{
+    if (__atomic_fetch_or(&node->flag, 1, __ATOMIC_ACQ_REL) == 0) {
+        node->next = NULL;
+        if (q->tail) {
+            q->tail->next = node;
+        } else {
+            q->head = node;
+        }
+        q->tail = node;
+    }
+}
+
+/* One loop iteration: runs what is queued now (callbacks may schedule
+ * again; those run in the next iteration). */
+static inline void bench_fq_run(BenchFq *q)
+{
+    BenchFqNode *node = q->head;
+    q->head = q->tail = NULL;
+    while (node) {
+        BenchFqNode *next = node->next;
+        void (*f)(void *) = node->cb;
+        __atomic_store_n(&node->flag, 0, __ATOMIC_RELEASE);
+        f(node->opaque);
+        node = next;
+    }
+}
 
 #endif /* AIOCTX_BENCH_PEERS_H */

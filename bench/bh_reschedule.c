@@ -7,7 +7,15 @@
  *   bh_reschedule/blocking  the same with aio_poll(ctx, true) (QEMU's
  *                           iothread loop; it must not block with a BH
  *                           scheduled).
- *   peers                   uv_idle: a uv_idle callback (runs every
+ *   peers                   indirect_call: the callback called through a
+ *                             function pointer, n times (the floor);
+ *                           flag_queue_call: the least a thread-safe BH
+ *                             does (bench-peers.h): a callback that
+ *                             reschedules itself with one atomic RMW on
+ *                             its flag and a push on an intrusive queue,
+ *                             run by a loop that pops, clears the flag and
+ *                             calls it through the pointer;
+ *                           uv_idle: a uv_idle callback (runs every
  *                             iteration of uv_run(UV_RUN_DEFAULT));
  *                           glib_idle: an idle source returning
  *                             G_SOURCE_CONTINUE, iterated with
@@ -44,6 +52,48 @@ static void aioctx_body(void *arg, uint64_t n)
     qemu_bh_cancel(s->bh);
 }
 
+/* ---- the floors --------------------------------------------------------- */
+
+static uint64_t floor_count;
+
+static void count_cb(void *opaque)
+{
+    (void)opaque;
+    floor_count++;
+}
+
+static BenchFq fq;
+static BenchFqNode fq_node;
+
+static void fq_resched_cb(void *opaque)
+{
+    floor_count++;
+    bench_fq_schedule(&fq, opaque);
+}
+
+static void indirect_body(void *arg, uint64_t n)
+{
+    floor_count = 0;
+    bench_indirect_call_body(arg, n);
+    if (floor_count != n) {
+        bench_die("indirect_call ran %llu of %llu", (unsigned long long)floor_count,
+                  (unsigned long long)n);
+    }
+}
+
+static void fq_body(void *arg, uint64_t n)
+{
+    BenchFqNode *node = arg;
+    floor_count = 0;
+    bench_fq_schedule(&fq, node);
+    while (floor_count < n) {
+        bench_fq_run(&fq);
+    }
+    /* Cancel: drop the last reschedule. */
+    fq.head = fq.tail = NULL;
+    __atomic_store_n(&node->flag, 0, __ATOMIC_RELEASE);
+}
+
 #if AIOCTX_HAVE_GLIB
 static void glib_body(void *arg, uint64_t n)
 {
@@ -62,10 +112,11 @@ static void glib_body(void *arg, uint64_t n)
 int main(void)
 {
     static BhState nb, bl;
-    bench_fn *fns[4];
-    void *args[4];
-    const char *names[4];
-    bench_stat st[4];
+    static BenchIndirect ind = { count_cb, NULL };
+    bench_fn *fns[6];
+    void *args[6];
+    const char *names[6];
+    bench_stat st[6];
     int k = 0;
 
     bench_start("bh_reschedule", "same-thread BH rescheduling itself");
@@ -80,6 +131,10 @@ int main(void)
     bl.blocking = true;
     fns[k] = aioctx_body; args[k] = &nb; names[k++] = "aioctx";
     fns[k] = aioctx_body; args[k] = &bl; names[k++] = "aioctx_blocking";
+    fns[k] = indirect_body; args[k] = &ind; names[k++] = "indirect_call";
+    fq_node.cb = fq_resched_cb;
+    fq_node.opaque = &fq_node;
+    fns[k] = fq_body; args[k] = &fq_node; names[k++] = "flag_queue_call";
 #if AIOCTX_HAVE_LIBUV
     static BenchUvIdle uvs;
     bench_uv_idle_init(&uvs);
@@ -96,10 +151,6 @@ int main(void)
 #endif
 
     bench_compare(k, fns, args, bench_target_ns(200), 100000, st);
-    if (k == 2) {
-        bench_line("bh_reschedule", st[0], NULL, st[0], "ns/cb");
-        bench_line("bh_reschedule/blocking", st[1], NULL, st[1], "ns/cb");
-    }
     for (int i = 2; i < k; i++) {
         bench_line("bh_reschedule", st[0], names[i], st[i], "ns/cb");
     }

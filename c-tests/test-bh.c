@@ -22,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                  */
@@ -667,6 +669,132 @@ static void test_order_fifo(void)
     }
     aio_context_unref(ctx);
     g_string_free(log, TRUE);
+}
+
+/*
+ * A BH scheduled from inside the loop (a callback) and one scheduled later
+ * from outside it run in that order: the library links the first on a
+ * loop-local list and the second on the atomic queue, and must not let
+ * the second overtake the first.
+ */
+typedef struct {
+    GString *log;
+    QEMUBH *next;
+} LogThen;
+
+static void log_then_cb(void *opaque)
+{
+    LogThen *t = opaque;
+    g_string_append_c(t->log, 'X');
+    qemu_bh_schedule(t->next);
+}
+
+static void test_order_fifo_across_loop_exit(void)
+{
+    AioContext *ctx = new_context();
+    GString *log = g_string_new("");
+    LogItem b = { .log = log, .tag = 'B' };
+    LogItem c = { .log = log, .tag = 'C' };
+    LogThen x = { .log = log };
+    QEMUBH *bh_x = aio_bh_new(ctx, log_then_cb, &x);
+    QEMUBH *bh_c = aio_bh_new(ctx, log_cb, &c);
+
+    x.next = aio_bh_new(ctx, log_cb, &b);
+    qemu_bh_schedule(bh_x);
+    g_assert_true(aio_poll(ctx, false));    /* X runs and schedules B */
+    g_assert_cmpstr(log->str, ==, "X");
+    qemu_bh_schedule(bh_c);                 /* from outside the loop */
+    g_assert_true(aio_poll(ctx, false));
+    g_assert_cmpstr(log->str, ==, "XBC");
+
+    /* The same through aio_bh_poll and a blocking aio_poll. */
+    g_string_truncate(log, 0);
+    qemu_bh_schedule(bh_x);
+    g_assert_cmpint(aio_bh_poll(ctx), ==, 1);
+    qemu_bh_schedule(bh_c);
+    g_assert_true(aio_poll(ctx, true));
+    g_assert_cmpstr(log->str, ==, "XBC");
+    g_assert_false(aio_poll(ctx, false));
+
+    qemu_bh_delete(bh_x);
+    qemu_bh_delete(bh_c);
+    qemu_bh_delete(x.next);
+    aio_context_unref(ctx);
+    g_string_free(log, TRUE);
+}
+
+/*
+ * clock_gettime, interposed for /aio/bh/no-clock-read: the library (linked
+ * statically into this program) binds to this definition, which counts
+ * the calls while `count_clock` is set and asks the kernel directly.
+ */
+static volatile int count_clock;
+static volatile unsigned long clock_reads;
+
+int clock_gettime(clockid_t id, struct timespec *ts)
+{
+    if (count_clock) {
+        clock_reads++;
+    }
+    return (int)syscall(SYS_clock_gettime, id, ts);
+}
+
+/*
+ * No timer armed: running BHs reads no clock, in a non-blocking and in a
+ * blocking aio_poll (which finds the BH ready and so has nothing to wait
+ * for), even with adaptive polling on (whose window the blocking poll
+ * still adapts).
+ */
+static void test_no_clock_read(void)
+{
+    AioContext *ctx = new_context();
+    BHTestData data = { .ctx = ctx };
+    int n = 0;
+    const int iters = 1000;
+
+    aio_context_set_poll_params(ctx, 32768, 2, 2, &error_abort);
+    data.bh = aio_bh_new(ctx, counter_cb, &data);
+    qemu_bh_schedule(data.bh);
+    g_assert_true(aio_poll(ctx, false));    /* warm up */
+
+    clock_reads = 0;
+    count_clock = 1;
+    for (int i = 0; i < iters; i++) {
+        qemu_bh_schedule(data.bh);
+        g_assert_true(aio_poll(ctx, false));
+        qemu_bh_schedule(data.bh);
+        g_assert_true(aio_poll(ctx, true));
+        aio_bh_schedule_oneshot(ctx, int_counter_cb, &n);
+        g_assert_true(aio_poll(ctx, true));
+    }
+    /* A BH rescheduling itself from its callback. */
+    BHTestData re = { .ctx = ctx, .max = iters };
+    re.bh = aio_bh_new(ctx, reschedule_cb, &re);
+    qemu_bh_schedule(re.bh);
+    while (re.n < re.max) {
+        aio_poll(ctx, re.n & 1);
+    }
+    count_clock = 0;
+    g_assert_cmpint(re.n, ==, iters);
+    qemu_bh_delete(re.bh);
+    g_assert_cmpint(data.n, ==, 2 * iters + 1);
+    g_assert_cmpint(n, ==, iters);
+    g_assert_cmpuint(clock_reads, ==, 0);
+
+    /* The interposition works: a blocking poll with nothing ready but a
+     * timer reads the clock. */
+    QEMUTimer *t = aio_timer_new(ctx, QEMU_CLOCK_REALTIME, SCALE_NS, int_counter_cb, &n);
+    timer_mod(t, qemu_clock_get_ns(QEMU_CLOCK_REALTIME) + 1000);
+    count_clock = 1;
+    while (n == iters) {
+        aio_poll(ctx, true);
+    }
+    count_clock = 0;
+    g_assert_cmpuint(clock_reads, >, 0);
+    timer_free(t);
+
+    qemu_bh_delete(data.bh);
+    aio_context_unref(ctx);
 }
 
 /* A BH scheduled while the list runs waits for the next aio_bh_poll/aio_poll. */
@@ -1579,6 +1707,8 @@ int main(int argc, char **argv)
     g_test_add_func("/aio/bh/callback-delete/many", test_callback_delete_many);
     g_test_add_func("/aio/bh/callback-delete/next", test_callback_delete_next);
     g_test_add_func("/aio/bh/order/fifo", test_order_fifo);
+    g_test_add_func("/aio/bh/order/fifo-across-loop-exit", test_order_fifo_across_loop_exit);
+    g_test_add_func("/aio/bh/no-clock-read", test_no_clock_read);
     g_test_add_func("/aio/bh/nested-poll/basic", test_nested_poll);
     g_test_add_func("/aio/bh/nested-poll/deep", test_nested_poll_deep);
     g_test_add_func("/aio/bh/nested-poll/delete", test_nested_poll_delete);

@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
 done
 if [ "${#ops[@]}" -eq 0 ]; then
     ops=(bh_schedule_pending bh_schedule_cancel aio_notify aio_poll_empty aio_poll_bh
-        bh_resched bh_resched_blocking oneshot timer_mod_del timer_rearm timer_pending
+        bh_resched bh_resched_blocking bh_resched_notimer bh_resched_blocking_notimer fd_ready_epoll oneshot timer_mod_del timer_rearm timer_pending
         clock_get co_switch co_create co_mutex qemu_mutex in_coroutine get_ctx)
 fi
 CC=${CC:-cc}

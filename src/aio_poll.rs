@@ -25,20 +25,25 @@ use std::sync::Arc;
 use crate::busy_poll::{now_ns, poll_handlers_once};
 use crate::context::{Context, LoopGuard};
 use crate::fatal::MisuseResult;
-use crate::handlers::{Handler, count_callback, dispatch_ready};
+use crate::handlers::{Handler, ReadyHandler, count_callback, dispatch_ready};
 use crate::stats::LoopCounters;
 
 impl Context {
     /// `aio_poll`: one iteration; returns whether a callback made progress.
-    /// Inline up to the common non-blocking case, so that it costs no call
-    /// and no stack frame of its own beyond the BH and timer work.
+    /// Inline up to the common cases without fds, so that they cost no call
+    /// and no stack frame of their own beyond the BH and timer work.
     #[inline(always)]
     pub(crate) fn poll(&self, blocking: bool) -> MisuseResult<bool> {
         let guard = self.enter_loop()?;
         self.loop_stats(&guard).iterations.incr();
         let watches_fds = self.sync_handlers(&guard);
-        if !blocking && !watches_fds {
-            // The common non-blocking case: nothing to wait for, no syscall.
+        // Non-blocking, or blocking with a BH ready (QEMU's iothread loop
+        // running BH after BH): nothing to wait for, no syscall, no
+        // `notify_me` announcement and no clock read.
+        if !watches_fds && (!blocking || self.bh_ready(&guard)) {
+            if blocking {
+                self.poll_params().adapt_ready_at_once();
+            }
             self.notify_state().accept();
             let progress = self.bh_poll(&guard);
             return Ok(progress | self.run_timers(&guard));
@@ -55,40 +60,15 @@ impl Context {
         let mut hits = std::mem::take(&mut *hits_cell.borrow_mut());
 
         if blocking {
-            let start = self.poll_params().enabled().then(now_ns);
-            let timeout = self.compute_timeout(guard);
-            let polled = timeout != 0 && self.busy_poll(guard, timeout, start, &mut hits);
-            if !polled {
-                let kicks_before = self.kick_count();
-                self.notify_state().arm();
-                let timeout = if self.notify_state().is_notified() {
-                    0
-                } else {
-                    self.compute_timeout(guard)
-                };
+            if self.bh_ready(guard) {
+                // Work is ready: look at the fds without waiting, and
+                // announce nothing (there is no sleep to wake).
+                self.poll_params().adapt_ready_at_once();
                 if watches_fds {
-                    let t0 = (timeout != 0).then(now_ns);
-                    self.wait_fds(guard, timeout, &mut ready);
-                    self.notify_state().disarm();
-                    self.count_blocked(guard, t0);
-                } else if timeout != 0 {
-                    let t0 = Some(now_ns());
-                    self.wait_for_wakeup(timeout);
-                    self.notify_state().disarm();
-                    self.count_blocked(guard, t0);
-                } else {
-                    self.notify_state().disarm();
-                    // Work was already there, but a notifier that saw us
-                    // armed may have written the eventfd: consume it now
-                    // rather than return early from the next blocking poll.
-                    // (It may still be writing: this read then waits for it.)
-                    if self.kick_count() != kicks_before {
-                        self.clear_wakeup();
-                    }
+                    self.wait_fds(guard, 0, &mut ready);
                 }
-            }
-            if let Some(start) = start {
-                self.poll_params().adapt(now_ns() - start, polled);
+            } else {
+                self.wait_for_work(guard, watches_fds, &mut ready, &mut hits);
             }
         } else if watches_fds {
             self.wait_fds(guard, 0, &mut ready);
@@ -98,6 +78,56 @@ impl Context {
         *ready_cell.borrow_mut() = ready;
         *hits_cell.borrow_mut() = hits;
         progress
+    }
+
+    /// The waiting part of a blocking poll that found no BH ready:
+    /// busy-poll if the window is open (and nothing else is due), else
+    /// raise `notify_me`, compute the timeout (0 if a timer expired or a
+    /// notification came meanwhile) and wait.
+    fn wait_for_work(
+        &self,
+        guard: &LoopGuard<'_>,
+        watches_fds: bool,
+        ready: &mut Vec<ReadyHandler>,
+        hits: &mut Vec<Arc<Handler>>,
+    ) {
+        let start = self.poll_params().enabled().then(now_ns);
+        let polled = start.is_some() && {
+            let timeout = self.compute_timeout(guard);
+            timeout != 0 && self.busy_poll(guard, timeout, start, hits)
+        };
+        if !polled {
+            let kicks_before = self.kick_count();
+            self.notify_state().arm();
+            let timeout = if self.notify_state().is_notified() {
+                0
+            } else {
+                self.compute_timeout(guard)
+            };
+            if watches_fds {
+                let t0 = blocked_clock(timeout);
+                self.wait_fds(guard, timeout, ready);
+                self.notify_state().disarm();
+                self.count_blocked(guard, t0);
+            } else if timeout != 0 {
+                let t0 = blocked_clock(timeout);
+                self.wait_for_wakeup(timeout);
+                self.notify_state().disarm();
+                self.count_blocked(guard, t0);
+            } else {
+                self.notify_state().disarm();
+                // Work arrived meanwhile, but a notifier that saw us armed
+                // may have written the eventfd: consume it now rather than
+                // return early from the next blocking poll. (It may still
+                // be writing: this read then waits for it.)
+                if self.kick_count() != kicks_before {
+                    self.clear_wakeup();
+                }
+            }
+        }
+        if let Some(start) = start {
+            self.poll_params().adapt(now_ns() - start, polled);
+        }
     }
 
     /// Adds the time since `t0` (when waiting began, if it was a real
@@ -123,12 +153,7 @@ impl Context {
 
     /// Asks the fd monitor (and so the wakeup eventfd, consumed if set) for
     /// ready fds, waiting up to `timeout_ns`; appends their handlers.
-    fn wait_fds(
-        &self,
-        guard: &LoopGuard<'_>,
-        timeout_ns: i64,
-        ready: &mut Vec<(Arc<Handler>, u32)>,
-    ) {
+    fn wait_fds(&self, guard: &LoopGuard<'_>, timeout_ns: i64, ready: &mut Vec<ReadyHandler>) {
         let mut local = self.local_handlers(guard);
         if local.wait(timeout_ns, self.wakeup_fd()) {
             self.clear_wakeup();
@@ -145,13 +170,15 @@ impl Context {
     fn dispatch_phase(
         &self,
         guard: &LoopGuard<'_>,
-        ready: &mut Vec<(Arc<Handler>, u32)>,
+        ready: &mut Vec<ReadyHandler>,
         hits: &mut Vec<Arc<Handler>>,
     ) -> bool {
         let stats = self.loop_stats(guard);
         let mut progress = self.bh_poll(guard);
         progress |= dispatch_poll_ready(hits, stats);
-        progress |= dispatch_ready(ready, stats);
+        // SAFETY: `ready` was filled by `wait_fds`/`take_ready` in this
+        // iteration (the caller's), and is cleared below.
+        progress |= unsafe { dispatch_ready(ready, stats) };
         progress |= self.dispatch_user_completions(guard);
         progress |= self.run_timers(guard);
         ready.clear();
@@ -242,6 +269,15 @@ impl Context {
         }
         soonest_timeout(bh, self.timers().deadline_ns())
     }
+}
+
+/// The start of a wait of `timeout` ns for the blocked-time counter: the
+/// clock, if the wait may block (`timeout` not 0) and the counters are
+/// compiled in. (The two clock reads around a wait are what the counter
+/// costs: `--cfg aioctx_no_stats` drops them with the other updates.)
+#[inline(always)]
+fn blocked_clock(timeout: i64) -> Option<i64> {
+    (timeout != 0 && !cfg!(aioctx_no_stats)).then(now_ns)
 }
 
 /// Calls `io_poll_ready` of the handlers whose `io_poll` found work.

@@ -14,9 +14,17 @@
 //! (or is being dispatched) is never called after its removal, whichever
 //! thread removed it.
 //!
-//! Lookup is by fd in a hash map, never a list scan.
+//! The list of ready handlers a dispatch walks ([`ReadyHandler`]) holds
+//! plain pointers, not `Arc` clones (two locked instructions per ready fd
+//! saved). They stay valid because the loop-local mirror owns each
+//! registration until no dispatch can be in progress: a registration that
+//! leaves the mirror during a nested sync (loop depth > 1: a callback of the
+//! dispatch changed handlers or polled again) is kept in
+//! `HandlersLocal::retired` until the next sync at depth 1, the start of an
+//! outermost iteration, when no ready list is live.
+//!
+//! Lookup is by fd in a hash map (`fdmon::FdMap`), never a list scan.
 
-use rustc_hash::FxHashMap as HashMap;
 use std::ffi::c_void;
 use std::os::fd::RawFd;
 use std::sync::Arc;
@@ -26,7 +34,7 @@ use parking_lot::Mutex;
 
 use crate::fatal::{self, Misuse, MisuseResult};
 use crate::fdmon::io_uring::UserCompletion;
-use crate::fdmon::{self, Backend, EPOLL_THRESHOLD, FdMonitor, Ready};
+use crate::fdmon::{self, Backend, EPOLL_THRESHOLD, FdMap, FdMonitor, Ready};
 use crate::gsource;
 use crate::stats::LoopCounters;
 
@@ -90,7 +98,7 @@ impl Handler {
 
 #[derive(Default)]
 struct Registry {
-    by_fd: HashMap<RawFd, Arc<Handler>>,
+    by_fd: FdMap<Arc<Handler>>,
     /// Changes not yet applied by the poller, in order.
     pending: Vec<(RawFd, Option<Arc<Handler>>)>,
 }
@@ -201,14 +209,21 @@ impl Handlers {
     }
 }
 
+/// A ready fd's registration and its `revents`, for dispatch. The pointer
+/// is valid until the end of the outermost loop iteration (module docs).
+pub(crate) type ReadyHandler = (*const Handler, u32);
+
 /// The loop-thread half.
 pub(crate) struct HandlersLocal {
     monitor: Option<Box<dyn FdMonitor>>,
     forced: Option<Backend>,
     /// fd -> registration, as of the last sync.
-    mirror: HashMap<RawFd, Arc<Handler>>,
+    mirror: FdMap<Arc<Handler>>,
     /// Registrations with `io_poll`, as of the last sync.
     pollers: Vec<Arc<Handler>>,
+    /// Registrations that left the mirror while a dispatch may still point
+    /// at them (module docs); dropped by the next sync at depth 1.
+    retired: Vec<Arc<Handler>>,
     /// Reused buffer for ready fds.
     ready: Vec<Ready>,
     /// Whether `ready` holds the result of a wait not yet dispatched.
@@ -229,7 +244,7 @@ pub(crate) struct HandlersLocal {
 struct GSourceFds {
     source: *mut glib_sys::GSource,
     wakeup_tag: glib_sys::gpointer,
-    tags: HashMap<RawFd, glib_sys::gpointer>,
+    tags: FdMap<glib_sys::gpointer>,
     /// The io_uring monitor's ring fd, readable while completions wait:
     /// callers' io_uring completions (`aio_add_sqe`) must wake GLib too.
     ring: Option<(RawFd, glib_sys::gpointer)>,
@@ -256,8 +271,9 @@ impl Default for HandlersLocal {
         HandlersLocal {
             monitor: None,
             forced: fdmon::forced_backend(),
-            mirror: HashMap::default(),
+            mirror: FdMap::default(),
             pollers: Vec::new(),
+            retired: Vec::new(),
             ready: Vec::new(),
             ready_fresh: false,
             gsource: None,
@@ -442,10 +458,15 @@ impl HandlersLocal {
         );
     }
 
-    /// Applies the changes made since the last sync.
-    pub(crate) fn sync(&mut self, shared: &Handlers, wakeup_fd: RawFd) {
+    /// Applies the changes made since the last sync. `nested`: the loop
+    /// depth is above 1, so a dispatch may be walking a ready list: replaced
+    /// and removed registrations are retired, not dropped (module docs).
+    pub(crate) fn sync(&mut self, shared: &Handlers, wakeup_fd: RawFd, nested: bool) {
         if !shared.has_pending.load(Ordering::Acquire) {
             return;
+        }
+        if !nested {
+            self.retired.clear();
         }
         let pending = {
             let mut reg = shared.registry.lock();
@@ -459,13 +480,14 @@ impl HandlersLocal {
         for (fd, new) in pending {
             let interest = new.as_ref().map_or(0, |h| h.cb.interest());
             let had_interest = self.mirror.get(&fd).map_or(0, |h| h.cb.interest());
-            match new {
-                Some(h) => {
-                    self.mirror.insert(fd, h);
-                }
-                None => {
-                    self.mirror.remove(&fd);
-                }
+            let old = match new {
+                Some(h) => self.mirror.insert(fd, h),
+                None => self.mirror.remove(&fd),
+            };
+            if let Some(old) = old
+                && nested
+            {
+                self.retired.push(old);
             }
             if interest == had_interest && interest == 0 {
                 continue;
@@ -508,7 +530,7 @@ impl HandlersLocal {
             let mut g = GSourceFds {
                 source,
                 wakeup_tag: gsource::add_unix_fd(source, wakeup_fd, POLLIN),
-                tags: HashMap::default(),
+                tags: FdMap::default(),
                 ring: None,
             };
             for (fd, h) in &self.mirror {
@@ -595,11 +617,11 @@ impl HandlersLocal {
 
     /// The fds found ready by the last wait, with their registrations.
     /// The caller dispatches them with no borrow of `self` held.
-    pub(crate) fn take_ready(&mut self, out: &mut Vec<(Arc<Handler>, u32)>) {
+    pub(crate) fn take_ready(&mut self, out: &mut Vec<ReadyHandler>) {
         self.ready_fresh = false;
         for r in self.ready.drain(..) {
             if let Some(h) = self.mirror.get(&r.fd) {
-                out.push((Arc::clone(h), r.revents));
+                out.push((Arc::as_ptr(h), r.revents));
             }
         }
     }
@@ -608,9 +630,16 @@ impl HandlersLocal {
 /// Runs the callbacks of ready fds: read before write for one fd; a
 /// handler removed meanwhile (by another handler, or by its own read
 /// callback) is not called. Returns whether any callback ran.
-pub(crate) fn dispatch_ready(ready: &[(Arc<Handler>, u32)], stats: &LoopCounters) -> bool {
+///
+/// # Safety
+/// `ready` came from [`HandlersLocal::take_ready`] in the current outermost
+/// loop iteration (so every pointer is still owned by the mirror or the
+/// retired list, see the module docs).
+pub(crate) unsafe fn dispatch_ready(ready: &[ReadyHandler], stats: &LoopCounters) -> bool {
     let mut progress = false;
-    for (h, revents) in ready {
+    for &(h, revents) in ready {
+        // SAFETY: per the caller, the registration outlives this iteration.
+        let h = unsafe { &*h };
         if revents & (POLLIN | POLLHUP | POLLERR) != 0
             && h.is_live()
             && let Some(read) = h.cb.io_read
@@ -641,5 +670,86 @@ pub(crate) fn count_callback(h: &Handler, stats: &LoopCounters) {
         stats.notifier_callbacks.incr();
     } else {
         stats.fd_callbacks.incr();
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::os::fd::AsRawFd;
+    use std::sync::Weak;
+
+    use super::*;
+
+    unsafe extern "C" fn nop(_: *mut c_void) {}
+
+    fn reader() -> Callbacks {
+        Callbacks {
+            io_read: Some(nop),
+            io_write: None,
+            io_poll: None,
+            io_poll_ready: None,
+            io_poll_begin: None,
+            io_poll_end: None,
+            opaque: std::ptr::null_mut(),
+            notifier: false,
+        }
+    }
+
+    /// The mirror's registration of `fd`, as a weak reference.
+    fn mirrored(local: &HandlersLocal, fd: RawFd) -> Weak<Handler> {
+        Arc::downgrade(local.mirror.get(&fd).expect("fd is mirrored"))
+    }
+
+    /// A ready list holds plain pointers (`ReadyHandler`): a registration
+    /// removed or replaced by a nested sync (a callback of the dispatch)
+    /// must stay allocated until a sync at depth 1.
+    #[test]
+    fn nested_sync_retires_instead_of_dropping() {
+        let (a, b) = (
+            crate::fdmon::tests::eventfd(),
+            crate::fdmon::tests::eventfd(),
+        );
+        let wakeup = crate::fdmon::tests::eventfd();
+        let shared = Handlers::default();
+        let mut local = HandlersLocal::default();
+        shared.set(a.as_raw_fd(), reader()).unwrap();
+        shared.set(b.as_raw_fd(), reader()).unwrap();
+        local.sync(&shared, wakeup.as_raw_fd(), false);
+        let (old_a, old_b) = (
+            mirrored(&local, a.as_raw_fd()),
+            mirrored(&local, b.as_raw_fd()),
+        );
+
+        // Nested: a removal and a replacement keep the old registrations.
+        shared
+            .set(
+                a.as_raw_fd(),
+                Callbacks {
+                    io_read: None,
+                    ..reader()
+                },
+            )
+            .unwrap();
+        shared.set(b.as_raw_fd(), reader()).unwrap();
+        local.sync(&shared, wakeup.as_raw_fd(), true);
+        assert!(old_a.upgrade().is_some_and(|h| !h.is_live()));
+        assert!(old_b.upgrade().is_some_and(|h| !h.is_live()));
+        let new_b = mirrored(&local, b.as_raw_fd());
+
+        // The next sync at depth 1 drops them; a change at depth 1 drops at
+        // once.
+        shared
+            .set(
+                b.as_raw_fd(),
+                Callbacks {
+                    io_read: None,
+                    ..reader()
+                },
+            )
+            .unwrap();
+        local.sync(&shared, wakeup.as_raw_fd(), false);
+        assert!(old_a.upgrade().is_none());
+        assert!(old_b.upgrade().is_none());
+        assert!(new_b.upgrade().is_none());
     }
 }

@@ -92,6 +92,15 @@ impl<N: MpscNode> MpscQueue<N> {
         self.head.load(Ordering::Acquire).is_null()
     }
 
+    /// [`MpscQueue::is_empty`] for the consumer's "anything to take?" before
+    /// [`MpscQueue::take_all_fifo`], whose swap acquires what it takes: a
+    /// Relaxed load (a stale "empty" only defers the nodes to the next take;
+    /// the wakeup handshake does not rely on this load).
+    #[inline]
+    pub fn is_empty_relaxed(&self) -> bool {
+        self.head.load(Ordering::Relaxed).is_null()
+    }
+
     /// The most recently pushed node, for a read-only walk by the consumer
     /// (nodes stay linked and alive until the consumer itself takes them).
     #[inline]

@@ -2,10 +2,20 @@
 //! the context's poller: `aio_notify` costs no syscall unless a poller is
 //! (about to be) blocked.
 //!
-//! Two words, and the poller's mark:
-//! - `notify_me`: raised by 2 by each blocking poller (a blocking `aio_poll`,
-//!   or the GSource prepare phase) before it checks for work, lowered after
-//!   it woke up. Non-zero means "a wakeup must write the eventfd".
+//! Three words, and the poller's mark:
+//! - `notify_me`: raised by 2 by a blocking `aio_poll` before it checks for
+//!   work, lowered after it woke up; `notify_gsource`: 1 from the GSource
+//!   prepare phase (the GLib loop is about to sleep) until check/dispatch.
+//!   Either non-zero means "a wakeup must write the eventfd". Each has a
+//!   single writer at a time, the thread in the context's loop (a
+//!   `LoopGuard` holder: the home thread, or the one thread that claimed an
+//!   unbound context, with a happens-before edge between successive
+//!   holders), so they are written with a load and a store, as QEMU's
+//!   `qatomic_set(&ctx->notify_me, qatomic_read(&ctx->notify_me) + 2)`, not
+//!   an RMW. (Until issue 14 one word held both, with RMWs; the two are kept
+//!   apart so that the GSource bit and a poll's count never share a word.)
+//!   A poll that finds work before it would wait (`aio_compute_timeout` is
+//!   0) does not raise `notify_me` at all: there is nothing to wake.
 //! - `notified`: the number of explicit `aio_notify` calls so far, one
 //!   increment each; `accepted`: its value when the poller last accepted
 //!   (`accept`). The two differ while a notification is pending: it lets a
@@ -24,16 +34,25 @@
 //!
 //! Work published through the BH queue: the producer does `push` (a
 //! `Release` CAS on the queue head), then `must_kick_after_push` (a `SeqCst`
-//! fence F1, then a load of `notify_me`). The poller does `arm` (an RMW of
-//! `notify_me`, then a `SeqCst` fence F2), then looks at the queue head.
+//! fence F1, then a load of `notify_me`). The poller does `arm` (a store
+//! raising `notify_me`, then a `SeqCst` fence F2), then looks at the queue
+//! head.
 //! F1 and F2 are in the single total order of `SeqCst` fences. If F1 comes
 //! first, the poller's look at the head (after F2) sees the push (the push
 //! is before F1); if F2 comes first, the producer's load (after F1) sees
 //! the poller's increment and writes the eventfd, which ends the wait.
 //!
+//! A BH scheduled by the thread that is in the context's loop right now
+//! (inside one of its callbacks) skips all of this: it is linked on a
+//! loop-local list (`bh/dispatch.rs`), with no CAS, fence or wakeup check,
+//! because the only thread that could sleep on the context is the caller
+//! itself, which looks at that list before it next waits. (Unless another
+//! thread has announced a sleep, `notify_gsource`: then the queue and the
+//! check as here.)
+//!
 //! Explicit `aio_notify` (a condition changed outside the queue): the
 //! notifier increments `notified` (a `Release` RMW), then a `SeqCst` fence
-//! and a load of `notify_me`; the poller arms (RMW + fence), then loads
+//! and a load of `notify_me`; the poller arms (store + fence), then loads
 //! `notified`. Same argument. `accept` loads `notified` (`Acquire`) and
 //! records the value in `accepted`. Every write of `notified` is an RMW, so
 //! the value it reads is in the release sequence of every notifier counted
@@ -52,7 +71,10 @@ use crate::atomics::{AtomicU32, AtomicU64, Ordering, fence};
 /// The two words of the handshake and the poller's mark; embedded in each
 /// context.
 pub struct NotifyState {
+    /// 2 per blocking `aio_poll` that is about to wait (see the module docs).
     notify_me: AtomicU32,
+    /// 1 while the GSource loop may sleep (prepare to check/dispatch).
+    notify_gsource: AtomicU32,
     /// `aio_notify` calls so far (wraps at 2^64).
     notified: AtomicU64,
     /// `notified` as of the last `accept`: written only by the poller (load
@@ -70,6 +92,7 @@ impl NotifyState {
     pub fn new() -> Self {
         NotifyState {
             notify_me: AtomicU32::new(0),
+            notify_gsource: AtomicU32::new(0),
             notified: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
         }
@@ -77,9 +100,12 @@ impl NotifyState {
 
     /// Poller: announce that a wakeup must write the eventfd. Must be
     /// followed by the check for work (queue, `is_notified`) before waiting.
+    /// Only the thread in the context's loop calls it (module docs), so a
+    /// load and a store, not an RMW.
     #[inline]
     pub fn arm(&self) {
-        self.notify_me.fetch_add(2, Ordering::Relaxed);
+        let v = self.notify_me.load(Ordering::Relaxed);
+        self.notify_me.store(v + 2, Ordering::Relaxed);
         // F2 of the module docs: the increment before the checks for work.
         fence(Ordering::SeqCst);
     }
@@ -87,14 +113,15 @@ impl NotifyState {
     /// Poller: the wait is over; wakeups may go back to being free.
     #[inline]
     pub fn disarm(&self) {
-        self.notify_me.fetch_sub(2, Ordering::Release);
+        let v = self.notify_me.load(Ordering::Relaxed);
+        self.notify_me.store(v - 2, Ordering::Release);
     }
 
-    /// GSource prepare: the GLib loop is about to sleep; bit 0 of
-    /// `notify_me`, idempotent (GLib may skip `check` after a ready prepare).
+    /// GSource prepare: the GLib loop is about to sleep; idempotent (GLib
+    /// may skip `check` after a ready prepare).
     #[inline]
     pub fn arm_gsource(&self) {
-        self.notify_me.fetch_or(1, Ordering::Relaxed);
+        self.notify_gsource.store(1, Ordering::Relaxed);
         // As in `arm`.
         fence(Ordering::SeqCst);
     }
@@ -102,7 +129,14 @@ impl NotifyState {
     /// GSource check/dispatch: the GLib loop woke up.
     #[inline]
     pub fn disarm_gsource(&self) {
-        self.notify_me.fetch_and(!1, Ordering::Release);
+        self.notify_gsource.store(0, Ordering::Release);
+    }
+
+    /// Whether a poller announced it may sleep (two loads of one cache
+    /// line). After the fence of the caller.
+    #[inline]
+    fn sleeper(&self) -> bool {
+        (self.notify_me.load(Ordering::Relaxed) | self.notify_gsource.load(Ordering::Relaxed)) != 0
     }
 
     /// Producer, right after a push of work: must it write the eventfd to
@@ -111,7 +145,7 @@ impl NotifyState {
     pub fn must_kick_after_push(&self) -> bool {
         // F1 of the module docs: the push before the look at `notify_me`.
         fence(Ordering::SeqCst);
-        self.notify_me.load(Ordering::Relaxed) != 0
+        self.sleeper()
     }
 
     /// `aio_notify`: record the notification; returns whether the eventfd
@@ -121,7 +155,7 @@ impl NotifyState {
         // An RMW, so that `accept` acquires every notifier it counts.
         self.notified.fetch_add(1, Ordering::Release);
         fence(Ordering::SeqCst);
-        self.notify_me.load(Ordering::Relaxed) != 0
+        self.sleeper()
     }
 
     /// Poller, after `arm`: has someone called `aio_notify` that this poll
@@ -141,7 +175,7 @@ impl NotifyState {
     /// Whether a poller is armed (for tests and the GSource glue).
     #[inline]
     pub fn is_armed(&self) -> bool {
-        self.notify_me.load(Ordering::Relaxed) != 0
+        self.sleeper()
     }
 
     /// `aio_notify_accept`: acknowledge notifications; returns whether there

@@ -59,6 +59,11 @@ thread_local! {
     /// whether its exit hook is armed (see [`arm_exit_hook`]), in one word
     /// so that entering a loop is one thread-local load and store.
     static LOOP_STATE: Cell<u32> = const { Cell::new(0) };
+    /// The context of this thread's innermost live `LoopGuard` (null when
+    /// none): the context whose loop this thread is in right now, so that
+    /// a BH it schedules there needs no atomic queue (see
+    /// [`in_loop_of`]).
+    static IN_LOOP: Cell<*const Context> = const { Cell::new(ptr::null()) };
 }
 
 static MAIN_CONTEXT: AtomicPtr<Context> = AtomicPtr::new(ptr::null_mut());
@@ -153,10 +158,11 @@ fn arm_exit_hook() {
     LOOP_STATE.with(|s| s.set(s.get() | HOOK_ARMED));
 }
 
-/// A `LoopGuard` was created in this thread (a poll of some context
-/// starts); arms the exit hook the first time.
+/// A `LoopGuard` of `ctx` was created in this thread (a poll of `ctx`
+/// starts); arms the exit hook the first time. Returns the thread's
+/// previous innermost loop context, which [`loop_left`] restores.
 #[inline(always)]
-pub(crate) fn loop_entered() {
+pub(crate) fn loop_entered(ctx: *const Context) -> *const Context {
     LOOP_STATE.with(|s| {
         let state = s.get();
         if state == 0 {
@@ -166,6 +172,7 @@ pub(crate) fn loop_entered() {
             s.set(state + ONE_LOOP);
         }
     });
+    IN_LOOP.with(|c| c.replace(ctx))
 }
 
 /// [`loop_entered`] in a thread whose exit hook is not armed yet.
@@ -175,9 +182,10 @@ fn first_loop_entered() {
     LOOP_STATE.with(|s| s.set(s.get() + ONE_LOOP));
 }
 
-/// A `LoopGuard` of this thread was dropped.
+/// A `LoopGuard` of this thread was dropped; `prev` is what its
+/// [`loop_entered`] returned.
 #[inline(always)]
-pub(crate) fn loop_left() {
+pub(crate) fn loop_left(prev: *const Context) {
     LOOP_STATE.with(|s| {
         let state = s.get();
         // Never below zero guards (a guard dropped by another thread than
@@ -186,6 +194,16 @@ pub(crate) fn loop_left() {
             s.set(state - ONE_LOOP);
         }
     });
+    IN_LOOP.with(|c| c.set(prev));
+}
+
+/// Whether the calling thread's innermost live `LoopGuard` is one of `ctx`:
+/// it runs a callback (or other loop code) of `ctx` right now, so no other
+/// thread is in `ctx`'s loop and the caller looks at the loop-local state
+/// before it next waits. One thread-local load.
+#[inline(always)]
+pub(crate) fn in_loop_of(ctx: &Context) -> bool {
+    IN_LOOP.with(Cell::get) == ptr::from_ref(ctx)
 }
 
 /// Runs when a thread that armed it exits: a thread that ends inside a

@@ -267,6 +267,38 @@ fn a_sleep_decision_implies_kick() {
     });
 }
 
+/// The same with the GLib loop as the poller (`arm_gsource`, whose flag is
+/// a word of its own since issue 14): the producer's check reads it too.
+#[test]
+fn a_sleep_decision_implies_kick_gsource() {
+    model(|| {
+        let q = Arc::new(MpscQueue::<Node>::new());
+        let ns = Arc::new(NotifyState::new());
+        let kicked = Arc::new(AtomicUsize::new(0));
+
+        let producer = {
+            let (q, ns, kicked) = (q.clone(), ns.clone(), kicked.clone());
+            let n = new_node();
+            thread::spawn(move || {
+                // SAFETY: fresh node.
+                unsafe { fill_and_push(&q, n, 7) };
+                if ns.must_kick_after_push() {
+                    kicked.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+
+        ns.arm_gsource();
+        let would_sleep = !ns.is_notified() && q.is_empty();
+        producer.join().unwrap();
+        if would_sleep {
+            assert_eq!(kicked.load(Ordering::Relaxed), 1, "lost wakeup");
+        }
+        ns.disarm_gsource();
+        assert_eq!(take_values(&q), vec![7]);
+    });
+}
+
 // ---------------------------------------------------------------------------
 // (b) Explicit aio_notify after changing a condition.
 

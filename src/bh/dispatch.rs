@@ -4,9 +4,24 @@
 //!
 //! A context keeps one [`BhDispatch`]: the registry of the BHs allocated
 //! with `aio_bh_new*` and not freed yet (so teardown can report and free
-//! the ones never deleted), and the run list (the BHs taken from the queue
-//! and not dispatched yet). See `bh/mod.rs` for the flags and the dispatch
-//! order.
+//! the ones never deleted), the run list (the BHs taken from the queue
+//! and not dispatched yet) and the local list. See `bh/mod.rs` for the
+//! flags and the dispatch order.
+//!
+//! The local list: a BH scheduled by the thread that is in the context's
+//! loop right now (`thread::in_loop_of`: a callback rescheduling its own BH,
+//! a handler scheduling one) is linked there with plain loads and stores
+//! instead of the atomic queue: no CAS, no fence, no wakeup check (the only
+//! thread that could sleep on the context is the caller, which looks at
+//! this list before it waits: `bh_timeout`). Its PENDING edge is still
+//! the flags word's RMW, so it races correctly with other threads'
+//! `qemu_bh_schedule`. If another thread has announced that it may sleep on
+//! the context (`NotifyState::is_armed`: a GLib loop of another thread in
+//! its poll), the BH takes the queue and the wakeup check as before.
+//! `aio_bh_poll` appends the queue's batch and then the local list to the
+//! run list; leaving the loop (the last `LoopGuard`) moves the local list
+//! onto the run list, so a BH the thread schedules after that, through the
+//! queue, still runs after it (FIFO per thread).
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_void};
@@ -44,6 +59,10 @@ pub(crate) struct BhDispatch {
     /// or by teardown.
     run_head: Cell<*mut Bh>,
     run_tail: Cell<*mut Bh>,
+    /// BHs scheduled from inside the loop and not taken by `aio_bh_poll`
+    /// yet, in order (module docs). Same rule as the run list.
+    local_head: Cell<*mut Bh>,
+    local_tail: Cell<*mut Bh>,
 }
 
 impl BhDispatch {
@@ -52,6 +71,64 @@ impl BhDispatch {
             registry: Mutex::new(BhRegistry::default()),
             run_head: Cell::new(ptr::null_mut()),
             run_tail: Cell::new(ptr::null_mut()),
+            local_head: Cell::new(ptr::null_mut()),
+            local_tail: Cell::new(ptr::null_mut()),
+        }
+    }
+
+    /// Appends the chain `head..=tail` (linked through `next`) to the run
+    /// list. The caller is the loop thread (or teardown).
+    #[inline(always)]
+    fn append_run(&self, head: *mut Bh, tail: *mut Bh) {
+        if head.is_null() {
+            return;
+        }
+        let run_tail = self.run_tail.get();
+        if run_tail.is_null() {
+            self.run_head.set(head);
+        } else {
+            // SAFETY: the tail is linked (PENDING), so only the loop thread
+            // touches its link.
+            unsafe {
+                (*run_tail)
+                    .next()
+                    .store(head, crate::atomics::Ordering::Relaxed)
+            };
+        }
+        self.run_tail.set(tail);
+    }
+
+    /// Links a BH whose PENDING flag the caller just set at the end of the
+    /// local list. The caller is in the context's loop (module docs).
+    #[inline(always)]
+    fn push_local(&self, bh: *mut Bh) {
+        // SAFETY: PENDING went 0 -> 1 for the caller, so the BH is in no
+        // list and nobody else touches its link.
+        unsafe {
+            (*bh)
+                .next()
+                .store(ptr::null_mut(), crate::atomics::Ordering::Relaxed)
+        };
+        let tail = self.local_tail.get();
+        if tail.is_null() {
+            self.local_head.set(bh);
+        } else {
+            // SAFETY: the tail is linked, so only the loop thread touches
+            // its link.
+            unsafe { (*tail).next().store(bh, crate::atomics::Ordering::Relaxed) };
+        }
+        self.local_tail.set(bh);
+    }
+
+    /// Moves the local list to the end of the run list. The loop thread,
+    /// when it leaves the loop (see the module docs), and `aio_bh_poll`.
+    #[inline(always)]
+    pub(crate) fn flush_local(&self) {
+        let head = self.local_head.get();
+        if !head.is_null() {
+            self.append_run(head, self.local_tail.get());
+            self.local_head.set(ptr::null_mut());
+            self.local_tail.set(ptr::null_mut());
         }
     }
 
@@ -86,9 +163,14 @@ impl BhDispatch {
     /// The context (owner of `self` and `queue`) is being torn down: nobody
     /// else uses it or its BHs.
     pub(crate) unsafe fn teardown(&mut self, queue: &MpscQueue<Bh>) {
-        // Queued BHs: scheduled ones are a bug in the caller (QEMU aborts
-        // too); deleted and oneshot ones are ours to free.
-        let mut bh = queue.take_all_fifo();
+        // Linked BHs (the run list, the local list, then the queue): scheduled
+        // ones are a bug in the caller (QEMU aborts too); deleted and oneshot
+        // ones are ours to free.
+        self.flush_local();
+        let (batch, batch_tail) = queue.take_all_fifo_with_tail();
+        self.append_run(batch, batch_tail);
+        let mut bh = self.run_head.replace(ptr::null_mut());
+        self.run_tail.set(ptr::null_mut());
         while !bh.is_null() {
             // SAFETY: linked BHs are alive and now ours.
             let b = unsafe { &*bh };
@@ -140,6 +222,12 @@ impl Context {
     /// `api`: see [`Context::notify_from`].
     #[inline]
     pub(crate) fn enqueue(&self, bh: &Bh, api: LazyApiCall) {
+        if crate::thread::in_loop_of(self) && !self.notify_state().is_armed() {
+            // The caller is in this context's loop and no other thread said
+            // it may sleep on it: the local list (module docs).
+            self.bh_dispatch().push_local(ptr::from_ref(bh).cast_mut());
+            return;
+        }
         // SAFETY: the caller flipped PENDING 0 -> 1, so the BH is in no queue,
         // and it stays alive until the loop dequeues it (only the loop frees).
         unsafe { self.bh_queue().push(ptr::from_ref(bh).cast_mut()) };
@@ -171,6 +259,7 @@ impl Context {
     }
 
     /// `aio_bh_schedule_oneshot_full`: allocate, schedule, free after running.
+    #[inline]
     pub(crate) fn schedule_oneshot(&self, cb: BhFn, opaque: *mut c_void, name: *const c_char) {
         let bh = Bh::alloc(
             self,
@@ -205,23 +294,29 @@ impl Context {
     /// `aio_bh_poll`: runs the BHs scheduled before this call, in scheduling
     /// order, after what outer (nesting) calls have not run yet. Returns
     /// whether a non-idle BH ran. The caller holds a [`LoopGuard`].
+    ///
+    /// Inline up to the check that some BH is linked (three loads), so that
+    /// an iteration without BHs (an fd event, a timer) makes no call here.
+    #[inline(always)]
     pub(crate) fn bh_poll(&self, guard: &LoopGuard<'_>) -> bool {
+        let dispatch = self.bh_dispatch();
+        if dispatch.run_head.get().is_null()
+            && dispatch.local_head.get().is_null()
+            && self.bh_queue().is_empty_relaxed()
+        {
+            return false;
+        }
+        self.bh_poll_linked(guard)
+    }
+
+    /// [`Context::bh_poll`] once a BH was seen linked.
+    #[inline(never)]
+    fn bh_poll_linked(&self, guard: &LoopGuard<'_>) -> bool {
         let (batch, batch_tail) = self.bh_queue().take_all_fifo_with_tail();
-        if !batch.is_null() {
-            let tail = self.bh_dispatch().run_tail.get();
-            if tail.is_null() {
-                self.bh_dispatch().run_head.set(batch);
-            } else {
-                // SAFETY: the tail is linked (PENDING), so only the loop
-                // thread touches its link.
-                unsafe {
-                    (*tail)
-                        .next()
-                        .store(batch, crate::atomics::Ordering::Relaxed)
-                };
-            }
-            self.bh_dispatch().run_tail.set(batch_tail);
-        } else if self.bh_dispatch().run_head.get().is_null() {
+        let dispatch = self.bh_dispatch();
+        dispatch.append_run(batch, batch_tail);
+        dispatch.flush_local();
+        if dispatch.run_head.get().is_null() {
             return false;
         }
         let mut progress = false;
@@ -269,6 +364,9 @@ impl Context {
         if scan(self.bh_dispatch().run_head.get()) {
             return 0;
         }
+        if scan(self.bh_dispatch().local_head.get()) {
+            return 0;
+        }
         if scan(self.bh_queue().peek()) {
             return 0;
         }
@@ -311,7 +409,22 @@ impl Context {
         let queued_from = out.len();
         oneshots(self.bh_queue().peek(), &mut out);
         out[queued_from..].reverse();
+        oneshots(self.bh_dispatch().local_head.get(), &mut out);
         out
+    }
+
+    /// Whether a non-idle BH is scheduled: a blocking poll would not wait.
+    #[inline]
+    pub(crate) fn bh_ready(&self, guard: &LoopGuard<'_>) -> bool {
+        self.bh_timeout(guard) == 0
+    }
+
+    /// Whether a BH is linked and not taken by `aio_bh_poll` yet (in the
+    /// queue or the local list), scheduled or not: the busy-poll loop's
+    /// cheap "something came".
+    #[inline]
+    pub(crate) fn bh_linked(&self, _guard: &LoopGuard<'_>) -> bool {
+        !self.bh_queue().is_empty() || !self.bh_dispatch().local_head.get().is_null()
     }
 
     /// Whether any BH (idle ones included) is scheduled.

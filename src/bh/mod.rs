@@ -6,6 +6,9 @@
 //! word; scheduling is a fetch-or plus, only on the 0 -> PENDING edge, one
 //! push onto the context's [`MpscQueue`] and a wakeup check: wait-free with
 //! respect to the loop, no lock, no allocation, callable from any thread.
+//! From inside the context's loop (a callback scheduling a BH of its own
+//! context) the push is onto the loop-local list instead, with plain stores
+//! and no wakeup check (`dispatch.rs`).
 //!
 //! Flags:
 //! - PENDING: the BH is linked in the queue or in a slice being dispatched.
@@ -19,8 +22,8 @@
 //!   next dispatches it, never running its callback again.
 //!
 //! Dispatch (loop thread only): each `aio_bh_poll` takes the whole queue as
-//! one batch (FIFO) and appends it to the context's run list, then runs the
-//! run list from its head. A BH that calls `aio_poll` therefore makes the
+//! one batch (FIFO) and appends it, then the local list, to the context's
+//! run list, then runs the run list from its head. A BH that calls `aio_poll` therefore makes the
 //! nested call finish the outer call's remaining BHs first: none is stranded
 //! or run twice, and a BH scheduled during dispatch waits for the next call.
 //!

@@ -23,6 +23,8 @@ pub(crate) struct LoopGuard<'a> {
     /// Set when this guard claimed an unbound context for the thread: the
     /// thread's previous polling context, restored on drop.
     claimed_poller: Option<*const Context>,
+    /// The thread's previous innermost loop context (`thread::loop_entered`).
+    prev_loop: *const Context,
 }
 
 impl Drop for LoopGuard<'_> {
@@ -30,7 +32,12 @@ impl Drop for LoopGuard<'_> {
     fn drop(&mut self) {
         let depth = self.ctx.local.depth.get() - 1;
         self.ctx.local.depth.set(depth);
-        thread::loop_left();
+        if depth == 0 {
+            // Leaving the loop: BHs scheduled from inside it go before any
+            // the thread schedules from outside (`bh/dispatch.rs`).
+            self.ctx.bh_dispatch().flush_local();
+        }
+        thread::loop_left(self.prev_loop);
         if let Some(prev) = self.claimed_poller {
             self.ctx.release_poller(prev);
         }
@@ -74,10 +81,11 @@ impl Context {
             self.enter_loop_away_from_home()?
         };
         self.local.depth.set(self.local.depth.get() + 1);
-        thread::loop_entered();
+        let prev_loop = thread::loop_entered(self);
         Ok(LoopGuard {
             ctx: self,
             claimed_poller,
+            prev_loop,
         })
     }
 
@@ -149,10 +157,11 @@ impl Context {
             return;
         }
         self.local.depth.set(self.local.depth.get() + 1);
-        thread::loop_entered();
+        let prev_loop = thread::loop_entered(self);
         let guard = LoopGuard {
             ctx: self,
             claimed_poller: None,
+            prev_loop,
         };
         self.sync_handlers(&guard);
         drop(guard);

@@ -45,7 +45,7 @@ use crate::context_layout::AioContextPublic;
 use crate::fatal::{self, LazyApiCall, Misuse, MisuseResult};
 use crate::gsource;
 use crate::handle::impl_handle;
-use crate::handlers::{Callbacks, Handler, Handlers, HandlersLocal};
+use crate::handlers::{Callbacks, Handler, Handlers, HandlersLocal, ReadyHandler};
 use crate::mpsc::MpscQueue;
 use crate::notifier::EventNotifier;
 use crate::notify::NotifyState;
@@ -102,7 +102,7 @@ struct LoopLocal {
     depth: Cell<u32>,
     handlers: RefCell<HandlersLocal>,
     /// Reused buffers: ready fd handlers, and busy-poll hits.
-    ready_buf: RefCell<Vec<(Arc<Handler>, u32)>>,
+    ready_buf: RefCell<Vec<ReadyHandler>>,
     poll_buf: RefCell<Vec<Arc<Handler>>>,
     /// Loop metrics (`stats.rs`): single-writer, readable from any thread.
     stats: LoopCounters,
@@ -191,7 +191,7 @@ impl Context {
 
 /// Ready fd handlers (with their `revents`) and busy-poll hits.
 pub(crate) type DispatchBuffers<'a> = (
-    &'a RefCell<Vec<(Arc<Handler>, u32)>>,
+    &'a RefCell<Vec<ReadyHandler>>,
     &'a RefCell<Vec<Arc<Handler>>>,
 );
 
@@ -299,7 +299,8 @@ impl Context {
     #[inline(never)]
     fn apply_handler_changes(&self, guard: &LoopGuard<'_>) {
         let mut local = self.local_handlers(guard);
-        local.sync(&self.handlers, self.wakeup_fd());
+        let nested = self.local.depth.get() > 1;
+        local.sync(&self.handlers, self.wakeup_fd(), nested);
         self.local.watches_fds.set(local.watches_fds());
         local.take_backend_changed();
         self.publish_fdmon_ops(&local);

@@ -27,13 +27,12 @@
 //!   (level-triggered) and come with the next wait, and the kernel rotates
 //!   its ready list so none starves.
 
-use rustc_hash::FxHashMap as HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{FdMonitor, Interest, Ready, check_set_args, cvt};
+use super::{FdMap, FdMonitor, Interest, Ready, check_set_args, cvt};
 
 /// Events fetched per wait.
 const EVENT_BATCH: usize = 256;
@@ -77,7 +76,7 @@ fn timeout_ms_rounded_up(timeout_ns: i64) -> libc::c_int {
 pub(crate) struct EpollMonitor {
     epfd: OwnedFd,
     /// fd -> interest of the fds registered with the kernel.
-    registered: HashMap<RawFd, Interest>,
+    registered: FdMap<Interest>,
     /// Where the kernel writes events; always `EVENT_BATCH` long.
     events: Vec<libc::epoll_event>,
     /// Try `epoll_pwait2` for finite timeouts (tests clear it to exercise
@@ -92,7 +91,7 @@ impl EpollMonitor {
         Ok(EpollMonitor {
             // SAFETY: the fd was just created and is owned by nobody else.
             epfd: unsafe { OwnedFd::from_raw_fd(fd) },
-            registered: HashMap::default(),
+            registered: FdMap::default(),
             events: vec![libc::epoll_event { events: 0, u64: 0 }; EVENT_BATCH],
             use_pwait2: HAVE_PWAIT2.load(Ordering::Relaxed),
         })

@@ -88,7 +88,7 @@
 //! kernel to cancel every request still in flight and waits until each
 //! has completed, so that no buffer of the caller is written afterwards.
 
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashSet as HashSet;
 use std::io;
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, RawFd};
@@ -96,7 +96,7 @@ use std::time::{Duration, Instant};
 
 use ::io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
 
-use super::{FdMonitor, Interest, REVENTS_MASK, Ready, check_fd_open, check_set_args, cvt};
+use super::{FdMap, FdMonitor, Interest, REVENTS_MASK, Ready, check_fd_open, check_set_args, cvt};
 
 /// Always reported, whatever the interest (as poll(2) does).
 const ERR_HUP: u32 = (libc::POLLERR | libc::POLLHUP) as u32;
@@ -161,7 +161,7 @@ struct Watch {
 pub(crate) struct IoUringMonitor {
     /// Dropped by hand: see `Drop`.
     ring: ManuallyDrop<IoUring>,
-    watched: HashMap<RawFd, Watch>,
+    watched: FdMap<Watch>,
     /// SQEs not yet copied into the submission ring.
     backlog: Vec<squeue::Entry>,
     /// fds (with their generation) with fresh completions.
@@ -226,7 +226,7 @@ impl IoUringMonitor {
         }
         Ok(IoUringMonitor {
             ring: ManuallyDrop::new(ring),
-            watched: HashMap::default(),
+            watched: FdMap::default(),
             backlog: Vec::new(),
             fresh: Vec::new(),
             level: Vec::new(),

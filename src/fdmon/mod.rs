@@ -62,6 +62,12 @@ pub(crate) use select::{forced_backend, open_with_fallback};
 #[cfg(test)]
 use select::{new_monitor, parse_backend};
 
+/// A map keyed by fd. fds are small integers that no attacker picks, so
+/// the key is hashed with FxHash (`rustc-hash`: one rotate, xor and
+/// multiply for an `i32`) instead of SipHash: the lookup of each ready fd
+/// is on every loop iteration.
+pub(crate) type FdMap<V> = rustc_hash::FxHashMap<RawFd, V>;
+
 /// A non-negative nanosecond duration (or absolute time) as a `timespec`.
 pub(crate) fn timespec_from_ns(ns: i64) -> libc::timespec {
     libc::timespec {

@@ -188,7 +188,7 @@ impl TimerList {
     /// `api`: the calling API function's name if it is not recorded yet
     /// (a leaf call, see `ffi_call_leaf`); it is recorded before anything
     /// that may report with `die_here` or call back into C.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn wake(&self, api: LazyApiCall) {
         let owner = self.owner.load(Ordering::Acquire);
         if !owner.is_null() {
