@@ -105,10 +105,22 @@ impl Context {
                 self.compute_timeout(guard)
             };
             if watches_fds {
-                let t0 = blocked_clock(timeout);
+                // io_uring times its own sleep: a wait answered from ring
+                // memory then reads no clock.
+                let self_timed = self.local_handlers(guard).monitor_times_its_sleep();
+                let t0 = if self_timed {
+                    None
+                } else {
+                    blocked_clock(timeout)
+                };
                 self.wait_fds(guard, timeout, ready);
                 self.notify_state().disarm();
-                self.count_blocked(guard, t0);
+                if self_timed {
+                    let ns = self.local_handlers(guard).take_slept_ns();
+                    self.loop_stats(guard).blocked_ns.add(ns);
+                } else {
+                    self.count_blocked(guard, t0);
+                }
             } else if timeout != 0 {
                 let t0 = blocked_clock(timeout);
                 self.wait_for_wakeup(timeout);

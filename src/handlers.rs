@@ -350,6 +350,19 @@ impl HandlersLocal {
         self.has_user_requests() || self.has_user_completions()
     }
 
+    /// Whether the monitor times its own sleeps (see
+    /// [`FdMonitor::times_its_sleep`]).
+    #[inline]
+    pub(crate) fn monitor_times_its_sleep(&self) -> bool {
+        self.monitor.as_ref().is_some_and(|m| m.times_its_sleep())
+    }
+
+    /// The time the monitor slept since the last call.
+    #[inline]
+    pub(crate) fn take_slept_ns(&mut self) -> u64 {
+        self.monitor.as_mut().map_or(0, |m| m.take_slept_ns())
+    }
+
     /// Whether completions of callers' io_uring requests wait for their
     /// handlers.
     #[inline]

@@ -178,6 +178,9 @@ pub(crate) struct IoUringMonitor {
     pollfds: Vec<libc::pollfd>,
     /// Completions copied out of the ring by `reap`; reused.
     cqe_buf: Vec<(u64, i32, u32)>,
+    /// Time spent in blocking `io_uring_enter`s, for the loop's
+    /// blocked-time counter ([`FdMonitor::take_slept_ns`]).
+    slept_ns: u64,
     /// Error reports found by `reap` (`POLLERR`), handed out by the next wait.
     errors: Vec<Ready>,
     last_generation: u32,
@@ -235,6 +238,7 @@ impl IoUringMonitor {
             waits: 0,
             pollfds: Vec::new(),
             cqe_buf: Vec::new(),
+            slept_ns: 0,
             errors: Vec::new(),
             last_generation: 0,
             user_in_flight: HashSet::default(),
@@ -788,7 +792,12 @@ impl FdMonitor for IoUringMonitor {
                 // the caller can rely on this monitor to wake it.
                 return self.enter(Some(Duration::ZERO)).or_else(interrupted_ok);
             }
+            let t0 = (!cfg!(aioctx_no_stats)).then(crate::busy_poll::now_ns);
             let res = self.enter(wait);
+            if let Some(t0) = t0 {
+                let slept = crate::busy_poll::now_ns() - t0;
+                self.slept_ns += u64::try_from(slept).unwrap_or(0);
+            }
             self.reap();
             match res {
                 Ok(()) => {}
@@ -807,6 +816,16 @@ impl FdMonitor for IoUringMonitor {
 
     fn has_user_requests(&self) -> bool {
         !self.user_in_flight.is_empty()
+    }
+
+    /// A wait whose completions are already in the ring does not sleep:
+    /// only the blocking `io_uring_enter` is timed.
+    fn times_its_sleep(&self) -> bool {
+        true
+    }
+
+    fn take_slept_ns(&mut self) -> u64 {
+        std::mem::take(&mut self.slept_ns)
     }
 }
 

@@ -106,6 +106,17 @@ pub(crate) trait FdMonitor: Send {
     fn has_user_requests(&self) -> bool {
         false
     }
+    /// Whether the monitor measures the time it sleeps itself
+    /// ([`FdMonitor::take_slept_ns`]), so that the loop need not read the
+    /// clock around a wait that may not sleep at all.
+    fn times_its_sleep(&self) -> bool {
+        false
+    }
+    /// Nanoseconds spent sleeping in waits since the last call (monitors
+    /// that [`FdMonitor::times_its_sleep`]).
+    fn take_slept_ns(&mut self) -> u64 {
+        0
+    }
 }
 
 /// The backends, for `AIOCTX_FDMON` and for tests.
