@@ -239,39 +239,20 @@ fn a_bh_push_wakes_poller_peek() {
 /// without modelling the sleep itself).
 #[test]
 fn a_sleep_decision_implies_kick() {
-    model(|| {
-        let q = Arc::new(MpscQueue::<Node>::new());
-        let ns = Arc::new(NotifyState::new());
-        let kicked = Arc::new(AtomicUsize::new(0));
-
-        let producer = {
-            let (q, ns, kicked) = (q.clone(), ns.clone(), kicked.clone());
-            let n = new_node();
-            thread::spawn(move || {
-                // SAFETY: fresh node.
-                unsafe { fill_and_push(&q, n, 7) };
-                if ns.must_kick_after_push() {
-                    kicked.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        };
-
-        ns.arm();
-        let would_sleep = !ns.is_notified() && q.is_empty();
-        producer.join().unwrap();
-        if would_sleep {
-            assert_eq!(kicked.load(Ordering::Relaxed), 1, "lost wakeup");
-        }
-        ns.disarm();
-        assert_eq!(take_values(&q), vec![7]);
-    });
+    sleep_decision_implies_kick(NotifyState::arm, NotifyState::disarm);
 }
 
 /// The same with the GLib loop as the poller (`arm_gsource`, whose flag is
 /// a word of its own since issue 14): the producer's check reads it too.
 #[test]
 fn a_sleep_decision_implies_kick_gsource() {
-    model(|| {
+    sleep_decision_implies_kick(NotifyState::arm_gsource, NotifyState::disarm_gsource);
+}
+
+/// The model of the two tests above, for a poller that announces itself
+/// with `arm` and withdraws with `disarm`.
+fn sleep_decision_implies_kick(arm: fn(&NotifyState), disarm: fn(&NotifyState)) {
+    model(move || {
         let q = Arc::new(MpscQueue::<Node>::new());
         let ns = Arc::new(NotifyState::new());
         let kicked = Arc::new(AtomicUsize::new(0));
@@ -288,13 +269,13 @@ fn a_sleep_decision_implies_kick_gsource() {
             })
         };
 
-        ns.arm_gsource();
+        arm(&ns);
         let would_sleep = !ns.is_notified() && q.is_empty();
         producer.join().unwrap();
         if would_sleep {
             assert_eq!(kicked.load(Ordering::Relaxed), 1, "lost wakeup");
         }
-        ns.disarm_gsource();
+        disarm(&ns);
         assert_eq!(take_values(&q), vec![7]);
     });
 }
