@@ -170,7 +170,7 @@ impl Context {
         &self.scheduled_coroutines
     }
 
-    /// The fd handlers (`handlers.rs`).
+    /// The fd handlers (`handlers/`).
     #[inline(always)]
     pub(crate) fn handlers(&self) -> &Handlers {
         &self.handlers
