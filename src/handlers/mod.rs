@@ -219,7 +219,6 @@ impl Handlers {
 /// is valid until the end of the outermost loop iteration (module docs).
 pub(crate) type ReadyHandler = (*const Handler, u32);
 
-
 /// Runs the callbacks of ready fds: read before write for one fd; a
 /// handler removed meanwhile (by another handler, or by its own read
 /// callback) is not called. Returns whether any callback ran.
