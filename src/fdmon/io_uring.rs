@@ -91,12 +91,12 @@
 use rustc_hash::FxHashSet as HashSet;
 use std::io;
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-use ::io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
+use ::io_uring::{IoUring, Probe, opcode, squeue, types};
 
-use super::{FdMap, FdMonitor, Interest, REVENTS_MASK, Ready, check_fd_open, check_set_args, cvt};
+use super::{FdMap, FdMonitor, Interest, Ready, check_fd_open, check_set_args};
 
 /// Always reported, whatever the interest (as poll(2) does).
 const ERR_HUP: u32 = (libc::POLLERR | libc::POLLHUP) as u32;
@@ -127,15 +127,6 @@ fn user_data(fd: RawFd, generation: u32) -> u64 {
 
 fn split_user_data(ud: u64) -> (RawFd, u32) {
     (ud as u32 as RawFd, (ud >> 32) as u32)
-}
-
-/// One completion of a caller's request, for its `CqeHandler`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct UserCompletion {
-    /// The handler's address (what the caller's `cqe.user_data` reads).
-    pub(crate) handler: u64,
-    pub(crate) res: i32,
-    pub(crate) flags: u32,
 }
 
 /// One watched fd.
@@ -379,242 +370,6 @@ impl IoUringMonitor {
         }
     }
 
-    /// Reports the fds with fresh completions (see the module docs).
-    fn report_fresh(&mut self, ready: &mut Vec<Ready>) {
-        let wait_no = self.waits;
-        for (fd, generation) in self.fresh.drain(..) {
-            let Some(w) = self.watched.get_mut(&fd) else {
-                continue;
-            };
-            let events = std::mem::take(&mut w.fresh) & (w.interest | ERR_HUP);
-            if w.generation != generation || w.broken {
-                continue;
-            }
-            if events == 0 {
-                // Nothing the caller asked for; if the poll ended, the
-                // level check arms it again.
-                if !w.armed && !w.in_level {
-                    w.in_level = true;
-                    self.level.push((fd, generation));
-                    self.level_due = true;
-                }
-                continue;
-            }
-            w.reported = wait_no;
-            ready.push(Ready {
-                fd,
-                revents: events,
-            });
-            if !w.in_level {
-                w.in_level = true;
-                self.level.push((fd, generation));
-            }
-        }
-    }
-
-    /// Asks `poll(2)` about the level set; appends the fds still ready
-    /// (unless this wait reported them already). Idle ones leave the set
-    /// (and get their poll armed again if it had ended).
-    fn check_level(&mut self, ready: &mut Vec<Ready>) -> io::Result<()> {
-        self.level_due = false;
-        self.level_age = 0;
-        let watched = &self.watched;
-        self.level.retain(|&(fd, generation)| {
-            watched
-                .get(&fd)
-                .is_some_and(|w| w.generation == generation && w.in_level && !w.broken)
-        });
-        if self.level.is_empty() {
-            return Ok(());
-        }
-        self.pollfds.clear();
-        self.pollfds
-            .extend(self.level.iter().map(|&(fd, _)| libc::pollfd {
-                fd,
-                events: watched[&fd].interest as libc::c_short,
-                revents: 0,
-            }));
-        // SAFETY: `pollfds` is a valid array of `len` pollfds the kernel may
-        // write `revents` into.
-        let res = unsafe {
-            libc::poll(
-                self.pollfds.as_mut_ptr(),
-                self.pollfds.len() as libc::nfds_t,
-                0,
-            )
-        };
-        match cvt(res) {
-            Ok(_) => {}
-            // Checked again by the next wait: the set stays.
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                self.level_due = true;
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        }
-        let wait_no = self.waits;
-        let mut i = 0;
-        let (watched, backlog) = (&mut self.watched, &mut self.backlog);
-        let pollfds = &self.pollfds;
-        self.level.retain(|&(fd, generation)| {
-            let revents = pollfds[i].revents as u32;
-            i += 1;
-            let w = watched.get_mut(&fd).expect("kept above");
-            if revents & libc::POLLNVAL as u32 != 0 {
-                // Closed behind our back: stop (see the module docs).
-                w.broken = true;
-                w.in_level = false;
-                return false;
-            }
-            if revents != 0 {
-                if w.reported != wait_no {
-                    w.reported = wait_no;
-                    ready.push(Ready {
-                        fd,
-                        revents: revents & REVENTS_MASK,
-                    });
-                }
-                return true;
-            }
-            w.in_level = false;
-            if !w.armed {
-                backlog.push(poll_add(fd, w.interest, generation));
-                w.armed = true;
-            }
-            false
-        });
-        Ok(())
-    }
-
-    /// Reports what this wait has: error reports, fresh completions, and
-    /// the level set when its check is due (see the module docs).
-    fn collect(&mut self, ready: &mut Vec<Ready>, first: usize) -> io::Result<()> {
-        ready.append(&mut self.errors);
-        self.report_fresh(ready);
-        if self.level_due || ready.len() == first || self.level_age >= LEVEL_CHECK_EVERY {
-            self.check_level(ready)
-        } else {
-            self.level_age += u32::from(!self.level.is_empty());
-            Ok(())
-        }
-    }
-
-    /// Handles one poll completion; returns whether it was stale.
-    fn complete(&mut self, ud: u64, res: i32, flags: u32) -> bool {
-        if ud == UD_IGNORED {
-            return false;
-        }
-        let (fd, generation) = split_user_data(ud);
-        let Some(w) = self.watched.get_mut(&fd) else {
-            return true; // removed since
-        };
-        if w.generation != generation || !w.armed {
-            return true; // re-added or changed since
-        }
-        if !cqueue::more(flags) {
-            w.armed = false; // armed again once the fd is found idle
-        }
-        match res {
-            // Woken since its handler last ran: fresh, reported as is.
-            r if r > 0 && w.reported + 1 != self.waits => {
-                if w.fresh == 0 {
-                    self.fresh.push((fd, generation));
-                }
-                w.fresh |= r as u32;
-            }
-            // Maybe from before its handler's read (reported by the
-            // previous wait), or without events; or cancelled by something
-            // other than our POLL_REMOVE (those carry old generations),
-            // e.g. the submitting thread exited: the level check decides,
-            // and arms it again if idle.
-            r if r >= 0 || r == -libc::ECANCELED => {
-                if !w.broken {
-                    if !w.in_level {
-                        w.in_level = true;
-                        self.level.push((fd, generation));
-                    }
-                    self.level_due = true;
-                }
-            }
-            // Closed before the poll was submitted: stop, don't spin.
-            r if r == -libc::EBADF => {
-                w.armed = false;
-                w.broken = true;
-            }
-            // Unexpected: let the handler see an error once; no re-arm.
-            _ => {
-                w.armed = false;
-                if !w.broken {
-                    w.broken = true;
-                    self.errors.push(Ready {
-                        fd,
-                        revents: libc::POLLERR as u32,
-                    });
-                }
-            }
-        }
-        false
-    }
-
-    /// Queues a caller's SQE (`aio_add_sqe`), whose completion goes to the
-    /// `CqeHandler` at `handler`; it reaches the kernel with the next wait.
-    ///
-    /// # Safety
-    /// Whatever the SQE points at (buffers, iovecs, paths) stays valid
-    /// until the handler's completion has been handed out by
-    /// [`IoUringMonitor::take_user_completions`]; `handler` is the address
-    /// of a `CqeHandler` that lives as long.
-    pub(crate) unsafe fn queue_user(&mut self, sqe: squeue::Entry, handler: u64) {
-        let ud = UD_USER | handler;
-        self.user_in_flight.insert(ud);
-        self.user_unsubmitted.push(ud);
-        self.backlog.push(sqe.user_data(ud));
-    }
-
-    /// The ring's fd: readable while completions wait in the ring (a
-    /// context run as a GSource has GLib watch it).
-    pub(crate) fn ring_fd(&self) -> RawFd {
-        self.ring.as_raw_fd()
-    }
-
-    /// Moves the completions of callers' requests found so far to `out`.
-    pub(crate) fn take_user_completions(&mut self, out: &mut Vec<UserCompletion>) {
-        out.append(&mut self.user_done);
-    }
-
-    /// The monitor is being dropped after `io_uring_enter` failed (see
-    /// `HandlersLocal::demote_after_failed_wait`): callers' requests the
-    /// kernel never saw complete now with `-errno`. Returns whether others
-    /// are still in the kernel (then the ring must stay until they finish:
-    /// [`IoUringMonitor::drain_user_requests`]).
-    pub(crate) fn fail_unsubmitted(&mut self, errno: i32) -> bool {
-        for ud in std::mem::take(&mut self.user_unsubmitted) {
-            if self.user_in_flight.remove(&ud) {
-                self.user_done.push(UserCompletion {
-                    handler: ud & !UD_USER,
-                    res: -errno,
-                    flags: 0,
-                });
-            }
-        }
-        self.backlog.clear();
-        !self.user_in_flight.is_empty()
-    }
-
-    /// Reaps completions of callers' requests without entering the kernel
-    /// (for a ring that can no longer be entered); returns whether some
-    /// are still in flight.
-    pub(crate) fn drain_user_requests(&mut self) -> bool {
-        let cqes = self.copy_cqes();
-        for &(ud, res, flags) in &cqes {
-            if ud & UD_USER != 0 {
-                self.user_completed(ud, res, flags);
-            }
-        }
-        self.cqe_buf_back(cqes);
-        !self.user_in_flight.is_empty()
-    }
-
     /// Copies the completions out of the ring (handling one needs `self`,
     /// which the ring's iterator borrows), into the reused buffer; give it
     /// back with [`IoUringMonitor::cqe_buf_back`].
@@ -631,59 +386,6 @@ impl IoUringMonitor {
     fn cqe_buf_back(&mut self, mut cqes: Vec<(u64, i32, u32)>) {
         cqes.clear();
         self.cqe_buf = cqes;
-    }
-
-    /// Keeps the completion of a caller's request for its handler; the
-    /// request is done unless more completions follow (multishot).
-    fn user_completed(&mut self, ud: u64, res: i32, flags: u32) {
-        if !cqueue::more(flags) {
-            self.user_in_flight.remove(&ud);
-        }
-        self.user_done.push(UserCompletion {
-            handler: ud & !UD_USER,
-            res,
-            flags,
-        });
-    }
-
-    /// Context teardown: asks the kernel to cancel every caller's request
-    /// still in flight (queued ones are submitted and cancelled alike) and
-    /// waits until each has completed (`-ECANCELED`, or its result if it
-    /// finished first). The completions are then handed out as usual.
-    pub(crate) fn cancel_user_requests(&mut self) {
-        const ROUND: Duration = Duration::from_millis(10);
-        while !self.user_in_flight.is_empty() {
-            // Queued after the requests themselves: the kernel sees each
-            // request before its cancellation. Asked again every round, for
-            // a request that was running (`-EALREADY`) and is not done yet.
-            for &ud in &self.user_in_flight {
-                self.backlog
-                    .push(opcode::AsyncCancel::new(ud).build().user_data(UD_IGNORED));
-            }
-            let until = Instant::now() + ROUND;
-            let mut res = self.enter(Some(Duration::ZERO));
-            loop {
-                if let Err(e) = &res
-                    && e.kind() != io::ErrorKind::Interrupted
-                {
-                    // The ring cannot be entered: what the kernel never saw
-                    // completes with the error; the rest is looked for
-                    // without entering.
-                    self.fail_unsubmitted(e.raw_os_error().unwrap_or(libc::EIO));
-                    let give_up = Instant::now() + Duration::from_secs(1);
-                    while self.drain_user_requests() && Instant::now() < give_up {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    return; // what is left keeps the ring alive (see Drop)
-                }
-                self.reap();
-                let left = until.saturating_duration_since(Instant::now());
-                if self.user_in_flight.is_empty() || left.is_zero() {
-                    break;
-                }
-                res = self.enter(Some(left));
-            }
-        }
     }
 }
 
@@ -836,6 +538,11 @@ fn interrupted_ok(e: io::Error) -> io::Result<()> {
         Err(e)
     }
 }
+
+mod readiness;
+mod user;
+
+pub(crate) use user::UserCompletion;
 
 #[cfg(test)]
 mod tests;
