@@ -301,7 +301,7 @@ impl Context {
         let mut local = self.local_handlers(guard);
         let nested = self.local.depth.get() > 1;
         local.sync(&self.handlers, self.wakeup_fd(), nested);
-        self.local.watches_fds.set(local.watches_fds());
+        self.refresh_watches_fds(&local);
         local.take_backend_changed();
         self.publish_fdmon_ops(&local);
     }

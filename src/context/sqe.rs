@@ -99,7 +99,7 @@ impl Context {
             // `prep` moved the context to another monitor: it cannot.
             return Err(no_ring(backend));
         }
-        self.local.watches_fds.set(true);
+        self.refresh_watches_fds(&local);
         Ok(())
     }
 
@@ -111,7 +111,7 @@ impl Context {
                 return false;
             }
             let done = local.take_user_completions();
-            self.local.watches_fds.set(local.watches_fds());
+            self.refresh_watches_fds(&local);
             done
         };
         // SAFETY: each handler was given to `add_sqe` and stays valid until
