@@ -32,18 +32,16 @@ noise=0.05
 build_dir=build/bench-ab
 out=
 benches=()
+# shellcheck source=scripts/bench-ab-options.sh
+. "$(dirname "$0")/bench-ab-options.sh"
 while [ $# -gt 0 ]; do
+    if ab_option "$1" "${2-}"; then
+        shift 2
+        continue
+    fi
     case "$1" in
-        --a-lib) a_lib=$2; shift 2 ;;
-        --a-include) a_inc=$2; shift 2 ;;
-        --a-name) a_name=$2; shift 2 ;;
-        --b-lib) b_lib=$2; shift 2 ;;
-        --b-include) b_inc=$2; shift 2 ;;
-        --b-name) b_name=$2; shift 2 ;;
-        --libs) libs=$2; shift 2 ;;
         --rounds) rounds=$2; shift 2 ;;
         --noise) noise=$2; shift 2 ;;
-        --build-dir) build_dir=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
         -*) echo "bench-ab: unknown option $1" >&2; exit 2 ;;
         *) benches+=("$1"); shift ;;

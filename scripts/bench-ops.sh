@@ -14,16 +14,14 @@ set -uo pipefail
 
 a_lib= a_inc= a_name=A b_lib= b_inc= b_name=B libs= build_dir=build/bench-ops
 ops=()
+# shellcheck source=scripts/bench-ab-options.sh
+. "$(dirname "$0")/bench-ab-options.sh"
 while [ $# -gt 0 ]; do
+    if ab_option "$1" "${2-}"; then
+        shift 2
+        continue
+    fi
     case "$1" in
-        --a-lib) a_lib=$2; shift 2 ;;
-        --a-include) a_inc=$2; shift 2 ;;
-        --a-name) a_name=$2; shift 2 ;;
-        --b-lib) b_lib=$2; shift 2 ;;
-        --b-include) b_inc=$2; shift 2 ;;
-        --b-name) b_name=$2; shift 2 ;;
-        --libs) libs=$2; shift 2 ;;
-        --build-dir) build_dir=$2; shift 2 ;;
         -*) echo "bench-ops: unknown option $1" >&2; exit 2 ;;
         *) ops+=("$1"); shift ;;
     esac
