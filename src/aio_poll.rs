@@ -92,10 +92,15 @@ impl Context {
         hits: &mut Vec<Arc<Handler>>,
     ) {
         let start = self.poll_params().enabled().then(now_ns);
-        let polled = start.is_some() && {
+        let found_at = start.and_then(|start| {
             let timeout = self.compute_timeout(guard);
-            timeout != 0 && self.busy_poll(guard, timeout, start, hits)
-        };
+            if timeout == 0 {
+                None
+            } else {
+                self.busy_poll(guard, timeout, start, hits)
+            }
+        });
+        let polled = found_at.is_some();
         if !polled {
             let kicks_before = self.kick_count();
             self.notify_state().arm();
@@ -138,7 +143,8 @@ impl Context {
             }
         }
         if let Some(start) = start {
-            self.poll_params().adapt(now_ns() - start, polled);
+            let event_ns = found_at.unwrap_or_else(|| now_ns() - start);
+            self.poll_params().adapt(event_ns, polled);
         }
     }
 

@@ -231,20 +231,24 @@ pub(crate) fn now_ns() -> i64 {
 impl Context {
     /// Spins on the `io_poll` callbacks (and the context's own queue and
     /// notification flag) for up to this iteration's window (see
-    /// [`PollParams::spin_ns`]), capped by `timeout_ns`. Returns whether it
-    /// found work; handlers whose `io_poll` reported work are appended to
-    /// `hits`.
+    /// [`PollParams::spin_ns`]), capped by `timeout_ns`, from `start` (the
+    /// clock when the poll began). Returns when it found work, in ns after
+    /// `start`, or None; handlers whose `io_poll` reported work are appended
+    /// to `hits`.
+    ///
+    /// The time of a find is the clock read of the spin turn that found it
+    /// (at most one turn early): reading the clock again would delay, by a
+    /// vDSO call, the work that another thread waits for.
     pub(crate) fn busy_poll(
         &self,
         guard: &LoopGuard<'_>,
         timeout_ns: i64,
-        start: Option<i64>,
+        start: i64,
         hits: &mut Vec<Arc<Handler>>,
-    ) -> bool {
-        let Some(start) = start else { return false };
+    ) -> Option<i64> {
         let window = self.poll_params().spin_ns();
         if window == 0 || self.handlers().poll_disabled() {
-            return false;
+            return None;
         }
         let max_ns = if timeout_ns < 0 {
             window
@@ -264,11 +268,12 @@ impl Context {
         };
         let mut found = poll_once(hits);
         let mut last_yield = start;
+        let mut now = start;
         loop {
             if found {
                 break;
             }
-            let now = now_ns();
+            now = now_ns();
             if now - start >= max_ns {
                 break;
             }
@@ -296,10 +301,11 @@ impl Context {
         let stats = self.loop_stats(guard);
         if found {
             stats.poll_hits.incr();
+            Some(now - start)
         } else {
             stats.poll_misses.incr();
+            None
         }
-        found
     }
 }
 
