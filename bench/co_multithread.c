@@ -25,6 +25,12 @@
  * Targets (issue 13): qemu_mutex >= 0.95x, co_mutex/handoff >= 0.6x,
  * mcs >= 0.8x raw_pthread.
  *
+ * mcs has a second peer, futex_mcs: the same MCS lock in plain threads on
+ * raw futex(2) system calls (what QEMU's inline qemu_futex_wait/wake
+ * compile to), no aioctx at all. It is the algorithm's own limit on this
+ * machine: with more threads than CPUs every hand-off of a FIFO lock waits
+ * for a sleeping thread to be scheduled, whatever the library.
+ *
  * Wall clock. AIOCTX_BENCH_TIME_MS (default 700) is the length of one run,
  * AIOCTX_BENCH_RUNS (default capped at 3) the number of runs,
  * AIOCTX_BENCH_ONLY=WORD runs only the workloads whose name contains WORD
@@ -33,9 +39,11 @@
  * 2-CPU machine spreads of 2x between runs are normal.
  */
 #define _GNU_SOURCE
+#include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "aioctx.h"
@@ -96,7 +104,10 @@ static McsNode mcs_nodes[NUM_CONTEXTS];
 static _Alignas(64) atomic_int mcs_head = -1;
 static __thread int mcs_id; /* the coroutine never leaves its thread */
 
-static void mcs_lock(void)
+typedef void McsWait(atomic_uint *word, unsigned val);
+typedef void McsWake(atomic_uint *word);
+
+static inline void mcs_lock(McsWait *wait)
 {
     int prev;
     atomic_store_explicit(&mcs_nodes[mcs_id].next, -1, memory_order_relaxed);
@@ -105,12 +116,12 @@ static void mcs_lock(void)
     if (prev != -1) {
         atomic_store(&mcs_nodes[prev].next, mcs_id);
         while (atomic_load(&mcs_nodes[mcs_id].locked) == 1) {
-            qemu_futex_wait(&mcs_nodes[mcs_id].locked, 1);
+            wait(&mcs_nodes[mcs_id].locked, 1);
         }
     }
 }
 
-static void mcs_unlock(void)
+static inline void mcs_unlock(McsWake *wake)
 {
     int next;
     if (atomic_load(&mcs_nodes[mcs_id].next) == -1) {
@@ -125,20 +136,36 @@ static void mcs_unlock(void)
     }
     next = atomic_load(&mcs_nodes[mcs_id].next);
     atomic_store(&mcs_nodes[next].locked, 0);
-    qemu_futex_wake_single(&mcs_nodes[next].locked);
+    wake(&mcs_nodes[next].locked);
+}
+
+static void aioctx_futex_wait(atomic_uint *word, unsigned val)
+{
+    qemu_futex_wait(word, val);
+}
+
+static void aioctx_futex_wake(atomic_uint *word)
+{
+    qemu_futex_wake_single(word);
+}
+
+/* The loop of both MCS variants. */
+static inline void mcs_loop(McsWait *wait, McsWake *wake)
+{
+    mcs_id = atomic_fetch_add(&next_id, 1);
+    while (!atomic_load_explicit(&now_stopping, memory_order_relaxed)) {
+        mcs_lock(wait);
+        counter++;
+        mcs_unlock(wake);
+        atomic_fetch_add_explicit(&atomic_counter, 1, memory_order_relaxed);
+    }
+    atomic_fetch_sub(&running, 1);
 }
 
 static void mcs_entry(void *opaque)
 {
     (void)opaque;
-    mcs_id = atomic_fetch_add(&next_id, 1);
-    while (!atomic_load_explicit(&now_stopping, memory_order_relaxed)) {
-        mcs_lock();
-        counter++;
-        mcs_unlock();
-        atomic_fetch_add_explicit(&atomic_counter, 1, memory_order_relaxed);
-    }
-    atomic_fetch_sub(&running, 1);
+    mcs_loop(aioctx_futex_wait, aioctx_futex_wake);
 }
 
 /* ---- the raw peer ------------------------------------------------------------ */
@@ -155,6 +182,24 @@ static void *raw_thread(void *arg)
         atomic_fetch_add_explicit(&atomic_counter, 1, memory_order_relaxed);
     }
     atomic_fetch_sub(&running, 1);
+    return NULL;
+}
+
+/* The futex_mcs peer: QEMU's inline futex calls, on plain threads. */
+static void raw_futex_wait(atomic_uint *word, unsigned val)
+{
+    syscall(SYS_futex, word, FUTEX_WAIT, val, NULL, NULL, 0);
+}
+
+static void raw_futex_wake(atomic_uint *word)
+{
+    syscall(SYS_futex, word, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
+static void *futex_mcs_thread(void *arg)
+{
+    (void)arg;
+    mcs_loop(raw_futex_wait, raw_futex_wake);
     return NULL;
 }
 
@@ -204,7 +249,8 @@ static double run_coroutines(CoroutineEntry *entry, int nthreads, double ns, con
     return stop_after(t0, ns, what);
 }
 
-static double run_raw(int nthreads, double ns)
+/* Runs `thread` in `nthreads` plain threads (a peer). */
+static double run_threads(void *(*thread)(void *), int nthreads, double ns, const char *what)
 {
     pthread_t t[NUM_CONTEXTS];
     uint64_t t0;
@@ -212,11 +258,11 @@ static double run_raw(int nthreads, double ns)
     reset(nthreads);
     t0 = bench_now_ns();
     for (int i = 0; i < nthreads; i++) {
-        if (pthread_create(&t[i], NULL, raw_thread, NULL)) {
+        if (pthread_create(&t[i], NULL, thread, NULL)) {
             bench_die("pthread_create failed");
         }
     }
-    r = stop_after(t0, ns, "raw_pthread");
+    r = stop_after(t0, ns, what);
     for (int i = 0; i < nthreads; i++) {
         pthread_join(t[i], NULL);
     }
@@ -227,15 +273,34 @@ typedef struct {
     const char *name;
     CoroutineEntry *entry;
     int nthreads;
-    double v[BENCH_MAX_RUNS], peer[BENCH_MAX_RUNS];
+    /* A second peer (plain threads), or NULL, and its name. */
+    void *(*peer2_thread)(void *);
+    const char *peer2_name;
+    double v[BENCH_MAX_RUNS], peer[BENCH_MAX_RUNS], peer2[BENCH_MAX_RUNS];
 } Workload;
 
 static Workload workloads[] = {
-    { "co_mutex/handoff", co_mutex_entry, 2, { 0 }, { 0 } },
-    { "co_mutex/contended", co_mutex_entry, NUM_CONTEXTS, { 0 }, { 0 } },
-    { "mcs", mcs_entry, NUM_CONTEXTS, { 0 }, { 0 } },
-    { "qemu_mutex", qemu_mutex_entry, 4, { 0 }, { 0 } },
+    { "co_mutex/handoff", co_mutex_entry, 2, NULL, NULL, { 0 }, { 0 }, { 0 } },
+    { "co_mutex/contended", co_mutex_entry, NUM_CONTEXTS, NULL, NULL, { 0 }, { 0 }, { 0 } },
+    { "mcs", mcs_entry, NUM_CONTEXTS, futex_mcs_thread, "futex_mcs", { 0 }, { 0 }, { 0 } },
+    { "qemu_mutex", qemu_mutex_entry, 4, NULL, NULL, { 0 }, { 0 }, { 0 } },
 };
+
+/* Prints the same-run ratios of `v` to `peer`, one per run. */
+static void note_same_run_ratios(const char *name, const char *peer_name, const double *v,
+                                 const double *peer, int runs)
+{
+    char ratios[BENCH_MAX_RUNS * 8 + 1] = "";
+    size_t len = 0;
+    for (int r = 0; r < runs && r < BENCH_MAX_RUNS; r++) {
+        len += (size_t)snprintf(ratios + len, sizeof ratios - len, " %.2f",
+                                peer[r] != 0 ? v[r] / peer[r] : 0);
+        if (len >= sizeof ratios) {
+            break;
+        }
+    }
+    bench_note("  %s: same-run ratios to %s:%s", name, peer_name, ratios);
+}
 
 #define NUM_WORKLOADS ((int)(sizeof(workloads) / sizeof(workloads[0])))
 
@@ -271,7 +336,10 @@ int main(void)
                 continue;
             }
             wl->v[r] = run_coroutines(wl->entry, wl->nthreads, ns, wl->name);
-            wl->peer[r] = run_raw(wl->nthreads, ns);
+            wl->peer[r] = run_threads(raw_thread, wl->nthreads, ns, "raw_pthread");
+            if (wl->peer2_thread) {
+                wl->peer2[r] = run_threads(wl->peer2_thread, wl->nthreads, ns, wl->peer2_name);
+            }
         }
     }
     for (int w = 0; w < NUM_WORKLOADS; w++) {
@@ -282,18 +350,12 @@ int main(void)
         snprintf(name, sizeof name, "%s/%dthr", wl->name, wl->nthreads);
         bench_line(name, bench_stat_of(wl->v, runs), "raw_pthread",
                    bench_stat_of(wl->peer, runs), "Mops/s");
-        /* The same-run ratios: the peer ran right after, under the same load. */
-        {
-            char ratios[BENCH_MAX_RUNS * 8 + 1] = "";
-            size_t len = 0;
-            for (int r = 0; r < runs && r < BENCH_MAX_RUNS; r++) {
-                len += (size_t)snprintf(ratios + len, sizeof ratios - len, " %.2f",
-                                        wl->peer[r] != 0 ? wl->v[r] / wl->peer[r] : 0);
-                if (len >= sizeof ratios) {
-                    break;
-                }
-            }
-            bench_note("  %s: same-run ratios:%s", name, ratios);
+        /* The same-run ratios: the peers ran right after, under the same load. */
+        note_same_run_ratios(name, "raw_pthread", wl->v, wl->peer, runs);
+        if (wl->peer2_thread) {
+            bench_line(name, bench_stat_of(wl->v, runs), wl->peer2_name,
+                       bench_stat_of(wl->peer2, runs), "Mops/s");
+            note_same_run_ratios(name, wl->peer2_name, wl->v, wl->peer2, runs);
         }
     }
 
