@@ -110,8 +110,16 @@ TSAN_SHIM := scripts/tsan-memintrinsics.c
 # Benchmarks (scripts/run-bench.sh). BENCHES: programs as paths or names. (override)
 BENCHES ?= $(sort $(wildcard bench/*.c))
 BENCH_RESULTS ?= bench/RESULTS.md
+# Programs `make bench` runs BENCH_RANGE_RUNS times in all, appending the
+# range of each row over the invocations to BENCH_RESULTS (the rows the
+# open performance issues track). (override)
+RANGE_BENCHES ?= async_pingpong fd_1000 bh_reschedule co_multithread
+BENCH_RANGE_RUNS ?= 3
 # Programs for bench-callgrind, run with AIOCTX_BENCH_CALLGRIND=1. (override)
 CALLGRIND_BENCHES ?= $(BENCHES)
+
+# The RANGE_BENCHES that this `make bench` builds.
+range_benches = $(filter $(RANGE_BENCHES),$(notdir $(basename $(BENCHES))))
 
 # c_srcs NAMES,DIR: test-bh -> DIR/test-bh.c (or .cc); paths stay as they are.
 c_srcs = $(foreach t,$(1),$(if $(filter %.c %.cc %.cpp,$(t)),$(t),\
@@ -269,6 +277,8 @@ bench: $(RELEASE_LIB) | deps-bench
 	scripts/run-bench.sh --lib $(RELEASE_LIB) --libs "$(NATIVE_LIBS) -lpthread -rdynamic" \
 		--build-dir $(BUILD)/bench --out $(BENCH_RESULTS) \
 		$(call c_srcs,$(BENCHES),bench)
+	$(if $(range_benches),scripts/bench-ranges.sh --build-dir $(BUILD)/bench \
+		--runs $(BENCH_RANGE_RUNS) --out $(BENCH_RESULTS) $(range_benches))
 	$(MAKE) --no-print-directory bench-stats
 
 # A/B runs (scripts/bench-ab.sh): the same programs against two libraries,
