@@ -313,11 +313,13 @@ static void test_busy_poll_hits_and_misses(void)
      * The window starts at 0: a blocking poll blocks (no busy poll) and
      * then opens the window. (timer_mod notifies the context, which is
      * bound to no thread; the non-blocking poll accepts that, so that the
-     * notification is not what a busy poll finds.)
+     * notification is not what a busy poll finds.) The timers are 20 ms
+     * away, not less: the steps below need them not due yet when the
+     * blocking poll starts, even on a loaded machine.
      */
     AioctxStats a = get_stats(ctx);
     g_assert_cmpint(a.poll_window_ns, ==, 0);
-    timer_mod(&t, qemu_clock_get_ns(QEMU_CLOCK_REALTIME) + 1000000);
+    timer_mod(&t, qemu_clock_get_ns(QEMU_CLOCK_REALTIME) + 20000000);
     aio_poll(ctx, false);
     while (fired < 1) {
         aio_poll(ctx, true);
@@ -327,13 +329,25 @@ static void test_busy_poll_hits_and_misses(void)
     g_assert_cmpint(b.poll_window_ns, >, 0);
     g_assert_cmpint(b.poll_window_ns, ==, aioctx_context_get_poll_ns(ctx));
 
-    /* A window that runs out: a miss, then the poll blocks for the timer. */
-    timer_mod(&t, qemu_clock_get_ns(QEMU_CLOCK_REALTIME) + 1000000);
-    aio_poll(ctx, false);
-    while (fired < 2) {
-        aio_poll(ctx, true);
+    /*
+     * A window that runs out: a miss, then the poll blocks for the timer.
+     * On a loaded machine the spin's sched_yield calls can outlast the
+     * timer, which is then due before the poll would block: retry a few
+     * times (a loop that never counts blocked time still fails).
+     */
+    AioctxStats c;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        int target = fired + 1;
+        timer_mod(&t, qemu_clock_get_ns(QEMU_CLOCK_REALTIME) + 20000000);
+        aio_poll(ctx, false);
+        while (fired < target) {
+            aio_poll(ctx, true);
+        }
+        c = get_stats(ctx);
+        if (c.blocked_ns > b.blocked_ns) {
+            break;
+        }
     }
-    AioctxStats c = get_stats(ctx);
     g_assert_cmpuint(c.poll_misses - b.poll_misses, >=, 1);
     g_assert_cmpuint(c.poll_hits, ==, b.poll_hits);
     g_assert_cmpuint(c.blocked_ns, >, b.blocked_ns);
