@@ -96,9 +96,11 @@ done
                 if (!(key in rmax) || $7 + 0 > rmax[key]) rmax[key] = $7 + 0
             }
         }
+        # 4 significant digits, without an exponent for large values.
+        function fmt(x) { return (x >= 10000 || x <= -10000) ? sprintf("%.0f", x) : sprintf("%.4g", x) }
         function range(lo, hi, k) {
             if (!(k in lo)) return "-"
-            return sprintf("%.4g-%.4g", lo[k], hi[k])
+            return fmt(lo[k]) "-" fmt(hi[k])
         }
         END {
             for (i = 1; i <= keys; i++) {
