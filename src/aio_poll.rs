@@ -26,7 +26,7 @@ use crate::busy_poll::{now_ns, poll_handlers_once};
 use crate::context::{Context, LoopGuard};
 use crate::fatal::MisuseResult;
 use crate::handlers::{Handler, ReadyHandler, count_callback, dispatch_ready};
-use crate::stats::LoopCounters;
+use crate::stats::{self, LoopCounters};
 
 impl Context {
     /// `aio_poll`: one iteration; returns whether a callback made progress.
@@ -152,8 +152,7 @@ impl Context {
     /// wait) to the blocked-time counter.
     #[inline]
     fn count_blocked(&self, guard: &LoopGuard<'_>, t0: Option<i64>) {
-        if let Some(t0) = t0 {
-            let ns = u64::try_from(now_ns() - t0).unwrap_or(0);
+        if let Some(ns) = stats::blocked_ns_since(t0) {
             self.loop_stats(guard).blocked_ns.add(ns);
         }
     }
@@ -290,12 +289,14 @@ impl Context {
 }
 
 /// The start of a wait of `timeout` ns for the blocked-time counter: the
-/// clock, if the wait may block (`timeout` not 0) and the counters are
-/// compiled in. (The two clock reads around a wait are what the counter
-/// costs: `--cfg aioctx_no_stats` drops them with the other updates.)
+/// clock ([`stats::blocked_clock`]) if the wait may block (`timeout` not 0).
 #[inline(always)]
 fn blocked_clock(timeout: i64) -> Option<i64> {
-    (timeout != 0 && !cfg!(aioctx_no_stats)).then(now_ns)
+    if timeout == 0 {
+        None
+    } else {
+        stats::blocked_clock()
+    }
 }
 
 /// Calls `io_poll_ready` of the handlers whose `io_poll` found work.

@@ -20,7 +20,7 @@
 //!
 //! `--cfg aioctx_no_stats` turns every update into a no-op, and drops the
 //! two clock reads around each wait that only `blocked_ns` needs
-//! (`aio_poll.rs`): only `make bench-stats` builds it, to measure what the
+//! ([`blocked_clock`], used by `aio_poll.rs` and the io_uring monitor): only `make bench-stats` builds it, to measure what the
 //! counting costs. Those clock reads (~20 ns each with the vDSO) are the
 //! counters' main cost on a blocking poll whose wait returns at once.
 //!
@@ -29,6 +29,20 @@
 //! one and not yet the next). All counters wrap at 2^64.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The start of a wait that `blocked_ns` measures: the clock, or None in
+/// the `aioctx_no_stats` build (see the module docs). End it with
+/// [`blocked_ns_since`].
+#[inline(always)]
+pub(crate) fn blocked_clock() -> Option<i64> {
+    (!cfg!(aioctx_no_stats)).then(crate::busy_poll::now_ns)
+}
+
+/// Nanoseconds since `t0` from [`blocked_clock`]; None if it read none.
+#[inline(always)]
+pub(crate) fn blocked_ns_since(t0: Option<i64>) -> Option<u64> {
+    t0.map(|t0| u64::try_from(crate::busy_poll::now_ns() - t0).unwrap_or(0))
+}
 
 /// A counter with a single writer at a time (see the module docs).
 #[derive(Default)]

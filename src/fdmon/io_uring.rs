@@ -494,11 +494,10 @@ impl FdMonitor for IoUringMonitor {
                 // the caller can rely on this monitor to wake it.
                 return self.enter(Some(Duration::ZERO)).or_else(interrupted_ok);
             }
-            let t0 = (!cfg!(aioctx_no_stats)).then(crate::busy_poll::now_ns);
+            let t0 = crate::stats::blocked_clock();
             let res = self.enter(wait);
-            if let Some(t0) = t0 {
-                let slept = crate::busy_poll::now_ns() - t0;
-                self.slept_ns += u64::try_from(slept).unwrap_or(0);
+            if let Some(slept) = crate::stats::blocked_ns_since(t0) {
+                self.slept_ns += slept;
             }
             self.reap();
             match res {
