@@ -172,13 +172,12 @@ impl Context {
     /// ready fds, waiting up to `timeout_ns`; appends their handlers.
     fn wait_fds(&self, guard: &LoopGuard<'_>, timeout_ns: i64, ready: &mut Vec<ReadyHandler>) {
         let mut local = self.local_handlers(guard);
-        if local.wait(timeout_ns, self.wakeup_fd()) {
+        if local.wait_and_take(timeout_ns, self.wakeup_fd(), ready) {
             self.clear_wakeup();
         }
         if local.take_backend_changed() {
             self.publish_fdmon_ops(&local); // fell back after a failed wait
         }
-        local.take_ready(ready);
         self.refresh_watches_fds(&local);
     }
 

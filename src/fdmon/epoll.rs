@@ -51,13 +51,38 @@ const BITS: [(u32, u32); 5] = [
     (libc::POLLHUP as u32, libc::EPOLLHUP as u32),
 ];
 
+/// Whether each pair of [`BITS`] is one bit value (so on Linux): the
+/// translation of each wait's events is then a mask.
+const SAME_BITS: bool = {
+    let (mut i, mut same) = (0, true);
+    while i < BITS.len() {
+        same &= BITS[i].0 == BITS[i].1;
+        i += 1;
+    }
+    same
+};
+
+/// The `poll(2)` bits of [`BITS`].
+const POLL_BITS: u32 = {
+    let (mut i, mut all) = (0, 0);
+    while i < BITS.len() {
+        all |= BITS[i].0;
+        i += 1;
+    }
+    all
+};
+
 fn to_epoll(interest: Interest) -> u32 {
     BITS.iter()
         .filter(|(p, _)| interest & p != 0)
         .fold(0, |acc, (_, e)| acc | e)
 }
 
+#[inline(always)]
 fn to_poll(events: u32) -> u32 {
+    if SAME_BITS {
+        return events & POLL_BITS;
+    }
     BITS.iter()
         .filter(|(_, e)| events & e != 0)
         .fold(0, |acc, (p, _)| acc | p)

@@ -395,8 +395,44 @@ impl HandlersLocal {
 
     /// Waits for fds (and the wakeup fd) up to `timeout_ns`; returns
     /// whether the wakeup fd was among the ready ones. The ready list is
-    /// kept for [`HandlersLocal::take_ready`].
+    /// kept for [`HandlersLocal::take_ready`] (GSource check, then
+    /// dispatch).
     pub(crate) fn wait(&mut self, timeout_ns: i64, wakeup_fd: RawFd) -> bool {
+        self.wait_monitor(timeout_ns, wakeup_fd);
+        self.ready_fresh = true;
+        let before = self.ready.len();
+        self.ready.retain(|r| r.fd != wakeup_fd);
+        self.ready.len() != before
+    }
+
+    /// [`HandlersLocal::wait`] and [`HandlersLocal::take_ready`] in one
+    /// pass over the monitor's events, for `aio_poll`, which dispatches
+    /// right after waiting.
+    #[inline]
+    pub(crate) fn wait_and_take(
+        &mut self,
+        timeout_ns: i64,
+        wakeup_fd: RawFd,
+        out: &mut Vec<ReadyHandler>,
+    ) -> bool {
+        self.wait_monitor(timeout_ns, wakeup_fd);
+        self.ready_fresh = false;
+        let mut woken = false;
+        for r in self.ready.drain(..) {
+            if r.fd == wakeup_fd {
+                woken = true;
+            } else if let Some(h) = self.mirror.get(&r.fd) {
+                out.push((Arc::as_ptr(h), r.revents));
+            }
+        }
+        woken
+    }
+
+    /// The monitor's wait into `self.ready` (emptied first), falling back
+    /// to the next backend when it fails; collects callers' io_uring
+    /// completions.
+    #[inline]
+    fn wait_monitor(&mut self, timeout_ns: i64, wakeup_fd: RawFd) {
         // A ring that can no longer be entered is looked at every 1 ms.
         let timeout_ns = match self.draining {
             Some(_) if !(0..=1_000_000).contains(&timeout_ns) => 1_000_000,
@@ -418,6 +454,15 @@ impl HandlersLocal {
         if let Some(u) = self.monitor.as_mut().and_then(|m| m.as_io_uring()) {
             u.take_user_completions(&mut self.user_done);
         }
+        if self.draining.is_some() {
+            self.drain_failed_ring();
+        }
+    }
+
+    /// Delivers completions of the failed ring kept for callers' requests
+    /// still in it; drops it once they are all done.
+    #[cold]
+    fn drain_failed_ring(&mut self) {
         if let Some(u) = self.draining.as_mut().and_then(|m| m.as_io_uring()) {
             let left = u.drain_user_requests();
             u.take_user_completions(&mut self.user_done);
@@ -425,10 +470,6 @@ impl HandlersLocal {
                 self.draining = None;
             }
         }
-        self.ready_fresh = true;
-        let before = self.ready.len();
-        self.ready.retain(|r| r.fd != wakeup_fd);
-        self.ready.len() != before
     }
 
     /// The fds found ready by the last wait, with their registrations.
