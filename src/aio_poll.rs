@@ -151,7 +151,7 @@ impl Context {
     /// Adds the time since `t0` (when waiting began, if it was a real
     /// wait) to the blocked-time counter.
     #[inline]
-    fn count_blocked(&self, guard: &LoopGuard<'_>, t0: Option<i64>) {
+    fn count_blocked(&self, guard: &LoopGuard<'_>, t0: Option<u64>) {
         if let Some(ns) = stats::blocked_ns_since(t0) {
             self.loop_stats(guard).blocked_ns.add(ns);
         }
@@ -290,7 +290,7 @@ impl Context {
 /// The start of a wait of `timeout` ns for the blocked-time counter: the
 /// clock ([`stats::blocked_clock`]) if the wait may block (`timeout` not 0).
 #[inline(always)]
-fn blocked_clock(timeout: i64) -> Option<i64> {
+fn blocked_clock(timeout: i64) -> Option<u64> {
     if timeout == 0 {
         None
     } else {

@@ -41,6 +41,7 @@ mod sync;
 mod thread;
 mod thread_exit;
 mod thread_pool;
+mod tick_clock;
 mod timer;
 mod wait;
 

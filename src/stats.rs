@@ -21,8 +21,9 @@
 //! `--cfg aioctx_no_stats` turns every update into a no-op, and drops the
 //! two clock reads around each wait that only `blocked_ns` needs
 //! ([`blocked_clock`], used by `aio_poll.rs` and the io_uring monitor): only `make bench-stats` builds it, to measure what the
-//! counting costs. Those clock reads (~20 ns each with the vDSO) are the
-//! counters' main cost on a blocking poll whose wait returns at once.
+//! counting costs. Those clock reads (the TSC where it is trusted, ~10 ns
+//! each, see `tick_clock.rs`; else the vDSO's ~20 ns) are the counters'
+//! main cost on a blocking poll whose wait returns at once.
 //!
 //! A reader gets each counter's value at some recent moment; fields are not
 //! a consistent snapshot of each other (a poll in progress may have counted
@@ -30,18 +31,19 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The start of a wait that `blocked_ns` measures: the clock, or None in
-/// the `aioctx_no_stats` build (see the module docs). End it with
+/// The start of a wait that `blocked_ns` measures: the clock (in
+/// [`tick_clock`](crate::tick_clock) ticks), or None in the
+/// `aioctx_no_stats` build (see the module docs). End it with
 /// [`blocked_ns_since`].
 #[inline(always)]
-pub(crate) fn blocked_clock() -> Option<i64> {
-    (!cfg!(aioctx_no_stats)).then(crate::busy_poll::now_ns)
+pub(crate) fn blocked_clock() -> Option<u64> {
+    (!cfg!(aioctx_no_stats)).then(crate::tick_clock::now_ticks)
 }
 
 /// Nanoseconds since `t0` from [`blocked_clock`]; None if it read none.
 #[inline(always)]
-pub(crate) fn blocked_ns_since(t0: Option<i64>) -> Option<u64> {
-    t0.map(|t0| u64::try_from(crate::busy_poll::now_ns() - t0).unwrap_or(0))
+pub(crate) fn blocked_ns_since(t0: Option<u64>) -> Option<u64> {
+    t0.map(|t0| crate::tick_clock::ns_between(t0, crate::tick_clock::now_ticks()))
 }
 
 /// A counter with a single writer at a time (see the module docs).
