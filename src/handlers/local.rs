@@ -10,6 +10,7 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::fd_table::FdTable;
 use super::{Handler, Handlers, POLLIN, ReadyHandler};
 use crate::fatal;
 use crate::fdmon::io_uring::UserCompletion;
@@ -21,7 +22,7 @@ pub(crate) struct HandlersLocal {
     monitor: Option<Box<dyn FdMonitor>>,
     forced: Option<Backend>,
     /// fd -> registration, as of the last sync.
-    mirror: FdMap<Arc<Handler>>,
+    mirror: FdTable<Arc<Handler>>,
     /// Registrations with `io_poll`, as of the last sync.
     pollers: Vec<Arc<Handler>>,
     /// Registrations that left the mirror while a dispatch may still point
@@ -74,7 +75,7 @@ impl Default for HandlersLocal {
         HandlersLocal {
             monitor: None,
             forced: fdmon::forced_backend(),
-            mirror: FdMap::default(),
+            mirror: FdTable::default(),
             pollers: Vec::new(),
             retired: Vec::new(),
             ready: Vec::new(),
@@ -215,16 +216,20 @@ impl HandlersLocal {
     /// poll, which takes any fd.
     fn switch_monitor(&mut self, backend: Backend, wakeup_fd: RawFd) {
         let mut m = self.open_monitor(backend, wakeup_fd);
-        for (fd, h) in &self.mirror {
+        let refused = self.mirror.iter().any(|(fd, h)| {
             let interest = h.cb.interest();
             if interest != 0
-                && let Err(e) = m.set(*fd, interest)
+                && let Err(e) = m.set(fd, interest)
             {
                 if m.name() != "poll" && e.raw_os_error() == Some(libc::EPERM) {
-                    return self.switch_monitor(Backend::Poll, wakeup_fd);
+                    return true;
                 }
-                die_monitor("watch", *fd, &e);
+                die_monitor("watch", fd, &e);
             }
+            false
+        });
+        if refused {
+            return self.switch_monitor(Backend::Poll, wakeup_fd);
         }
         self.monitor = Some(m);
         self.backend_changed = true;
@@ -295,10 +300,10 @@ impl HandlersLocal {
         }
         for (fd, new) in pending {
             let interest = new.as_ref().map_or(0, |h| h.cb.interest());
-            let had_interest = self.mirror.get(&fd).map_or(0, |h| h.cb.interest());
+            let had_interest = self.mirror.get(fd).map_or(0, |h| h.cb.interest());
             let old = match new {
                 Some(h) => self.mirror.insert(fd, h),
-                None => self.mirror.remove(&fd),
+                None => self.mirror.remove(fd),
             };
             if let Some(old) = old
                 && nested
@@ -349,8 +354,8 @@ impl HandlersLocal {
                 tags: FdMap::default(),
                 ring: None,
             };
-            for (fd, h) in &self.mirror {
-                g.set(*fd, h.cb.interest());
+            for (fd, h) in self.mirror.iter() {
+                g.set(fd, h.cb.interest());
             }
             self.gsource = Some(g);
         }
@@ -421,7 +426,7 @@ impl HandlersLocal {
         for r in self.ready.drain(..) {
             if r.fd == wakeup_fd {
                 woken = true;
-            } else if let Some(h) = self.mirror.get(&r.fd) {
+            } else if let Some(h) = self.mirror.get(r.fd) {
                 out.push((Arc::as_ptr(h), r.revents));
             }
         }
@@ -477,7 +482,7 @@ impl HandlersLocal {
     pub(crate) fn take_ready(&mut self, out: &mut Vec<ReadyHandler>) {
         self.ready_fresh = false;
         for r in self.ready.drain(..) {
-            if let Some(h) = self.mirror.get(&r.fd) {
+            if let Some(h) = self.mirror.get(r.fd) {
                 out.push((Arc::as_ptr(h), r.revents));
             }
         }
@@ -510,7 +515,7 @@ mod tests {
 
     /// The mirror's registration of `fd`, as a weak reference.
     fn mirrored(local: &HandlersLocal, fd: RawFd) -> Weak<Handler> {
-        Arc::downgrade(local.mirror.get(&fd).expect("fd is mirrored"))
+        Arc::downgrade(local.mirror.get(fd).expect("fd is mirrored"))
     }
 
     /// A ready list holds plain pointers (`ReadyHandler`): a registration

@@ -1,0 +1,118 @@
+//! [`FdTable`]: a map keyed by fd that is an array indexed by the fd, for
+//! the loop thread's mirror of the handlers (`local.rs`), which `aio_poll`
+//! looks up once per ready fd.
+//!
+//! fds are small non-negative integers handed out lowest-first, so the
+//! array stays about as long as the highest registered fd (8 bytes per
+//! slot: an `Arc` with its `None` niche). A lookup is one load from one
+//! slot, where a hash map (`fdmon::FdMap`) touches a control group and a
+//! bucket: with many fds and one ready per wait, those are cache misses
+//! right after the syscall (see `bench/fd_1000.c`).
+//!
+//! Threading: owned by the thread polling the context, like the rest of
+//! `HandlersLocal`.
+
+use std::os::fd::RawFd;
+
+/// fd -> `V`, for fds >= 0.
+pub(crate) struct FdTable<V> {
+    slots: Vec<Option<V>>,
+    len: usize,
+}
+
+impl<V> Default for FdTable<V> {
+    fn default() -> Self {
+        FdTable {
+            slots: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<V> FdTable<V> {
+    #[inline]
+    pub(crate) fn get(&self, fd: RawFd) -> Option<&V> {
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.slots.get(i))
+            .and_then(Option::as_ref)
+    }
+
+    /// Stores `v` for `fd` (>= 0: callers register only open fds) and
+    /// returns the value it replaces.
+    pub(crate) fn insert(&mut self, fd: RawFd, v: V) -> Option<V> {
+        let i = usize::try_from(fd).expect("registered fds are not negative");
+        if i >= self.slots.len() {
+            self.slots.resize_with(i + 1, || None);
+        }
+        let old = self.slots[i].replace(v);
+        if old.is_none() {
+            self.len += 1;
+        }
+        old
+    }
+
+    pub(crate) fn remove(&mut self, fd: RawFd) -> Option<V> {
+        let old = usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.slots.get_mut(i))
+            .and_then(Option::take);
+        if old.is_some() {
+            self.len -= 1;
+            // Give back the tail once the highest fds are gone.
+            while self.slots.last().is_some_and(Option::is_none) {
+                self.slots.pop();
+            }
+        }
+        old
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The entries, by increasing fd.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (RawFd, &V)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| Some((i as RawFd, v.as_ref()?)))
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
+        self.slots.iter().filter_map(Option::as_ref)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behaves_as_a_map() {
+        let mut t = FdTable::default();
+        assert!(t.is_empty());
+        assert_eq!(t.insert(5, "a"), None);
+        assert_eq!(t.insert(2, "b"), None);
+        assert_eq!(t.insert(5, "c"), Some("a"));
+        assert_eq!(
+            (t.len(), t.get(5), t.get(2), t.get(3)),
+            (2, Some(&"c"), Some(&"b"), None)
+        );
+        assert_eq!((t.get(-1), t.get(1000)), (None, None));
+        assert_eq!(t.iter().collect::<Vec<_>>(), [(2, &"b"), (5, &"c")]);
+        assert_eq!(t.remove(3), None);
+        assert_eq!(t.remove(-4), None);
+        assert_eq!(t.remove(5), Some("c"));
+        assert_eq!(t.slots.len(), 3, "tail given back");
+        assert_eq!(t.values().collect::<Vec<_>>(), [&"b"]);
+        assert_eq!(t.remove(2), Some("b"));
+        assert!(t.is_empty() && t.slots.is_empty());
+    }
+}
