@@ -25,7 +25,7 @@ use std::sync::Arc;
 use crate::busy_poll::{now_ns, poll_handlers_once};
 use crate::context::{Context, LoopGuard};
 use crate::fatal::MisuseResult;
-use crate::handlers::{Handler, ReadyHandler, count_callback, dispatch_ready};
+use crate::handlers::{Handler, HandlersLocal, ReadyHandler, count_callback, dispatch_ready};
 use crate::stats::{self, LoopCounters};
 
 impl Context {
@@ -57,7 +57,14 @@ impl Context {
     fn poll_fds_or_wait(&self, guard: &LoopGuard<'_>, blocking: bool, watches_fds: bool) -> bool {
         let (ready_cell, hits_cell) = self.dispatch_buffers(guard);
         let mut ready = std::mem::take(&mut *ready_cell.borrow_mut());
-        let mut hits = std::mem::take(&mut *hits_cell.borrow_mut());
+        // The hits buffer only when this poll may spin, or holds hits of a
+        // GSource prepare; else an empty Vec, which allocates nothing.
+        let hits_buffer = self.poll_params().enabled() || !hits_cell.borrow().is_empty();
+        let mut hits = if hits_buffer {
+            std::mem::take(&mut *hits_cell.borrow_mut())
+        } else {
+            Vec::new()
+        };
 
         if blocking {
             if self.bh_ready(guard) {
@@ -76,7 +83,9 @@ impl Context {
         self.notify_state().accept();
         let progress = self.dispatch_phase(guard, &mut ready, &mut hits);
         *ready_cell.borrow_mut() = ready;
-        *hits_cell.borrow_mut() = hits;
+        if hits_buffer {
+            *hits_cell.borrow_mut() = hits;
+        }
         progress
     }
 
@@ -110,21 +119,25 @@ impl Context {
                 self.compute_timeout(guard)
             };
             if watches_fds {
+                let mut local = self.local_handlers(guard);
                 // io_uring times its own sleep: a wait answered from ring
                 // memory then reads no clock.
-                let self_timed = self.local_handlers(guard).monitor_times_its_sleep();
+                let self_timed = local.monitor_times_its_sleep();
                 let t0 = if self_timed {
                     None
                 } else {
                     blocked_clock(timeout)
                 };
-                self.wait_fds(guard, timeout, ready);
+                self.wait_fds_in(&mut local, timeout, ready);
                 self.notify_state().disarm();
-                if self_timed {
-                    let ns = self.local_handlers(guard).take_slept_ns();
-                    self.loop_stats(guard).blocked_ns.add(ns);
+                let blocked_ns = if self_timed {
+                    Some(local.take_slept_ns())
                 } else {
-                    self.count_blocked(guard, t0);
+                    stats::blocked_ns_since(t0)
+                };
+                drop(local);
+                if let Some(ns) = blocked_ns {
+                    self.loop_stats(guard).blocked_ns.add(ns);
                 }
             } else if timeout != 0 {
                 let t0 = blocked_clock(timeout);
@@ -170,19 +183,31 @@ impl Context {
 
     /// Asks the fd monitor (and so the wakeup eventfd, consumed if set) for
     /// ready fds, waiting up to `timeout_ns`; appends their handlers.
+    #[inline(always)]
     fn wait_fds(&self, guard: &LoopGuard<'_>, timeout_ns: i64, ready: &mut Vec<ReadyHandler>) {
-        let mut local = self.local_handlers(guard);
+        self.wait_fds_in(&mut self.local_handlers(guard), timeout_ns, ready);
+    }
+
+    /// [`Context::wait_fds`] with the loop-thread handlers already borrowed.
+    #[inline(always)]
+    fn wait_fds_in(
+        &self,
+        local: &mut HandlersLocal,
+        timeout_ns: i64,
+        ready: &mut Vec<ReadyHandler>,
+    ) {
         if local.wait_and_take(timeout_ns, self.wakeup_fd(), ready) {
             self.clear_wakeup();
         }
         if local.take_backend_changed() {
-            self.publish_fdmon_ops(&local); // fell back after a failed wait
+            self.publish_fdmon_ops(local); // fell back after a failed wait
         }
-        self.refresh_watches_fds(&local);
+        self.refresh_watches_fds(local);
     }
 
     /// The dispatch half of an iteration, in QEMU's order: BHs, busy-poll
     /// hits, ready fd handlers, timers. Empties both lists.
+    #[inline(always)]
     fn dispatch_phase(
         &self,
         guard: &LoopGuard<'_>,

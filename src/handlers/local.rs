@@ -436,7 +436,7 @@ impl HandlersLocal {
     /// The monitor's wait into `self.ready` (emptied first), falling back
     /// to the next backend when it fails; collects callers' io_uring
     /// completions.
-    #[inline]
+    #[inline(always)]
     fn wait_monitor(&mut self, timeout_ns: i64, wakeup_fd: RawFd) {
         // A ring that can no longer be entered is looked at every 1 ms.
         let timeout_ns = match self.draining {
