@@ -96,7 +96,7 @@ use std::time::{Duration, Instant};
 
 use ::io_uring::{IoUring, Probe, opcode, squeue, types};
 
-use super::{FdMap, FdMonitor, Interest, Ready, check_fd_open, check_set_args};
+use super::{FdMonitor, FdTable, Interest, Ready, check_fd_open, check_set_args};
 
 /// Always reported, whatever the interest (as poll(2) does).
 const ERR_HUP: u32 = (libc::POLLERR | libc::POLLHUP) as u32;
@@ -152,7 +152,7 @@ struct Watch {
 pub(crate) struct IoUringMonitor {
     /// Dropped by hand: see `Drop`.
     ring: ManuallyDrop<IoUring>,
-    watched: FdMap<Watch>,
+    watched: FdTable<Watch>,
     /// SQEs not yet copied into the submission ring.
     backlog: Vec<squeue::Entry>,
     /// fds (with their generation) with fresh completions.
@@ -220,7 +220,7 @@ impl IoUringMonitor {
         }
         Ok(IoUringMonitor {
             ring: ManuallyDrop::new(ring),
-            watched: FdMap::default(),
+            watched: FdTable::default(),
             backlog: Vec::new(),
             fresh: Vec::new(),
             level: Vec::new(),
@@ -251,7 +251,7 @@ impl IoUringMonitor {
     /// Stops watching `fd`: cancels its armed poll (if any). Returns whether
     /// a cancellation was queued.
     fn forget(&mut self, fd: RawFd) -> bool {
-        let Some(w) = self.watched.remove(&fd) else {
+        let Some(w) = self.watched.remove(fd) else {
             return false;
         };
         if w.armed {

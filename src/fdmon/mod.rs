@@ -53,11 +53,13 @@ fn cvt<T: Copy + PartialEq + From<i8>>(res: T) -> io::Result<T> {
 }
 
 pub(crate) mod epoll;
+mod fd_table;
 pub(crate) mod io_uring;
 pub(crate) mod ops;
 pub(crate) mod poll;
 mod select;
 
+pub(crate) use fd_table::FdTable;
 pub(crate) use select::{forced_backend, open_with_fallback};
 #[cfg(test)]
 use select::{new_monitor, parse_backend};

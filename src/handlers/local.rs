@@ -10,11 +10,10 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::fd_table::FdTable;
 use super::{Handler, Handlers, POLLIN, ReadyHandler};
 use crate::fatal;
 use crate::fdmon::io_uring::UserCompletion;
-use crate::fdmon::{self, Backend, EPOLL_THRESHOLD, FdMap, FdMonitor, Ready};
+use crate::fdmon::{self, Backend, EPOLL_THRESHOLD, FdMap, FdMonitor, FdTable, Ready};
 use crate::gsource;
 
 /// The loop-thread half.

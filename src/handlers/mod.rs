@@ -25,12 +25,11 @@
 //!
 //! Lookup is by fd, never a list scan: the shared registry is a hash map
 //! (`fdmon::FdMap`); the loop thread's mirror, looked up once per ready fd,
-//! an array indexed by the fd (`fd_table.rs`).
+//! an array indexed by the fd (`fdmon::FdTable`).
 //!
 //! Layout: this file holds the registration, the shared registry and the
 //! dispatch of ready handlers; `local.rs` the loop-thread half (the monitor,
-//! its fallback, callers' io_uring requests, the GSource's fds); `fd_table.rs`
-//! the mirror's fd-indexed array.
+//! its fallback, callers' io_uring requests, the GSource's fds).
 
 use std::ffi::c_void;
 use std::os::fd::RawFd;
@@ -43,7 +42,6 @@ use crate::fatal::{Misuse, MisuseResult};
 use crate::fdmon::{self, FdMap};
 use crate::stats::LoopCounters;
 
-mod fd_table;
 mod local;
 
 pub(crate) use local::HandlersLocal;

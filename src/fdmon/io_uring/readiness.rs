@@ -17,7 +17,7 @@ impl IoUringMonitor {
     fn report_fresh(&mut self, ready: &mut Vec<Ready>) {
         let wait_no = self.waits;
         for (fd, generation) in self.fresh.drain(..) {
-            let Some(w) = self.watched.get_mut(&fd) else {
+            let Some(w) = self.watched.get_mut(fd) else {
                 continue;
             };
             let events = std::mem::take(&mut w.fresh) & (w.interest | ERR_HUP);
@@ -55,7 +55,7 @@ impl IoUringMonitor {
         let watched = &self.watched;
         self.level.retain(|&(fd, generation)| {
             watched
-                .get(&fd)
+                .get(fd)
                 .is_some_and(|w| w.generation == generation && w.in_level && !w.broken)
         });
         if self.level.is_empty() {
@@ -65,7 +65,7 @@ impl IoUringMonitor {
         self.pollfds
             .extend(self.level.iter().map(|&(fd, _)| libc::pollfd {
                 fd,
-                events: watched[&fd].interest as libc::c_short,
+                events: watched.get(fd).expect("kept above").interest as libc::c_short,
                 revents: 0,
             }));
         // SAFETY: `pollfds` is a valid array of `len` pollfds the kernel may
@@ -93,7 +93,7 @@ impl IoUringMonitor {
         self.level.retain(|&(fd, generation)| {
             let revents = pollfds[i].revents as u32;
             i += 1;
-            let w = watched.get_mut(&fd).expect("kept above");
+            let w = watched.get_mut(fd).expect("kept above");
             if revents & libc::POLLNVAL as u32 != 0 {
                 // Closed behind our back: stop (see the module docs).
                 w.broken = true;
@@ -139,7 +139,7 @@ impl IoUringMonitor {
             return false;
         }
         let (fd, generation) = split_user_data(ud);
-        let Some(w) = self.watched.get_mut(&fd) else {
+        let Some(w) = self.watched.get_mut(fd) else {
             return true; // removed since
         };
         if w.generation != generation || !w.armed {

@@ -154,7 +154,7 @@ fn closed_before_submission_is_dropped_silently() {
     m.set(fd, IN).unwrap(); // queued, not yet submitted
     drop(e);
     assert_eq!(wait(&mut m, 0), []);
-    assert!(!m.watched[&fd].armed);
+    assert!(!m.watched.get(fd).unwrap().armed);
     m.set(fd, 0).unwrap();
     assert!(m.watched.is_empty());
 }

@@ -1,6 +1,7 @@
 //! [`FdTable`]: a map keyed by fd that is an array indexed by the fd, for
-//! the loop thread's mirror of the handlers (`local.rs`), which `aio_poll`
-//! looks up once per ready fd.
+//! the maps looked up once per ready fd on every loop iteration: the loop
+//! thread's mirror of the handlers (`handlers/local.rs`) and the io_uring
+//! monitor's watches.
 //!
 //! fds are small non-negative integers handed out lowest-first, so the
 //! array stays about as long as the highest registered fd (8 bytes per
@@ -9,8 +10,7 @@
 //! bucket: with many fds and one ready per wait, those are cache misses
 //! right after the syscall (see `bench/fd_1000.c`).
 //!
-//! Threading: owned by the thread polling the context, like the rest of
-//! `HandlersLocal`.
+//! Threading: owned by the thread polling the context, like its users.
 
 use std::os::fd::RawFd;
 
@@ -36,6 +36,14 @@ impl<V> FdTable<V> {
             .ok()
             .and_then(|i| self.slots.get(i))
             .and_then(Option::as_ref)
+    }
+
+    #[inline]
+    pub(crate) fn get_mut(&mut self, fd: RawFd) -> Option<&mut V> {
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.slots.get_mut(i))
+            .and_then(Option::as_mut)
     }
 
     /// Stores `v` for `fd` (>= 0: callers register only open fds) and
@@ -106,6 +114,10 @@ mod tests {
             (2, Some(&"c"), Some(&"b"), None)
         );
         assert_eq!((t.get(-1), t.get(1000)), (None, None));
+        *t.get_mut(2).unwrap() = "d";
+        assert!(t.get_mut(3).is_none() && t.get_mut(-1).is_none());
+        assert_eq!(t.get(2), Some(&"d"));
+        *t.get_mut(2).unwrap() = "b";
         assert_eq!(t.iter().collect::<Vec<_>>(), [(2, &"b"), (5, &"c")]);
         assert_eq!(t.remove(3), None);
         assert_eq!(t.remove(-4), None);
