@@ -104,12 +104,20 @@ impl Context {
     }
 
     /// Calls the `CqeHandler`s of the completed requests; whether any ran.
+    /// Inline up to the check that there are some (every loop iteration).
+    #[inline(always)]
     pub(crate) fn dispatch_user_completions(&self, guard: &super::LoopGuard<'_>) -> bool {
+        if !self.local_handlers(guard).has_user_completions() {
+            return false;
+        }
+        self.call_user_completions(guard)
+    }
+
+    /// [`Context::dispatch_user_completions`] when there are some.
+    #[inline(never)]
+    fn call_user_completions(&self, guard: &super::LoopGuard<'_>) -> bool {
         let done = {
             let mut local = self.local_handlers(guard);
-            if !local.has_user_completions() {
-                return false;
-            }
             let done = local.take_user_completions();
             self.refresh_watches_fds(&local);
             done

@@ -412,7 +412,7 @@ impl HandlersLocal {
     /// [`HandlersLocal::wait`] and [`HandlersLocal::take_ready`] in one
     /// pass over the monitor's events, for `aio_poll`, which dispatches
     /// right after waiting.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn wait_and_take(
         &mut self,
         timeout_ns: i64,
