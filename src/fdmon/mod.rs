@@ -64,10 +64,10 @@ pub(crate) use select::{forced_backend, open_with_fallback};
 #[cfg(test)]
 use select::{new_monitor, parse_backend};
 
-/// A map keyed by fd. fds are small integers that no attacker picks, so
+/// A map keyed by fd, for maps not read on every loop iteration (those
+/// are [`FdTable`]s). fds are small integers that no attacker picks, so
 /// the key is hashed with FxHash (`rustc-hash`: one rotate, xor and
-/// multiply for an `i32`) instead of SipHash: the lookup of each ready fd
-/// is on every loop iteration.
+/// multiply for an `i32`) instead of SipHash.
 pub(crate) type FdMap<V> = rustc_hash::FxHashMap<RawFd, V>;
 
 /// A non-negative nanosecond duration (or absolute time) as a `timespec`.
