@@ -226,7 +226,8 @@ pub(crate) type ReadyHandler = (*const Handler, u32);
 /// callback) is not called. Returns whether any callback ran.
 ///
 /// # Safety
-/// `ready` came from [`HandlersLocal::take_ready`] in the current outermost
+/// `ready` came from [`HandlersLocal::take_ready`] or
+/// [`HandlersLocal::wait_and_take`] in the current outermost
 /// loop iteration (so every pointer is still owned by the mirror or the
 /// retired list, see the module docs).
 pub(crate) unsafe fn dispatch_ready(ready: &[ReadyHandler], stats: &LoopCounters) -> bool {
