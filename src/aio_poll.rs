@@ -218,8 +218,8 @@ impl Context {
         let mut progress = self.bh_poll(guard);
         progress |= dispatch_poll_ready(hits, stats);
         // SAFETY: `ready` was filled by `wait_fds` (`wait_and_take`) or
-        // `take_ready` in this
-        // iteration (the caller's), and is cleared below.
+        // `take_ready` in this iteration (the caller's), and is cleared
+        // below.
         progress |= unsafe { dispatch_ready(ready, stats) };
         progress |= self.dispatch_user_completions(guard);
         progress |= self.run_timers(guard);
