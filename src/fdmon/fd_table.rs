@@ -4,11 +4,14 @@
 //! monitor's watches.
 //!
 //! fds are small non-negative integers handed out lowest-first, so the
-//! array stays about as long as the highest registered fd (8 bytes per
-//! slot: an `Arc` with its `None` niche). A lookup is one load from one
-//! slot, where a hash map (`fdmon::FdMap`) touches a control group and a
-//! bucket: with many fds and one ready per wait, those are cache misses
-//! right after the syscall (see `bench/fd_1000.c`).
+//! array is about as long as the highest fd in it: one `Option<V>` per
+//! number below it (8 bytes for the mirror's `Arc`, with its `None` niche;
+//! 24 for an io_uring watch), as libuv's watcher array. A context watching
+//! one fd numbered near a million pays tens of MB; the memory goes back
+//! when that fd is removed. A lookup is one load from one slot, where a
+//! hash map (`fdmon::FdMap`) touches a control group and a bucket: with
+//! many fds and one ready per wait, those are cache misses right after the
+//! syscall (see `bench/fd_1000.c`). Iteration visits every slot.
 //!
 //! Threading: owned by the thread polling the context, like its users.
 
@@ -67,9 +70,13 @@ impl<V> FdTable<V> {
             .and_then(Option::take);
         if old.is_some() {
             self.len -= 1;
-            // Give back the tail once the highest fds are gone.
+            // Give back the tail once the highest fds are gone, and the
+            // memory once it is mostly unused.
             while self.slots.last().is_some_and(Option::is_none) {
                 self.slots.pop();
+            }
+            if self.slots.len() < self.slots.capacity() / 4 {
+                self.slots.shrink_to(self.slots.len() * 2);
             }
         }
         old
@@ -126,5 +133,17 @@ mod tests {
         assert_eq!(t.values().collect::<Vec<_>>(), [&"b"]);
         assert_eq!(t.remove(2), Some("b"));
         assert!(t.is_empty() && t.slots.is_empty());
+    }
+
+    #[test]
+    fn a_high_fd_gone_gives_its_memory_back() {
+        let mut t = FdTable::default();
+        t.insert(3, 3u64);
+        t.insert(100_000, 4);
+        assert!(t.slots.capacity() > 100_000);
+        t.remove(100_000);
+        assert_eq!(t.slots.len(), 4);
+        assert!(t.slots.capacity() <= 8, "capacity {}", t.slots.capacity());
+        assert_eq!(t.get(3), Some(&3));
     }
 }

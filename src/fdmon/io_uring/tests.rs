@@ -224,3 +224,10 @@ fn undrained_fd_is_reported_again_under_a_stream_of_other_events() {
         assert_eq!(wait(&mut m, 0), [ready(&stuck, IN)]);
     }
 }
+
+/// `fdmon::FdTable` keeps one `Option<Watch>` per fd number below the
+/// highest watched: its docs count 24 bytes each.
+#[test]
+fn a_watch_slot_is_24_bytes() {
+    assert_eq!(std::mem::size_of::<Option<Watch>>(), 24);
+}
