@@ -207,6 +207,48 @@ static void test_prepare_pending_dispatch(void)
     aio_context_unref(ctx);
 }
 
+/* An io_poll hit found by aio_prepare (GLib's prepare) is dispatched by
+ * the next loop iteration even when the context never busy-polls. */
+typedef struct {
+    bool work;       /* what io_poll finds */
+    int poll_ready;  /* io_poll_ready calls */
+} PollData;
+
+static bool poll_finds_work(void *opaque)
+{
+    return ((PollData *)opaque)->work;
+}
+
+static void poll_ready_cb(void *opaque)
+{
+    PollData *d = opaque;
+    d->work = false;
+    d->poll_ready++;
+}
+
+static void test_prepare_hit_runs_in_next_poll(void)
+{
+    AioContext *ctx = aio_context_new(&error_abort);
+    PollData d = { .work = true, .poll_ready = 0 };
+    PipeData p = { .reads = 0 };
+    g_assert_cmpint(pipe(p.fds), ==, 0);
+
+    aio_context_set_poll_params(ctx, 0, 0, 0, &error_abort); /* no spinning */
+    aio_set_fd_handler(ctx, p.fds[0], pipe_read, NULL, poll_finds_work, poll_ready_cb, &d);
+    g_assert_true(aio_prepare(ctx));
+    g_assert_cmpint(d.poll_ready, ==, 0);
+    g_assert_true(aio_poll(ctx, false));
+    g_assert_cmpint(d.poll_ready, ==, 1);
+    g_assert_false(aio_poll(ctx, false));
+    g_assert_cmpint(d.poll_ready, ==, 1);
+    g_assert_cmpint(p.reads, ==, 0);
+
+    aio_set_fd_handler(ctx, p.fds[0], NULL, NULL, NULL, NULL, NULL);
+    close(p.fds[0]);
+    close(p.fds[1]);
+    aio_context_unref(ctx);
+}
+
 /* ---- the main loop (qemu_init_main_loop ran in main()) ---- */
 
 static void test_main_context_on_default_glib_context(void)
@@ -282,6 +324,7 @@ int main(int argc, char **argv)
     g_test_add_func("/gsource/cross-thread-wakeup", test_cross_thread_wakes_blocking_iteration);
     g_test_add_func("/gsource/fd-handler", test_fd_handler_from_glib);
     g_test_add_func("/gsource/prepare-pending-dispatch", test_prepare_pending_dispatch);
+    g_test_add_func("/gsource/prepare-hit-runs-in-next-poll", test_prepare_hit_runs_in_next_poll);
     g_test_add_func("/main-loop/default-glib-context", test_main_context_on_default_glib_context);
     g_test_add_func("/main-loop/notify-event", test_qemu_notify_event_wakes_main_loop);
     g_test_add_func("/main-loop/set-fd-handler", test_qemu_set_fd_handler);

@@ -242,6 +242,9 @@ impl Context {
         if self.handlers().poll_disabled() {
             return false;
         }
+        // Handlers added since the last loop iteration poll too (a direct
+        // `aio_prepare` call has no GSource prepare before it that syncs).
+        self.sync_handlers(guard);
         let pollers: Vec<Arc<Handler>> = self.local_handlers(guard).pollers().to_vec();
         if pollers.is_empty() {
             return false;
