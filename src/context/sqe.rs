@@ -141,7 +141,7 @@ impl Context {
                 local.cancel_user_requests();
                 local.take_user_completions()
             };
-            // SAFETY: as in `dispatch_user_completions`.
+            // SAFETY: as in `call_user_completions`.
             unsafe { call_handlers(done) };
         }
         fatal::die_here(
