@@ -6,20 +6,30 @@
 //! fds are small non-negative integers handed out lowest-first, so the
 //! array is about as long as the highest fd in it: one `Option<V>` per
 //! number below it (8 bytes for the mirror's `Arc`, with its `None` niche;
-//! 24 for an io_uring watch), as libuv's watcher array. A context watching
-//! one fd numbered near a million pays tens of MB; the memory goes back
-//! when that fd is removed. A lookup is one load from one slot, where a
-//! hash map (`fdmon::FdMap`) touches a control group and a bucket: with
-//! many fds and one ready per wait, those are cache misses right after the
-//! syscall (see `bench/fd_1000.c`). Iteration visits every slot.
+//! 24 for an io_uring watch), as libuv's watcher array, and its memory goes
+//! back when the highest fds are removed. fds from [`DENSE_LIMIT`] up (a
+//! process with a raised `RLIMIT_NOFILE`, or a `dup2` to a high number) go
+//! to a hash map instead, so the array never passes 1.5 MB. A lookup in
+//! the array is one load from one slot, where a hash map (`fdmon::FdMap`)
+//! touches a control group and a bucket: with many fds and one ready per
+//! wait, those are cache misses right after the syscall (see
+//! `bench/fd_1000.c`).
 //!
 //! Threading: owned by the thread polling the context, like its users.
 
 use std::os::fd::RawFd;
 
+use super::FdMap;
+
+/// fds below this are array slots; the others go to the overflow map.
+pub(crate) const DENSE_LIMIT: usize = 1 << 16;
+
 /// fd -> `V`, for fds >= 0.
 pub(crate) struct FdTable<V> {
     slots: Vec<Option<V>>,
+    /// Entries for fds >= [`DENSE_LIMIT`].
+    overflow: FdMap<V>,
+    /// Entries in `slots` and `overflow`.
     len: usize,
 }
 
@@ -27,36 +37,53 @@ impl<V> Default for FdTable<V> {
     fn default() -> Self {
         FdTable {
             slots: Vec::new(),
+            overflow: FdMap::default(),
             len: 0,
         }
     }
 }
 
+/// The slot index of `fd`, if it has one (0 <= fd < [`DENSE_LIMIT`]).
+#[inline(always)]
+fn dense(fd: RawFd) -> Option<usize> {
+    usize::try_from(fd).ok().filter(|&i| i < DENSE_LIMIT)
+}
+
 impl<V> FdTable<V> {
     #[inline]
     pub(crate) fn get(&self, fd: RawFd) -> Option<&V> {
-        usize::try_from(fd)
-            .ok()
-            .and_then(|i| self.slots.get(i))
-            .and_then(Option::as_ref)
+        match dense(fd) {
+            Some(i) => self.slots.get(i).and_then(Option::as_ref),
+            None => self.get_overflow(fd),
+        }
+    }
+
+    #[cold]
+    fn get_overflow(&self, fd: RawFd) -> Option<&V> {
+        self.overflow.get(&fd)
     }
 
     #[inline]
     pub(crate) fn get_mut(&mut self, fd: RawFd) -> Option<&mut V> {
-        usize::try_from(fd)
-            .ok()
-            .and_then(|i| self.slots.get_mut(i))
-            .and_then(Option::as_mut)
+        match dense(fd) {
+            Some(i) => self.slots.get_mut(i).and_then(Option::as_mut),
+            None => self.overflow.get_mut(&fd),
+        }
     }
 
     /// Stores `v` for `fd` (>= 0: callers register only open fds) and
     /// returns the value it replaces.
     pub(crate) fn insert(&mut self, fd: RawFd, v: V) -> Option<V> {
-        let i = usize::try_from(fd).expect("registered fds are not negative");
-        if i >= self.slots.len() {
-            self.slots.resize_with(i + 1, || None);
-        }
-        let old = self.slots[i].replace(v);
+        assert!(fd >= 0, "registered fds are not negative");
+        let old = match dense(fd) {
+            Some(i) => {
+                if i >= self.slots.len() {
+                    self.slots.resize_with(i + 1, || None);
+                }
+                self.slots[i].replace(v)
+            }
+            None => self.overflow.insert(fd, v),
+        };
         if old.is_none() {
             self.len += 1;
         }
@@ -64,10 +91,10 @@ impl<V> FdTable<V> {
     }
 
     pub(crate) fn remove(&mut self, fd: RawFd) -> Option<V> {
-        let old = usize::try_from(fd)
-            .ok()
-            .and_then(|i| self.slots.get_mut(i))
-            .and_then(Option::take);
+        let old = match dense(fd) {
+            Some(i) => self.slots.get_mut(i).and_then(Option::take),
+            None => self.overflow.remove(&fd),
+        };
         if old.is_some() {
             self.len -= 1;
             // Give back the tail once the highest fds are gone, and the
@@ -92,16 +119,17 @@ impl<V> FdTable<V> {
         self.len == 0
     }
 
-    /// The entries, by increasing fd.
+    /// The entries: the array's by increasing fd, then the overflow's.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (RawFd, &V)> {
         self.slots
             .iter()
             .enumerate()
             .filter_map(|(i, v)| Some((i as RawFd, v.as_ref()?)))
+            .chain(self.overflow.iter().map(|(&fd, v)| (fd, v)))
     }
 
     pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
-        self.slots.iter().filter_map(Option::as_ref)
+        self.iter().map(|(_, v)| v)
     }
 }
 
@@ -139,11 +167,40 @@ mod tests {
     fn a_high_fd_gone_gives_its_memory_back() {
         let mut t = FdTable::default();
         t.insert(3, 3u64);
-        t.insert(100_000, 4);
-        assert!(t.slots.capacity() > 100_000);
-        t.remove(100_000);
+        t.insert(60_000, 4);
+        assert!(t.slots.capacity() > 60_000);
+        t.remove(60_000);
         assert_eq!(t.slots.len(), 4);
         assert!(t.slots.capacity() <= 8, "capacity {}", t.slots.capacity());
         assert_eq!(t.get(3), Some(&3));
+    }
+
+    /// fds from DENSE_LIMIT up live in the overflow map: no array grows
+    /// to them, and they behave like the others.
+    #[test]
+    fn fds_past_the_dense_limit_overflow() {
+        let mut t = FdTable::default();
+        let high = i32::MAX - 1;
+        let edge = DENSE_LIMIT as RawFd;
+        assert_eq!(t.insert(high, "h"), None);
+        assert_eq!(t.insert(edge, "e"), None);
+        assert_eq!(t.insert(edge - 1, "d"), None);
+        assert_eq!(t.slots.len(), DENSE_LIMIT);
+        assert_eq!(
+            (t.len(), t.get(high), t.get(edge)),
+            (3, Some(&"h"), Some(&"e"))
+        );
+        *t.get_mut(high).unwrap() = "H";
+        assert_eq!(t.insert(high, "h2"), Some("H"));
+        let mut all: Vec<_> = t.iter().collect();
+        all.sort();
+        assert_eq!(all, [(edge - 1, &"d"), (edge, &"e"), (high, &"h2")]);
+        assert_eq!(t.remove(edge - 1), Some("d"));
+        assert!(t.slots.is_empty(), "the array is given back");
+        assert_eq!(
+            (t.remove(high), t.remove(edge), t.remove(edge)),
+            (Some("h2"), Some("e"), None)
+        );
+        assert!(t.is_empty() && t.values().next().is_none());
     }
 }
