@@ -136,14 +136,12 @@ impl Context {
                     stats::blocked_ns_since(t0)
                 };
                 drop(local);
-                if let Some(ns) = blocked_ns {
-                    self.loop_stats(guard).blocked_ns.add(ns);
-                }
+                self.add_blocked(guard, blocked_ns);
             } else if timeout != 0 {
                 let t0 = blocked_clock(timeout);
                 self.wait_for_wakeup(timeout);
                 self.notify_state().disarm();
-                self.count_blocked(guard, t0);
+                self.add_blocked(guard, stats::blocked_ns_since(t0));
             } else {
                 self.notify_state().disarm();
                 // Work arrived meanwhile, but a notifier that saw us armed
@@ -161,11 +159,10 @@ impl Context {
         }
     }
 
-    /// Adds the time since `t0` (when waiting began, if it was a real
-    /// wait) to the blocked-time counter.
+    /// Adds a wait's blocked time (None: not measured) to the counter.
     #[inline]
-    fn count_blocked(&self, guard: &LoopGuard<'_>, t0: Option<u64>) {
-        if let Some(ns) = stats::blocked_ns_since(t0) {
+    fn add_blocked(&self, guard: &LoopGuard<'_>, ns: Option<u64>) {
+        if let Some(ns) = ns {
             self.loop_stats(guard).blocked_ns.add(ns);
         }
     }

@@ -20,10 +20,11 @@
 //!
 //! `--cfg aioctx_no_stats` turns every update into a no-op, and drops the
 //! two clock reads around each wait that only `blocked_ns` needs
-//! ([`blocked_clock`], used by `aio_poll.rs` and the io_uring monitor): only `make bench-stats` builds it, to measure what the
-//! counting costs. Those clock reads (the TSC where it is trusted, ~10 ns
-//! each, see `tick_clock.rs`; else the vDSO's ~20 ns) are the counters'
-//! main cost on a blocking poll whose wait returns at once.
+//! ([`blocked_clock`], used by `aio_poll.rs` and the io_uring monitor):
+//! only `make bench-stats` builds it, to measure what the counting costs.
+//! Those clock reads (the TSC where it is trusted, ~10 ns each, see
+//! `tick_clock.rs`; else the vDSO's ~20 ns) are the counters' main cost on
+//! a blocking poll whose wait returns at once.
 //!
 //! A reader gets each counter's value at some recent moment; fields are not
 //! a consistent snapshot of each other (a poll in progress may have counted

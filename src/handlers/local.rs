@@ -425,8 +425,8 @@ impl HandlersLocal {
         for r in self.ready.drain(..) {
             if r.fd == wakeup_fd {
                 woken = true;
-            } else if let Some(h) = self.mirror.get(r.fd) {
-                out.push((Arc::as_ptr(h), r.revents));
+            } else {
+                out.extend(ready_entry(&self.mirror, r));
             }
         }
         woken
@@ -480,12 +480,19 @@ impl HandlersLocal {
     /// The caller dispatches them with no borrow of `self` held.
     pub(crate) fn take_ready(&mut self, out: &mut Vec<ReadyHandler>) {
         self.ready_fresh = false;
-        for r in self.ready.drain(..) {
-            if let Some(h) = self.mirror.get(r.fd) {
-                out.push((Arc::as_ptr(h), r.revents));
-            }
-        }
+        out.extend(
+            self.ready
+                .drain(..)
+                .filter_map(|r| ready_entry(&self.mirror, r)),
+        );
     }
+}
+
+/// The dispatch entry of the ready fd `r`: its registration in `mirror`
+/// (none for an fd removed since the wait) and its events.
+#[inline(always)]
+fn ready_entry(mirror: &FdTable<Arc<Handler>>, r: Ready) -> Option<ReadyHandler> {
+    mirror.get(r.fd).map(|h| (Arc::as_ptr(h), r.revents))
 }
 
 #[cfg(all(test, not(loom)))]
