@@ -112,6 +112,9 @@ impl Context {
         let polled = found_at.is_some();
         if !polled {
             let kicks_before = self.kick_count();
+            if start.is_some() {
+                self.poll_params().expect_kick();
+            }
             self.notify_state().arm();
             let timeout = if self.notify_state().is_notified() {
                 0
@@ -154,7 +157,7 @@ impl Context {
             }
         }
         if let Some(start) = start {
-            let event_ns = found_at.unwrap_or_else(|| now_ns() - start);
+            let event_ns = found_at.unwrap_or_else(|| self.poll_params().blocked_event_ns(start));
             self.poll_params().adapt(event_ns, polled);
         }
     }

@@ -20,7 +20,7 @@
 //! (`window = window ? window * grow : 4 us`, grow 0 meaning 2, capped at
 //! `max_ns`).
 //!
-//! ## Why that alone does not converge, and the two additions
+//! ## Why that alone does not converge, and the three additions
 //!
 //! Two contexts that answer each other (a cross-thread ping-pong) can be in
 //! a steady state where both spin (each answer comes within a microsecond,
@@ -30,6 +30,16 @@
 //! QEMU's rule shrinks to 0 and stays there: neither side ever spins while
 //! the other is spinning, and they never find out that they could.
 //!
+//! - **The event's time, not the wake-up's.** After a wait that blocked,
+//!   the event is timed when the waker wrote the eventfd (`kick` records
+//!   its clock here, beside the system call), not when the poller ran
+//!   again. A window that ran out just before the peer's answer (a
+//!   preemption, an interrupt) would otherwise count the wake-up latency,
+//!   more than `max_ns` on a VM, and shrink; the peer, which then waits for
+//!   a poller that is asleep, runs out too, and the two keep each other's
+//!   windows too short. Timed at the kick, the window grows past the
+//!   jitter instead. Events that end a wait without a kick (an fd, a timer)
+//!   are timed at the wake-up, as in QEMU.
 //! - **Probes.** When the window is 0 and events keep coming later than
 //!   `max_ns` (but not idle-late, see below), every `probe_interval`-th
 //!   such blocking iteration starts a probe: for [`PROBE_LEN`] iterations
@@ -94,6 +104,10 @@ pub(crate) struct PollParams {
     probe_left: AtomicI64,
     /// The countdown to restart with after a probe ends.
     probe_interval: AtomicI64,
+    /// The clock of the first kick (eventfd write) since the poller last
+    /// blocked (`expect_kick`), 0 if none: the time of the event that ended
+    /// the wait, without the wake-up latency that follows it.
+    kicked_at_ns: AtomicI64,
 }
 
 impl PollParams {
@@ -131,6 +145,46 @@ impl PollParams {
             0 if self.probe_left.load(Ordering::Relaxed) > 0 => self.max_ns.load(Ordering::Relaxed),
             w => w,
         }
+    }
+
+    /// Poller, before it arms `notify_me` to block: forget earlier kicks.
+    #[inline]
+    pub(crate) fn expect_kick(&self) {
+        self.kicked_at_ns.store(0, Ordering::Relaxed);
+    }
+
+    /// Waker, about to write the eventfd of a blocked poller: records the
+    /// time if the poller adapts a window and no earlier kick did. A clock
+    /// read beside a system call.
+    pub(crate) fn note_kick(&self) {
+        if self.enabled() {
+            let _ = self.kicked_at_ns.compare_exchange(
+                0,
+                now_ns().max(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Poller, after a blocked wait that started its poll window at
+    /// `start`: ns from `start` to the first kick, else to now.
+    ///
+    /// The event is what the window waits for, so its time counts, not the
+    /// time the poller took to wake up after it (tens of microseconds on a
+    /// VM, more than a usual `max_ns`): a window that ran out just before
+    /// the peer's answer then grows instead of shrinking. The kick time is
+    /// a hint (relaxed): a late or missing one only makes this the wake-up
+    /// time, as in QEMU.
+    pub(crate) fn blocked_event_ns(&self, start: i64) -> i64 {
+        let now = now_ns();
+        let kicked = self.kicked_at_ns.load(Ordering::Relaxed);
+        let at = if kicked != 0 && kicked <= now {
+            kicked
+        } else {
+            now
+        };
+        (at - start).max(0)
     }
 
     fn restart_probes(&self) {
@@ -324,161 +378,4 @@ pub(crate) fn poll_handlers_once(pollers: &[Arc<Handler>], hits: &mut Vec<Arc<Ha
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn params(max: i64, grow: i64, shrink: i64) -> PollParams {
-        let p = PollParams::default();
-        p.set(max, grow, shrink).unwrap();
-        p
-    }
-
-    #[test]
-    fn negative_values_are_rejected() {
-        assert!(PollParams::default().set(-1, 0, 0).is_err());
-        assert!(PollParams::default().set(0, -1, 0).is_err());
-        assert!(PollParams::default().set(0, 0, -1).is_err());
-    }
-
-    #[test]
-    fn grows_from_zero_to_4us_then_by_grow_capped_at_max() {
-        let p = params(32_000, 2, 2);
-        p.adapt(10_000, false);
-        assert_eq!(p.window_ns(), 4_000);
-        p.adapt(10_000, false);
-        assert_eq!(p.window_ns(), 8_000);
-        p.adapt(10_000, false);
-        assert_eq!(p.window_ns(), 16_000);
-        p.adapt(30_000, false);
-        assert_eq!(p.window_ns(), 32_000);
-        p.adapt(31_000, true); // paid off: keep
-        assert_eq!(p.window_ns(), 32_000);
-    }
-
-    #[test]
-    fn grow_zero_means_two_and_shrink_zero_means_reset() {
-        let p = params(100_000, 0, 0);
-        p.adapt(50_000, false);
-        p.adapt(50_000, false);
-        assert_eq!(p.window_ns(), 8_000);
-        p.adapt(1_000_000, false);
-        assert_eq!(p.window_ns(), 0);
-    }
-
-    #[test]
-    fn shrinks_when_events_come_later_than_max() {
-        let p = params(32_000, 2, 4);
-        for _ in 0..4 {
-            p.adapt(20_000, false);
-        }
-        assert_eq!(p.window_ns(), 32_000);
-        p.adapt(1_000_000, false);
-        assert_eq!(p.window_ns(), 8_000);
-    }
-
-    #[test]
-    fn disabled_when_max_is_zero() {
-        let p = params(0, 2, 2);
-        assert!(!p.enabled());
-        p.adapt(10, false);
-        assert_eq!(p.window_ns(), 0);
-    }
-
-    /// Blocked waits with events later than max (but not idle) until the
-    /// controller probes; returns how many it took.
-    fn late_until_probe(p: &PollParams, late: i64) -> i64 {
-        for n in 1..=PROBE_MAX + 1 {
-            p.adapt(late, false);
-            assert_eq!(p.window_ns(), 0);
-            if p.spin_ns() != 0 {
-                return n;
-            }
-        }
-        panic!("no probe");
-    }
-
-    #[test]
-    fn probes_after_late_events_and_a_hit_opens_the_window() {
-        let p = params(32_000, 2, 2);
-        assert_eq!(p.spin_ns(), 0);
-        // QEMU's rule alone would stay at 0 forever with 60 us events.
-        assert_eq!(late_until_probe(&p, 60_000), PROBE_FIRST);
-        assert_eq!(p.spin_ns(), 32_000); // a probe spins max_ns, no more
-        assert_eq!(p.window_ns(), 0);
-        p.adapt(1_000, true); // the peer answered while we spun
-        assert_eq!(p.window_ns(), 32_000);
-        p.adapt(900, true);
-        assert_eq!(p.window_ns(), 32_000);
-    }
-
-    #[test]
-    fn fruitless_probes_back_off() {
-        let p = params(32_000, 2, 2);
-        let mut expect = PROBE_FIRST;
-        for _ in 0..12 {
-            assert_eq!(late_until_probe(&p, 60_000), expect);
-            for _ in 0..PROBE_LEN {
-                assert_eq!(p.spin_ns(), 32_000);
-                p.adapt(60_000, false);
-            }
-            assert_eq!(p.spin_ns(), 0);
-            expect = (expect * 2).min(PROBE_MAX);
-        }
-        assert_eq!(expect, PROBE_MAX);
-    }
-
-    #[test]
-    fn shrinking_to_zero_restarts_probes_soon() {
-        let p = params(32_000, 2, 0);
-        // Back off once.
-        late_until_probe(&p, 60_000);
-        for _ in 0..PROBE_LEN {
-            p.adapt(60_000, false);
-        }
-        // Traffic within max opens the window (QEMU's grow) ...
-        p.adapt(10_000, false);
-        assert_eq!(p.window_ns(), 4_000);
-        // ... a late event shrinks it to 0 (shrink 0) and probes restart
-        // from PROBE_FIRST, not the backed-off interval.
-        p.adapt(60_000, false);
-        assert_eq!(p.window_ns(), 0);
-        assert_eq!(late_until_probe(&p, 60_000), PROBE_FIRST);
-    }
-
-    #[test]
-    fn idle_drops_the_window_and_never_probes() {
-        let p = params(32_000, 2, 2);
-        for _ in 0..4 {
-            p.adapt(20_000, false);
-        }
-        assert_eq!(p.window_ns(), 32_000);
-        p.adapt(32_000 * IDLE_FACTOR + 1, false);
-        assert_eq!(p.window_ns(), 0);
-        for _ in 0..(PROBE_MAX * 2) {
-            p.adapt(10_000_000, false);
-            assert_eq!(p.spin_ns(), 0);
-        }
-        // Idle in the middle of a probe ends it.
-        late_until_probe(&p, 60_000);
-        p.adapt(10_000_000, false);
-        assert_eq!(p.spin_ns(), 0);
-    }
-
-    #[test]
-    fn work_found_without_spinning_in_a_probe_follows_qemu() {
-        let p = params(32_000, 2, 2);
-        late_until_probe(&p, 60_000);
-        p.adapt(100, false); // work was already there: grow to 4 us
-        assert_eq!(p.window_ns(), 4_000);
-        assert_eq!(p.spin_ns(), 4_000);
-    }
-
-    #[test]
-    fn set_resets_the_probe_state() {
-        let p = params(32_000, 2, 2);
-        late_until_probe(&p, 60_000);
-        p.set(32_000, 2, 2).unwrap();
-        assert_eq!(p.spin_ns(), 0);
-        assert_eq!(late_until_probe(&p, 60_000), PROBE_FIRST);
-    }
-}
+mod tests;

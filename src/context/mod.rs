@@ -443,6 +443,7 @@ impl Context {
     #[cold]
     pub(crate) fn kick(&self) {
         self.kicks.fetch_add(1, Ordering::Relaxed);
+        self.poll_params.note_kick();
         if let Err(e) = self.wakeup.set() {
             // `aio_notify`, or whatever woke the context (`qemu_bh_schedule`,
             // `timer_mod`, `aio_co_schedule`, a thread-pool worker, ...).
