@@ -28,3 +28,19 @@ pub(crate) fn spin_yield() {
     #[cfg(not(loom))]
     std::thread::yield_now();
 }
+
+/// Asks the CPU to bring the cache line of `p` in writable, ahead of an
+/// atomic RMW on it. A line another CPU wrote last is otherwise fetched
+/// twice when the first access is a load: shared for the load, then
+/// exclusive for the RMW. A hint only: nothing is read or written.
+#[inline(always)]
+pub(crate) fn prefetch_for_write<T>(p: *const T) {
+    #[cfg(all(target_arch = "x86_64", not(miri), not(loom)))]
+    // SAFETY: PREFETCHW never faults, whatever the address, and changes no
+    // memory, register or flag (CPUs without PRFCHW execute it as a NOP).
+    unsafe {
+        std::arch::asm!("prefetchw [{0}]", in(reg) p, options(nostack, preserves_flags, readonly));
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri), not(loom))))]
+    let _ = p;
+}

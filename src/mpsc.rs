@@ -28,7 +28,7 @@
 
 use std::ptr;
 
-use crate::atomics::{AtomicPtr, Ordering};
+use crate::atomics::{AtomicPtr, Ordering, prefetch_for_write};
 
 /// A node that can sit in a [`MpscQueue`]: it embeds its own `next` link.
 pub trait MpscNode: Sized {
@@ -85,6 +85,14 @@ impl<N: MpscNode> MpscQueue<N> {
         }
     }
 
+    /// A producer about to push: asks for the head's cache line in
+    /// writable ([`prefetch_for_write`]), so that its fetch overlaps the
+    /// caller's work before the push.
+    #[inline(always)]
+    pub fn prefetch_head(&self) {
+        prefetch_for_write(&self.head);
+    }
+
     /// True if a producer has pushed something the consumer has not taken.
     /// (After `NotifyState::arm`, whose fence orders this load.)
     #[inline]
@@ -121,9 +129,14 @@ impl<N: MpscNode> MpscQueue<N> {
     /// when empty), so that the batch can be appended to another list.
     #[inline]
     pub fn take_all_fifo_with_tail(&self) -> (*mut N, *mut N) {
-        if self.head.load(Ordering::Relaxed).is_null() {
+        let newest = self.head.load(Ordering::Relaxed);
+        if newest.is_null() {
             return (ptr::null_mut(), ptr::null_mut());
         }
+        // The newest node's line (its link is rewritten below; a producer
+        // on another CPU wrote it last) comes while the swap waits for the
+        // head's. A stale pointer is harmless: this only hints the cache.
+        prefetch_for_write(newest);
         let mut node = self.head.swap(ptr::null_mut(), Ordering::Acquire);
         // The most recent push ends up last.
         let tail = node;

@@ -192,6 +192,8 @@ pub(crate) fn main_context(missing: &'static str) -> MisuseResult<&'static Conte
 /// Validates a C BH handle.
 #[inline(always)]
 pub(crate) fn live_bh<'a>(bh: *mut QEMUBH) -> MisuseResult<&'a Bh> {
+    // Every caller changes the flags next to the magic checked first.
+    crate::atomics::prefetch_for_write(bh);
     // SAFETY: handles given to C are `Bh` pointers (see `context`).
     unsafe { Bh::from_handle(bh.cast_const().cast()) }
 }
