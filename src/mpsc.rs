@@ -21,6 +21,12 @@
 //! installs its own node on top of whatever head it read, and the consumer
 //! never pops single nodes with a CAS.
 //!
+//! Across CPUs, the head's line and a node's line are each written by the
+//! other side last; both sides load before they write them (the push its
+//! head before the CAS, the consumer a node's link before rewriting it), so
+//! each first asks for the line writable (`atomics::prefetch_for_write`),
+//! which makes it cross once instead of twice (shared, then exclusive).
+//!
 //! Memory ordering: the push CAS releases the node's fields and link; the
 //! consumer's `swap` (and `peek`) acquire them. The handshake with
 //! `notify_me` that makes a push wake a sleeping poller is a pair of
@@ -70,6 +76,10 @@ impl<N: MpscNode> MpscQueue<N> {
     /// must stay valid until the consumer has taken it out again.
     #[inline]
     pub unsafe fn push(&self, node: *mut N) -> bool {
+        // The load below and the CAS need the head's line; the consumer on
+        // another CPU wrote it last. Asked for writable at once, it crosses
+        // once instead of twice (shared for the load, then exclusive).
+        prefetch_for_write(&self.head);
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             // SAFETY: the caller guarantees `node` is valid and not shared
@@ -83,14 +93,6 @@ impl<N: MpscNode> MpscQueue<N> {
                 Err(actual) => head = actual,
             }
         }
-    }
-
-    /// A producer about to push: asks for the head's cache line in
-    /// writable ([`prefetch_for_write`]), so that its fetch overlaps the
-    /// caller's work before the push.
-    #[inline(always)]
-    pub fn prefetch_head(&self) {
-        prefetch_for_write(&self.head);
     }
 
     /// True if a producer has pushed something the consumer has not taken.

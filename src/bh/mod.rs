@@ -156,9 +156,6 @@ impl Bh {
     #[inline(always)]
     pub(crate) fn schedule(&self, idle: bool, api: LazyApiCall) -> MisuseResult<()> {
         let new = BH_PENDING | BH_SCHEDULED | if idle { BH_IDLE } else { 0 };
-        // Fetched while the flags' RMW waits for the BH's line: across
-        // threads both lines were written last by the context's thread.
-        self.context().bh_queue().prefetch_head();
         let old = self.flags.fetch_or(new, Ordering::AcqRel);
         if old & BH_DELETED != 0 {
             return Err(self.scheduled_after_delete());
