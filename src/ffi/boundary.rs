@@ -192,7 +192,9 @@ pub(crate) fn main_context(missing: &'static str) -> MisuseResult<&'static Conte
 /// Validates a C BH handle.
 #[inline(always)]
 pub(crate) fn live_bh<'a>(bh: *mut QEMUBH) -> MisuseResult<&'a Bh> {
-    // Every caller changes the flags next to the magic checked first.
+    // Schedule, cancel and delete RMW the flags next to the magic read
+    // first: one writable fetch instead of a shared one and an upgrade
+    // (aio_bh_call, which writes nothing, gets a useless hint).
     crate::atomics::prefetch_for_write(bh);
     // SAFETY: handles given to C are `Bh` pointers (see `context`).
     unsafe { Bh::from_handle(bh.cast_const().cast()) }
