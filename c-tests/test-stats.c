@@ -138,6 +138,54 @@ static void test_fd_callbacks(void)
     aio_context_unref(ctx);
 }
 
+/* Blocking polls of a context watching an fd. One whose fd is ready before
+ * it starts cannot block: with the poll and epoll monitors it counts no
+ * blocked time (it looks at the fds without waiting first, and reads no
+ * clock); io_uring, which times its own sleeps, counts at most a syscall's
+ * worth. One that waits for a timer while the fd stays quiet is timed. */
+static void test_blocked_time_with_fds(void)
+{
+    AioContext *ctx = new_context();
+    int fds[2];
+    g_assert_cmpint(pipe(fds), ==, 0);
+    PipeReader p = { .fd = fds[0] };
+    QEMUTimer t;
+    int fired = 0;
+
+    aio_set_fd_handler(ctx, fds[0], pipe_read_cb, NULL, NULL, NULL, &p);
+    aio_timer_init(ctx, &t, QEMU_CLOCK_REALTIME, SCALE_NS, count_cb, &fired);
+    AioctxStats a = get_stats(ctx);
+    for (int i = 0; i < 10; i++) {
+        g_assert_cmpint(write(fds[1], "x", 1), ==, 1);
+        g_assert_true(aio_poll(ctx, true));
+    }
+    AioctxStats b = get_stats(ctx);
+    g_assert_cmpint(p.reads, ==, 10);
+    g_assert_cmpuint(b.fd_callbacks - a.fd_callbacks, ==, 10);
+    const char *forced = getenv("AIOCTX_FDMON");
+    if (forced && strcmp(forced, "io_uring") == 0) {
+        g_assert_cmpuint(b.blocked_ns - a.blocked_ns, <, 10 * 1000000);
+    } else {
+        g_assert_cmpuint(b.blocked_ns, ==, a.blocked_ns);
+    }
+
+    int64_t before = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+    timer_mod(&t, before + 20000000);
+    while (!fired) {
+        aio_poll(ctx, true);
+    }
+    int64_t took = qemu_clock_get_ns(QEMU_CLOCK_REALTIME) - before;
+    AioctxStats c = get_stats(ctx);
+    g_assert_cmpint(p.reads, ==, 10);
+    g_assert_cmpuint(c.blocked_ns - b.blocked_ns, >=, 10000000);
+    g_assert_cmpuint(c.blocked_ns - b.blocked_ns, <=, (uint64_t)took + 200000);
+
+    aio_set_fd_handler(ctx, fds[0], NULL, NULL, NULL, NULL, NULL);
+    close(fds[0]);
+    close(fds[1]);
+    aio_context_unref(ctx);
+}
+
 static int notifier_reads;
 
 static void notifier_read_cb(EventNotifier *e)
@@ -483,6 +531,7 @@ int main(int argc, char **argv)
     g_test_add_func("/aio/stats/fresh-context-is-zero", test_fresh_context_is_zero);
     g_test_add_func("/aio/stats/bhs-run", test_bhs_run);
     g_test_add_func("/aio/stats/fd-callbacks", test_fd_callbacks);
+    g_test_add_func("/aio/stats/blocked-time-with-fds", test_blocked_time_with_fds);
     g_test_add_func("/aio/stats/notifier-callbacks", test_notifier_callbacks);
     g_test_add_func("/aio/stats/timers-fired", test_timers_fired);
     g_test_add_func("/aio/stats/notify-elided-without-poller",

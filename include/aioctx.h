@@ -443,8 +443,9 @@ typedef struct AioctxStats {
   uint64_t notify_elided;
   /**
    * Nanoseconds `aio_poll` spent blocked in the fd monitor or the wakeup
-   * eventfd with a non-zero timeout (busy polling is not blocked time;
-   * waits inside a GLib main loop are GLib's and are not counted).
+   * eventfd with a non-zero timeout (busy polling is not blocked time, nor
+   * is a wait that found an fd ready at once; waits inside a GLib main
+   * loop are GLib's and are not counted).
    */
   uint64_t blocked_ns;
   /**

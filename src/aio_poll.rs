@@ -20,6 +20,8 @@
 //! no lock and no `RefCell` borrow held: they may schedule, delete, add or
 //! remove handlers, call `aio_poll` recursively, or drop references.
 
+pub(crate) mod ready_probe;
+
 use std::sync::Arc;
 
 use crate::busy_poll::{now_ns, poll_handlers_once};
@@ -123,21 +125,8 @@ impl Context {
             };
             if watches_fds {
                 let mut local = self.local_handlers(guard);
-                // io_uring times its own sleep: a wait answered from ring
-                // memory then reads no clock.
-                let self_timed = local.monitor_times_its_sleep();
-                let t0 = if self_timed {
-                    None
-                } else {
-                    blocked_clock(timeout)
-                };
-                self.wait_fds_in(&mut local, timeout, ready);
+                let blocked_ns = self.wait_fds_timed(&mut local, timeout, ready);
                 self.notify_state().disarm();
-                let blocked_ns = if self_timed {
-                    Some(local.take_slept_ns())
-                } else {
-                    stats::blocked_ns_since(t0)
-                };
                 drop(local);
                 self.add_blocked(guard, blocked_ns);
             } else if timeout != 0 {
@@ -160,6 +149,36 @@ impl Context {
             let event_ns = found_at.unwrap_or_else(|| self.poll_params().blocked_event_ns(start));
             self.poll_params().adapt(event_ns, polled);
         }
+    }
+
+    /// The blocking wait of [`Context::wait_for_work`] on the fds, up to
+    /// `timeout` ns; returns the time it blocked, for the statistic (None:
+    /// not measured, or it could not block).
+    #[inline(always)]
+    fn wait_fds_timed(
+        &self,
+        local: &mut HandlersLocal,
+        timeout: i64,
+        ready: &mut Vec<ReadyHandler>,
+    ) -> Option<u64> {
+        // io_uring times its own sleep: a wait answered from ring memory
+        // then reads no clock.
+        if local.monitor_times_its_sleep() {
+            self.wait_fds_in(local, timeout, ready);
+            return Some(local.take_slept_ns());
+        }
+        // Fds ready already: a wait that cannot block, and no clock read
+        // (`aio_poll/ready_probe.rs`).
+        if timeout != 0 && stats::COUNTS_BLOCKED && local.ready_probe().should_probe() {
+            let found = self.wait_fds_in(local, 0, ready);
+            local.ready_probe().record(found);
+            if found {
+                return None;
+            }
+        }
+        let t0 = blocked_clock(timeout);
+        self.wait_fds_in(local, timeout, ready);
+        stats::blocked_ns_since(t0)
     }
 
     /// Adds a wait's blocked time (None: not measured) to the counter.
@@ -188,21 +207,26 @@ impl Context {
         self.wait_fds_in(&mut self.local_handlers(guard), timeout_ns, ready);
     }
 
-    /// [`Context::wait_fds`] with the loop-thread handlers already borrowed.
+    /// [`Context::wait_fds`] with the loop-thread handlers already borrowed;
+    /// returns whether the wait found anything (a ready handler, the
+    /// wakeup, a completion of a caller's io_uring request).
     #[inline(always)]
     fn wait_fds_in(
         &self,
         local: &mut HandlersLocal,
         timeout_ns: i64,
         ready: &mut Vec<ReadyHandler>,
-    ) {
-        if local.wait_and_take(timeout_ns, self.wakeup_fd(), ready) {
+    ) -> bool {
+        let had = ready.len();
+        let woken = local.wait_and_take(timeout_ns, self.wakeup_fd(), ready);
+        if woken {
             self.clear_wakeup();
         }
         if local.take_backend_changed() {
             self.publish_fdmon_ops(local); // fell back after a failed wait
         }
         self.refresh_watches_fds(local);
+        woken || ready.len() != had || local.has_user_completions()
     }
 
     /// The dispatch half of an iteration, in QEMU's order: BHs, busy-poll

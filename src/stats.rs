@@ -23,8 +23,9 @@
 //! ([`blocked_clock`], used by `aio_poll.rs` and the io_uring monitor):
 //! only `make bench-stats` builds it, to measure what the counting costs.
 //! Those clock reads (the TSC where it is trusted, ~10 ns each, see
-//! `tick_clock.rs`; else the vDSO's ~20 ns) are the counters' main cost on
-//! a blocking poll whose wait returns at once.
+//! `tick_clock.rs`; else the vDSO's ~20 ns) were the counters' main cost on
+//! a blocking poll whose wait returns at once; a poll whose fds are ready
+//! before it waits now skips them (`aio_poll/ready_probe.rs`).
 //!
 //! A reader gets each counter's value at some recent moment; fields are not
 //! a consistent snapshot of each other (a poll in progress may have counted
@@ -32,13 +33,16 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Whether `blocked_ns` is measured (not the `aioctx_no_stats` build).
+pub(crate) const COUNTS_BLOCKED: bool = !cfg!(aioctx_no_stats);
+
 /// The start of a wait that `blocked_ns` measures: the clock (in
 /// [`tick_clock`](crate::tick_clock) ticks), or None in the
 /// `aioctx_no_stats` build (see the module docs). End it with
 /// [`blocked_ns_since`].
 #[inline(always)]
 pub(crate) fn blocked_clock() -> Option<u64> {
-    (!cfg!(aioctx_no_stats)).then(crate::tick_clock::now_ticks)
+    COUNTS_BLOCKED.then(crate::tick_clock::now_ticks)
 }
 
 /// Nanoseconds since `t0` from [`blocked_clock`]; None if it read none.
@@ -167,8 +171,9 @@ pub struct AioctxStats {
     /// `aio_notify` calls that made no syscall (nobody blocked).
     pub notify_elided: u64,
     /// Nanoseconds `aio_poll` spent blocked in the fd monitor or the wakeup
-    /// eventfd with a non-zero timeout (busy polling is not blocked time;
-    /// waits inside a GLib main loop are GLib's and are not counted).
+    /// eventfd with a non-zero timeout (busy polling is not blocked time, nor
+    /// is a wait that found an fd ready at once; waits inside a GLib main
+    /// loop are GLib's and are not counted).
     pub blocked_ns: u64,
     /// Busy-poll windows that found work before running out.
     pub poll_hits: u64,

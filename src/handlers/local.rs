@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{Handler, Handlers, POLLIN, ReadyHandler};
+use crate::aio_poll::ready_probe::ReadyProbe;
 use crate::fatal;
 use crate::fdmon::io_uring::UserCompletion;
 use crate::fdmon::{self, Backend, EPOLL_THRESHOLD, FdMap, FdMonitor, FdTable, Ready};
@@ -41,6 +42,8 @@ pub(crate) struct HandlersLocal {
     /// Completions of callers' io_uring requests (`aio_add_sqe`) not yet
     /// handed to their `CqeHandler`s.
     user_done: Vec<UserCompletion>,
+    /// Whether `aio_poll`'s next blocking wait first looks without waiting.
+    ready_probe: ReadyProbe,
 }
 
 /// The fds a context's GSource watches, mirroring the registry.
@@ -83,6 +86,7 @@ impl Default for HandlersLocal {
             backend_changed: false,
             draining: None,
             user_done: Vec::new(),
+            ready_probe: ReadyProbe::default(),
         }
     }
 }
@@ -158,6 +162,12 @@ impl HandlersLocal {
     #[inline]
     pub(crate) fn monitor_times_its_sleep(&self) -> bool {
         self.monitor.as_ref().is_some_and(|m| m.times_its_sleep())
+    }
+
+    /// The back-off of `aio_poll`'s probe for fds ready before a wait.
+    #[inline(always)]
+    pub(crate) fn ready_probe(&mut self) -> &mut ReadyProbe {
+        &mut self.ready_probe
     }
 
     /// The time the monitor slept since the last call.
