@@ -169,16 +169,20 @@ impl Context {
         }
         // Fds ready already: a wait that cannot block, and no clock read
         // (`aio_poll/ready_probe.rs`).
-        if timeout != 0 && stats::COUNTS_BLOCKED && local.ready_probe().should_probe() {
+        if timeout != 0 && local.ready_probe().should_probe() {
             let found = self.wait_fds_in(local, 0, ready);
-            local.ready_probe().record(found);
+            local.ready_probe().record_probe(found);
             if found {
                 return None;
             }
         }
         let t0 = blocked_clock(timeout);
         self.wait_fds_in(local, timeout, ready);
-        stats::blocked_ns_since(t0)
+        let blocked_ns = stats::blocked_ns_since(t0);
+        if timeout != 0 {
+            local.ready_probe().record_wait(blocked_ns);
+        }
+        blocked_ns
     }
 
     /// Adds a wait's blocked time (None: not measured) to the counter.

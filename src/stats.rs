@@ -33,16 +33,13 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Whether `blocked_ns` is measured (not the `aioctx_no_stats` build).
-pub(crate) const COUNTS_BLOCKED: bool = !cfg!(aioctx_no_stats);
-
 /// The start of a wait that `blocked_ns` measures: the clock (in
 /// [`tick_clock`](crate::tick_clock) ticks), or None in the
 /// `aioctx_no_stats` build (see the module docs). End it with
 /// [`blocked_ns_since`].
 #[inline(always)]
 pub(crate) fn blocked_clock() -> Option<u64> {
-    COUNTS_BLOCKED.then(crate::tick_clock::now_ticks)
+    (!cfg!(aioctx_no_stats)).then(crate::tick_clock::now_ticks)
 }
 
 /// Nanoseconds since `t0` from [`blocked_clock`]; None if it read none.
