@@ -307,6 +307,51 @@ static inline void bench_compare(int k, bench_fn *const *fns, void *const *args,
     }
 }
 
+/*
+ * Paired rounds of two bodies: `rounds` times (at most 1024), a and b each
+ * run `n` iterations back to back, in alternating order, and the round's
+ * ratio a/b is kept. On a host whose speed changes from one second to the
+ * next, the median of these per-round ratios follows the ratio far more
+ * steadily than the ratio of two medians over a few longer runs does
+ * (bench_compare). Returns the ratios' median, min and max; *q25 and *q75
+ * get their quartiles, *a_ns and *b_ns the median ns per iteration of each.
+ */
+static inline bench_stat bench_paired(bench_fn *fa, void *arga, bench_fn *fb, void *argb,
+                                      uint64_t n, int rounds, double *q25, double *q75,
+                                      double *a_ns, double *b_ns)
+{
+    static double ra[1024], rb[1024], q[1024];
+    bench_stat r = { 0, 0, 0, 0 };
+    if (rounds > 1024) {
+        rounds = 1024;
+    }
+    if (rounds < 1) {
+        return r;
+    }
+    for (int i = 0; i < rounds; i++) {
+        if (i & 1) {
+            rb[i] = bench_once(fb, argb, n);
+            ra[i] = bench_once(fa, arga, n);
+        } else {
+            ra[i] = bench_once(fa, arga, n);
+            rb[i] = bench_once(fb, argb, n);
+        }
+        q[i] = rb[i] != 0 ? ra[i] / rb[i] : 0;
+    }
+    qsort(ra, (size_t)rounds, sizeof(double), bench_cmp_double);
+    qsort(rb, (size_t)rounds, sizeof(double), bench_cmp_double);
+    qsort(q, (size_t)rounds, sizeof(double), bench_cmp_double);
+    r.median = q[rounds / 2];
+    r.min = q[0];
+    r.max = q[rounds - 1];
+    r.n = rounds;
+    *q25 = q[rounds / 4];
+    *q75 = q[(3 * rounds) / 4];
+    *a_ns = ra[rounds / 2];
+    *b_ns = rb[rounds / 2];
+    return r;
+}
+
 /* ---- reporting --------------------------------------------------------- */
 
 /* A value with about 4 significant digits and no exponent. */
@@ -331,21 +376,33 @@ static inline const char *bench_fmt(char *buf, size_t len, double v)
  * One result line; peer NULL means no peer. The `#` line after it gives
  * min/max of the runs.
  */
+static inline const char *bench_fmt_ratio(char *buf, size_t len, double ratio)
+{
+    if (ratio >= 100) {
+        snprintf(buf, len, "%.0f", ratio);
+    } else if (ratio >= 0.01 || ratio == 0) {
+        snprintf(buf, len, "%.3f", ratio);
+    } else {
+        snprintf(buf, len, "%.2g", ratio);
+    }
+    return buf;
+}
+
+/* The result line alone, with the ratio given (bench_paired's median). */
+static inline void bench_row(const char *name, double value, const char *peer, double peer_value,
+                             double ratio, const char *unit)
+{
+    char b1[32], b2[32], b3[32];
+    printf("%-32s %10s  %-16s %10s  %6s  %s\n", name, bench_fmt(b1, sizeof b1, value), peer,
+           bench_fmt(b2, sizeof b2, peer_value), bench_fmt_ratio(b3, sizeof b3, ratio), unit);
+}
+
 static inline void bench_line(const char *name, bench_stat a, const char *peer, bench_stat p,
                               const char *unit)
 {
-    char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32], b7[32];
+    char b1[32], b4[32], b5[32], b6[32], b7[32];
     if (peer) {
-        double ratio = p.median != 0 ? a.median / p.median : 0;
-        if (ratio >= 100) {
-            snprintf(b3, sizeof b3, "%.0f", ratio);
-        } else if (ratio >= 0.01 || ratio == 0) {
-            snprintf(b3, sizeof b3, "%.3f", ratio);
-        } else {
-            snprintf(b3, sizeof b3, "%.2g", ratio);
-        }
-        printf("%-32s %10s  %-16s %10s  %6s  %s\n", name, bench_fmt(b1, sizeof b1, a.median),
-               peer, bench_fmt(b2, sizeof b2, p.median), b3, unit);
+        bench_row(name, a.median, peer, p.median, p.median != 0 ? a.median / p.median : 0, unit);
         printf("#   %s: aioctx min %s max %s; %s min %s max %s\n", name,
                bench_fmt(b4, sizeof b4, a.min), bench_fmt(b5, sizeof b5, a.max), peer,
                bench_fmt(b6, sizeof b6, p.min), bench_fmt(b7, sizeof b7, p.max));
