@@ -372,10 +372,7 @@ static inline const char *bench_fmt(char *buf, size_t len, double v)
     return buf;
 }
 
-/*
- * One result line; peer NULL means no peer. The `#` line after it gives
- * min/max of the runs.
- */
+/* A ratio: 3 decimals, none from 100 up, 2 significant digits below 0.01. */
 static inline const char *bench_fmt_ratio(char *buf, size_t len, double ratio)
 {
     if (ratio >= 100) {
@@ -397,6 +394,10 @@ static inline void bench_row(const char *name, double value, const char *peer, d
            bench_fmt(b2, sizeof b2, peer_value), bench_fmt_ratio(b3, sizeof b3, ratio), unit);
 }
 
+/*
+ * One result line; peer NULL means no peer. The `#` line after it gives
+ * min/max of the runs.
+ */
 static inline void bench_line(const char *name, bench_stat a, const char *peer, bench_stat p,
                               const char *unit)
 {
