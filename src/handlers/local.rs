@@ -164,7 +164,8 @@ impl HandlersLocal {
         self.monitor.as_ref().is_some_and(|m| m.times_its_sleep())
     }
 
-    /// The back-off of `aio_poll`'s probe for fds ready before a wait.
+    /// The streak that decides whether `aio_poll` probes for fds ready
+    /// before a wait.
     #[inline(always)]
     pub(crate) fn ready_probe(&mut self) -> &mut ReadyProbe {
         &mut self.ready_probe
