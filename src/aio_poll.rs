@@ -167,21 +167,24 @@ impl Context {
             self.wait_fds_in(local, timeout, ready);
             return Some(local.take_slept_ns());
         }
+        if timeout == 0 {
+            // Cannot block: nothing to time, nothing to learn from.
+            self.wait_fds_in(local, 0, ready);
+            return None;
+        }
         // Fds ready already: a wait that cannot block, and no clock read
         // (`aio_poll/ready_probe.rs`).
-        if timeout != 0 && local.ready_probe().should_probe() {
+        if local.ready_probe().should_probe() {
             let found = self.wait_fds_in(local, 0, ready);
             local.ready_probe().record_probe(found);
             if found {
                 return None;
             }
         }
-        let t0 = blocked_clock(timeout);
+        let t0 = stats::blocked_clock();
         self.wait_fds_in(local, timeout, ready);
         let blocked_ns = stats::blocked_ns_since(t0);
-        if timeout != 0 {
-            local.ready_probe().record_wait(blocked_ns);
-        }
+        local.ready_probe().record_wait(blocked_ns);
         blocked_ns
     }
 
