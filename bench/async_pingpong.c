@@ -534,7 +534,7 @@ int main(void)
     bench_fn *fns[8];
     void *args[8];
     const char *names[8];
-    bench_stat st[9];
+    bench_stat st[8];
     int k = 0;
 
     bench_start("async_pingpong", "cross-thread BH ping-pong round trip, two contexts");
