@@ -442,12 +442,19 @@ static void test_kick_waiter_main(void)
 /* The QEMU pattern: the main thread waits for work done in an iothread,
  * AIO_WAIT_WHILE(iothread_ctx, cond); the iothread kicks when done. */
 typedef struct {
+    int checked;                         /* atomic: the waiter looked */
     int done;                            /* atomic */
 } Work;
 
 static void work_cb(void *opaque)
 {
     Work *w = opaque;
+    /* Finish only after the waiter has looked at the condition, however
+     * late it gets there (a preempted main thread used to find the work
+     * done already and not wait at all), then while it sleeps. */
+    while (!__atomic_load_n(&w->checked, __ATOMIC_SEQ_CST)) {
+        g_usleep(100);
+    }
     g_usleep(1000);
     __atomic_store_n(&w->done, 1, __ATOMIC_SEQ_CST);
     aio_wait_kick();
@@ -456,6 +463,7 @@ static void work_cb(void *opaque)
 static bool work_not_done(void *opaque)
 {
     Work *w = opaque;
+    __atomic_store_n(&w->checked, 1, __ATOMIC_SEQ_CST);
     return !__atomic_load_n(&w->done, __ATOMIC_SEQ_CST);
 }
 
